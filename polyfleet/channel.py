@@ -1,0 +1,38 @@
+"""The one factory for gRPC channels to the orchestrator API."""
+
+from __future__ import annotations
+
+import grpc
+
+from polyfleet.config import ApiSettings
+
+
+def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
+    """gRPC options shared by the server and every client.
+
+    Args:
+        settings: API settings holding the message size limit.
+
+    Returns:
+        Options for `grpc.aio.server` or `grpc.aio.insecure_channel`.
+    """
+    limit = settings.grpc_max_message_bytes
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+
+
+def create_channel(address: str | None = None, settings: ApiSettings | None = None) -> grpc.aio.Channel:
+    """Open an asyncio gRPC channel to the orchestrator API.
+
+    Args:
+        address: `host:port`; defaults to `POLYFLEET_API_ADDRESS`.
+        settings: API settings; read from the environment when omitted.
+
+    Returns:
+        An insecure (loopback / private network) asyncio channel.
+    """
+    settings = settings or ApiSettings()
+    return grpc.aio.insecure_channel(address or settings.api_address, options=channel_options(settings))

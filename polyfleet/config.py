@@ -1,0 +1,91 @@
+"""Settings for every polyfleet process, read from the environment and `.env` files.
+
+Each subsystem has its own settings class with its own environment prefix, so SREs
+tune one part without touching another. Temporal's connection (address, namespace,
+API key, TLS) is deliberately *not* here: it comes from the Temporal SDK's own
+environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), see :func:`polyfleet.temporal.connect`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_ADDRESS = "127.0.0.1:7234"
+
+
+def _env_files() -> tuple[str, ...]:
+    # `.env` holds shared settings; `.env.<POLYFLEET_ENV>` overrides them per environment.
+    env = os.environ.get("POLYFLEET_ENV", "")
+    return (".env", f".env.{env}") if env else (".env",)
+
+
+class TaskQueueSettings(BaseSettings):
+    """Temporal task queue names (DESIGN: Configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="TEMPORAL_", env_file=_env_files(), extra="ignore")
+
+    agent_execution_orchestrator_task_queue: str = "agent_execution_orchestrator"
+    agent_execution_runner_task_queue: str = "agent_execution_runner"
+    workflow_execution_orchestrator_task_queue: str = "workflow_execution_orchestrator"
+    workflow_execution_runner_task_queue: str = "workflow_execution_runner"
+
+
+class ApiSettings(BaseSettings):
+    """Where the orchestrator's gRPC API listens and how clients reach it."""
+
+    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+
+    api_address: str = DEFAULT_API_ADDRESS
+    # gRPC message size limit, set deliberately on server and clients alike.
+    grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+
+class StoreSettings(BaseSettings):
+    """The embedded LMDB store."""
+
+    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+
+    data_dir: Path = Path(".polyfleet")
+    # Initial LMDB map size; the store doubles it when it fills up.
+    store_map_size_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
+
+class ExecutionSettings(BaseSettings):
+    """Timeouts of executions and of the activity contract (DESIGN: activity contract)."""
+
+    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+
+    agent_run_timeout: timedelta = timedelta(minutes=10)
+    workflow_run_timeout: timedelta = timedelta(minutes=30)
+    activity_schedule_to_start_timeout: timedelta = timedelta(minutes=1)
+    ensure_thread_start_to_close_timeout: timedelta = timedelta(seconds=30)
+    execute_graphton_start_to_close_timeout: timedelta = timedelta(minutes=10)
+    execute_workflow_start_to_close_timeout: timedelta = timedelta(minutes=30)
+    activity_heartbeat_timeout: timedelta = timedelta(seconds=30)
+    update_status_start_to_close_timeout: timedelta = timedelta(seconds=30)
+    execute_default_wait: timedelta = timedelta(seconds=60)
+    execute_max_wait: timedelta = timedelta(seconds=300)
+
+
+class RunnerSettings(BaseSettings):
+    """A runner worker: which queues it polls and how much it runs at once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POLYFLEET_RUNNER_", env_file=_env_files(), extra="ignore"
+    )
+
+    # Poll the agent runner queue (EnsureThread, ExecuteGraphton).
+    agents: bool = True
+    # Poll the workflow runner queue (ExecuteWorkflow).
+    workflows: bool = True
+    max_concurrent_activities: int = Field(default=50, gt=0)
+    # How often long activities heartbeat; keep it well inside the heartbeat timeout.
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    # Attempts for one progress report to RunnerService before the activity fails.
+    report_attempts: int = Field(default=5, gt=0)
