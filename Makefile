@@ -1,0 +1,59 @@
+# polyfleet — every target installs what it needs (uv is bootstrapped if missing).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, else a private copy bootstrapped into .tools/ with the system Python.
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTO_STAMP := $(VENV)/.synced
+
+.PHONY: help setup uv proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+uv: ## Install uv if it is missing
+	@command -v $(UV) >/dev/null 2>&1 || { echo "bootstrapping uv into .tools/"; \
+	  python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
+
+$(PROTO_STAMP): pyproject.toml uv.lock | uv
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(PROTO_STAMP) ## Create .venv from the lockfile
+
+proto: setup ## Regenerate polyfleet/v1 from protos/
+	$(VENV)/bin/buf lint protos
+	scripts/gen_protos.sh
+
+proto-check: setup ## Fail when the generated code is stale or buf lint fails
+	$(VENV)/bin/buf lint protos
+	@tmp=$$(mktemp -d); scripts/gen_protos.sh $$tmp >/dev/null; \
+	if diff -r -x __pycache__ $$tmp/polyfleet/v1 polyfleet/v1; then echo "generated code is up to date"; rm -rf $$tmp; \
+	else echo "polyfleet/v1 is stale: run 'make proto'"; rm -rf $$tmp; exit 1; fi
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy --strict on hand-written code
+	$(VENV)/bin/mypy
+
+test: setup proto-check lint typecheck ## Lint, typecheck and run every test (unit, integration, e2e)
+	$(VENV)/bin/pytest
+
+test-unit: setup ## Unit tests only
+	$(VENV)/bin/pytest tests/unit
+
+test-integration: setup ## Integration tests (real Temporal dev server, LMDB, gRPC)
+	$(VENV)/bin/pytest tests/integration
+
+demo: setup ## Start the fleet, run the example agent live, stop everything
+	$(VENV)/bin/polyfleet demo
+
+dev: setup ## Run the fleet until Ctrl-C
+	$(VENV)/bin/polyfleet dev
+
+clean: ## Remove the venv and local data
+	rm -rf $(VENV) .tools .polyfleet .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The orchestrator's only activity: the local UpdateStatus."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+
+from orchestrator.executions import AgentExecutions
+from orchestrator.status import IllegalTransitionError
+from polyfleet import contract
+from polyfleet.v1 import activities_pb2
+
+logger = logging.getLogger(__name__)
+
+
+class StatusActivities:
+    """Activities that run inside the orchestrator process, next to the store."""
+
+    def __init__(self, executions: AgentExecutions) -> None:
+        self._executions = executions
+
+    @activity.defn(name=contract.UPDATE_STATUS)
+    async def update_status(
+        self, params: activities_pb2.UpdateStatusInput
+    ) -> activities_pb2.UpdateStatusOutput:
+        """Persist a status change decided by a workflow (run as a local activity).
+
+        A change the lifecycle refuses (the execution is already terminal) is logged
+        and acknowledged rather than retried: retrying cannot make it legal.
+        """
+        info = activity.info()
+        try:
+            result = await self._executions.report(
+                params.execution_id, params.report_id, "orchestrator", params.update
+            )
+        except IllegalTransitionError as err:
+            logger.warning(
+                "UpdateStatus not applied: %s",
+                err,
+                extra={
+                    "execution_id": params.execution_id,
+                    "workflow_id": info.workflow_id,
+                    "run_id": info.workflow_run_id,
+                },
+            )
+            current = await self._executions.get(params.execution_id)
+            return activities_pb2.UpdateStatusOutput(applied=False, phase=current.status.phase)
+        return activities_pb2.UpdateStatusOutput(
+            sequence=result.event.sequence if result.event else 0,
+            applied=result.applied,
+            phase=result.execution.status.phase,
+        )

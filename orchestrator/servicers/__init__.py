@@ -1,0 +1,1 @@
+"""gRPC servicers: protobuf in, plain service calls, protobuf out."""

@@ -1,0 +1,60 @@
+"""Thin servicer for AgentExecutionService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from orchestrator.errors import FailedPreconditionError
+from orchestrator.executions import AgentExecutions
+from orchestrator.servicers.errors import streaming, unary
+from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+AgentExecution = agent_execution_pb2.AgentExecution
+
+
+class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServicer):
+    """polyfleet.v1.AgentExecutionService."""
+
+    def __init__(self, executions: AgentExecutions) -> None:
+        self._executions = executions
+
+    @unary
+    async def CreateAgentExecution(  # noqa: N802
+        self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
+    ) -> AgentExecution:
+        return await self._executions.create(request)
+
+    @unary
+    async def ExecuteAgent(  # noqa: N802
+        self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
+    ) -> AgentExecution:
+        raise FailedPreconditionError("ExecuteAgent is not available yet; use Create and Watch")
+
+    @unary
+    async def GetAgentExecution(  # noqa: N802
+        self, request: agent_execution_pb2.GetAgentExecutionRequest, context: Context
+    ) -> AgentExecution:
+        return await self._executions.get(request.id)
+
+    @unary
+    async def ListAgentExecutions(  # noqa: N802
+        self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
+    ) -> agent_execution_pb2.ListAgentExecutionsResponse:
+        return await self._executions.list(request)
+
+    @unary
+    async def CancelAgentExecution(  # noqa: N802
+        self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
+    ) -> AgentExecution:
+        raise FailedPreconditionError("CancelAgentExecution is not available yet")
+
+    @streaming
+    async def WatchAgentExecution(  # noqa: N802
+        self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
+    ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
+        async for item in self._executions.watch(request.id, request.after_sequence):
+            yield item

@@ -1,0 +1,53 @@
+"""Thin servicer for the internal RunnerService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from orchestrator.executions import AgentExecutions
+from orchestrator.servicers.errors import unary
+from orchestrator.threads import RunnerOperations
+from polyfleet.v1 import runner_pb2, runner_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
+    """polyfleet.v1.RunnerService: what stateless runners fetch and report."""
+
+    def __init__(self, operations: RunnerOperations, executions: AgentExecutions) -> None:
+        self._operations = operations
+        self._executions = executions
+
+    @unary
+    async def GetAgentExecutionContext(  # noqa: N802
+        self, request: runner_pb2.GetAgentExecutionContextRequest, context: Context
+    ) -> runner_pb2.GetAgentExecutionContextResponse:
+        return await self._operations.context(request.execution_id)
+
+    @unary
+    async def EnsureThread(  # noqa: N802
+        self, request: runner_pb2.EnsureThreadRequest, context: Context
+    ) -> runner_pb2.EnsureThreadResponse:
+        return await self._operations.ensure_thread(request.execution_id)
+
+    @unary
+    async def ReportProgress(  # noqa: N802
+        self, request: runner_pb2.ReportProgressRequest, context: Context
+    ) -> runner_pb2.ReportProgressResponse:
+        result = await self._executions.report(
+            request.execution_id, request.report_id, "runner", request.update
+        )
+        return runner_pb2.ReportProgressResponse(
+            sequence=result.event.sequence if result.event else 0,
+            applied=result.applied,
+            phase=result.execution.status.phase,
+        )
+
+    @unary
+    async def AppendThreadMessages(  # noqa: N802
+        self, request: runner_pb2.AppendThreadMessagesRequest, context: Context
+    ) -> runner_pb2.AppendThreadMessagesResponse:
+        return await self._operations.append_thread_messages(request)

@@ -1,0 +1,143 @@
+"""Merging progress reports into an execution's status.
+
+Reports are deltas: a report never replaces the status wholesale, so a runner's
+message report and the workflow's final UpdateStatus can arrive in any order
+without erasing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+
+TERMINAL_PHASES = frozenset(
+    {
+        common_pb2.EXECUTION_PHASE_COMPLETED,
+        common_pb2.EXECUTION_PHASE_FAILED,
+        common_pb2.EXECUTION_PHASE_CANCELLED,
+    }
+)
+
+_ALLOWED: dict[int, frozenset[int]] = {
+    common_pb2.EXECUTION_PHASE_PENDING: frozenset(
+        {common_pb2.EXECUTION_PHASE_RUNNING, *TERMINAL_PHASES}
+    ),
+    common_pb2.EXECUTION_PHASE_RUNNING: TERMINAL_PHASES,
+}
+
+Status = agent_execution_pb2.AgentExecutionStatus | workflow_execution_pb2.WorkflowExecutionStatus
+
+
+class IllegalTransitionError(Exception):
+    """A report asked for a change the execution lifecycle does not allow."""
+
+    def __init__(self, execution_id: str, current: int, requested: int) -> None:
+        self.execution_id = execution_id
+        self.current = current
+        self.requested = requested
+        if current == requested:
+            detail = f"execution {execution_id} is already {phase_name(current)}"
+        else:
+            detail = (
+                f"execution {execution_id}: illegal phase transition "
+                f"{phase_name(current)} -> {phase_name(requested)}"
+            )
+        super().__init__(detail)
+
+
+def phase_name(phase: int) -> str:
+    """Short phase name, e.g. ``RUNNING``."""
+    return common_pb2.ExecutionPhase.Name(phase).removeprefix("EXECUTION_PHASE_")  # type: ignore[arg-type]
+
+
+def is_terminal(phase: int) -> bool:
+    """Whether no further change may happen to an execution in ``phase``."""
+    return phase in TERMINAL_PHASES
+
+
+def can_transition(current: int, requested: int) -> bool:
+    """Whether the lifecycle allows moving from ``current`` to ``requested``."""
+    return requested == current or requested in _ALLOWED.get(current, frozenset())
+
+
+def merge_agent_update(
+    execution: agent_execution_pb2.AgentExecution, update: common_pb2.ExecutionUpdate
+) -> None:
+    """Merge a progress report into an agent execution's status.
+
+    Args:
+        execution: The execution to mutate.
+        update: The delta to merge.
+
+    Raises:
+        IllegalTransitionError: The report would change a terminal execution or make
+            an illegal phase change; nothing is merged.
+    """
+    status = execution.status
+    _merge_common(execution.id, status, update)
+    _upsert(status.tool_calls, update.tool_calls)
+    if update.HasField("usage"):
+        status.usage.input_tokens += update.usage.input_tokens
+        status.usage.output_tokens += update.usage.output_tokens
+        status.usage.total_tokens += update.usage.total_tokens
+    if update.output_text:
+        status.output_text = update.output_text
+    if update.HasField("output"):
+        status.output.CopyFrom(update.output)
+
+
+def _merge_common(execution_id: str, status: Status, update: common_pb2.ExecutionUpdate) -> None:
+    requested = update.phase
+    if is_terminal(status.phase) and (
+        (requested and requested != status.phase) or _changes_content(update)
+    ):
+        # A late report after the terminal state would rewrite history; only a bare
+        # repeat of the terminal phase is harmless.
+        raise IllegalTransitionError(execution_id, status.phase, requested or status.phase)
+    if requested and not can_transition(status.phase, requested):
+        raise IllegalTransitionError(execution_id, status.phase, requested)
+    if requested and requested != status.phase:
+        now = Timestamp()
+        now.GetCurrentTime()
+        status.phase = requested
+        if requested == common_pb2.EXECUTION_PHASE_RUNNING:
+            status.start_time.CopyFrom(now)
+        if is_terminal(requested):
+            status.end_time.CopyFrom(now)
+    _upsert(status.messages, update.messages)
+    if update.HasField("error"):
+        status.error.CopyFrom(update.error)
+
+
+def _changes_content(update: common_pb2.ExecutionUpdate) -> bool:
+    return bool(
+        update.messages
+        or update.tool_calls
+        or update.HasField("error")
+        or update.output_text
+        or update.HasField("output")
+        or update.HasField("usage")
+        or update.content_delta
+    )
+
+
+_Item = TypeVar("_Item", common_pb2.Message, common_pb2.ToolCall)
+
+
+def _upsert(target: RepeatedCompositeFieldContainer[_Item], items: Iterable[_Item]) -> None:
+    # Items with an ID replace the earlier item with that ID; a retried or refined
+    # report (a tool call that finished) updates in place instead of duplicating.
+    index = {item.id: i for i, item in enumerate(target) if item.id}
+    for item in items:
+        position = index.get(item.id) if item.id else None
+        if position is None:
+            target.add().CopyFrom(item)
+            if item.id:
+                index[item.id] = len(target) - 1
+        else:
+            target[position].CopyFrom(item)

@@ -1,0 +1,51 @@
+"""What runners fetch and write through RunnerService: context and thread history."""
+
+from __future__ import annotations
+
+import store
+from orchestrator.errors import NotFoundError
+from orchestrator.executions import AgentExecutions
+from polyfleet.v1 import runner_pb2
+
+
+class RunnerOperations:
+    """The logic behind RunnerService; runners stay stateless by asking here."""
+
+    def __init__(self, db: store.Store, executions: AgentExecutions) -> None:
+        self._db = db
+        self._executions = executions
+
+    async def context(self, execution_id: str) -> runner_pb2.GetAgentExecutionContextResponse:
+        """The execution, its agent and the thread history before it."""
+        execution = await self._executions.get(execution_id)
+        try:
+            agent = await self._db.agents.get(execution.agent)
+        except store.NotFoundError:
+            raise NotFoundError("agent", execution.agent) from None
+        thread, _ = await self._db.threads.get_or_create_for_session(execution.session_id)
+        return runner_pb2.GetAgentExecutionContextResponse(
+            execution=execution, agent=agent, history=list(thread.messages)
+        )
+
+    async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
+        """Get or create the thread of the execution's session."""
+        execution = await self._executions.get(execution_id)
+        thread, created = await self._db.threads.get_or_create_for_session(execution.session_id)
+        return runner_pb2.EnsureThreadResponse(
+            thread_id=thread.id, created=created, message_count=len(thread.messages)
+        )
+
+    async def append_thread_messages(
+        self, request: runner_pb2.AppendThreadMessagesRequest
+    ) -> runner_pb2.AppendThreadMessagesResponse:
+        """Append messages to a thread once per report ID."""
+        try:
+            thread = await self._db.threads.append_messages(
+                request.thread_id, request.report_id, list(request.messages)
+            )
+        except store.NotFoundError:
+            raise NotFoundError("thread", request.thread_id) from None
+        return runner_pb2.AppendThreadMessagesResponse(message_count=len(thread.messages))
+
+
+__all__ = ["RunnerOperations"]

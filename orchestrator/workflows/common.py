@@ -1,0 +1,172 @@
+"""Workflow-side helpers shared by the agent and workflow-execution workflows.
+
+Everything here runs inside the workflow sandbox: deterministic, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutError,
+    TimeoutType,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from google.protobuf.duration_pb2 import Duration
+
+    from polyfleet import contract
+    from polyfleet.v1 import activities_pb2, common_pb2
+
+# Defaults of the activity contract (DESIGN: the activity contract).
+SCHEDULE_TO_START = timedelta(minutes=1)
+ENSURE_THREAD_START_TO_CLOSE = timedelta(seconds=30)
+EXECUTE_GRAPHTON_START_TO_CLOSE = timedelta(minutes=10)
+EXECUTE_WORKFLOW_START_TO_CLOSE = timedelta(minutes=30)
+HEARTBEAT = timedelta(seconds=30)
+UPDATE_STATUS_START_TO_CLOSE = timedelta(seconds=30)
+
+ENSURE_THREAD_RETRY = RetryPolicy(
+    maximum_attempts=3, initial_interval=timedelta(seconds=5), backoff_coefficient=2.0
+)
+NO_RETRY = RetryPolicy(maximum_attempts=1)
+UPDATE_STATUS_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
+
+
+def _or(value: Duration, default: timedelta) -> timedelta:
+    return value.ToTimedelta() if value.seconds or value.nanos else default
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Resolved activity timeouts and the default runner queue of one execution."""
+
+    default_queue: str
+    schedule_to_start: timedelta
+    ensure_thread_start_to_close: timedelta
+    execute_graphton_start_to_close: timedelta
+    execute_workflow_start_to_close: timedelta
+    heartbeat: timedelta
+    update_status_start_to_close: timedelta
+
+    @classmethod
+    def resolve(cls, policy: activities_pb2.ActivityPolicy, fallback_queue: str) -> Policy:
+        """Fill unset fields of the frozen policy with the contract's defaults."""
+        return cls(
+            default_queue=policy.default_activity_task_queue or fallback_queue,
+            schedule_to_start=_or(policy.schedule_to_start_timeout, SCHEDULE_TO_START),
+            ensure_thread_start_to_close=_or(
+                policy.ensure_thread_start_to_close_timeout, ENSURE_THREAD_START_TO_CLOSE
+            ),
+            execute_graphton_start_to_close=_or(
+                policy.execute_graphton_start_to_close_timeout, EXECUTE_GRAPHTON_START_TO_CLOSE
+            ),
+            execute_workflow_start_to_close=_or(
+                policy.execute_workflow_start_to_close_timeout, EXECUTE_WORKFLOW_START_TO_CLOSE
+            ),
+            heartbeat=_or(policy.heartbeat_timeout, HEARTBEAT),
+            update_status_start_to_close=_or(
+                policy.update_status_start_to_close_timeout, UPDATE_STATUS_START_TO_CLOSE
+            ),
+        )
+
+    def runner_queue(self) -> str:
+        """The runner queue from the memo, else the default."""
+        queue = workflow.memo_value(
+            contract.MEMO_ACTIVITY_TASK_QUEUE, default=self.default_queue, type_hint=str
+        )
+        return queue or self.default_queue
+
+
+def is_cancellation(err: BaseException) -> bool:
+    """Whether an error means the workflow (and so its activity) was cancelled."""
+    return isinstance(err, ActivityError) and isinstance(err.cause, CancelledError)
+
+
+def describe_failure(step: str, queue: str, err: BaseException) -> common_pb2.ExecutionError:
+    """Say which step failed and why, in words an operator can act on."""
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    if isinstance(cause, TimeoutError):
+        kind = {
+            TimeoutType.SCHEDULE_TO_START: (
+                f"no runner picked up {step} from task queue '{queue}' before the "
+                f"schedule-to-start timeout; is a runner polling '{queue}'?"
+            ),
+            TimeoutType.START_TO_CLOSE: (
+                f"{step} on task queue '{queue}' did not finish before its start-to-close timeout"
+            ),
+            TimeoutType.HEARTBEAT: (
+                f"{step} on task queue '{queue}' stopped heartbeating; its runner was probably lost"
+            ),
+            TimeoutType.SCHEDULE_TO_CLOSE: (
+                f"{step} on task queue '{queue}' did not finish before its schedule-to-close timeout"
+            ),
+        }.get(cause.type or TimeoutType.START_TO_CLOSE, f"{step} timed out on task queue '{queue}'")
+        return common_pb2.ExecutionError(type="ActivityTimeout", message=kind, step=step)
+    if isinstance(cause, ApplicationError):
+        return common_pb2.ExecutionError(
+            type=cause.type or "ActivityFailed",
+            message=f"{step} failed on task queue '{queue}': {cause.message}",
+            step=step,
+        )
+    message = str(cause) or type(cause).__name__
+    return common_pb2.ExecutionError(
+        type="ActivityFailed", message=f"{step} failed on task queue '{queue}': {message}", step=step
+    )
+
+
+async def update_status(
+    policy: Policy, execution_id: str, key: str, update: common_pb2.ExecutionUpdate
+) -> activities_pb2.UpdateStatusOutput:
+    """Persist a status change through the local UpdateStatus activity.
+
+    The report ID is derived from the workflow run and ``key``, so a retried
+    local activity or a replayed workflow task applies it once.
+    """
+    info = workflow.info()
+    return await workflow.execute_local_activity(
+        contract.UPDATE_STATUS,
+        activities_pb2.UpdateStatusInput(
+            execution_id=execution_id, report_id=f"{info.run_id}/{key}", update=update
+        ),
+        result_type=activities_pb2.UpdateStatusOutput,
+        start_to_close_timeout=policy.update_status_start_to_close,
+        retry_policy=UPDATE_STATUS_RETRY,
+    )
+
+
+def failure_update(
+    execution_id: str, error: common_pb2.ExecutionError
+) -> common_pb2.ExecutionUpdate:
+    """A FAILED update with a system message saying what failed and why."""
+    return common_pb2.ExecutionUpdate(
+        phase=common_pb2.EXECUTION_PHASE_FAILED,
+        error=error,
+        messages=[
+            common_pb2.Message(
+                id=f"{execution_id}/failure",
+                role=common_pb2.MESSAGE_ROLE_SYSTEM,
+                content=f"Execution failed in {error.step} ({error.type}): {error.message}",
+            )
+        ],
+    )
+
+
+def cancelled_update(execution_id: str, step: str) -> common_pb2.ExecutionUpdate:
+    """A CANCELLED update with a system message naming the interrupted step."""
+    return common_pb2.ExecutionUpdate(
+        phase=common_pb2.EXECUTION_PHASE_CANCELLED,
+        messages=[
+            common_pb2.Message(
+                id=f"{execution_id}/cancelled",
+                role=common_pb2.MESSAGE_ROLE_SYSTEM,
+                content=f"Execution cancelled during {step}.",
+            )
+        ],
+    )

@@ -1,0 +1,30 @@
+"""Names of the activity contract shared by the orchestrator and every runner.
+
+Temporal routes by activity *name* and *task queue*; these strings are the
+polyglot boundary, so they are exact and case-sensitive (see docs/contract.md).
+"""
+
+from __future__ import annotations
+
+ENSURE_THREAD = "EnsureThread"
+EXECUTE_GRAPHTON = "ExecuteGraphton"
+EXECUTE_WORKFLOW = "ExecuteWorkflow"
+UPDATE_STATUS = "UpdateStatus"
+
+RUNNER_ACTIVITIES = (ENSURE_THREAD, EXECUTE_GRAPHTON, EXECUTE_WORKFLOW)
+
+AGENT_EXECUTION_WORKFLOW = "AgentExecutionWorkflow"
+WORKFLOW_EXECUTION_WORKFLOW = "WorkflowExecutionWorkflow"
+
+# Workflow memo key holding the runner task queue of an execution.
+MEMO_ACTIVITY_TASK_QUEUE = "activityTaskQueue"
+
+
+def agent_workflow_id(execution_id: str) -> str:
+    """Deterministic Temporal workflow ID of an agent execution."""
+    return f"agent-execution/{execution_id}"
+
+
+def workflow_execution_workflow_id(execution_id: str) -> str:
+    """Deterministic Temporal workflow ID of a workflow execution."""
+    return f"workflow-execution/{execution_id}"

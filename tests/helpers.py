@@ -1,0 +1,37 @@
+"""Test helpers: polling assertions and free ports, instead of sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def assert_eventually(
+    probe: Callable[[], Awaitable[T]],
+    condition: Callable[[T], bool],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition not met",
+) -> T:
+    """Poll ``probe`` until ``condition`` holds on its result, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = await probe()
+        if condition(last):
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout}s; last value: {last!r}")
+        await asyncio.sleep(interval)
