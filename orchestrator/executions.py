@@ -68,7 +68,9 @@ class AgentExecutions:
         s = self._settings
         return activities_pb2.ActivityPolicy(
             default_activity_task_queue=self._queues.agent_execution_runner_task_queue,
-            schedule_to_start_timeout=_duration(s.activity_schedule_to_start_timeout.total_seconds()),
+            schedule_to_start_timeout=_duration(
+                s.activity_schedule_to_start_timeout.total_seconds()
+            ),
             ensure_thread_start_to_close_timeout=_duration(
                 s.ensure_thread_start_to_close_timeout.total_seconds()
             ),
@@ -94,6 +96,7 @@ class AgentExecutions:
             NotFoundError: The agent or session does not exist.
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
+
         """
         validate_create_agent_execution(request)
         spec = request.execution
@@ -160,7 +163,7 @@ class AgentExecutions:
                 memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
                 run_timeout=self._settings.agent_run_timeout,
             )
-        except Exception as err:  # noqa: BLE001 - any start failure must be persisted
+        except Exception as err:
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             logger.error(
                 "workflow start failed: %s",
@@ -197,6 +200,7 @@ class AgentExecutions:
 
         Raises:
             NotFoundError: No such execution.
+
         """
         if not execution_id:
             raise InvalidArgumentError("id", "must not be empty")
@@ -241,6 +245,7 @@ class AgentExecutions:
             NotFoundError: No such execution.
             IllegalTransitionError: The report would change a terminal execution or
                 make an illegal phase change; it is not applied.
+
         """
         try:
             execution, event, applied = await self._db.agent_executions.apply_report(

@@ -20,6 +20,7 @@ class Agents:
         Raises:
             InvalidArgumentError: The definition is invalid.
             FailedPreconditionError: The name is taken (use apply to replace it).
+
         """
         validate_agent(agent)
         try:

@@ -77,6 +77,7 @@ def merge_agent_update(
     Raises:
         IllegalTransitionError: The report would change a terminal execution or make
             an illegal phase change; nothing is merged.
+
     """
     status = execution.status
     _merge_common(execution.id, status, update)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from polyfleet.v1 import agent_execution_pb2, agent_pb2
-
 from orchestrator.errors import InvalidArgumentError
+from polyfleet.v1 import agent_execution_pb2, agent_pb2
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SUPPORTED_PROVIDERS = ("scripted",)
@@ -22,6 +21,7 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
 
     Raises:
         InvalidArgumentError: Naming the first invalid field.
+
     """
     if not agent.name:
         raise InvalidArgumentError(f"{field}.name", "must not be empty")
@@ -59,16 +59,21 @@ def _validate_scripted(model: agent_pb2.ModelConfig, field: str) -> None:
         try:
             re.compile(rule.pattern)
         except re.error as err:
-            raise InvalidArgumentError(f"{where}.pattern", f"invalid regular expression: {err}")
+            raise InvalidArgumentError(
+                f"{where}.pattern", f"invalid regular expression: {err}"
+            ) from None
         if not rule.reply and not rule.error:
             raise InvalidArgumentError(where, "needs a reply or an error")
 
 
-def validate_create_agent_execution(request: agent_execution_pb2.CreateAgentExecutionRequest) -> None:
+def validate_create_agent_execution(
+    request: agent_execution_pb2.CreateAgentExecutionRequest,
+) -> None:
     """Check a Create request for an agent execution.
 
     Raises:
         InvalidArgumentError: Naming the first invalid field.
+
     """
     execution = request.execution
     if not execution.agent:
@@ -77,5 +82,6 @@ def validate_create_agent_execution(request: agent_execution_pb2.CreateAgentExec
         raise InvalidArgumentError("execution.message", "must not be empty")
     if len(execution.message) > MAX_MESSAGE_CHARS:
         raise InvalidArgumentError(
-            "execution.message", f"is {len(execution.message)} characters; the limit is {MAX_MESSAGE_CHARS}"
+            "execution.message",
+            f"is {len(execution.message)} characters; the limit is {MAX_MESSAGE_CHARS}",
         )

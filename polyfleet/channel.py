@@ -8,13 +8,14 @@ from polyfleet.config import ApiSettings
 
 
 def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
-    """gRPC options shared by the server and every client.
+    """GRPC options shared by the server and every client.
 
     Args:
         settings: API settings holding the message size limit.
 
     Returns:
         Options for `grpc.aio.server` or `grpc.aio.insecure_channel`.
+
     """
     limit = settings.grpc_max_message_bytes
     return [
@@ -24,7 +25,9 @@ def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
     ]
 
 
-def create_channel(address: str | None = None, settings: ApiSettings | None = None) -> grpc.aio.Channel:
+def create_channel(
+    address: str | None = None, settings: ApiSettings | None = None
+) -> grpc.aio.Channel:
     """Open an asyncio gRPC channel to the orchestrator API.
 
     Args:
@@ -33,6 +36,9 @@ def create_channel(address: str | None = None, settings: ApiSettings | None = No
 
     Returns:
         An insecure (loopback / private network) asyncio channel.
+
     """
     settings = settings or ApiSettings()
-    return grpc.aio.insecure_channel(address or settings.api_address, options=channel_options(settings))
+    return grpc.aio.insecure_channel(
+        address or settings.api_address, options=channel_options(settings)
+    )

@@ -39,7 +39,9 @@ class TaskQueueSettings(BaseSettings):
 class ApiSettings(BaseSettings):
     """Where the orchestrator's gRPC API listens and how clients reach it."""
 
-    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    )
 
     api_address: str = DEFAULT_API_ADDRESS
     # gRPC message size limit, set deliberately on server and clients alike.
@@ -49,7 +51,9 @@ class ApiSettings(BaseSettings):
 class StoreSettings(BaseSettings):
     """The embedded LMDB store."""
 
-    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    )
 
     data_dir: Path = Path(".polyfleet")
     # Initial LMDB map size; the store doubles it when it fills up.
@@ -59,7 +63,9 @@ class StoreSettings(BaseSettings):
 class ExecutionSettings(BaseSettings):
     """Timeouts of executions and of the activity contract (DESIGN: activity contract)."""
 
-    model_config = SettingsConfigDict(env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    )
 
     agent_run_timeout: timedelta = timedelta(minutes=10)
     workflow_run_timeout: timedelta = timedelta(minutes=30)

@@ -21,6 +21,7 @@ async def connect(target_host: str | None = None, namespace: str | None = None) 
     Returns:
         A connected client whose data converter handles protobuf messages as
         `json/protobuf` payloads.
+
     """
     config = ClientConfig.load_client_connect_config()
     if target_host:

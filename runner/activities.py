@@ -113,7 +113,10 @@ class RunnerActivities:
                 common_pb2.ExecutionUpdate(content_delta=chunk, delta_message_id=message_id)
             )
         answer = common_pb2.Message(
-            id=message_id, role=common_pb2.MESSAGE_ROLE_ASSISTANT, content=reply.text, name=agent.name
+            id=message_id,
+            role=common_pb2.MESSAGE_ROLE_ASSISTANT,
+            content=reply.text,
+            name=agent.name,
         )
         answer.create_time.GetCurrentTime()
         usage = common_pb2.Usage(
@@ -125,7 +128,9 @@ class RunnerActivities:
             common_pb2.ExecutionUpdate(messages=[answer], output_text=reply.text, usage=usage)
         )
         user = common_pb2.Message(
-            id=f"{execution_id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=context.execution.message
+            id=f"{execution_id}/user",
+            role=common_pb2.MESSAGE_ROLE_USER,
+            content=context.execution.message,
         )
         await self._client.append_thread(params.thread_id, reports.next_id(), [user, answer])
         return activities_pb2.ExecuteGraphtonOutput(
@@ -138,7 +143,8 @@ class RunnerActivities:
     ) -> activities_pb2.ExecuteWorkflowOutput:
         """Not available yet: the Serverless Workflow runtime is a later milestone."""
         raise ApplicationError(
-            f"ExecuteWorkflow is not available yet in this runner (execution {params.execution_id})",
+            "ExecuteWorkflow is not available yet in this runner "
+            f"(execution {params.execution_id})",
             type="NotImplemented",
             non_retryable=True,
         )

@@ -78,15 +78,15 @@ class Runner:
                     task_queue=queue,
                     activities=by_kind[kind],
                     max_concurrent_activities=s.runner.max_concurrent_activities,
-                    graceful_shutdown_timeout=timedelta(
-                        seconds=s.shutdown_grace
-                    ),
+                    graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace),
                 )
                 for kind, queue in queues.items()
                 if queue
             ]
             if not workers:
-                raise ValueError("runner polls no queue: enable POLYFLEET_RUNNER_AGENTS or _WORKFLOWS")
+                raise ValueError(
+                    "runner polls no queue: enable POLYFLEET_RUNNER_AGENTS or _WORKFLOWS"
+                )
             async with contextlib.AsyncExitStack() as stack:
                 for worker in workers:
                     await stack.enter_async_context(worker)

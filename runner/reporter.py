@@ -28,9 +28,7 @@ class RunnerClient:
     applied once by the orchestrator.
     """
 
-    def __init__(
-        self, channel: grpc.aio.Channel, attempts: int = 5, timeout: float = 10.0
-    ) -> None:
+    def __init__(self, channel: grpc.aio.Channel, attempts: int = 5, timeout: float = 10.0) -> None:
         self._stub = runner_pb2_grpc.RunnerServiceStub(channel)
         self._attempts = attempts
         self._timeout = timeout
@@ -77,6 +75,7 @@ class RunnerClient:
 
         Raises:
             ExecutionClosedError: The execution is already terminal (e.g. cancelled).
+
         """
         request = runner_pb2.ReportProgressRequest(
             execution_id=execution_id, report_id=report_id, update=update

@@ -29,7 +29,9 @@ class ScriptedReply:
     output_tokens: int
 
 
-def scripted_reply(model: agent_pb2.ScriptedModel, message: str, history_words: int = 0) -> ScriptedReply:
+def scripted_reply(
+    model: agent_pb2.ScriptedModel, message: str, history_words: int = 0
+) -> ScriptedReply:
     """Answer ``message`` by the first matching rule, else the default reply.
 
     Args:
@@ -39,6 +41,7 @@ def scripted_reply(model: agent_pb2.ScriptedModel, message: str, history_words: 
 
     Raises:
         ScriptedModelError: The matching rule carries an ``error``.
+
     """
     text = model.default_reply
     for rule in model.rules:

@@ -10,10 +10,11 @@ import asyncio
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -23,7 +24,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from orchestrator import Orchestrator, OrchestratorSettings
 from polyfleet.channel import create_channel
-from polyfleet.config import ApiSettings, ExecutionSettings, StoreSettings, TaskQueueSettings
+from polyfleet.config import (
+    ApiSettings,
+    ExecutionSettings,
+    RunnerSettings,
+    StoreSettings,
+    TaskQueueSettings,
+)
 from polyfleet.v1 import (
     agent_execution_pb2_grpc,
     agent_pb2,
@@ -31,8 +38,12 @@ from polyfleet.v1 import (
     session_pb2_grpc,
 )
 from runner import Runner, RunnerAppSettings
-from polyfleet.config import RunnerSettings
 from tests.helpers import free_port
+
+if TYPE_CHECKING:
+    from polyfleet.v1.agent_execution_pb2_grpc import AgentExecutionServiceAsyncStub
+    from polyfleet.v1.agent_pb2_grpc import AgentServiceAsyncStub
+    from polyfleet.v1.session_pb2_grpc import SessionServiceAsyncStub
 
 
 def temporal_cli() -> str:
@@ -75,15 +86,15 @@ class Fleet:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
-    def agents(self) -> agent_pb2_grpc.AgentServiceStub:
+    def agents(self) -> AgentServiceAsyncStub:
         return agent_pb2_grpc.AgentServiceStub(self.channel)
 
     @property
-    def sessions(self) -> session_pb2_grpc.SessionServiceStub:
+    def sessions(self) -> SessionServiceAsyncStub:
         return session_pb2_grpc.SessionServiceStub(self.channel)
 
     @property
-    def executions(self) -> agent_execution_pb2_grpc.AgentExecutionServiceStub:
+    def executions(self) -> AgentExecutionServiceAsyncStub:
         return agent_execution_pb2_grpc.AgentExecutionServiceStub(self.channel)
 
 
@@ -141,8 +152,8 @@ async def start_fleet(
     return fleet
 
 
-async def _ready(ready: object, task: asyncio.Task[None]) -> None:
-    waiter = asyncio.ensure_future(ready)  # type: ignore[arg-type]
+async def _ready(ready: Coroutine[Any, Any, None], task: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(ready)
     done, _ = await asyncio.wait({waiter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         waiter.cancel()

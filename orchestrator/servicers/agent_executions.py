@@ -23,37 +23,37 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
         self._executions = executions
 
     @unary
-    async def CreateAgentExecution(  # noqa: N802
+    async def CreateAgentExecution(
         self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
     ) -> AgentExecution:
         return await self._executions.create(request)
 
     @unary
-    async def ExecuteAgent(  # noqa: N802
+    async def ExecuteAgent(
         self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
     ) -> AgentExecution:
         raise FailedPreconditionError("ExecuteAgent is not available yet; use Create and Watch")
 
     @unary
-    async def GetAgentExecution(  # noqa: N802
+    async def GetAgentExecution(
         self, request: agent_execution_pb2.GetAgentExecutionRequest, context: Context
     ) -> AgentExecution:
         return await self._executions.get(request.id)
 
     @unary
-    async def ListAgentExecutions(  # noqa: N802
+    async def ListAgentExecutions(
         self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
     ) -> agent_execution_pb2.ListAgentExecutionsResponse:
         return await self._executions.list(request)
 
     @unary
-    async def CancelAgentExecution(  # noqa: N802
+    async def CancelAgentExecution(
         self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
     ) -> AgentExecution:
         raise FailedPreconditionError("CancelAgentExecution is not available yet")
 
     @streaming
-    async def WatchAgentExecution(  # noqa: N802
+    async def WatchAgentExecution(
         self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
     ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
         async for item in self._executions.watch(request.id, request.after_sequence):

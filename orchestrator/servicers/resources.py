@@ -21,30 +21,38 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._agents = agents
 
     @unary
-    async def CreateAgent(self, request: agent_pb2.CreateAgentRequest, context: Context) -> agent_pb2.Agent:  # noqa: N802,E501
+    async def CreateAgent(
+        self, request: agent_pb2.CreateAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
         return await self._agents.create(request.agent)
 
     @unary
-    async def ApplyAgent(self, request: agent_pb2.ApplyAgentRequest, context: Context) -> agent_pb2.Agent:  # noqa: N802,E501
+    async def ApplyAgent(
+        self, request: agent_pb2.ApplyAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
         return await self._agents.apply(request.agent)
 
     @unary
-    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: Context) -> agent_pb2.Agent:  # noqa: N802,E501
+    async def GetAgent(
+        self, request: agent_pb2.GetAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
         return await self._agents.get(request.name)
 
     @unary
-    async def ListAgents(  # noqa: N802
+    async def ListAgents(
         self, request: agent_pb2.ListAgentsRequest, context: Context
     ) -> agent_pb2.ListAgentsResponse:
         items, token = await self._agents.list(request.page_size, request.page_token)
         return agent_pb2.ListAgentsResponse(agents=items, next_page_token=token)
 
     @unary
-    async def UpdateAgent(self, request: agent_pb2.UpdateAgentRequest, context: Context) -> agent_pb2.Agent:  # noqa: N802,E501
+    async def UpdateAgent(
+        self, request: agent_pb2.UpdateAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
         return await self._agents.update(request.agent)
 
     @unary
-    async def DeleteAgent(  # noqa: N802
+    async def DeleteAgent(
         self, request: agent_pb2.DeleteAgentRequest, context: Context
     ) -> empty_pb2.Empty:
         await self._agents.delete(request.name)
@@ -58,20 +66,22 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self._sessions = sessions
 
     @unary
-    async def CreateSession(  # noqa: N802
+    async def CreateSession(
         self, request: session_pb2.CreateSessionRequest, context: Context
     ) -> session_pb2.Session:
         return await self._sessions.create(request.session)
 
     @unary
-    async def GetSession(  # noqa: N802
+    async def GetSession(
         self, request: session_pb2.GetSessionRequest, context: Context
     ) -> session_pb2.Session:
         return await self._sessions.get(request.id)
 
     @unary
-    async def ListSessions(  # noqa: N802
+    async def ListSessions(
         self, request: session_pb2.ListSessionsRequest, context: Context
     ) -> session_pb2.ListSessionsResponse:
-        items, token = await self._sessions.list(request.agent, request.page_size, request.page_token)
+        items, token = await self._sessions.list(
+            request.agent, request.page_size, request.page_token
+        )
         return session_pb2.ListSessionsResponse(sessions=items, next_page_token=token)

@@ -22,19 +22,19 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self._executions = executions
 
     @unary
-    async def GetAgentExecutionContext(  # noqa: N802
+    async def GetAgentExecutionContext(
         self, request: runner_pb2.GetAgentExecutionContextRequest, context: Context
     ) -> runner_pb2.GetAgentExecutionContextResponse:
         return await self._operations.context(request.execution_id)
 
     @unary
-    async def EnsureThread(  # noqa: N802
+    async def EnsureThread(
         self, request: runner_pb2.EnsureThreadRequest, context: Context
     ) -> runner_pb2.EnsureThreadResponse:
         return await self._operations.ensure_thread(request.execution_id)
 
     @unary
-    async def ReportProgress(  # noqa: N802
+    async def ReportProgress(
         self, request: runner_pb2.ReportProgressRequest, context: Context
     ) -> runner_pb2.ReportProgressResponse:
         result = await self._executions.report(
@@ -47,7 +47,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         )
 
     @unary
-    async def AppendThreadMessages(  # noqa: N802
+    async def AppendThreadMessages(
         self, request: runner_pb2.AppendThreadMessagesRequest, context: Context
     ) -> runner_pb2.AppendThreadMessagesResponse:
         return await self._operations.append_thread_messages(request)

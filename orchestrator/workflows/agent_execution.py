@@ -72,7 +72,9 @@ class AgentExecutionWorkflow:
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except asyncio.CancelledError:
-            await update_status(policy, execution_id, "cancelled", cancelled_update(execution_id, step))
+            await update_status(
+                policy, execution_id, "cancelled", cancelled_update(execution_id, step)
+            )
             raise
         except ActivityError as err:
             if is_cancellation(err):

@@ -105,7 +105,8 @@ def describe_failure(step: str, queue: str, err: BaseException) -> common_pb2.Ex
                 f"{step} on task queue '{queue}' stopped heartbeating; its runner was probably lost"
             ),
             TimeoutType.SCHEDULE_TO_CLOSE: (
-                f"{step} on task queue '{queue}' did not finish before its schedule-to-close timeout"
+                f"{step} on task queue '{queue}' did not finish before its "
+                "schedule-to-close timeout"
             ),
         }.get(cause.type or TimeoutType.START_TO_CLOSE, f"{step} timed out on task queue '{queue}'")
         return common_pb2.ExecutionError(type="ActivityTimeout", message=kind, step=step)
@@ -117,7 +118,9 @@ def describe_failure(step: str, queue: str, err: BaseException) -> common_pb2.Ex
         )
     message = str(cause) or type(cause).__name__
     return common_pb2.ExecutionError(
-        type="ActivityFailed", message=f"{step} failed on task queue '{queue}': {message}", step=step
+        type="ActivityFailed",
+        message=f"{step} failed on task queue '{queue}': {message}",
+        step=step,
     )
 
 
@@ -130,7 +133,7 @@ async def update_status(
     local activity or a replayed workflow task applies it once.
     """
     info = workflow.info()
-    return await workflow.execute_local_activity(
+    output: activities_pb2.UpdateStatusOutput = await workflow.execute_local_activity(
         contract.UPDATE_STATUS,
         activities_pb2.UpdateStatusInput(
             execution_id=execution_id, report_id=f"{info.run_id}/{key}", update=update
@@ -139,6 +142,7 @@ async def update_status(
         start_to_close_timeout=policy.update_status_start_to_close,
         retry_policy=UPDATE_STATUS_RETRY,
     )
+    return output
 
 
 def failure_update(

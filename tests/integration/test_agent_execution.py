@@ -178,7 +178,9 @@ async def test_workers_register_only_their_side_of_the_contract(fleet: Fleet) ->
     orchestrator_worker = fleet.orchestrator.worker
     assert orchestrator_worker is not None
     config = orchestrator_worker.config()
-    activity_names = {getattr(a, "__temporal_activity_definition").name for a in config["activities"]}
+    activity_names = {
+        getattr(a, "__temporal_activity_definition").name for a in config["activities"]
+    }
     assert activity_names == {contract.UPDATE_STATUS}
     assert [w.__name__ for w in config["workflows"]] == ["AgentExecutionWorkflow"]
 
@@ -310,5 +312,3 @@ async def test_list_filters_by_agent_and_phase(fleet: Fleet) -> None:
         agent_execution_pb2.ListAgentExecutionsRequest(phase=COMPLETED)
     )
     assert [e.id for e in completed.executions] == [b.id, a.id]  # newest first
-
-

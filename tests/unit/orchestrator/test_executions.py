@@ -1,0 +1,90 @@
+"""AgentExecutions with a real store and a Temporal client that refuses to start workflows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+import store
+from orchestrator.errors import InvalidArgumentError, NotFoundError, WorkflowStartError
+from orchestrator.events import EventHub
+from orchestrator.executions import AgentExecutions
+from polyfleet.config import ExecutionSettings, TaskQueueSettings
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
+
+
+class RefusingTemporal:
+    """Stands in for the Temporal client: every start fails like an unreachable server."""
+
+    def __init__(self) -> None:
+        self.starts: list[dict[str, Any]] = []
+
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        self.starts.append(kwargs)
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+@pytest_asyncio.fixture
+async def db(tmp_path: Path) -> AsyncIterator[store.Store]:
+    opened = store.Store.open(tmp_path / "store")
+    await opened.agents.create(
+        agent_pb2.Agent(
+            name="assistant",
+            model=agent_pb2.ModelConfig(
+                provider="scripted", scripted=agent_pb2.ScriptedModel(default_reply="hi")
+            ),
+        )
+    )
+    yield opened
+    opened.close()
+
+
+def _service(db: store.Store, temporal: RefusingTemporal) -> AgentExecutions:
+    return AgentExecutions(
+        db, cast(Client, temporal), EventHub(), TaskQueueSettings(), ExecutionSettings()
+    )
+
+
+def _request(agent: str = "assistant", message: str = "hello") -> Any:
+    return agent_execution_pb2.CreateAgentExecutionRequest(
+        execution=agent_execution_pb2.AgentExecution(agent=agent, message=message)
+    )
+
+
+async def test_a_failed_start_is_persisted_failed_with_the_reason(db: store.Store) -> None:
+    temporal = RefusingTemporal()
+    service = _service(db, temporal)
+    with pytest.raises(WorkflowStartError, match="connection refused") as raised:
+        await service.create(_request())
+    execution = await db.agent_executions.get(raised.value.execution_id)
+    assert execution.status.phase == common_pb2.EXECUTION_PHASE_FAILED
+    assert execution.status.error.type == "WorkflowStartFailed"
+    assert "connection refused" in execution.status.error.message
+    assert any("could not be started" in m.content for m in execution.status.messages)
+    # The start was attempted with the deterministic ID and the memo routing.
+    (start,) = temporal.starts
+    assert start["id"] == f"agent-execution/{execution.id}"
+    assert start["memo"] == {"activityTaskQueue": "agent_execution_runner"}
+    events = await db.agent_executions.events(execution.id)
+    assert [e.phase for e in events] == [
+        common_pb2.EXECUTION_PHASE_PENDING,
+        common_pb2.EXECUTION_PHASE_FAILED,
+    ]
+
+
+async def test_invalid_requests_store_nothing(db: store.Store) -> None:
+    service = _service(db, RefusingTemporal())
+    with pytest.raises(InvalidArgumentError, match=r"execution\.message"):
+        await service.create(_request(message=""))
+    with pytest.raises(InvalidArgumentError, match=r"execution\.agent"):
+        await service.create(_request(agent=""))
+    with pytest.raises(NotFoundError, match="agent 'ghost' not found"):
+        await service.create(_request(agent="ghost"))
+    items, _ = await db.agent_executions.list(filters={}, page_size=10, page_token="")
+    assert items == []
