@@ -29,7 +29,7 @@ proto: setup ## Regenerate polyfleet/v1 from protos/
 
 proto-check: setup ## Fail when the generated code is stale or buf lint fails
 	$(VENV)/bin/buf lint protos
-	@tmp=$$(mktemp -d); scripts/gen_protos.sh $$tmp >/dev/null; \
+	@tmp=$$(mktemp -d); scripts/gen_protos.sh $$tmp >/dev/null 2>&1; \
 	if diff -r -x __pycache__ $$tmp/polyfleet/v1 polyfleet/v1; then echo "generated code is up to date"; rm -rf $$tmp; \
 	else echo "polyfleet/v1 is stale: run 'make proto'"; rm -rf $$tmp; exit 1; fi
 
