@@ -1,0 +1,47 @@
+"""polyfleet's embedded LMDB store: repositories, secondary indexes and event logs.
+
+Open one :class:`Store` per process with :meth:`Store.open`; its repositories are async and
+never block the event loop.
+"""
+
+from store._engine import DEFAULT_MAP_SIZE
+from store.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    InvalidPageTokenError,
+    NotFoundError,
+    StoreClosedError,
+    StoreError,
+)
+from store.executions import (
+    AgentExecutionRepository,
+    ExecutionRepository,
+    WorkflowExecutionRepository,
+)
+from store.ids import new_id
+from store.named import AgentRepository, NamedResourceRepository, WorkflowRepository
+from store.sessions import SessionRepository
+from store.store import Store
+from store.threads import ThreadRepository
+
+__all__ = [
+    "DEFAULT_MAP_SIZE",
+    "AgentExecutionRepository",
+    "AgentRepository",
+    "AlreadyExistsError",
+    "ConflictError",
+    "ExecutionRepository",
+    "InvalidArgumentError",
+    "InvalidPageTokenError",
+    "NamedResourceRepository",
+    "NotFoundError",
+    "SessionRepository",
+    "Store",
+    "StoreClosedError",
+    "StoreError",
+    "ThreadRepository",
+    "WorkflowExecutionRepository",
+    "WorkflowRepository",
+    "new_id",
+]

@@ -30,7 +30,8 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (store.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (store.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (store.ConflictError, grpc.StatusCode.ABORTED),
-    (store.InvalidPageTokenError, grpc.StatusCode.INVALID_ARGUMENT),
+    (store.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (store.StoreClosedError, grpc.StatusCode.UNAVAILABLE),
 )
 
 

@@ -1,0 +1,92 @@
+"""Exceptions raised by the store.
+
+Every exception derives from :class:`StoreError` and carries typed attributes, so the gRPC
+edge can map each one to a canonical status code without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Root of every exception raised by the store."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after :meth:`store.Store.close`."""
+
+    def __init__(self) -> None:
+        super().__init__("store is closed")
+
+
+class NotFoundError(StoreError):
+    """No resource of this kind has this key.
+
+    Attributes:
+        kind: Resource kind, e.g. ``"agent"``.
+        key: The ID or name that was looked up.
+
+    """
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key
+
+
+class AlreadyExistsError(StoreError):
+    """A resource of this kind already has this ID or unique name.
+
+    Attributes:
+        kind: Resource kind, e.g. ``"agent"``.
+        key: The conflicting ID or name.
+
+    """
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} already exists")
+        self.kind = kind
+        self.key = key
+
+
+class ConflictError(StoreError):
+    """An optimistic-concurrency check failed: the stored version is not the expected one.
+
+    Attributes:
+        kind: Resource kind, e.g. ``"agent"``.
+        key: ID of the resource.
+        expected: Version the caller expected.
+        actual: Version currently stored.
+
+    """
+
+    def __init__(self, kind: str, key: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{kind} {key!r} was modified concurrently: expected version {expected}, "
+            f"stored version is {actual}"
+        )
+        self.kind = kind
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidArgumentError(StoreError):
+    """An argument cannot be used by the store, independent of what is stored.
+
+    Attributes:
+        field: Name of the offending argument or field.
+        reason: Why it was rejected.
+
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidPageTokenError(InvalidArgumentError):
+    """A page token was not produced by the same List call (same collection and filter)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("page_token", reason)

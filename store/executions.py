@@ -1,0 +1,271 @@
+"""Agent and workflow executions, with their event logs."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+from store._collection import Collection, FieldIndex, FilterValue
+from store._eventlog import EventLog
+from store._resource import Execution, stamp_replaced
+from store.ids import MAX_ID_BYTES, new_id
+
+if TYPE_CHECKING:
+    from store._engine import Engine, Txn
+
+E = TypeVar("E", bound=Execution)
+ExecutionEvent = common_pb2.ExecutionEvent
+ExecutionUpdate = common_pb2.ExecutionUpdate
+DEFAULT_EVENT_LIMIT = 1000
+
+
+class ExecutionRepository(Generic[E]):
+    """Executions of one kind, their List indexes and their append-only event logs.
+
+    List serves one filter from its index and checks any further filters on each loaded
+    execution; the index used is the first of the repository's indexes that the filters name,
+    so put the most selective index first.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        kind: str,
+        factory: type[E],
+        id_prefix: str,
+        db_name: str,
+        indexes: Sequence[FieldIndex[E]],
+    ) -> None:
+        """Open the repository's databases.
+
+        Args:
+            engine: The store's engine.
+            kind: Resource kind used in errors, e.g. ``"agent execution"``.
+            factory: The protobuf message class.
+            id_prefix: Prefix of generated IDs, e.g. ``"aex"``.
+            db_name: Name of the primary LMDB database; the others derive their names from it.
+            indexes: Filterable fields, most selective first.
+
+        """
+        self._engine = engine
+        self._id_prefix = id_prefix
+        self._items = Collection(engine, kind, factory, db_name, indexes)
+        self._log = EventLog(engine, db_name)
+
+    async def create(self, execution: E) -> E:
+        """Store a new execution with version 1, as given (its phase is set by the caller).
+
+        Args:
+            execution: The execution; its ID is generated when empty. It is not modified.
+
+        Returns:
+            The stored execution.
+
+        Raises:
+            AlreadyExistsError: The preset ID is taken.
+
+        """
+        msg = self._items.copy(execution)
+        if not msg.id:
+            msg.id = new_id(self._id_prefix)
+        return await self._engine.write(lambda txn: self._items.add(txn, self._items.copy(msg)))
+
+    async def get(self, execution_id: str) -> E:
+        """Return the execution.
+
+        Raises:
+            NotFoundError: There is no such execution.
+
+        """
+        return await self._engine.read(lambda txn: self._items.require(txn, execution_id))
+
+    async def list(
+        self,
+        *,
+        filters: Mapping[str, FilterValue] | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[E], str]:
+        """Return one page of executions, newest first, and the next page token.
+
+        Only one filter is served by an index; the others are checked on each execution the
+        index yields, so a rare combination of filters may read many executions per page.
+
+        Args:
+            filters: Field name to required value, e.g. ``{"agent": "x"}`` or
+                ``{"phase": int(ExecutionPhase.EXECUTION_PHASE_RUNNING)}``. Empty and zero
+                values are ignored, like unset request fields.
+            page_size: At most this many; non-positive means 50, and at most 1000.
+            page_token: Empty for the first page, else a token returned by the previous call
+                with the same filters.
+
+        Returns:
+            The executions and the next page token, empty on the last page.
+
+        Raises:
+            InvalidArgumentError: A filter names a field that has no index.
+            InvalidPageTokenError: The token did not come from this list with these filters.
+
+        """
+        wanted = dict(filters or {})
+        return await self._engine.read(
+            lambda txn: self._items.page(txn, wanted, page_size, page_token)
+        )
+
+    async def update(
+        self,
+        execution_id: str,
+        mutate: Callable[[E], None],
+        expected_version: int | None = None,
+    ) -> E:
+        """Apply ``mutate`` to the stored execution in one write transaction.
+
+        ``mutate`` runs in the store's writer thread and may run more than once (when the map
+        grows), each time on a fresh copy; it must only change the execution it is given.
+        Changes to the ID, creation time and ``status.last_sequence`` (owned by the event log)
+        are ignored; the version is incremented and the indexes follow the new values.
+
+        Raises:
+            NotFoundError: There is no such execution.
+            ConflictError: The stored version is not ``expected_version``.
+
+        """
+
+        def mutate_keeping_log(execution: E) -> None:
+            last_sequence = execution.status.last_sequence
+            mutate(execution)
+            execution.status.last_sequence = last_sequence
+
+        return await self._engine.write(
+            lambda txn: self._items.modify(txn, execution_id, mutate_keeping_log, expected_version)
+        )
+
+    async def apply_report(
+        self,
+        execution_id: str,
+        report_id: str,
+        source: str,
+        update: ExecutionUpdate,
+        merge: Callable[[E, ExecutionUpdate], None],
+    ) -> tuple[E, ExecutionEvent, bool]:
+        """Merge a report into the execution and append it to the event log, atomically.
+
+        In one write transaction: a report already applied to this execution returns the
+        current execution and its original event unchanged; otherwise ``merge`` updates the
+        execution, the next sequence number is assigned, and the event, the report record and
+        the execution are written together. If ``merge`` raises, nothing is written.
+
+        Args:
+            execution_id: The execution.
+            report_id: Identifies the report; empty means no deduplication.
+            source: Who produced the report, e.g. ``"runner"``.
+            update: The delta, recorded in the event as given. It is not modified.
+            merge: Applies the delta to the execution it is given. It runs in the store's
+                writer thread and may run more than once, each time on a fresh copy.
+
+        Returns:
+            The execution as stored, the report's event, and whether it was applied now.
+
+        Raises:
+            NotFoundError: There is no such execution.
+            InvalidArgumentError: ``report_id`` is too long.
+
+        """
+        delta = ExecutionUpdate()
+        delta.CopyFrom(update)
+
+        def apply(txn: Txn) -> tuple[E, ExecutionEvent, bool]:
+            stored = self._items.require(txn, execution_id)
+            if report_id:
+                previous = self._log.find_report(txn, execution_id, report_id)
+                if previous is not None:
+                    return stored, previous, False
+            updated = self._items.copy(stored)
+            merge(updated, ExecutionUpdate.FromString(delta.SerializeToString()))
+            stamp_replaced(stored, updated)
+            updated.status.last_sequence = stored.status.last_sequence + 1
+            event = ExecutionEvent(
+                execution_id=execution_id,
+                sequence=updated.status.last_sequence,
+                create_time=updated.update_time,
+                report_id=report_id,
+                source=source,
+                update=delta,
+                phase=updated.status.phase,
+            )
+            self._log.append(txn, event)
+            self._items.replace(txn, stored, updated)
+            return updated, event, True
+
+        return await self._engine.write(apply)
+
+    async def events(
+        self, execution_id: str, after_sequence: int = 0, limit: int = DEFAULT_EVENT_LIMIT
+    ) -> builtins.list[ExecutionEvent]:
+        """Return the execution's events with a sequence above ``after_sequence``, in order.
+
+        Args:
+            execution_id: The execution; an unknown one has no events.
+            after_sequence: Return only later events; 0 returns the log from its start.
+            limit: At most this many; non-positive means the default of 1000.
+
+        """
+        if not execution_id or len(execution_id.encode()) > MAX_ID_BYTES:
+            return []  # no such execution can exist
+        count = limit if limit > 0 else DEFAULT_EVENT_LIMIT
+        return await self._engine.read(
+            lambda txn: self._log.read(txn, execution_id, after_sequence, count)
+        )
+
+
+class AgentExecutionRepository(ExecutionRepository[agent_execution_pb2.AgentExecution]):
+    """Agent executions (``aex-…``), filterable by ``session_id``, ``agent`` and ``phase``."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Open the agent execution databases of ``engine``."""
+        super().__init__(
+            engine,
+            kind="agent execution",
+            factory=agent_execution_pb2.AgentExecution,
+            id_prefix="aex",
+            db_name="agent_executions",
+            indexes=[
+                FieldIndex("session_id", _session_id),
+                FieldIndex("agent", _agent),
+                FieldIndex("phase", _phase),
+            ],
+        )
+
+
+class WorkflowExecutionRepository(ExecutionRepository[workflow_execution_pb2.WorkflowExecution]):
+    """Workflow executions (``wex-…``), filterable by ``workflow`` and ``phase``."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Open the workflow execution databases of ``engine``."""
+        super().__init__(
+            engine,
+            kind="workflow execution",
+            factory=workflow_execution_pb2.WorkflowExecution,
+            id_prefix="wex",
+            db_name="workflow_executions",
+            indexes=[FieldIndex("workflow", _workflow), FieldIndex("phase", _phase)],
+        )
+
+
+def _session_id(execution: agent_execution_pb2.AgentExecution) -> str:
+    return execution.session_id
+
+
+def _agent(execution: agent_execution_pb2.AgentExecution) -> str:
+    return execution.agent
+
+
+def _workflow(execution: workflow_execution_pb2.WorkflowExecution) -> str:
+    return execution.workflow
+
+
+def _phase(execution: Execution) -> int:
+    return int(execution.status.phase)

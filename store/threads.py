@@ -1,0 +1,114 @@
+"""Threads: the persisted message history of a session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from polyfleet.v1 import common_pb2, session_pb2
+from store import _keys
+from store._collection import Collection
+from store.ids import check_id, new_id
+
+if TYPE_CHECKING:
+    from store._engine import Engine, Txn
+    from store.sessions import SessionRepository
+
+Session = session_pb2.Session
+Thread = session_pb2.Thread
+
+
+class ThreadRepository:
+    """Threads, at most one per session, with idempotent message appends."""
+
+    def __init__(self, engine: Engine, sessions: SessionRepository) -> None:
+        """Open the thread databases of ``engine``.
+
+        Args:
+            engine: The store's engine.
+            sessions: Sessions, whose ``thread_id`` is set when their thread is created.
+
+        """
+        self._engine = engine
+        self._sessions = sessions.collection
+        self._items: Collection[Thread] = Collection(engine, "thread", Thread, "threads")
+        self._by_session = engine.database("threads.by_session")
+        self._reports = engine.database("threads.reports")
+
+    async def get_or_create_for_session(self, session_id: str) -> tuple[Thread, bool]:
+        """Return the session's thread, creating it if it has none.
+
+        Lookup and creation happen in one write transaction, so concurrent callers get the same
+        thread. When the session exists, its ``thread_id`` is set in the same transaction.
+
+        Returns:
+            The thread, and whether it was created.
+
+        Raises:
+            InvalidArgumentError: ``session_id`` is empty or cannot be a key.
+
+        """
+        session_key = check_id(session_id, "session_id")
+
+        def get_or_create(txn: Txn) -> tuple[Thread, bool]:
+            thread_id = txn.get(session_key, db=self._by_session)
+            if thread_id is not None:
+                return self._items.require(txn, thread_id.decode()), False
+            thread = self._items.add(txn, Thread(id=new_id("thr"), session_id=session_id))
+            txn.put(session_key, thread.id.encode(), db=self._by_session)
+            if self._sessions.load(txn, session_id) is not None:
+
+                def link(session: Session) -> None:
+                    session.thread_id = thread.id
+
+                self._sessions.modify(txn, session_id, link)
+            return thread, True
+
+        return await self._engine.write(get_or_create)
+
+    async def get(self, thread_id: str) -> Thread:
+        """Return the thread.
+
+        Raises:
+            NotFoundError: There is no such thread.
+
+        """
+        return await self._engine.read(lambda txn: self._items.require(txn, thread_id))
+
+    async def append_messages(
+        self, thread_id: str, report_id: str, messages: Iterable[common_pb2.Message]
+    ) -> Thread:
+        """Append messages to the thread, once per report.
+
+        Args:
+            thread_id: The thread.
+            report_id: Identifies the report carrying the messages; if it was already applied
+                to this thread, nothing is appended. Empty means no deduplication.
+            messages: Messages to append, in order.
+
+        Returns:
+            The thread as stored afterwards.
+
+        Raises:
+            NotFoundError: There is no such thread.
+            InvalidArgumentError: ``report_id`` is too long.
+
+        """
+        batch = [_copy(m) for m in messages]
+        report_key = _keys.report_key(thread_id, report_id) if report_id else None
+
+        def append(txn: Txn) -> Thread:
+            stored = self._items.require(txn, thread_id)
+            if report_key is not None:
+                if txn.get(report_key, db=self._reports) is not None:
+                    return stored
+                txn.put(report_key, b"", db=self._reports)
+            return self._items.modify(txn, thread_id, lambda t: t.messages.extend(batch))
+
+        return await self._engine.write(append)
+
+
+def _copy(message: common_pb2.Message) -> common_pb2.Message:
+    clone = common_pb2.Message()
+    clone.CopyFrom(message)
+    return clone

@@ -1,0 +1,158 @@
+"""Sessions and their threads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polyfleet.v1 import common_pb2, session_pb2
+from store import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, Store
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "store") as opened:
+        yield opened
+
+
+def message(text: str) -> common_pb2.Message:
+    return common_pb2.Message(id=text, role=common_pb2.MESSAGE_ROLE_USER, content=text)
+
+
+async def test_session_create_get_update(db: Store) -> None:
+    session = await db.sessions.create(session_pb2.Session(agent="helper"))
+
+    assert session.id.startswith("ses-")
+    assert session.version == 1
+    assert await db.sessions.get(session.id) == session
+
+    def label(s: session_pb2.Session) -> None:
+        s.labels["k"] = "v"
+        s.id = "ses-hijacked"  # identity is not the mutator's to change
+
+    updated = await db.sessions.update(session.id, label)
+
+    assert updated.id == session.id
+    assert updated.version == 2
+    assert dict(updated.labels) == {"k": "v"}
+    assert updated.create_time == session.create_time
+    assert await db.sessions.get(session.id) == updated
+    with pytest.raises(NotFoundError):
+        await db.sessions.get("ses-hijacked")
+
+
+async def test_session_errors(db: Store) -> None:
+    await db.sessions.create(session_pb2.Session(id="ses-1", agent="a"))
+
+    with pytest.raises(AlreadyExistsError):
+        await db.sessions.create(session_pb2.Session(id="ses-1", agent="b"))
+    with pytest.raises(InvalidArgumentError):
+        await db.sessions.create(session_pb2.Session(id="bad\x00id"))
+    with pytest.raises(NotFoundError) as caught:
+        await db.sessions.get("ses-2")
+    assert str(caught.value) == "session 'ses-2' not found"
+    with pytest.raises(NotFoundError):
+        await db.sessions.update("ses-2", lambda s: None)
+    with pytest.raises(ConflictError):
+        await db.sessions.update("ses-1", lambda s: None, expected_version=7)
+    assert (await db.sessions.get("ses-1")).version == 1
+
+
+async def test_sessions_list_by_agent(db: Store) -> None:
+    made = [await db.sessions.create(session_pb2.Session(agent=f"a{i % 2}")) for i in range(6)]
+
+    everything, token = await db.sessions.list()
+    of_a1, _ = await db.sessions.list(agent="a1")
+
+    assert token == ""
+    assert [s.id for s in everything] == [s.id for s in reversed(made)]
+    assert [s.id for s in of_a1] == [s.id for s in reversed(made) if s.agent == "a1"]
+    assert await db.sessions.list(agent="nobody") == ([], "")
+
+
+async def test_changing_the_agent_moves_the_session_between_indexes(db: Store) -> None:
+    session = await db.sessions.create(session_pb2.Session(agent="old"))
+
+    await db.sessions.update(session.id, lambda s: setattr(s, "agent", "new"))
+
+    assert await db.sessions.list(agent="old") == ([], "")
+    assert [s.id for s in (await db.sessions.list(agent="new"))[0]] == [session.id]
+
+
+async def test_concurrent_get_or_create_returns_one_thread(db: Store) -> None:
+    session = await db.sessions.create(session_pb2.Session(agent="a"))
+
+    results = await asyncio.gather(
+        *(db.threads.get_or_create_for_session(session.id) for _ in range(20))
+    )
+
+    assert sum(created for _, created in results) == 1
+    assert len({thread.id for thread, _ in results}) == 1
+    thread = results[0][0]
+    assert thread.id.startswith("thr-")
+    assert thread.session_id == session.id
+    stored_session = await db.sessions.get(session.id)
+    assert stored_session.thread_id == thread.id
+    assert stored_session.version == 2
+
+
+async def test_get_or_create_without_a_session_record(db: Store) -> None:
+    thread, created = await db.threads.get_or_create_for_session("ses-elsewhere")
+    again, created_again = await db.threads.get_or_create_for_session("ses-elsewhere")
+
+    assert created and not created_again
+    assert again == thread
+    with pytest.raises(NotFoundError):
+        await db.sessions.get("ses-elsewhere")
+    with pytest.raises(InvalidArgumentError):
+        await db.threads.get_or_create_for_session("")
+
+
+async def test_append_messages_is_idempotent_per_report(db: Store) -> None:
+    thread, _ = await db.threads.get_or_create_for_session("ses-x")
+
+    first = await db.threads.append_messages(thread.id, "r1", [message("a"), message("b")])
+    retried = await db.threads.append_messages(thread.id, "r1", [message("a"), message("b")])
+    second = await db.threads.append_messages(thread.id, "r2", [message("c")])
+    undeduplicated = await db.threads.append_messages(thread.id, "", [message("d")])
+    again = await db.threads.append_messages(thread.id, "", [message("d")])
+
+    assert [m.content for m in first.messages] == ["a", "b"]
+    assert retried == first
+    assert [m.content for m in second.messages] == ["a", "b", "c"]
+    assert len(undeduplicated.messages) == 4
+    assert [m.content for m in again.messages] == ["a", "b", "c", "d", "d"]
+    assert again.version == 5
+    assert await db.threads.get(thread.id) == again
+
+
+async def test_report_ids_are_per_thread(db: Store) -> None:
+    one, _ = await db.threads.get_or_create_for_session("ses-1")
+    two, _ = await db.threads.get_or_create_for_session("ses-2")
+
+    await db.threads.append_messages(one.id, "r", [message("x")])
+    other = await db.threads.append_messages(two.id, "r", [message("y")])
+
+    assert [m.content for m in other.messages] == ["y"]
+
+
+async def test_concurrent_appends_lose_nothing(db: Store) -> None:
+    thread, _ = await db.threads.get_or_create_for_session("ses-c")
+
+    await asyncio.gather(
+        *(db.threads.append_messages(thread.id, f"r{i}", [message(str(i))]) for i in range(20))
+    )
+
+    stored = await db.threads.get(thread.id)
+    assert sorted(int(m.content) for m in stored.messages) == list(range(20))
+
+
+async def test_thread_not_found(db: Store) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        await db.threads.append_messages("thr-missing", "r", [message("x")])
+    assert caught.value.kind == "thread"
+    with pytest.raises(NotFoundError):
+        await db.threads.get("thr-missing")
