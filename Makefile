@@ -57,3 +57,6 @@ dev: setup ## Run the fleet until Ctrl-C
 
 clean: ## Remove the venv and local data
 	rm -rf $(VENV) .tools .polyfleet .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup ## Benchmarks against a baseline measured in the same run -> docs/benchmarks.md
+	$(VENV)/bin/python -m bench.bench_store
