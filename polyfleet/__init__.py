@@ -1,0 +1,1 @@
+"""polyfleet: durable agent and workflow executions on a polyglot Temporal worker fleet."""

@@ -1,0 +1,242 @@
+"""``polyfleet dev`` and ``polyfleet demo``: run the whole system locally.
+
+Both start a :class:`polyfleet.fleet.Fleet` from the main thread and own the signal
+handling: the first SIGINT/SIGTERM ends the wait (or the demo) and every later one is
+absorbed while the fleet stops, so a second Ctrl-C never leaves processes behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO, TypeVar
+
+from polyfleet.cli import api
+from polyfleet.cli.commands import api_address, exit_code_for, load_agent_files
+from polyfleet.cli.errors import (
+    EXIT_ERROR,
+    EXIT_EXECUTION_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    print_error,
+)
+from polyfleet.cli.output import Console
+from polyfleet.cli.progress import ProgressPrinter
+from polyfleet.config import DEFAULT_API_ADDRESS
+from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
+from polyfleet.v1 import agent_pb2
+
+DEFAULT_DEV_DATA_DIR = Path(".polyfleet/dev")
+DEMO_AGENT = "assistant"
+DEMO_MESSAGE = "What is polyfleet?"
+_CHECK_INTERVAL = 0.5
+
+_T = TypeVar("_T")
+
+
+def examples_dir() -> Path:
+    """Return the repository's ``examples/`` directory, located from this package."""
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+def default_demo_manifest() -> Path:
+    """Return the manifest the demo applies: ``examples/agents/assistant.yaml``."""
+    return examples_dir() / "agents" / f"{DEMO_AGENT}.yaml"
+
+
+class _SignalGuard:
+    """Turns SIGINT/SIGTERM into KeyboardInterrupt until :meth:`absorb` is called."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, err: TextIO) -> None:
+        self._err = err
+        self._absorbing = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in self._SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def absorb(self) -> None:
+        """From now on, a signal only says that stopping is under way."""
+        self._absorbing = True
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._absorbing:
+            print("still stopping the fleet, please wait...", file=self._err, flush=True)
+            return
+        # SIGTERM takes the same orderly path as Ctrl-C.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _say(stream: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    return say
+
+
+def _banner(config: FleetConfig) -> list[str]:
+    return [
+        "polyfleet fleet is up:",
+        f"  Temporal       {config.temporal_address} (namespace {config.namespace})",
+        f"  Temporal UI    {config.temporal_ui_url}",
+        f"  polyfleet API  {config.api_address}",
+        f"  runners        {config.runners}",
+        f"  data           {config.data_dir}",
+        f"  logs           {config.log_dir}",
+    ]
+
+
+# --- dev ------------------------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace, console: Console) -> int:
+    """``polyfleet dev``: run a local fleet until SIGINT/SIGTERM."""
+    config = FleetConfig(
+        data_dir=Path(args.data_dir),
+        runners=args.runners,
+        temporal_port=args.temporal_port,
+        temporal_ui_port=args.ui_port,
+        api_address=api_address(args),
+    )
+    say = _say(console.out)
+    fleet = Fleet(config, report=say)
+    guard = _SignalGuard(console.err)
+    code = EXIT_OK
+    with guard.installed():
+        try:
+            fleet.start()
+            for line in [*_banner(config), "", *_dev_tips(config), "Press Ctrl-C to stop."]:
+                say(line)
+            while True:
+                fleet.check()
+                time.sleep(_CHECK_INTERVAL)
+        except KeyboardInterrupt:
+            say("stopping the fleet...")
+        except FleetError as exc:
+            print_error(CliError(str(exc)), console.err)
+            code = EXIT_EXECUTION_FAILED
+        finally:
+            guard.absorb()
+            fleet.stop()
+    return code
+
+
+def _dev_tips(config: FleetConfig) -> list[str]:
+    address = (
+        "" if config.api_address == DEFAULT_API_ADDRESS else f"--address {config.api_address} "
+    )
+    return [
+        "Try:",
+        f"  polyfleet {address}apply -f examples/agents/assistant.yaml",
+        f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGE}" --follow',
+        "",
+    ]
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """``polyfleet demo``: start a throwaway fleet, run the assistant once, stop everything."""
+    manifest = Path(args.file) if args.file else default_demo_manifest()
+    agents = load_agent_files([str(manifest)])
+    agent_name = args.agent or _pick_agent(agents)
+    own_dir = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="polyfleet-demo-")) if own_dir else Path(args.data_dir)
+    config = FleetConfig(
+        data_dir=data_dir,
+        runners=1,
+        # Free ports, so the demo runs next to a `polyfleet dev` or another demo.
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        api_address=f"127.0.0.1:{free_port()}",
+    )
+    say = _say(console.out)
+    fleet = Fleet(config, report=say)
+    guard = _SignalGuard(console.err)
+    code = EXIT_ERROR
+    with guard.installed():
+        try:
+            say(f"Starting a demo fleet in {data_dir}")
+            fleet.start()
+            for line in _banner(config):
+                say(line)
+            run = _demo(fleet, agents, agent_name, args.message, console.out)
+            code = asyncio.run(_within(run, args.timeout, fleet))
+        except KeyboardInterrupt:
+            print("interrupted", file=console.err)
+            code = EXIT_INTERRUPTED
+        except FleetError as exc:
+            print_error(CliError(str(exc)), console.err)
+            code = EXIT_EXECUTION_FAILED
+        except CliError as exc:
+            print_error(exc, console.err)
+            code = exc.exit_code
+        finally:
+            guard.absorb()
+            say("Stopping the fleet...")
+            fleet.stop()
+    if code == EXIT_OK and own_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    else:
+        say(f"Logs are kept in {config.log_dir}")
+    return code
+
+
+def _pick_agent(agents: Sequence[agent_pb2.Agent]) -> str:
+    names = [agent.name for agent in agents]
+    return DEMO_AGENT if DEMO_AGENT in names else names[0]
+
+
+async def _demo(
+    fleet: Fleet, agents: Sequence[agent_pb2.Agent], agent_name: str, message: str, out: TextIO
+) -> int:
+    async with api.connect(fleet.config.api_address) as clients:
+        for stored in await api.apply_agents(clients.agents, agents):
+            print(f"agent/{stored.name} configured (version {stored.version})", file=out)
+        print(f'$ polyfleet run agent {agent_name} --message "{message}" --follow', file=out)
+        execution = await api.create_agent_execution(clients.executions, agent_name, message)
+        print(f"execution/{execution.id} created", file=out, flush=True)
+        final = await api.watch_agent_execution(
+            clients.executions, execution.id, ProgressPrinter(out)
+        )
+    return exit_code_for(final)
+
+
+async def _within(work: Awaitable[_T], limit_seconds: float, fleet: Fleet) -> _T:
+    # A child that crashes mid-demo would otherwise leave the execution waiting for a
+    # runner until Temporal's schedule-to-start timeout; fail fast with its log instead.
+    task = asyncio.ensure_future(work)
+    deadline = asyncio.get_running_loop().time() + limit_seconds
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_CHECK_INTERVAL)
+            if done:
+                return task.result()
+            fleet.check()
+            if asyncio.get_running_loop().time() > deadline:
+                raise CliError(
+                    f"the demo did not finish within {limit_seconds:g} s",
+                    exit_code=EXIT_EXECUTION_FAILED,
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+            # Only the cancellation is expected here; any other outcome was already lost.
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,222 @@
+"""Plain formatting helpers shared by the CLI commands: names, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TextIO
+
+from google.protobuf.json_format import MessageToDict, MessageToJson
+from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from polyfleet.v1 import common_pb2
+
+_PHASE_PREFIX = "EXECUTION_PHASE_"
+TERMINAL_PHASES: frozenset[common_pb2.ExecutionPhase.ValueType] = frozenset(
+    {
+        common_pb2.EXECUTION_PHASE_COMPLETED,
+        common_pb2.EXECUTION_PHASE_FAILED,
+        common_pb2.EXECUTION_PHASE_CANCELLED,
+    }
+)
+# Long tool results would drown the live transcript; the full value stays in `get -o json`.
+_MAX_INLINE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Console:
+    """Where a command writes: results to ``out``, diagnostics to ``err``."""
+
+    out: TextIO
+    err: TextIO
+
+
+def phase_name(phase: common_pb2.ExecutionPhase.ValueType) -> str:
+    """Return the short name of a phase, e.g. ``RUNNING``.
+
+    Args:
+        phase: An ExecutionPhase value.
+
+    Returns:
+        The enum name without the ``EXECUTION_PHASE_`` prefix, or the number if unknown.
+
+    """
+    try:
+        return common_pb2.ExecutionPhase.Name(phase).removeprefix(_PHASE_PREFIX)
+    except ValueError:
+        return str(int(phase))
+
+
+def phase_choices() -> list[str]:
+    """Return the phase names a user may filter on, e.g. ``["PENDING", "RUNNING", ...]``."""
+    return [
+        name.removeprefix(_PHASE_PREFIX)
+        for name in common_pb2.ExecutionPhase.keys()
+        if name != "EXECUTION_PHASE_UNSPECIFIED"
+    ]
+
+
+def parse_phase(text: str) -> common_pb2.ExecutionPhase.ValueType:
+    """Parse a phase name given on the command line.
+
+    Args:
+        text: ``running``, ``RUNNING`` or ``EXECUTION_PHASE_RUNNING``.
+
+    Returns:
+        The ExecutionPhase value.
+
+    Raises:
+        ValueError: The name is not a known phase.
+
+    """
+    name = text.strip().upper().removeprefix(_PHASE_PREFIX)
+    if name not in phase_choices():
+        raise ValueError(f"unknown phase {text!r} (choose from {', '.join(phase_choices())})")
+    return common_pb2.ExecutionPhase.Value(_PHASE_PREFIX + name)
+
+
+def is_terminal(phase: common_pb2.ExecutionPhase.ValueType) -> bool:
+    """Tell whether a phase is final (COMPLETED, FAILED or CANCELLED).
+
+    Args:
+        phase: An ExecutionPhase value.
+
+    Returns:
+        True for terminal phases.
+
+    """
+    return phase in TERMINAL_PHASES
+
+
+def role_name(role: common_pb2.MessageRole.ValueType) -> str:
+    """Return a message role as a lowercase word, e.g. ``assistant``.
+
+    Args:
+        role: A MessageRole value.
+
+    Returns:
+        The role without the ``MESSAGE_ROLE_`` prefix, lowercased; ``message`` if unset.
+
+    """
+    if role == common_pb2.MESSAGE_ROLE_UNSPECIFIED:
+        return "message"
+    try:
+        return common_pb2.MessageRole.Name(role).removeprefix("MESSAGE_ROLE_").lower()
+    except ValueError:
+        return "message"
+
+
+def format_timestamp(timestamp: Timestamp) -> str:
+    """Format a protobuf timestamp as UTC ISO-8601 to the second.
+
+    Args:
+        timestamp: The timestamp; all-zero means unset.
+
+    Returns:
+        For example ``2025-01-31T12:00:00Z``, or ``-`` when unset.
+
+    """
+    if timestamp.seconds == 0 and timestamp.nanos == 0:
+        return "-"
+    moment = timestamp.ToDatetime(tzinfo=UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def shorten(text: str, limit: int = _MAX_INLINE_CHARS) -> str:
+    """Cut text to ``limit`` characters on one line, marking the cut with an ellipsis.
+
+    Args:
+        text: Any text.
+        limit: Maximum length of the result.
+
+    Returns:
+        The text with newlines collapsed, shortened if needed.
+
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def format_tool_call(call: common_pb2.ToolCall) -> str:
+    """Render a tool call as ``tool name(arg=value) -> result``.
+
+    Args:
+        call: The tool call.
+
+    Returns:
+        One line; a running call ends in ``...``, a failed one in ``-> error: ...``.
+
+    """
+    arguments = MessageToDict(call.arguments) if call.HasField("arguments") else {}
+    # Struct is a map without a stable order; sorted keys keep the transcript reproducible.
+    rendered = ", ".join(
+        f"{key}={json.dumps(_tidy(value))}" for key, value in sorted(arguments.items())
+    )
+    head = f"tool {call.name}({shorten(rendered)})"
+    if call.error or call.status == common_pb2.TOOL_CALL_STATUS_FAILED:
+        return f"{head} -> error: {shorten(call.error or 'failed')}"
+    if call.result or call.status == common_pb2.TOOL_CALL_STATUS_SUCCEEDED:
+        return f"{head} -> {shorten(call.result)}"
+    return f"{head} ..."
+
+
+def _tidy(value: object) -> object:
+    # protobuf Struct stores every number as a double; show 3, not 3.0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_tidy(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _tidy(item) for key, item in value.items()}
+    return value
+
+
+def format_error(error: common_pb2.ExecutionError) -> str:
+    """Render an execution error as ``Type: message``, naming the step when known.
+
+    Args:
+        error: The error.
+
+    Returns:
+        One line of text.
+
+    """
+    text = f"{error.type or 'Error'}: {error.message or 'no details'}"
+    return f"{text} (step {error.step})" if error.step else text
+
+
+def to_json(message: ProtoMessage) -> str:
+    """Serialize a message as proto3 JSON, the same mapping every gRPC gateway uses.
+
+    Args:
+        message: Any protobuf message.
+
+    Returns:
+        Indented JSON text.
+
+    """
+    return MessageToJson(message)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Lay out rows in left-aligned columns, kubectl style.
+
+    Args:
+        headers: Column titles.
+        rows: Cell texts, one sequence per row, as long as ``headers``.
+
+    Returns:
+        The table without a trailing newline.
+
+    """
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [list(headers), *rows]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The argparse command tree of ``polyfleet``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from importlib import metadata
+
+from polyfleet.cli import commands, dev
+from polyfleet.cli.output import Console, parse_phase, phase_choices
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+_DESCRIPTION = """\
+polyfleet runs AI agent executions durably on a Temporal worker fleet.
+
+Commands talk to the orchestrator's gRPC API at --address (default: the
+POLYFLEET_API_ADDRESS environment variable, else 127.0.0.1:7234).
+"""
+
+_EPILOG = """\
+exit codes: 0 success, 1 the execution ended FAILED or CANCELLED,
+            2 usage, input or API error, 130 interrupted
+
+examples:
+  polyfleet dev                                   # local Temporal + orchestrator + runner
+  polyfleet apply -f examples/agents/assistant.yaml
+  polyfleet run agent assistant --message "What is polyfleet?" --follow
+  polyfleet executions list --phase running
+  polyfleet demo                                  # all of the above, then stop
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def _phase(text: str) -> int:
+    try:
+        return int(parse_phase(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("polyfleet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _output(parser: argparse.ArgumentParser, *choices: str) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=choices,
+        default="text",
+        help="output format (default: text)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``polyfleet`` argument parser.
+
+    Returns:
+        A parser whose parsed namespace carries a ``handler`` (see :data:`Handler`).
+
+    """
+    parser = argparse.ArgumentParser(
+        prog="polyfleet",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="polyfleet API address (overrides POLYFLEET_API_ADDRESS)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_apply(sub)
+    _add_run(sub)
+    _add_executions(sub)
+    _add_agents(sub)
+    _add_dev(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_apply(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    apply = sub.add_parser(
+        "apply",
+        help="create or update agents from YAML manifests",
+        description="Validate every manifest first, then apply each one (create or replace by "
+        "name). A manifest error stores nothing.",
+    )
+    apply.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="manifest file, directory of *.yaml files, or - for stdin (repeatable)",
+    )
+    apply.set_defaults(handler=commands.cmd_apply)
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="start an execution")
+    kinds = run.add_subparsers(dest="kind", metavar="KIND", required=True)
+    agent = kinds.add_parser(
+        "agent",
+        help="run an agent on a message",
+        description="Start an agent execution. Prints its ID, or with --follow streams its "
+        "progress until it ends (exit code 1 if it FAILED or was CANCELLED).",
+    )
+    agent.add_argument("name", metavar="NAME", help="agent name")
+    agent.add_argument("-m", "--message", required=True, help="the user message")
+    agent.add_argument("--session", metavar="ID", help="continue this session")
+    agent.add_argument(
+        "-f", "--follow", action="store_true", help="stream progress until the execution ends"
+    )
+    _output(agent, "text", "json")
+    agent.set_defaults(handler=commands.cmd_run_agent)
+
+
+def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    executions = sub.add_parser(
+        "executions", aliases=["execution"], help="inspect and follow agent executions"
+    )
+    actions = executions.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    get = actions.add_parser("get", help="show one execution")
+    get.add_argument("id", metavar="ID")
+    _output(get, "text", "json")
+    get.set_defaults(handler=commands.cmd_executions_get)
+
+    listing = actions.add_parser("list", help="list executions, newest first")
+    listing.add_argument("--agent", help="only executions of this agent")
+    listing.add_argument("--session", metavar="ID", help="only executions of this session")
+    listing.add_argument(
+        "--phase",
+        type=_phase,
+        metavar="PHASE",
+        help=f"only executions in this phase ({', '.join(phase_choices())})",
+    )
+    listing.add_argument("--page-size", type=_positive_int, metavar="N")
+    listing.add_argument("--page-token", metavar="TOKEN", help="from a previous page")
+    _output(listing, "text", "json")
+    listing.set_defaults(handler=commands.cmd_executions_list)
+
+    watch = actions.add_parser("watch", help="stream an execution's progress until it ends")
+    watch.add_argument("id", metavar="ID")
+    watch.add_argument(
+        "--after",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="only events after sequence number N (default: replay all)",
+    )
+    watch.set_defaults(handler=commands.cmd_executions_watch)
+
+    cancel = actions.add_parser("cancel", help="cancel a running execution")
+    cancel.add_argument("id", metavar="ID")
+    _output(cancel, "text", "json")
+    cancel.set_defaults(handler=commands.cmd_executions_cancel)
+
+
+def _add_agents(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agents = sub.add_parser("agents", aliases=["agent"], help="inspect agent definitions")
+    actions = agents.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="list agents")
+    _output(listing, "text", "json")
+    listing.set_defaults(handler=commands.cmd_agents_list)
+
+    get = actions.add_parser("get", help="show one agent (-o yaml prints a manifest)")
+    get.add_argument("name", metavar="NAME", help="agent name or ID")
+    _output(get, "text", "json", "yaml")
+    get.set_defaults(handler=commands.cmd_agents_get)
+
+
+def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev_parser = sub.add_parser(
+        "dev",
+        help="run a local fleet (Temporal dev server, orchestrator, runners) until Ctrl-C",
+        description="Start the Temporal dev server (with its UI), the orchestrator and N "
+        "runners as child processes and keep them running until SIGINT/SIGTERM. State lives "
+        "in the data directory, so a restart loses nothing.",
+    )
+    dev_parser.add_argument(
+        "--runners", type=_positive_int, default=1, metavar="N", help="runner processes"
+    )
+    dev_parser.add_argument(
+        "--data-dir",
+        default=str(dev.DEFAULT_DEV_DATA_DIR),
+        metavar="DIR",
+        help=f"state and logs (default: {dev.DEFAULT_DEV_DATA_DIR})",
+    )
+    dev_parser.add_argument(
+        "--temporal-port", type=_port, default=7233, metavar="PORT", help="default: 7233"
+    )
+    dev_parser.add_argument(
+        "--ui-port", type=_port, default=8233, metavar="PORT", help="Temporal UI, default: 8233"
+    )
+    dev_parser.set_defaults(handler=dev.cmd_dev)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="start a throwaway fleet, run the example assistant once, stop everything",
+        description="Start a fleet on free ports with one runner, apply the example agent, "
+        "run it following its progress live, then stop every process. Exits 0 only if the "
+        "execution COMPLETED.",
+    )
+    demo.add_argument(
+        "--file",
+        metavar="FILE",
+        help=f"agent manifest (default: {dev.default_demo_manifest()})",
+    )
+    demo.add_argument("--agent", help=f"agent to run (default: {dev.DEMO_AGENT})")
+    demo.add_argument("-m", "--message", default=dev.DEMO_MESSAGE, help="the user message")
+    demo.add_argument(
+        "--data-dir", metavar="DIR", help="keep state and logs here (default: a temporary dir)"
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="give up after this long (default: 180)",
+    )
+    demo.set_defaults(handler=dev.cmd_demo)

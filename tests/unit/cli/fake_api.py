@@ -1,0 +1,341 @@
+"""An in-memory stand-in for the orchestrator's public API, for CLI and fleet tests.
+
+It implements AgentService and AgentExecutionService with a tiny version of the scripted
+model (first matching rule answers, streamed as word chunks), and gRPC health. It is a
+module for the tests and, run as a script, a fake ``python -m orchestrator`` child for
+the Fleet: it serves on ``POLYFLEET_API_ADDRESS`` until SIGTERM.
+
+Message keywords steer the fake: ``flaky`` makes the first watch break with UNAVAILABLE
+after three events; ``slow`` makes each streamed chunk take 0.1 s.
+"""
+
+# The servicer methods implement the generated gRPC interface, so they keep its names.
+# ruff: noqa: N802
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
+    health,
+    health_pb2,
+    health_pb2_grpc,
+)
+
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    agent_execution_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    common_pb2,
+)
+
+Context = grpc.ServicerContext
+FLAKY_BREAK_AFTER = 3
+
+
+@dataclass
+class Recorded:
+    """Requests the fake received, for assertions."""
+
+    applied: list[agent_pb2.Agent] = field(default_factory=list)
+    created: list[agent_execution_pb2.CreateAgentExecutionRequest] = field(default_factory=list)
+    watches: list[agent_execution_pb2.WatchAgentExecutionRequest] = field(default_factory=list)
+    lists: list[agent_execution_pb2.ListAgentExecutionsRequest] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    execution: agent_execution_pb2.AgentExecution
+    events: list[common_pb2.ExecutionEvent]
+    flaky: bool = False
+    slow: bool = False
+
+
+class FakeState:
+    """Agents and executions shared by both fake services."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.lock = threading.Lock()
+        self.agents: dict[str, agent_pb2.Agent] = {}
+        self.runs: dict[str, _Run] = {}
+        self.recorded = Recorded()
+
+
+class FakeAgentService(agent_pb2_grpc.AgentServiceServicer):
+    """AgentService over :class:`FakeState`."""
+
+    def __init__(self, state: FakeState) -> None:
+        """Serve the given state."""
+        self.state = state
+
+    def ApplyAgent(self, request: agent_pb2.ApplyAgentRequest, context: Context) -> agent_pb2.Agent:
+        """Store the agent, bumping its version."""
+        with self.state.lock:
+            self.state.recorded.applied.append(request.agent)
+            previous = self.state.agents.get(request.agent.name)
+            agent = agent_pb2.Agent()
+            agent.CopyFrom(request.agent)
+            agent.id = f"agt-{request.agent.name}"
+            agent.version = previous.version + 1 if previous else 1
+            self.state.agents[agent.name] = agent
+            return agent
+
+    def GetAgent(self, request: agent_pb2.GetAgentRequest, context: Context) -> agent_pb2.Agent:
+        """Return the agent or NOT_FOUND."""
+        with self.state.lock:
+            agent = self.state.agents.get(request.name)
+        if agent is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f'agent "{request.name}" not found')
+        return agent
+
+    def ListAgents(
+        self, request: agent_pb2.ListAgentsRequest, context: Context
+    ) -> agent_pb2.ListAgentsResponse:
+        """Return one agent per page, to exercise page tokens."""
+        with self.state.lock:
+            agents = sorted(self.state.agents.values(), key=lambda a: a.name)
+        start = int(request.page_token or 0)
+        more = start + 1 < len(agents)
+        return agent_pb2.ListAgentsResponse(
+            agents=agents[start : start + 1], next_page_token=str(start + 1) if more else ""
+        )
+
+    def CreateAgent(
+        self, request: agent_pb2.CreateAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
+        """Not needed by the CLI."""
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def UpdateAgent(
+        self, request: agent_pb2.UpdateAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
+        """Not needed by the CLI."""
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def DeleteAgent(
+        self, request: agent_pb2.DeleteAgentRequest, context: Context
+    ) -> empty_pb2.Empty:
+        """Not needed by the CLI."""
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+
+class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceServicer):
+    """AgentExecutionService whose executions finish instantly, as a scripted event log."""
+
+    def __init__(self, state: FakeState) -> None:
+        """Serve the given state."""
+        self.state = state
+
+    def CreateAgentExecution(
+        self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        """Record an execution and its whole scripted event log."""
+        with self.state.lock:
+            self.state.recorded.created.append(request)
+            agent = self.state.agents.get(request.execution.agent)
+            if agent is None:
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, f'agent "{request.execution.agent}" not found'
+                )
+            execution_id = f"aex-{len(self.state.runs) + 1}"
+            run = _script(execution_id, agent, request.execution)
+            self.state.runs[execution_id] = run
+        pending = agent_execution_pb2.AgentExecution()
+        pending.CopyFrom(run.execution)
+        pending.status.Clear()
+        pending.status.phase = common_pb2.EXECUTION_PHASE_PENDING
+        return pending
+
+    def GetAgentExecution(
+        self, request: agent_execution_pb2.GetAgentExecutionRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        """Return the execution in its final state."""
+        return self._run(request.id, context).execution
+
+    def ListAgentExecutions(
+        self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
+    ) -> agent_execution_pb2.ListAgentExecutionsResponse:
+        """Filter by agent and phase; a page size of 1 yields a next page token."""
+        with self.state.lock:
+            self.state.recorded.lists.append(request)
+            executions = [r.execution for r in self.state.runs.values()]
+        executions = [
+            e
+            for e in executions
+            if (not request.agent or e.agent == request.agent)
+            and (not request.phase or e.status.phase == request.phase)
+        ]
+        token = ""
+        if request.page_size and len(executions) > request.page_size:
+            executions, token = executions[: request.page_size], "next-page"
+        return agent_execution_pb2.ListAgentExecutionsResponse(
+            executions=executions, next_page_token=token
+        )
+
+    def CancelAgentExecution(
+        self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        """Report the execution unchanged; the fake's executions are already final."""
+        return self._run(request.id, context).execution
+
+    def ExecuteAgent(
+        self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        """Not needed by the CLI."""
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def WatchAgentExecution(
+        self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
+    ) -> Iterator[agent_execution_pb2.WatchAgentExecutionResponse]:
+        """Stream a snapshot, then the scripted events after ``after_sequence``."""
+        run = self._run(request.id, context)
+        with self.state.lock:
+            self.state.recorded.watches.append(request)
+            first_watch = len(self.state.recorded.watches) == 1
+        snapshot = agent_execution_pb2.AgentExecution()
+        snapshot.CopyFrom(run.execution)
+        yield agent_execution_pb2.WatchAgentExecutionResponse(snapshot=snapshot)
+        sent = 0
+        for event in run.events:
+            if event.sequence <= request.after_sequence:
+                continue
+            if run.flaky and first_watch and sent == FLAKY_BREAK_AFTER:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "fake connection reset")
+            if run.slow and event.update.content_delta:
+                time.sleep(0.1)
+            yield agent_execution_pb2.WatchAgentExecutionResponse(event=event)
+            sent += 1
+
+    def _run(self, execution_id: str, context: Context) -> _Run:
+        with self.state.lock:
+            run = self.state.runs.get(execution_id)
+        if run is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f'execution "{execution_id}" not found')
+        return run
+
+
+def _script(
+    execution_id: str, agent: agent_pb2.Agent, request: agent_execution_pb2.AgentExecution
+) -> _Run:
+    scripted = agent.model.scripted
+    rule = next((r for r in scripted.rules if re.search(r.pattern, request.message)), None)
+    updates = [
+        common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_PENDING),
+        common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING),
+    ]
+    status = agent_execution_pb2.AgentExecutionStatus()
+    if rule is not None and rule.error:
+        error = common_pb2.ExecutionError(
+            type="ModelProviderError", message=rule.error, step="ExecuteGraphton"
+        )
+        updates.append(common_pb2.ExecutionUpdate(error=error))
+        updates.append(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_FAILED))
+        status.phase = common_pb2.EXECUTION_PHASE_FAILED
+        status.error.CopyFrom(error)
+    else:
+        reply = rule.reply if rule is not None else scripted.default_reply
+        reply = reply.replace("{message}", request.message)
+        words = reply.split(" ")
+        size = scripted.chunk_words or 3
+        for start in range(0, len(words), size):
+            chunk = " ".join(words[start : start + size])
+            delta = chunk if start == 0 else " " + chunk
+            updates.append(common_pb2.ExecutionUpdate(content_delta=delta, delta_message_id="m-1"))
+        message = common_pb2.Message(
+            id="m-1", role=common_pb2.MESSAGE_ROLE_ASSISTANT, content=reply, name=agent.name
+        )
+        updates.append(common_pb2.ExecutionUpdate(messages=[message]))
+        updates.append(
+            common_pb2.ExecutionUpdate(
+                phase=common_pb2.EXECUTION_PHASE_COMPLETED, output_text=reply
+            )
+        )
+        status.phase = common_pb2.EXECUTION_PHASE_COMPLETED
+        status.messages.append(message)
+        status.output_text = reply
+    status.last_sequence = len(updates)
+    events = []
+    phase = common_pb2.EXECUTION_PHASE_UNSPECIFIED
+    for sequence, update in enumerate(updates, start=1):
+        phase = update.phase or phase
+        events.append(
+            common_pb2.ExecutionEvent(
+                execution_id=execution_id, sequence=sequence, update=update, phase=phase
+            )
+        )
+    execution = agent_execution_pb2.AgentExecution(
+        id=execution_id,
+        agent=request.agent,
+        message=request.message,
+        session_id=request.session_id or "ses-1",
+        status=status,
+    )
+    execution.create_time.FromSeconds(1_700_000_000)
+    return _Run(execution, events, flaky="flaky" in request.message, slow="slow" in request.message)
+
+
+def serve(address: str, state: FakeState | None = None) -> tuple[grpc.Server, int]:
+    """Start the fake API with gRPC health reporting SERVING.
+
+    Args:
+        address: ``host:port``; port 0 picks a free one.
+        state: Shared state; a fresh one if None.
+
+    Returns:
+        The started server and the bound port.
+
+    """
+    state = state or FakeState()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(FakeAgentService(state), server)
+    agent_execution_pb2_grpc.add_AgentExecutionServiceServicer_to_server(
+        FakeExecutionService(state), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+def _main() -> None:
+    # As a fleet child: record the environment, serve until SIGTERM.
+    dump = os.environ.get("FAKE_ENV_DUMP")
+    if dump:
+        with open(dump, "w", encoding="utf-8") as file:
+            json.dump(dict(os.environ), file)
+    if os.environ.get("FAKE_EXIT_EARLY"):
+        print("fake orchestrator: refusing to start", flush=True)
+        sys.exit(3)
+    server, _ = serve(os.environ["POLYFLEET_API_ADDRESS"])
+    stopped = threading.Event()
+
+    def stop(*_: object) -> None:
+        stops = os.environ.get("FAKE_STOPS_LOG")
+        if stops:
+            with open(stops, "a", encoding="utf-8") as file:
+                file.write("orchestrator\n")
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    print("fake orchestrator serving", flush=True)
+    stopped.wait()
+    server.stop(1).wait()
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,330 @@
+"""The API commands end to end against an in-process fake of the orchestrator API."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from polyfleet.cli import api, main
+from polyfleet.manifest import parse_manifests
+from polyfleet.v1 import common_pb2
+
+EXAMPLE_MANIFEST = Path(__file__).resolve().parents[3] / "examples" / "agents" / "assistant.yaml"
+
+
+@dataclass
+class FakeApi:
+    """A running fake API and its state (see fake_api.py)."""
+
+    address: str
+    state: Any
+
+
+@dataclass
+class CliResult:
+    """What one ``polyfleet`` invocation did."""
+
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., CliResult]
+
+
+@pytest.fixture
+def fake_server(fake_api: ModuleType) -> Iterator[FakeApi]:
+    state = fake_api.FakeState()
+    server, port = fake_api.serve("127.0.0.1:0", state)
+    try:
+        yield FakeApi(f"127.0.0.1:{port}", state)
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
+    def run(*argv: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+BROKEN = """\
+apiVersion: polyfleet/v1
+kind: Agent
+metadata: {name: broken}
+spec:
+  model: {model: x}
+"""
+
+
+@pytest.fixture
+def applied(fake_server: FakeApi, run_cli: Run) -> FakeApi:
+    result = run_cli("--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST))
+    assert result.code == 0, result.err
+    return fake_server
+
+
+def polyfleet_answer() -> str:
+    (agent,) = parse_manifests(EXAMPLE_MANIFEST.read_text(encoding="utf-8"))
+    rule = next(r for r in agent.model.scripted.rules if re.search(r.pattern, "What is polyfleet?"))
+    return rule.reply
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+
+def test_apply_prints_each_agent_and_version(fake_server: FakeApi, run_cli: Run) -> None:
+    first = run_cli("--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST))
+    second = run_cli("--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST))
+
+    assert (first.code, first.out) == (0, "agent/assistant configured (version 1)\n")
+    assert second.out == "agent/assistant configured (version 2)\n"
+
+
+def test_apply_with_an_invalid_manifest_stores_nothing(
+    fake_server: FakeApi, run_cli: Run, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN, encoding="utf-8")
+
+    result = run_cli(
+        "--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST), "-f", str(broken)
+    )
+
+    assert result.code == 2
+    assert result.err.startswith(f"error: {broken}: spec.model.provider: field required")
+    assert result.out == ""
+    assert fake_server.state.recorded.applied == []
+
+
+def test_apply_reads_a_directory_and_stdin(
+    fake_server: FakeApi, run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "one.yaml").write_text(
+        EXAMPLE_MANIFEST.read_text().replace("name: assistant", "name: one"), encoding="utf-8"
+    )
+    monkeypatch.setattr("sys.stdin", open(EXAMPLE_MANIFEST, encoding="utf-8"))
+
+    result = run_cli("--address", fake_server.address, "apply", "-f", str(tmp_path), "-f", "-")
+
+    assert result.out.splitlines() == [
+        "agent/one configured (version 1)",
+        "agent/assistant configured (version 1)",
+    ]
+
+
+def test_unreachable_api_is_an_error_with_a_hint(run_cli: Run) -> None:
+    result = run_cli("--address", "127.0.0.1:1", "agents", "list")
+
+    assert result.code == 2
+    assert result.err.startswith("error: UNAVAILABLE: ")
+    assert "hint: is the polyfleet API running at 127.0.0.1:1?" in result.err
+
+
+def test_address_defaults_to_the_environment(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYFLEET_API_ADDRESS", "127.0.0.1:2")
+
+    result = run_cli("agents", "list")
+
+    assert "running at 127.0.0.1:2?" in result.err
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def test_run_without_follow_prints_the_id(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address", applied.address, "run", "agent", "assistant", "-m", "hi", "--session", "s-9"
+    )
+
+    assert (result.code, result.out) == (0, "aex-1\n")
+    (request,) = applied.state.recorded.created
+    assert (request.execution.agent, request.execution.message) == ("assistant", "hi")
+    assert request.execution.session_id == "s-9"
+
+
+def test_run_json_prints_the_execution(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address", applied.address, "run", "agent", "assistant", "-m", "hi", "-o", "json"
+    )
+
+    document = json.loads(result.out)
+    assert document["id"] == "aex-1"
+    assert document["status"]["phase"] == "EXECUTION_PHASE_PENDING"
+
+
+def test_run_follow_streams_progress_and_the_final_answer(applied: FakeApi, run_cli: Run) -> None:
+    answer = polyfleet_answer()
+
+    result = run_cli(
+        "--address",
+        applied.address,
+        *"run agent assistant --follow -m".split(),
+        "What is polyfleet?",
+    )
+
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "execution/aex-1 created",
+        "● PENDING",
+        "● RUNNING",
+        f"assistant: {answer}",
+        "● COMPLETED",
+        f"Final answer: {answer}",
+    ]
+
+
+def test_run_follow_of_a_failing_execution_exits_one(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address", applied.address, "run", "agent", "assistant", "-m", "explode", "--follow"
+    )
+
+    assert result.code == 1
+    assert "error: ModelProviderError: the scripted model was told to fail" in result.out
+    assert "● FAILED" in result.out
+    assert result.out.splitlines()[-1].startswith("Failed: ModelProviderError:")
+
+
+def test_run_follow_json_keeps_stdout_parseable(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address", applied.address, *"run agent assistant -m hello --follow -o json".split()
+    )
+
+    assert result.code == 0
+    assert json.loads(result.out)["status"]["phase"] == "EXECUTION_PHASE_COMPLETED"
+    assert "● COMPLETED" in result.err
+
+
+def test_unknown_agent_reports_the_grpc_status(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli("--address", applied.address, "run", "agent", "nope", "-m", "hi")
+
+    assert result.code == 2
+    assert result.err == 'error: NOT_FOUND: agent "nope" not found\n'
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+def test_executions_get_text_and_json(applied: FakeApi, run_cli: Run) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "capital of France")
+
+    text = run_cli("--address", applied.address, "executions", "get", "aex-1")
+    raw = run_cli("--address", applied.address, "executions", "get", "aex-1", "-o", "json")
+
+    assert "Phase:" in text.out and "COMPLETED" in text.out
+    assert "Output:" in text.out and "Paris" in text.out
+    assert json.loads(raw.out)["agent"] == "assistant"
+
+
+def test_executions_list_table_filters_and_page_token(applied: FakeApi, run_cli: Run) -> None:
+    for message in ("hello", "explode", "capital of France"):
+        run_cli("--address", applied.address, "run", "agent", "assistant", "-m", message)
+
+    result = run_cli(
+        "--address",
+        applied.address,
+        *"executions list --agent assistant --phase completed --page-size 1".split(),
+    )
+
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["ID", "AGENT", "PHASE", "CREATED"]
+    assert lines[1].split() == ["aex-1", "assistant", "COMPLETED", "2023-11-14T22:13:20Z"]
+    assert lines[-1] == "next page token: next-page"
+    request = applied.state.recorded.lists[-1]
+    assert (request.agent, request.page_size) == ("assistant", 1)
+    assert request.phase == common_pb2.EXECUTION_PHASE_COMPLETED
+
+
+def test_executions_watch_replays_and_exits_by_outcome(applied: FakeApi, run_cli: Run) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "explode")
+
+    result = run_cli("--address", applied.address, "executions", "watch", "aex-1")
+
+    assert result.code == 1
+    assert "● RUNNING" in result.out
+
+
+def test_executions_watch_after_shows_only_later_events(applied: FakeApi, run_cli: Run) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hello")
+
+    result = run_cli("--address", applied.address, "executions", "watch", "aex-1", "--after", "2")
+
+    assert result.code == 0
+    lines = result.out.splitlines()
+    # The first later event carries the phase the execution was in; PENDING came before.
+    assert "● PENDING" not in lines
+    assert lines[0] == "● RUNNING"
+    assert lines[1].startswith("assistant: Hello! I am the polyfleet demo")
+    assert applied.state.recorded.watches[-1].after_sequence == 2
+
+
+def test_watch_resumes_after_the_last_event_when_the_stream_breaks(
+    applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "WATCH_BACKOFF_SECONDS", 0.01)
+
+    result = run_cli(
+        "--address", applied.address, *"run agent assistant --follow -m".split(), "flaky hello"
+    )
+
+    assert result.code == 0, result.err
+    watches = applied.state.recorded.watches
+    assert [w.after_sequence for w in watches] == [0, 3]
+    assert result.out.count("● RUNNING") == 1
+    assert result.out.count("assistant: ") == 1
+    assert "Final answer: You said:" in result.out
+
+
+def test_executions_cancel(applied: FakeApi, run_cli: Run) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hello")
+
+    result = run_cli("--address", applied.address, "executions", "cancel", "aex-1")
+
+    assert result.out == "execution/aex-1 cancel requested (phase COMPLETED)\n"
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+def test_agents_list_follows_pages(applied: FakeApi, run_cli: Run, tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(EXAMPLE_MANIFEST.read_text().replace("name: assistant", "name: zeta"))
+    run_cli("--address", applied.address, "apply", "-f", str(other))
+
+    result = run_cli("--address", applied.address, "agents", "list")
+
+    rows = [line.split()[:3] for line in result.out.splitlines()]
+    assert rows == [
+        ["NAME", "VERSION", "PROVIDER"],
+        ["assistant", "1", "scripted"],
+        ["zeta", "1", "scripted"],
+    ]
+
+
+def test_agents_get_formats(applied: FakeApi, run_cli: Run) -> None:
+    text = run_cli("--address", applied.address, "agents", "get", "assistant")
+    raw = run_cli("--address", applied.address, "agents", "get", "assistant", "-o", "json")
+    manifest = run_cli("--address", applied.address, "agents", "get", "assistant", "-o", "yaml")
+
+    assert "Name:" in text.out and "assistant" in text.out
+    assert json.loads(raw.out)["model"]["provider"] == "scripted"
+    (agent,) = parse_manifests(manifest.out)
+    assert agent.model.scripted.rules[0].pattern
+
+
+def test_agents_get_unknown(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli("--address", applied.address, "agents", "get", "nope")
+
+    assert (result.code, result.err) == (2, 'error: NOT_FOUND: agent "nope" not found\n')

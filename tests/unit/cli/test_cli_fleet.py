@@ -1,0 +1,357 @@
+"""The local Fleet and the dev/demo commands, with fake Temporal, orchestrator and runners.
+
+The fakes are real processes (a TCP listener for Temporal, the fake gRPC API for the
+orchestrator, sleepers for runners), so start order, readiness, signals, log files and
+cleanup are all exercised for real; only what the children do is fake.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyfleet.cli import dev, main
+from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
+
+FAKE_API = Path(__file__).with_name("fake_api.py")
+# Two runners first, then the orchestrator, then Temporal.
+STOP_ORDER = ["runner", "runner", "orchestrator", "temporal"]
+
+FAKE_TEMPORAL = """\
+#!{python}
+import json, os, signal, socket, sys, time
+args = sys.argv[1:]
+data = os.path.dirname(args[args.index("--db-filename") + 1])
+with open(os.path.join(data, "temporal-args.json"), "w") as f:
+    json.dump(args, f)
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind((args[args.index("--ip") + 1], int(args[args.index("--port") + 1])))
+sock.listen()
+def stop(*_):
+    with open(os.path.join(data, "stops.log"), "a") as f:
+        f.write("temporal\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("fake temporal listening", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+# argv: data dir, SIGTERM behaviour ("exit", "slow" or "ignore").
+FAKE_RUNNER = """\
+import os, signal, sys, time
+data, mode = sys.argv[1], sys.argv[2]
+def stop(*_):
+    with open(os.path.join(data, "stops.log"), "a") as f:
+        f.write("runner\\n")
+    if mode == "slow":
+        time.sleep(1)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore" else stop)
+open(os.path.join(data, f"runner-{os.getpid()}.started"), "w").close()
+print("fake runner up", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def fake_config(tmp_path: Path, runner_mode: str = "exit", **overrides: Any) -> FleetConfig:
+    """A FleetConfig whose children are fakes, on free ports, in tmp_path/data."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    temporal = tmp_path / "temporal"
+    temporal.write_text(FAKE_TEMPORAL.format(python=sys.executable), encoding="utf-8")
+    temporal.chmod(0o755)
+    env = {
+        **os.environ,
+        "FAKE_ENV_DUMP": str(data / "orchestrator-env.json"),
+        "FAKE_STOPS_LOG": str(data / "stops.log"),
+        "TEMPORAL_API_KEY": "secret-of-another-cluster",
+        "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE": "custom_runner_queue",
+    }
+    values: dict[str, Any] = {
+        "data_dir": data,
+        "runners": 1,
+        "temporal_port": free_port(),
+        "temporal_ui_port": free_port(),
+        "api_address": f"127.0.0.1:{free_port()}",
+        "startup_timeout": 20.0,
+        "stop_timeout": 5.0,
+        "temporal_executable": temporal,
+        "orchestrator_command": (sys.executable, str(FAKE_API)),
+        "runner_command": (sys.executable, "-c", FAKE_RUNNER, str(data), runner_mode),
+        "base_env": env,
+    }
+    values.update(overrides)
+    return FleetConfig(**values)
+
+
+def gone(pid: int) -> bool:
+    """True once a process no longer runs (absent, or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stopped_fleets() -> Iterator[list[Fleet]]:
+    """Fleets registered here are stopped after the test, whatever happened."""
+    fleets: list[Fleet] = []
+    yield fleets
+    for fleet in fleets:
+        fleet.stop()
+
+
+def test_start_wires_every_child_and_stop_leaves_none(
+    tmp_path: Path, stopped_fleets: list[Fleet]
+) -> None:
+    config = fake_config(tmp_path, runners=2)
+    lines: list[str] = []
+    fleet = Fleet(config, report=lines.append)
+    stopped_fleets.append(fleet)
+
+    fleet.start()
+
+    assert [c.name for c in fleet.children] == ["temporal", "orchestrator", "runner-1", "runner-2"]
+    assert all(c.alive() for c in fleet.children)
+    data = config.data_dir
+    args = json.loads((data / "temporal-args.json").read_text())
+    assert args[:2] == ["server", "start-dev"]
+    assert args[args.index("--port") + 1] == str(config.temporal_port)
+    assert args[args.index("--ui-port") + 1] == str(config.temporal_ui_port)
+    assert args[args.index("--db-filename") + 1] == str(data / "temporal.db")
+    assert args[args.index("--namespace") + 1] == "default"
+    env = json.loads((data / "orchestrator-env.json").read_text())
+    assert env["TEMPORAL_ADDRESS"] == config.temporal_address
+    assert env["TEMPORAL_NAMESPACE"] == "default"
+    assert env["POLYFLEET_API_ADDRESS"] == config.api_address
+    assert env["POLYFLEET_DATA_DIR"] == str(data / "orchestrator")
+    assert "TEMPORAL_API_KEY" not in env
+    assert env["TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"] == "custom_runner_queue"
+    for child in fleet.children:
+        assert child.log_path == data / "logs" / f"{child.name}.log"
+        assert any(str(child.log_path) in line for line in lines)
+    wait_until(lambda: len(list(data.glob("runner-*.started"))) == 2)
+
+    fleet.stop()
+    fleet.stop()
+
+    assert all(gone(c.pid) for c in fleet.children)
+    assert (data / "stops.log").read_text().split() == STOP_ORDER
+    assert "fake orchestrator serving" in (data / "logs" / "orchestrator.log").read_text()
+
+
+def test_orchestrator_exiting_early_fails_with_its_log_and_stops_temporal(
+    tmp_path: Path,
+) -> None:
+    config = fake_config(tmp_path)
+    env = {**(config.base_env or {}), "FAKE_EXIT_EARLY": "1"}
+    fleet = Fleet(fake_config(tmp_path, base_env=env, data_dir=config.data_dir))
+
+    with pytest.raises(FleetError) as info:
+        fleet.start()
+
+    assert "orchestrator exited with code 3" in str(info.value)
+    assert "refusing to start" in str(info.value)
+    assert [c.name for c in fleet.children] == ["temporal", "orchestrator"]
+    assert all(gone(c.pid) for c in fleet.children)
+
+
+def test_a_taken_port_fails_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        fleet = Fleet(fake_config(tmp_path, temporal_port=port))
+
+        with pytest.raises(FleetError, match=f"cannot use 127.0.0.1:{port} for Temporal"):
+            fleet.start()
+
+    assert fleet.children == []
+
+
+def test_a_child_that_ignores_sigterm_is_killed(
+    tmp_path: Path, stopped_fleets: list[Fleet]
+) -> None:
+    fleet = Fleet(fake_config(tmp_path, runner_mode="ignore", stop_timeout=0.5))
+    stopped_fleets.append(fleet)
+    fleet.start()
+    wait_until(lambda: any(fleet.config.data_dir.glob("runner-*.started")))
+
+    fleet.stop()
+
+    assert all(gone(c.pid) for c in fleet.children)
+
+
+def test_check_reports_a_child_that_died(tmp_path: Path, stopped_fleets: list[Fleet]) -> None:
+    fleet = Fleet(fake_config(tmp_path))
+    stopped_fleets.append(fleet)
+    fleet.start()
+    runner = fleet.children[-1]
+
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.popen.wait()
+
+    with pytest.raises(FleetError, match="runner-1 exited"):
+        fleet.check()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
+    config = fake_config(tmp_path)
+    script = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from pathlib import Path
+        from polyfleet.fleet import Fleet, FleetConfig
+        config = FleetConfig(
+            data_dir=Path({str(config.data_dir)!r}),
+            temporal_port={config.temporal_port},
+            temporal_ui_port={config.temporal_ui_port},
+            api_address={config.api_address!r},
+            temporal_executable=Path({str(config.temporal_executable)!r}),
+            orchestrator_command={config.orchestrator_command!r},
+            runner_command={config.runner_command!r},
+        )
+        fleet = Fleet(config)
+        fleet.start()
+        print(json.dumps([c.pid for c in fleet.children]), flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = json.loads(parent.stdout.readline())
+        assert len(pids) == 3
+        assert not any(gone(pid) for pid in pids)
+
+        parent.kill()
+        parent.wait()
+
+        wait_until(lambda: all(gone(pid) for pid in pids))
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+# --- the dev and demo commands, in-process --------------------------------------------------
+
+
+@pytest.fixture
+def fake_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FleetConfig:
+    """Make `polyfleet dev` / `demo` start the fakes instead of the real processes."""
+    template = fake_config(tmp_path, runner_mode="slow")
+    monkeypatch.setattr(
+        dev,
+        "FleetConfig",
+        functools.partial(
+            FleetConfig,
+            temporal_executable=template.temporal_executable,
+            orchestrator_command=template.orchestrator_command,
+            runner_command=template.runner_command,
+            base_env=template.base_env,
+        ),
+    )
+    return template
+
+
+def test_dev_runs_until_sigint_and_a_second_sigint_is_absorbed(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = fake_children.data_dir
+
+    def interrupt_twice() -> None:
+        wait_until(lambda: len(list(data.glob("runner-*.started"))) == 2, timeout=30)
+        os.kill(os.getpid(), signal.SIGINT)
+        # The slow fake runners take a second to stop; this lands in the middle of it.
+        wait_until(lambda: (data / "stops.log").exists())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_twice, daemon=True)
+    sender.start()
+    code = main(
+        [
+            *("--address", fake_children.api_address, "dev", "--runners", "2"),
+            *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
+            *("--ui-port", str(fake_children.temporal_ui_port)),
+        ]
+    )
+    sender.join(timeout=5)
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"Temporal UI    http://127.0.0.1:{fake_children.temporal_ui_port}" in out
+    assert f"polyfleet API  {fake_children.api_address}" in out
+    assert str(data / "logs" / "orchestrator.log") in out
+    assert "still stopping the fleet" in err
+    assert (data / "stops.log").read_text().split() == STOP_ORDER
+    assert not _processes_mentioning(str(data))
+
+
+def test_demo_applies_runs_and_stops_everything(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "demo"
+
+    code = main(["demo", "--data-dir", str(data), "--message", "What is polyfleet? slow"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    assert "agent/assistant configured (version 1)" in out
+    assert "● RUNNING" in out
+    assert "● COMPLETED" in out
+    assert "Final answer: polyfleet is a fleet of Temporal workers" in out
+    assert not _processes_mentioning(str(data))
+
+
+def test_demo_reports_a_bad_manifest_without_starting_anything(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: polyfleet/v1\nkind: Agent\n", encoding="utf-8")
+
+    code = main(["demo", "--file", str(bad), "--data-dir", str(tmp_path / "demo")])
+
+    assert code == 2
+    assert "metadata: field required" in capsys.readouterr().err
+    assert not (tmp_path / "demo" / "logs").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs of live processes whose command line or environment mentions text."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid() or gone(int(proc.name)):
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                if text.encode() in (proc / part).read_bytes():
+                    found.append(int(proc.name))
+                    break
+            except OSError:
+                continue
+    return found

@@ -1,0 +1,132 @@
+"""argparse wiring: every command parses, bad usage exits 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from polyfleet.cli import commands, dev
+from polyfleet.cli.main import main
+from polyfleet.cli.parser import build_parser
+from polyfleet.v1 import common_pb2
+
+HELP_COMMANDS = [
+    [],
+    ["apply"],
+    ["run"],
+    ["run", "agent"],
+    ["executions"],
+    ["executions", "get"],
+    ["executions", "list"],
+    ["executions", "watch"],
+    ["executions", "cancel"],
+    ["agents"],
+    ["agents", "list"],
+    ["agents", "get"],
+    ["dev"],
+    ["demo"],
+]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "polyfleet")
+def test_help_exits_zero(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+
+    assert info.value.code == 0
+    assert "usage: polyfleet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["apply"],
+        ["run", "agent", "assistant"],
+        ["run", "workflow", "x", "--message", "hi"],
+        ["run", "agent", "assistant", "--message", "hi", "-o", "yaml"],
+        ["executions", "get"],
+        ["executions", "list", "--phase", "sleeping"],
+        ["executions", "list", "--page-size", "0"],
+        ["executions", "watch", "aex-1", "--after", "-1"],
+        ["agents", "get"],
+        ["dev", "--runners", "0"],
+        ["dev", "--temporal-port", "70000"],
+        ["demo", "--timeout", "soon"],
+    ],
+    ids=lambda argv: " ".join(argv) or "nothing",
+)
+def test_bad_usage_exits_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+
+    assert info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_run_agent_arguments() -> None:
+    args = build_parser().parse_args(
+        ["--address", "h:1", "run", "agent", "assistant", "-m", "hi", "--session", "s", "--follow"]
+    )
+
+    assert args.handler is commands.cmd_run_agent
+    assert (args.address, args.name, args.message, args.session) == ("h:1", "assistant", "hi", "s")
+    assert args.follow is True
+    assert args.output == "text"
+
+
+def test_apply_takes_repeated_files() -> None:
+    args = build_parser().parse_args(["apply", "-f", "a.yaml", "-f", "b.yaml"])
+
+    assert args.handler is commands.cmd_apply
+    assert args.files == ["a.yaml", "b.yaml"]
+
+
+def test_executions_list_filters() -> None:
+    args = build_parser().parse_args(
+        ["executions", "list", "--agent", "a", "--phase", "running", "--page-size", "5"]
+    )
+
+    assert args.handler is commands.cmd_executions_list
+    assert args.phase == common_pb2.EXECUTION_PHASE_RUNNING
+    assert (args.agent, args.page_size, args.page_token) == ("a", 5, None)
+
+
+def test_executions_watch_after() -> None:
+    args = build_parser().parse_args(["executions", "watch", "aex-1", "--after", "7"])
+
+    assert args.handler is commands.cmd_executions_watch
+    assert (args.id, args.after) == ("aex-1", 7)
+
+
+def test_dev_defaults() -> None:
+    args = build_parser().parse_args(["dev"])
+
+    assert args.handler is dev.cmd_dev
+    assert (args.runners, args.temporal_port, args.ui_port) == (1, 7233, 8233)
+    assert args.data_dir == ".polyfleet/dev"
+
+
+def test_demo_defaults_to_the_example_assistant() -> None:
+    args = build_parser().parse_args(["demo"])
+
+    assert args.handler is dev.cmd_demo
+    assert args.file is None
+    assert dev.default_demo_manifest().is_file()
+    assert args.message == "What is polyfleet?"
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "polyfleet.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0
+    assert "usage: polyfleet" in result.stdout

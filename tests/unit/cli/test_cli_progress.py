@@ -1,0 +1,200 @@
+"""The live progress transcript, fed with synthetic events."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from polyfleet.cli.progress import ProgressPrinter
+from polyfleet.v1 import agent_execution_pb2, common_pb2
+
+ASSISTANT = common_pb2.MESSAGE_ROLE_ASSISTANT
+RUNNING = common_pb2.EXECUTION_PHASE_RUNNING
+COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
+FAILED = common_pb2.EXECUTION_PHASE_FAILED
+
+
+class FlushRecorder(io.StringIO):
+    """Remembers the text present at every flush, to prove output is written live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self) -> None:
+        super().flush()
+        self.flushed.append(self.getvalue())
+
+
+def event(sequence: int, **fields: Any) -> common_pb2.ExecutionEvent:
+    return common_pb2.ExecutionEvent(
+        execution_id="aex-1", sequence=sequence, update=common_pb2.ExecutionUpdate(**fields)
+    )
+
+
+def message(
+    msg_id: str, content: str, role: common_pb2.MessageRole.ValueType = ASSISTANT
+) -> common_pb2.Message:
+    return common_pb2.Message(id=msg_id, role=role, content=content)
+
+
+def render(*events: common_pb2.ExecutionEvent) -> str:
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    for item in events:
+        printer.event(item)
+    return out.getvalue()
+
+
+def test_phase_changes_print_one_line_each() -> None:
+    text = render(
+        event(1, phase=common_pb2.EXECUTION_PHASE_PENDING),
+        event(2, phase=RUNNING),
+        event(3, phase=RUNNING),
+    )
+
+    assert text == "● PENDING\n● RUNNING\n"
+
+
+def test_event_phase_is_used_when_the_update_has_none() -> None:
+    item = event(1, output_text="x")
+    item.phase = RUNNING
+
+    assert render(item) == "● RUNNING\n"
+
+
+def test_deltas_stream_inline_and_the_complete_message_only_ends_the_line() -> None:
+    out = FlushRecorder()
+    printer = ProgressPrinter(out)
+
+    printer.event(event(1, phase=RUNNING))
+    printer.event(event(2, content_delta="The capital", delta_message_id="m1"))
+    assert out.flushed[-1].endswith("assistant: The capital")
+    printer.event(event(3, content_delta=" is Paris.", delta_message_id="m1"))
+    assert out.flushed[-1].endswith("assistant: The capital is Paris.")
+    printer.event(event(4, messages=[message("m1", "The capital is Paris.")]))
+    printer.event(event(5, phase=COMPLETED, output_text="The capital is Paris."))
+
+    assert out.getvalue() == ("● RUNNING\nassistant: The capital is Paris.\n● COMPLETED\n")
+
+
+def test_messages_without_deltas_are_printed_with_their_role() -> None:
+    text = render(
+        event(1, messages=[message("m1", "Hello there.")]),
+        event(2, messages=[message("s1", "EnsureThread failed", common_pb2.MESSAGE_ROLE_SYSTEM)]),
+    )
+
+    assert text == "assistant: Hello there.\nsystem: EnsureThread failed\n"
+
+
+def test_repeated_messages_are_printed_once() -> None:
+    first = event(1, messages=[message("m1", "Same.")])
+
+    assert render(first, first) == "assistant: Same.\n"
+
+
+def test_other_output_ends_an_open_delta_line_first() -> None:
+    text = render(
+        event(1, content_delta="thinking", delta_message_id="m1"),
+        event(2, error=common_pb2.ExecutionError(type="ModelProviderError", message="boom")),
+    )
+
+    assert text == "assistant: thinking\nerror: ModelProviderError: boom\n"
+
+
+def test_a_new_delta_message_starts_a_new_line() -> None:
+    text = render(
+        event(1, content_delta="one", delta_message_id="m1"),
+        event(2, content_delta="two", delta_message_id="m2"),
+        event(3, messages=[message("m1", "one"), message("m2", "two")]),
+    )
+
+    assert text == "assistant: one\nassistant: two\n"
+
+
+def test_tool_calls_show_name_arguments_and_result() -> None:
+    call = common_pb2.ToolCall(id="t1", name="search", status=common_pb2.TOOL_CALL_STATUS_RUNNING)
+    call.arguments.update({"query": "france", "limit": 3})
+    done = common_pb2.ToolCall()
+    done.CopyFrom(call)
+    done.status = common_pb2.TOOL_CALL_STATUS_SUCCEEDED
+    done.result = "Paris"
+    failed = common_pb2.ToolCall(
+        id="t2", name="fetch", status=common_pb2.TOOL_CALL_STATUS_FAILED, error="timeout"
+    )
+
+    text = render(event(1, tool_calls=[call]), event(2, tool_calls=[done, failed]))
+
+    assert text.splitlines() == [
+        'tool search(limit=3, query="france") ...',
+        'tool search(limit=3, query="france") -> Paris',
+        "tool fetch() -> error: timeout",
+    ]
+
+
+def test_errors_print_type_and_message_once() -> None:
+    error = common_pb2.ExecutionError(type="AgentNotFound", message="no agent x")
+
+    assert render(event(1, error=error), event(2, error=error)) == (
+        "error: AgentNotFound: no agent x\n"
+    )
+
+
+def test_terminal_phase_follows_the_content_of_the_same_update() -> None:
+    text = render(event(1, phase=COMPLETED, messages=[message("m1", "Done.")]))
+
+    assert text == "assistant: Done.\n● COMPLETED\n"
+
+
+def test_finish_prints_the_final_answer() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    printer.event(event(1, phase=COMPLETED))
+    execution = agent_execution_pb2.AgentExecution(
+        status=agent_execution_pb2.AgentExecutionStatus(phase=COMPLETED, output_text="Paris.")
+    )
+
+    printer.finish(execution)
+
+    assert out.getvalue() == "● COMPLETED\nFinal answer: Paris.\n"
+
+
+def test_finish_prints_the_error_of_a_failed_execution() -> None:
+    out = io.StringIO()
+    execution = agent_execution_pb2.AgentExecution(
+        status=agent_execution_pb2.AgentExecutionStatus(
+            phase=FAILED,
+            error=common_pb2.ExecutionError(
+                type="ModelProviderError", message="told to fail", step="ExecuteGraphton"
+            ),
+        )
+    )
+
+    ProgressPrinter(out).finish(execution)
+
+    assert out.getvalue() == (
+        "● FAILED\nFailed: ModelProviderError: told to fail (step ExecuteGraphton)\n"
+    )
+
+
+def test_finish_ends_an_open_line() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    printer.event(event(1, content_delta="partial", delta_message_id="m1"))
+    execution = agent_execution_pb2.AgentExecution(
+        status=agent_execution_pb2.AgentExecutionStatus(phase=common_pb2.EXECUTION_PHASE_CANCELLED)
+    )
+
+    printer.finish(execution)
+
+    assert out.getvalue() == "assistant: partial\n● CANCELLED\nCancelled.\n"
+
+
+def test_bullet_falls_back_to_ascii_when_the_stream_cannot_encode_it() -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+
+    ProgressPrinter(out).event(event(1, phase=RUNNING))
+
+    out.flush()
+    assert raw.getvalue() == b"* RUNNING\n"
