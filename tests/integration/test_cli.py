@@ -1,0 +1,83 @@
+"""The polyfleet CLI as a separate process against a real orchestrator, runner and Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from polyfleet.v1 import agent_pb2
+from tests.conftest import Fleet
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agents" / "assistant.yaml"
+
+
+async def _cli(fleet: Fleet, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "polyfleet.cli",
+        "--address",
+        fleet.orchestrator.address,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_malformed_yaml_names_file_and_field_and_stores_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(
+        "apiVersion: polyfleet/v1\nkind: Agent\nmetadata:\n  name: broken\n"
+        "spec:\n  model:\n    model: x\n"
+    )
+    code, _, err = await _cli(fleet, "apply", "-f", str(bad))
+    assert code != 0
+    assert "broken.yaml" in err
+    assert "spec.model.provider" in err
+    listed = await fleet.agents.ListAgents(agent_pb2.ListAgentsRequest())
+    assert list(listed.agents) == []
+
+
+async def test_apply_then_run_follow_prints_progress_and_json(fleet: Fleet) -> None:
+    code, out, err = await _cli(fleet, "apply", "-f", str(EXAMPLE))
+    assert code == 0, err
+    assert "agent/assistant configured" in out
+
+    code, out, err = await _cli(
+        fleet,
+        "run",
+        "agent",
+        "assistant",
+        "--message",
+        "capital of France?",
+        "--follow",
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    execution = json.loads(out)
+    assert execution["status"]["phase"] == "EXECUTION_PHASE_COMPLETED"
+    assert execution["status"]["outputText"] == "The capital of France is Paris."
+    assert "RUNNING" in err  # live progress goes to stderr when stdout carries JSON
+
+    code, out, _ = await _cli(fleet, "executions", "get", execution["id"], "-o", "json")
+    assert code == 0
+    assert json.loads(out)["id"] == execution["id"]
+    code, out, _ = await _cli(fleet, "executions", "list")
+    assert code == 0 and execution["id"] in out
+
+
+async def test_run_exits_non_zero_when_the_execution_fails(fleet: Fleet) -> None:
+    assert (await _cli(fleet, "apply", "-f", str(EXAMPLE)))[0] == 0
+    code, out, err = await _cli(
+        fleet, "run", "agent", "assistant", "--message", "please explode", "--follow"
+    )
+    assert code == 1
+    assert "the scripted model was told to fail" in out + err
