@@ -40,3 +40,8 @@ class WorkflowStartError(OrchestratorError):
         self.execution_id = execution_id
         self.reason = reason
         super().__init__(f"execution {execution_id} failed to start its workflow: {reason}")
+
+
+def invalid_page_token() -> InvalidArgumentError:
+    """The error for a ``page_token`` that this API did not issue."""
+    return InvalidArgumentError("page_token", "is not a token this API issued")

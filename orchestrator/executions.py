@@ -11,7 +11,12 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.client import Client
 
 import store
-from orchestrator.errors import InvalidArgumentError, NotFoundError, WorkflowStartError
+from orchestrator.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    WorkflowStartError,
+    invalid_page_token,
+)
 from orchestrator.events import EventHub
 from orchestrator.status import IllegalTransitionError, is_terminal, merge_agent_update
 from orchestrator.validation import validate_create_agent_execution
@@ -225,7 +230,7 @@ class AgentExecutions:
                 filters=filters, page_size=request.page_size, page_token=request.page_token
             )
         except store.InvalidPageTokenError:
-            raise InvalidArgumentError("page_token", "is not a token this API issued") from None
+            raise invalid_page_token() from None
         return agent_execution_pb2.ListAgentExecutionsResponse(
             executions=items, next_page_token=token
         )

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import store
-from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from orchestrator.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    invalid_page_token,
+)
 from orchestrator.validation import validate_agent
 from polyfleet.v1 import agent_pb2, session_pb2
 
@@ -50,7 +55,7 @@ class Agents:
         try:
             return await self._db.agents.list(page_size=page_size, page_token=page_token)
         except store.InvalidPageTokenError:
-            raise InvalidArgumentError("page_token", "is not a token this API issued") from None
+            raise invalid_page_token() from None
 
     async def update(self, agent: agent_pb2.Agent) -> agent_pb2.Agent:
         """Replace an agent's definition; a set ``version`` must match the stored one."""
@@ -103,4 +108,4 @@ class Sessions:
                 agent=agent, page_size=page_size, page_token=page_token
             )
         except store.InvalidPageTokenError:
-            raise InvalidArgumentError("page_token", "is not a token this API issued") from None
+            raise invalid_page_token() from None
