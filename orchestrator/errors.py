@@ -33,6 +33,10 @@ class FailedPreconditionError(OrchestratorError):
     """The request is valid but the system is not in a state to serve it."""
 
 
+class UnimplementedError(OrchestratorError):
+    """The RPC is part of the API but not served by this version yet."""
+
+
 class WorkflowStartError(OrchestratorError):
     """Temporal refused or could not be reached to start an execution's workflow."""
 

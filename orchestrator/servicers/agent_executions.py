@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.errors import FailedPreconditionError
+from orchestrator.errors import UnimplementedError
 from orchestrator.executions import AgentExecutions
 from orchestrator.servicers.errors import streaming, unary
 from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc
@@ -32,7 +32,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def ExecuteAgent(
         self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
     ) -> AgentExecution:
-        raise FailedPreconditionError("ExecuteAgent is not available yet; use Create and Watch")
+        raise UnimplementedError("ExecuteAgent is not available yet; use Create and Watch")
 
     @unary
     async def GetAgentExecution(
@@ -50,7 +50,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def CancelAgentExecution(
         self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
     ) -> AgentExecution:
-        raise FailedPreconditionError("CancelAgentExecution is not available yet")
+        raise UnimplementedError("CancelAgentExecution is not available yet")
 
     @streaming
     async def WatchAgentExecution(

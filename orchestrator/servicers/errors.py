@@ -15,6 +15,7 @@ from orchestrator.errors import (
     InvalidArgumentError,
     NotFoundError,
     OrchestratorError,
+    UnimplementedError,
     WorkflowStartError,
 )
 from orchestrator.status import IllegalTransitionError
@@ -27,6 +28,7 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (WorkflowStartError, grpc.StatusCode.UNAVAILABLE),
+    (UnimplementedError, grpc.StatusCode.UNIMPLEMENTED),
     (store.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (store.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (store.ConflictError, grpc.StatusCode.ABORTED),
