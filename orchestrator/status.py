@@ -82,10 +82,15 @@ def merge_agent_update(
     status = execution.status
     _merge_common(execution.id, status, update)
     _upsert(status.tool_calls, update.tool_calls)
+    _upsert(status.sub_agent_executions, update.sub_agent_executions)
     if update.HasField("usage"):
-        status.usage.input_tokens += update.usage.input_tokens
-        status.usage.output_tokens += update.usage.output_tokens
-        status.usage.total_tokens += update.usage.total_tokens
+        usage = status.usage
+        usage.input_tokens += update.usage.input_tokens
+        usage.output_tokens += update.usage.output_tokens
+        usage.total_tokens += update.usage.total_tokens
+        usage.cost += update.usage.cost
+        usage.model_calls += update.usage.model_calls
+        usage.currency = update.usage.currency or usage.currency
     if update.output_text:
         status.output_text = update.output_text
     if update.HasField("output"):
@@ -124,10 +129,11 @@ def _changes_content(update: common_pb2.ExecutionUpdate) -> bool:
         or update.HasField("output")
         or update.HasField("usage")
         or update.content_delta
+        or update.sub_agent_executions
     )
 
 
-_Item = TypeVar("_Item", common_pb2.Message, common_pb2.ToolCall)
+_Item = TypeVar("_Item", common_pb2.Message, common_pb2.ToolCall, common_pb2.SubAgentExecution)
 
 
 def _upsert(target: RepeatedCompositeFieldContainer[_Item], items: Iterable[_Item]) -> None:

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"polyfleet/v1/agent_execution.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x89\x03\n\x0e\x41gentExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x06labels\x18\x05 \x03(\x0b\x32(.polyfleet.v1.AgentExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0b\x32\".polyfleet.v1.AgentExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x03\n\x14\x41gentExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\"b\n\x1b\x43reateAgentExecutionRequest\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"}\n\x13\x45xecuteAgentRequest\x12:\n\x07request\x18\x01 \x01(\x0b\x32).polyfleet.v1.CreateAgentExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"&\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x93\x01\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12+\n\x05phase\x18\x05 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"h\n\x1bListAgentExecutionsResponse\x12\x30\n\nexecutions\x18\x01 \x03(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x43\x61ncelAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x86\x01\n\x1bWatchAgentExecutionResponse\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\xdf\x04\n\x15\x41gentExecutionService\x12_\n\x14\x43reateAgentExecution\x12).polyfleet.v1.CreateAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12O\n\x0c\x45xecuteAgent\x12!.polyfleet.v1.ExecuteAgentRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12Y\n\x11GetAgentExecution\x12&.polyfleet.v1.GetAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12j\n\x13ListAgentExecutions\x12(.polyfleet.v1.ListAgentExecutionsRequest\x1a).polyfleet.v1.ListAgentExecutionsResponse\x12_\n\x14\x43\x61ncelAgentExecution\x12).polyfleet.v1.CancelAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12l\n\x13WatchAgentExecution\x12(.polyfleet.v1.WatchAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"polyfleet/v1/agent_execution.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x89\x03\n\x0e\x41gentExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x06labels\x18\x05 \x03(\x0b\x32(.polyfleet.v1.AgentExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0b\x32\".polyfleet.v1.AgentExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdb\x03\n\x14\x41gentExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\x12=\n\x14sub_agent_executions\x18\x0b \x03(\x0b\x32\x1f.polyfleet.v1.SubAgentExecution\"b\n\x1b\x43reateAgentExecutionRequest\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"}\n\x13\x45xecuteAgentRequest\x12:\n\x07request\x18\x01 \x01(\x0b\x32).polyfleet.v1.CreateAgentExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"&\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x93\x01\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12+\n\x05phase\x18\x05 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"h\n\x1bListAgentExecutionsResponse\x12\x30\n\nexecutions\x18\x01 \x03(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x43\x61ncelAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x86\x01\n\x1bWatchAgentExecutionResponse\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\xdf\x04\n\x15\x41gentExecutionService\x12_\n\x14\x43reateAgentExecution\x12).polyfleet.v1.CreateAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12O\n\x0c\x45xecuteAgent\x12!.polyfleet.v1.ExecuteAgentRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12Y\n\x11GetAgentExecution\x12&.polyfleet.v1.GetAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12j\n\x13ListAgentExecutions\x12(.polyfleet.v1.ListAgentExecutionsRequest\x1a).polyfleet.v1.ListAgentExecutionsResponse\x12_\n\x14\x43\x61ncelAgentExecution\x12).polyfleet.v1.CancelAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12l\n\x13WatchAgentExecution\x12(.polyfleet.v1.WatchAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,23 +42,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_start=523
   _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_end=568
   _globals['_AGENTEXECUTIONSTATUS']._serialized_start=571
-  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=983
-  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_start=985
-  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_end=1083
-  _globals['_EXECUTEAGENTREQUEST']._serialized_start=1085
-  _globals['_EXECUTEAGENTREQUEST']._serialized_end=1210
-  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_start=1212
-  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_end=1250
-  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_start=1253
-  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=1400
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=1402
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=1506
-  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_start=1508
-  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_end=1549
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=1551
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=1615
-  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_start=1618
-  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_end=1752
-  _globals['_AGENTEXECUTIONSERVICE']._serialized_start=1755
-  _globals['_AGENTEXECUTIONSERVICE']._serialized_end=2362
+  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=1046
+  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_start=1048
+  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_end=1146
+  _globals['_EXECUTEAGENTREQUEST']._serialized_start=1148
+  _globals['_EXECUTEAGENTREQUEST']._serialized_end=1273
+  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_start=1275
+  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_end=1313
+  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_start=1316
+  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=1463
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=1465
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=1569
+  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_start=1571
+  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_end=1612
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=1614
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=1678
+  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_start=1681
+  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_end=1815
+  _globals['_AGENTEXECUTIONSERVICE']._serialized_start=1818
+  _globals['_AGENTEXECUTIONSERVICE']._serialized_end=2425
 # @@protoc_insertion_point(module_scope)

@@ -119,6 +119,7 @@ class AgentExecutionStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    SUB_AGENT_EXECUTIONS_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.ExecutionPhase.ValueType
     output_text: _builtins.str
     """Final assistant content."""
@@ -138,6 +139,8 @@ class AgentExecutionStatus(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def sub_agent_executions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SubAgentExecution]: ...
     def __init__(
         self,
         *,
@@ -151,10 +154,11 @@ class AgentExecutionStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
+        sub_agent_executions: _abc.Iterable[_common_pb2.SubAgentExecution] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "last_sequence", b"last_sequence", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "start_time", b"start_time", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "last_sequence", b"last_sequence", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "start_time", b"start_time", "sub_agent_executions", b"sub_agent_executions", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

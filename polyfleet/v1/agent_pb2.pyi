@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -56,6 +57,12 @@ class Agent(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    MCP_SERVERS_FIELD_NUMBER: _builtins.int
+    SUB_AGENTS_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    GRAPH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     name: _builtins.str
@@ -65,6 +72,10 @@ class Agent(_message.Message):
     """System instructions given to the model."""
     version: _builtins.int
     """Optimistic-concurrency version; incremented on every write."""
+    graph: _builtins.str
+    """Optional importable compiled LangGraph graph, "module:attribute", present on the runner.
+    When set, it replaces the built-in agent loop.
+    """
     @_builtins.property
     def model(self) -> Global___ModelConfig: ...
     @_builtins.property
@@ -73,6 +84,27 @@ class Agent(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def mcp_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___McpServer]:
+        """MCP servers whose tools the agent may call."""
+
+    @_builtins.property
+    def sub_agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubAgent]:
+        """Sub-agents, exposed to the agent as tools."""
+
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """Optional JSON Schema of a structured result (status.output)."""
+
+    @_builtins.property
+    def limits(self) -> Global___AgentLimits: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of secrets the agent uses. Values are resolved on the runner (its environment or
+        secrets file) and never stored in executions or logs. "${NAME}" in MCP env values and
+        headers refers to one of these.
+        """
+
     def __init__(
         self,
         *,
@@ -85,14 +117,222 @@ class Agent(_message.Message):
         version: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        mcp_servers: _abc.Iterable[Global___McpServer] | None = ...,
+        sub_agents: _abc.Iterable[Global___SubAgent] | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
+        limits: Global___AgentLimits | None = ...,
+        secrets: _abc.Iterable[_builtins.str] | None = ...,
+        graph: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "model", b"model", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "limits", b"limits", "model", b"model", "output_schema", b"output_schema", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "id", b"id", "instructions", b"instructions", "labels", b"labels", "model", b"model", "name", b"name", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "graph", b"graph", "id", b"id", "instructions", b"instructions", "labels", b"labels", "limits", b"limits", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name", "output_schema", b"output_schema", "secrets", b"secrets", "sub_agents", b"sub_agents", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Agent: _TypeAlias = Agent  # noqa: Y015
+
+@_typing.final
+class McpServer(_message.Message):
+    """McpServer is a Model Context Protocol server providing tools."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STDIO_FIELD_NUMBER: _builtins.int
+    HTTP_FIELD_NUMBER: _builtins.int
+    ALLOWED_TOOLS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique within the agent."""
+    @_builtins.property
+    def stdio(self) -> Global___McpStdio: ...
+    @_builtins.property
+    def http(self) -> Global___McpHttp: ...
+    @_builtins.property
+    def allowed_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When non-empty, only these tools of the server are offered to the model."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        stdio: Global___McpStdio | None = ...,
+        http: Global___McpHttp | None = ...,
+        allowed_tools: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["http", b"http", "stdio", b"stdio", "transport", b"transport"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tools", b"allowed_tools", "http", b"http", "name", b"name", "stdio", b"stdio", "transport", b"transport"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_transport: _TypeAlias = _typing.Literal["stdio", "http"]  # noqa: Y015
+    _WhichOneofArgType_transport: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_transport) -> _WhichOneofReturnType_transport | None: ...
+
+Global___McpServer: _TypeAlias = McpServer  # noqa: Y015
+
+@_typing.final
+class McpStdio(_message.Message):
+    """McpStdio starts an MCP server as a child process of the runner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EnvEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    CWD_FIELD_NUMBER: _builtins.int
+    command: _builtins.str
+    cwd: _builtins.str
+    @_builtins.property
+    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        command: _builtins.str = ...,
+        args: _abc.Iterable[_builtins.str] | None = ...,
+        env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        cwd: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "cwd", b"cwd", "env", b"env"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___McpStdio: _TypeAlias = McpStdio  # noqa: Y015
+
+@_typing.final
+class McpHttp(_message.Message):
+    """McpHttp connects to a streamable-HTTP MCP server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    URL_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___McpHttp: _TypeAlias = McpHttp  # noqa: Y015
+
+@_typing.final
+class SubAgent(_message.Message):
+    """SubAgent is a helper agent the parent calls as a tool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    MCP_SERVERS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Tool name the parent sees."""
+    description: _builtins.str
+    """Tells the parent model when to use it."""
+    instructions: _builtins.str
+    @_builtins.property
+    def mcp_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___McpServer]: ...
+    @_builtins.property
+    def model(self) -> Global___ModelConfig:
+        """Defaults to the parent's model when unset."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        instructions: _builtins.str = ...,
+        mcp_servers: _abc.Iterable[Global___McpServer] | None = ...,
+        model: Global___ModelConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubAgent: _TypeAlias = SubAgent  # noqa: Y015
+
+@_typing.final
+class AgentLimits(_message.Message):
+    """AgentLimits bounds one execution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_STEPS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    max_steps: _builtins.int
+    """Maximum model/tool steps (LangGraph recursion limit); 0 = default 25."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Per-execution timeout; unset = the activity's start-to-close timeout."""
+
+    def __init__(
+        self,
+        *,
+        max_steps: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_steps", b"max_steps", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentLimits: _TypeAlias = AgentLimits  # noqa: Y015
 
 @_typing.final
 class ModelConfig(_message.Message):
@@ -104,10 +344,18 @@ class ModelConfig(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     SCRIPTED_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    API_KEY_SECRET_FIELD_NUMBER: _builtins.int
+    PRICING_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name. "scripted" is the built-in offline, deterministic provider."""
     model: _builtins.str
     """Provider-specific model name."""
+    base_url: _builtins.str
+    """Endpoint of OpenAI-compatible or Ollama servers."""
+    api_key_secret: _builtins.str
+    """Name of the secret holding the API key (one of Agent.secrets)."""
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct:
         """Provider parameters such as temperature or max_tokens."""
@@ -116,6 +364,10 @@ class ModelConfig(_message.Message):
     def scripted(self) -> Global___ScriptedModel:
         """Configuration of the scripted provider; required when provider is "scripted"."""
 
+    @_builtins.property
+    def pricing(self) -> Global___ModelPricing: ...
+    @_builtins.property
+    def retry(self) -> Global___ModelRetry: ...
     def __init__(
         self,
         *,
@@ -123,14 +375,76 @@ class ModelConfig(_message.Message):
         model: _builtins.str = ...,
         parameters: _struct_pb2.Struct | None = ...,
         scripted: Global___ScriptedModel | None = ...,
+        base_url: _builtins.str = ...,
+        api_key_secret: _builtins.str = ...,
+        pricing: Global___ModelPricing | None = ...,
+        retry: Global___ModelRetry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "scripted", b"scripted"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "pricing", b"pricing", "retry", b"retry", "scripted", b"scripted"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "parameters", b"parameters", "provider", b"provider", "scripted", b"scripted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_secret", b"api_key_secret", "base_url", b"base_url", "model", b"model", "parameters", b"parameters", "pricing", b"pricing", "provider", b"provider", "retry", b"retry", "scripted", b"scripted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelConfig: _TypeAlias = ModelConfig  # noqa: Y015
+
+@_typing.final
+class ModelPricing(_message.Message):
+    """ModelPricing turns token usage into cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    input_per_million_tokens: _builtins.float
+    output_per_million_tokens: _builtins.float
+    currency: _builtins.str
+    """ISO 4217 code, default "USD"."""
+    def __init__(
+        self,
+        *,
+        input_per_million_tokens: _builtins.float = ...,
+        output_per_million_tokens: _builtins.float = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "input_per_million_tokens", b"input_per_million_tokens", "output_per_million_tokens", b"output_per_million_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPricing: _TypeAlias = ModelPricing  # noqa: Y015
+
+@_typing.final
+class ModelRetry(_message.Message):
+    """ModelRetry is the retry behaviour for transient provider errors inside one execution
+    (429, 5xx, timeouts). Non-transient errors (401, 400) are never retried.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    max_attempts: _builtins.int
+    """Attempts per model call including the first; 0 = default 3."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Timeout of one model call; unset = 120 s."""
+
+    def __init__(
+        self,
+        *,
+        max_attempts: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_attempts", b"max_attempts", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelRetry: _TypeAlias = ModelRetry  # noqa: Y015
 
 @_typing.final
 class ScriptedModel(_message.Message):
@@ -179,26 +493,57 @@ class ScriptedRule(_message.Message):
     PATTERN_FIELD_NUMBER: _builtins.int
     REPLY_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
     pattern: _builtins.str
     """Python regular expression searched in the user message."""
     reply: _builtins.str
     """Reply text. "{message}" is replaced by the user message."""
     error: _builtins.str
     """When set, the model raises this error instead of replying."""
+    @_builtins.property
+    def tool_call(self) -> Global___ScriptedToolCall:
+        """When set, the model first calls this tool; the reply may use "{tool_result}"."""
+
     def __init__(
         self,
         *,
         pattern: _builtins.str = ...,
         reply: _builtins.str = ...,
         error: _builtins.str = ...,
+        tool_call: Global___ScriptedToolCall | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pattern", b"pattern", "reply", b"reply"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pattern", b"pattern", "reply", b"reply", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScriptedRule: _TypeAlias = ScriptedRule  # noqa: Y015
+
+@_typing.final
+class ScriptedToolCall(_message.Message):
+    """ScriptedToolCall is a tool call made by the scripted model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def arguments(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        arguments: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptedToolCall: _TypeAlias = ScriptedToolCall  # noqa: Y015
 
 @_typing.final
 class CreateAgentRequest(_message.Message):

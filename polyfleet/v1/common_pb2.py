@@ -26,29 +26,31 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/common.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.polyfleet.v1.MessageRole\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.polyfleet.v1.ToolCallStatus\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"=\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\"\xd3\x02\n\x0f\x45xecutionUpdate\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rcontent_delta\x18\x08 \x01(\t\x12\x18\n\x10\x64\x65lta_message_id\x18\t \x01(\t\"\xe8\x01\n\x0e\x45xecutionEvent\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treport_id\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12-\n\x06update\x18\x06 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\x12+\n\x05phase\x18\x07 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase*\xc5\x01\n\x0e\x45xecutionPhase\x12\x1f\n\x1b\x45XECUTION_PHASE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_PHASE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_PHASE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_PHASE_COMPLETED\x10\x03\x12\x1a\n\x16\x45XECUTION_PHASE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_PHASE_CANCELLED\x10\x05*\x8e\x01\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x03\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x04*\x8d\x01\n\x0eToolCallStatus\x12 \n\x1cTOOL_CALL_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TOOL_CALL_STATUS_RUNNING\x10\x01\x12\x1e\n\x1aTOOL_CALL_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17TOOL_CALL_STATUS_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/common.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\x19.polyfleet.v1.MessageRole\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.polyfleet.v1.ToolCallStatus\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0bmodel_calls\x18\x06 \x01(\x05\"\x84\x02\n\x11SubAgentExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\x0e\n\x06output\x18\x04 \x01(\t\x12+\n\x05phase\x18\x05 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\"=\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\"\x92\x03\n\x0f\x45xecutionUpdate\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rcontent_delta\x18\x08 \x01(\t\x12\x18\n\x10\x64\x65lta_message_id\x18\t \x01(\t\x12=\n\x14sub_agent_executions\x18\n \x03(\x0b\x32\x1f.polyfleet.v1.SubAgentExecution\"\xe8\x01\n\x0e\x45xecutionEvent\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treport_id\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12-\n\x06update\x18\x06 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\x12+\n\x05phase\x18\x07 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase*\xc5\x01\n\x0e\x45xecutionPhase\x12\x1f\n\x1b\x45XECUTION_PHASE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_PHASE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_PHASE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_PHASE_COMPLETED\x10\x03\x12\x1a\n\x16\x45XECUTION_PHASE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_PHASE_CANCELLED\x10\x05*\x8e\x01\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x03\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x04*\x8d\x01\n\x0eToolCallStatus\x12 \n\x1cTOOL_CALL_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TOOL_CALL_STATUS_RUNNING\x10\x01\x12\x1e\n\x1aTOOL_CALL_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17TOOL_CALL_STATUS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyfleet.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONPHASE']._serialized_start=1222
-  _globals['_EXECUTIONPHASE']._serialized_end=1419
-  _globals['_MESSAGEROLE']._serialized_start=1422
-  _globals['_MESSAGEROLE']._serialized_end=1564
-  _globals['_TOOLCALLSTATUS']._serialized_start=1567
-  _globals['_TOOLCALLSTATUS']._serialized_end=1708
+  _globals['_EXECUTIONPHASE']._serialized_start=1601
+  _globals['_EXECUTIONPHASE']._serialized_end=1798
+  _globals['_MESSAGEROLE']._serialized_start=1801
+  _globals['_MESSAGEROLE']._serialized_end=1943
+  _globals['_TOOLCALLSTATUS']._serialized_start=1946
+  _globals['_TOOLCALLSTATUS']._serialized_end=2087
   _globals['_MESSAGE']._serialized_start=107
   _globals['_MESSAGE']._serialized_end=249
   _globals['_TOOLCALL']._serialized_start=252
   _globals['_TOOLCALL']._serialized_end=503
   _globals['_USAGE']._serialized_start=505
-  _globals['_USAGE']._serialized_end=579
-  _globals['_EXECUTIONERROR']._serialized_start=581
-  _globals['_EXECUTIONERROR']._serialized_end=642
-  _globals['_EXECUTIONUPDATE']._serialized_start=645
-  _globals['_EXECUTIONUPDATE']._serialized_end=984
-  _globals['_EXECUTIONEVENT']._serialized_start=987
-  _globals['_EXECUTIONEVENT']._serialized_end=1219
+  _globals['_USAGE']._serialized_end=632
+  _globals['_SUBAGENTEXECUTION']._serialized_start=635
+  _globals['_SUBAGENTEXECUTION']._serialized_end=895
+  _globals['_EXECUTIONERROR']._serialized_start=897
+  _globals['_EXECUTIONERROR']._serialized_end=958
+  _globals['_EXECUTIONUPDATE']._serialized_start=961
+  _globals['_EXECUTIONUPDATE']._serialized_end=1363
+  _globals['_EXECUTIONEVENT']._serialized_start=1366
+  _globals['_EXECUTIONEVENT']._serialized_end=1598
 # @@protoc_insertion_point(module_scope)

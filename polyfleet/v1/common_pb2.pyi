@@ -180,23 +180,79 @@ class Usage(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    MODEL_CALLS_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
     output_tokens: _builtins.int
     total_tokens: _builtins.int
+    cost: _builtins.float
+    """Cost from the agent's model pricing, when configured."""
+    currency: _builtins.str
+    model_calls: _builtins.int
     def __init__(
         self,
         *,
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
+        cost: _builtins.float = ...,
+        currency: _builtins.str = ...,
+        model_calls: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "currency", b"currency", "input_tokens", b"input_tokens", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Usage: _TypeAlias = Usage  # noqa: Y015
+
+@_typing.final
+class SubAgentExecution(_message.Message):
+    """SubAgentExecution is one run of a sub-agent called by its parent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Unique within the execution; reports upsert by it."""
+    name: _builtins.str
+    input: _builtins.str
+    output: _builtins.str
+    phase: Global___ExecutionPhase.ValueType
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def error(self) -> Global___ExecutionError: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        input: _builtins.str = ...,
+        output: _builtins.str = ...,
+        phase: Global___ExecutionPhase.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        error: Global___ExecutionError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "name", b"name", "output", b"output", "phase", b"phase", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubAgentExecution: _TypeAlias = SubAgentExecution  # noqa: Y015
 
 @_typing.final
 class ExecutionError(_message.Message):
@@ -244,6 +300,7 @@ class ExecutionUpdate(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     CONTENT_DELTA_FIELD_NUMBER: _builtins.int
     DELTA_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SUB_AGENT_EXECUTIONS_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """EXECUTION_PHASE_UNSPECIFIED leaves the phase unchanged."""
     output_text: _builtins.str
@@ -267,6 +324,10 @@ class ExecutionUpdate(_message.Message):
     def output(self) -> _struct_pb2.Struct:
         """Structured output, when the agent or workflow produced one."""
 
+    @_builtins.property
+    def sub_agent_executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubAgentExecution]:
+        """Upserted by ID."""
+
     def __init__(
         self,
         *,
@@ -279,10 +340,11 @@ class ExecutionUpdate(_message.Message):
         output: _struct_pb2.Struct | None = ...,
         content_delta: _builtins.str = ...,
         delta_message_id: _builtins.str = ...,
+        sub_agent_executions: _abc.Iterable[Global___SubAgentExecution] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "sub_agent_executions", b"sub_agent_executions", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
