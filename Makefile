@@ -18,7 +18,7 @@ uv: ## Install uv if it is missing
 	  python3 -m venv .tools && .tools/bin/pip install --quiet uv; }
 
 $(PROTO_STAMP): pyproject.toml uv.lock | uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch $@
 
 setup: $(PROTO_STAMP) ## Create .venv from the lockfile
