@@ -37,6 +37,18 @@ class UnimplementedError(OrchestratorError):
     """The RPC is part of the API but not served by this version yet."""
 
 
+class ExecutionDeadlineError(OrchestratorError):
+    """A synchronous Execute gave up waiting; the execution keeps running."""
+
+    def __init__(self, execution_id: str, waited: float) -> None:
+        self.execution_id = execution_id
+        self.waited = waited
+        super().__init__(
+            f"execution {execution_id} did not finish within {waited:g}s; it is still running "
+            f"(watch it with WatchAgentExecution or `polyfleet executions watch {execution_id}`)"
+        )
+
+
 class WorkflowStartError(OrchestratorError):
     """Temporal refused or could not be reached to start an execution's workflow."""
 

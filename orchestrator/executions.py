@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 import store
 from orchestrator.errors import (
+    ExecutionDeadlineError,
     InvalidArgumentError,
     NotFoundError,
     WorkflowStartError,
@@ -199,6 +201,85 @@ class AgentExecutions:
             runner_queue,
             extra={"execution_id": execution.id, "workflow_id": execution.workflow_id},
         )
+
+    async def execute(self, request: agent_execution_pb2.ExecuteAgentRequest) -> AgentExecution:
+        """Create an execution and wait for its terminal state.
+
+        Raises:
+            InvalidArgumentError: The timeout is out of range, or Create's reasons.
+            ExecutionDeadlineError: The wait timed out; the execution keeps running.
+        """
+        wait = self._execute_wait(request)
+        execution = await self.create(request.request)
+        return await self.wait_terminal(execution.id, wait)
+
+    def _execute_wait(self, request: agent_execution_pb2.ExecuteAgentRequest) -> float:
+        limit = self._settings.execute_max_wait.total_seconds()
+        if not request.HasField("timeout"):
+            return self._settings.execute_default_wait.total_seconds()
+        wait = request.timeout.ToTimedelta().total_seconds()
+        if wait <= 0 or wait > limit:
+            raise InvalidArgumentError("timeout", f"must be more than 0 s and at most {limit:g} s")
+        return wait
+
+    async def wait_terminal(self, execution_id: str, wait_seconds: float) -> AgentExecution:
+        """Wait until the execution is terminal.
+
+        Raises:
+            ExecutionDeadlineError: Not terminal within ``wait_seconds``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            signal = self._hub.signal(execution_id)
+            execution = await self.get(execution_id)
+            if is_terminal(execution.status.phase):
+                return execution
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ExecutionDeadlineError(execution_id, wait_seconds)
+            try:
+                await asyncio.wait_for(signal.wait(), min(remaining, _WATCH_POLL_SECONDS))
+            except TimeoutError:
+                pass
+
+    async def cancel(self, execution_id: str) -> AgentExecution:
+        """Request cancellation; the workflow persists CANCELLED once the runner stops.
+
+        Cancelling a terminal execution returns it unchanged. An execution whose
+        workflow does not exist (it never started) is persisted CANCELLED here.
+        """
+        execution = await self.get(execution_id)
+        if is_terminal(execution.status.phase):
+            return execution
+        extra = {"execution_id": execution_id, "workflow_id": execution.workflow_id}
+        try:
+            await self._temporal.get_workflow_handle(execution.workflow_id).cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            logger.warning("cancel: workflow not found, cancelling in the store", extra=extra)
+            try:
+                await self.report(
+                    execution_id,
+                    "cancelled-without-workflow",
+                    "api",
+                    common_pb2.ExecutionUpdate(
+                        phase=common_pb2.EXECUTION_PHASE_CANCELLED,
+                        messages=[
+                            common_pb2.Message(
+                                id=f"{execution_id}/cancelled",
+                                role=common_pb2.MESSAGE_ROLE_SYSTEM,
+                                content="Execution cancelled before its workflow ran.",
+                            )
+                        ],
+                    ),
+                )
+            except IllegalTransitionError:
+                pass  # it reached a terminal phase meanwhile; that phase stands
+        else:
+            logger.info("cancellation requested", extra=extra)
+        return await self.get(execution_id)
 
     async def get(self, execution_id: str) -> AgentExecution:
         """Read one execution.

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+
+import jsonschema
+from google.protobuf.json_format import MessageToDict
 
 from orchestrator.errors import InvalidArgumentError
 from polyfleet.v1 import agent_execution_pb2, agent_pb2
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-SUPPORTED_PROVIDERS = ("scripted",)
+# Tool names as model providers accept them (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_REF = re.compile(r"\$\{([^}]*)\}")
+GRAPH_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+SUPPORTED_PROVIDERS = ("scripted", "openai", "anthropic", "ollama")
 MAX_MESSAGE_CHARS = 100_000
+MAX_STEPS = 1000
+MAX_MODEL_ATTEMPTS = 10
 
 
 def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
@@ -21,7 +32,6 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
 
     Raises:
         InvalidArgumentError: Naming the first invalid field.
-
     """
     if not agent.name:
         raise InvalidArgumentError(f"{field}.name", "must not be empty")
@@ -30,16 +40,70 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
             f"{field}.name",
             f"'{agent.name}' must be 1-63 lowercase letters, digits or '-', starting with a letter",
         )
-    provider = agent.model.provider
+    secrets = set(agent.secrets)
+    for i, name in enumerate(agent.secrets):
+        if not SECRET_NAME.match(name):
+            raise InvalidArgumentError(f"{field}.secrets[{i}]", f"'{name}' is not a valid name")
+    _validate_model(agent.model, f"{field}.model", secrets, required=True)
+    _validate_mcp_servers(agent.mcp_servers, f"{field}.mcp_servers", secrets)
+    _unique((s.name for s in agent.sub_agents), f"{field}.sub_agents", "sub-agent")
+    for i, sub in enumerate(agent.sub_agents):
+        where = f"{field}.sub_agents[{i}]"
+        if not TOOL_NAME.match(sub.name):
+            raise InvalidArgumentError(
+                f"{where}.name", f"'{sub.name}' must match {TOOL_NAME.pattern}"
+            )
+        if not sub.description:
+            raise InvalidArgumentError(f"{where}.description", "must not be empty")
+        if sub.HasField("model"):
+            _validate_model(sub.model, f"{where}.model", secrets, required=True)
+        _validate_mcp_servers(sub.mcp_servers, f"{where}.mcp_servers", secrets)
+    if agent.graph and not GRAPH_REF.match(agent.graph):
+        raise InvalidArgumentError(f"{field}.graph", "must look like 'package.module:attribute'")
+    if agent.HasField("output_schema"):
+        try:
+            jsonschema.Draft202012Validator.check_schema(MessageToDict(agent.output_schema))
+        except jsonschema.SchemaError as err:
+            raise InvalidArgumentError(
+                f"{field}.output_schema", f"not a valid JSON Schema: {err.message}"
+            ) from None
+    if not 0 <= agent.limits.max_steps <= MAX_STEPS:
+        raise InvalidArgumentError(f"{field}.limits.max_steps", f"must be in 0..{MAX_STEPS}")
+    if agent.limits.timeout.seconds < 0:
+        raise InvalidArgumentError(f"{field}.limits.timeout", "must not be negative")
+
+
+def _validate_model(
+    model: agent_pb2.ModelConfig, field: str, secrets: set[str], *, required: bool
+) -> None:
+    provider = model.provider
     if not provider:
-        raise InvalidArgumentError(f"{field}.model.provider", "must not be empty")
+        if required:
+            raise InvalidArgumentError(f"{field}.provider", "must not be empty")
+        return
     if provider not in SUPPORTED_PROVIDERS:
         raise InvalidArgumentError(
-            f"{field}.model.provider",
+            f"{field}.provider",
             f"unknown provider '{provider}' (supported: {', '.join(SUPPORTED_PROVIDERS)})",
         )
     if provider == "scripted":
-        _validate_scripted(agent.model, f"{field}.model")
+        _validate_scripted(model, field)
+    elif not model.model:
+        raise InvalidArgumentError(f"{field}.model", f"provider '{provider}' needs a model name")
+    if model.base_url and not re.match(r"^https?://[^\s/]+", model.base_url):
+        raise InvalidArgumentError(f"{field}.base_url", "must be an http(s) URL")
+    if model.api_key_secret and model.api_key_secret not in secrets:
+        raise InvalidArgumentError(
+            f"{field}.api_key_secret",
+            f"secret '{model.api_key_secret}' is not declared in the agent's secrets",
+        )
+    if not 0 <= model.retry.max_attempts <= MAX_MODEL_ATTEMPTS:
+        raise InvalidArgumentError(
+            f"{field}.retry.max_attempts", f"must be in 0..{MAX_MODEL_ATTEMPTS}"
+        )
+    pricing = model.pricing
+    if pricing.input_per_million_tokens < 0 or pricing.output_per_million_tokens < 0:
+        raise InvalidArgumentError(f"{field}.pricing", "prices must not be negative")
 
 
 def _validate_scripted(model: agent_pb2.ModelConfig, field: str) -> None:
@@ -64,6 +128,50 @@ def _validate_scripted(model: agent_pb2.ModelConfig, field: str) -> None:
             ) from None
         if not rule.reply and not rule.error:
             raise InvalidArgumentError(where, "needs a reply or an error")
+        if rule.HasField("tool_call") and not TOOL_NAME.match(rule.tool_call.name):
+            raise InvalidArgumentError(f"{where}.tool_call.name", "must be a tool name")
+
+
+def _validate_mcp_servers(
+    servers: Iterable[agent_pb2.McpServer], field: str, secrets: set[str]
+) -> None:
+    servers = list(servers)
+    _unique((s.name for s in servers), field, "MCP server")
+    for i, server in enumerate(servers):
+        where = f"{field}[{i}]"
+        if not TOOL_NAME.match(server.name):
+            raise InvalidArgumentError(
+                f"{where}.name", f"'{server.name}' must match {TOOL_NAME.pattern}"
+            )
+        transport = server.WhichOneof("transport")
+        if transport is None:
+            raise InvalidArgumentError(where, "needs a stdio or an http transport")
+        if transport == "stdio":
+            if not server.stdio.command:
+                raise InvalidArgumentError(f"{where}.stdio.command", "must not be empty")
+            _check_refs(server.stdio.env, f"{where}.stdio.env", secrets)
+        else:
+            if not re.match(r"^https?://[^\s/]+", server.http.url):
+                raise InvalidArgumentError(f"{where}.http.url", "must be an http(s) URL")
+            _check_refs(server.http.headers, f"{where}.http.headers", secrets)
+
+
+def _check_refs(values: Mapping[str, str], field: str, secrets: set[str]) -> None:
+    for key, value in values.items():
+        for name in SECRET_REF.findall(value):
+            if name not in secrets:
+                raise InvalidArgumentError(
+                    f"{field}[{key}]",
+                    f"refers to '${{{name}}}', which is not in the agent's secrets",
+                )
+
+
+def _unique(names: Iterable[str], field: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise InvalidArgumentError(f"{field}[{i}].name", f"duplicate {what} name '{name}'")
+        seen.add(name)
 
 
 def validate_create_agent_execution(
@@ -73,7 +181,6 @@ def validate_create_agent_execution(
 
     Raises:
         InvalidArgumentError: Naming the first invalid field.
-
     """
     execution = request.execution
     if not execution.agent:

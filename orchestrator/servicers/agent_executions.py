@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 
-from orchestrator.errors import UnimplementedError
 from orchestrator.executions import AgentExecutions
 from orchestrator.servicers.errors import streaming, unary
 from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc
@@ -32,7 +31,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def ExecuteAgent(
         self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
     ) -> AgentExecution:
-        raise UnimplementedError("ExecuteAgent is not available yet; use Create and Watch")
+        return await self._executions.execute(request)
 
     @unary
     async def GetAgentExecution(
@@ -50,7 +49,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def CancelAgentExecution(
         self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
     ) -> AgentExecution:
-        raise UnimplementedError("CancelAgentExecution is not available yet")
+        return await self._executions.cancel(request.id)
 
     @streaming
     async def WatchAgentExecution(

@@ -11,6 +11,7 @@ import grpc
 
 import store
 from orchestrator.errors import (
+    ExecutionDeadlineError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -28,6 +29,7 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (WorkflowStartError, grpc.StatusCode.UNAVAILABLE),
+    (ExecutionDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UnimplementedError, grpc.StatusCode.UNIMPLEMENTED),
     (store.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (store.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
