@@ -12,11 +12,26 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_ADDRESS = "127.0.0.1:7234"
+
+
+def _seconds_or_iso(value: Any) -> Any:
+    # Environment values are strings: accept "30" / "1.5" as seconds besides ISO 8601 "PT30S".
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
+"""A duration setting: ISO 8601 (``PT30S``) or a number of seconds (``30``)."""
 
 
 def _env_files() -> tuple[str, ...]:
@@ -67,16 +82,16 @@ class ExecutionSettings(BaseSettings):
         env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
     )
 
-    agent_run_timeout: timedelta = timedelta(minutes=10)
-    workflow_run_timeout: timedelta = timedelta(minutes=30)
-    activity_schedule_to_start_timeout: timedelta = timedelta(minutes=1)
-    ensure_thread_start_to_close_timeout: timedelta = timedelta(seconds=30)
-    execute_graphton_start_to_close_timeout: timedelta = timedelta(minutes=10)
-    execute_workflow_start_to_close_timeout: timedelta = timedelta(minutes=30)
-    activity_heartbeat_timeout: timedelta = timedelta(seconds=30)
-    update_status_start_to_close_timeout: timedelta = timedelta(seconds=30)
-    execute_default_wait: timedelta = timedelta(seconds=60)
-    execute_max_wait: timedelta = timedelta(seconds=300)
+    agent_run_timeout: Duration = timedelta(minutes=10)
+    workflow_run_timeout: Duration = timedelta(minutes=30)
+    activity_schedule_to_start_timeout: Duration = timedelta(minutes=1)
+    ensure_thread_start_to_close_timeout: Duration = timedelta(seconds=30)
+    execute_graphton_start_to_close_timeout: Duration = timedelta(minutes=10)
+    execute_workflow_start_to_close_timeout: Duration = timedelta(minutes=30)
+    activity_heartbeat_timeout: Duration = timedelta(seconds=30)
+    update_status_start_to_close_timeout: Duration = timedelta(seconds=30)
+    execute_default_wait: Duration = timedelta(seconds=60)
+    execute_max_wait: Duration = timedelta(seconds=300)
 
 
 class RunnerSettings(BaseSettings):
