@@ -85,7 +85,6 @@ async def _run(address: str, runner_pid: int) -> list[str]:
     executions = agent_execution_pb2_grpc.AgentExecutionServiceStub(channel)
     await agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=_agent()))
     sampler = RssSampler(runner_pid)
-    idle = sampler.now()
 
     def request() -> agent_execution_pb2.ExecuteAgentRequest:
         return agent_execution_pb2.ExecuteAgentRequest(
@@ -94,8 +93,10 @@ async def _run(address: str, runner_pid: int) -> list[str]:
             )
         )
 
+    # The first execution also waits for the runner to finish starting; measure idle after it.
     alone = await executions.ExecuteAgent(request())
     baseline = _seconds(alone)
+    idle = sampler.now()
 
     gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
