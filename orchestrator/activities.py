@@ -6,7 +6,7 @@ import logging
 
 from temporalio import activity
 
-from orchestrator.executions import AgentExecutions
+from orchestrator.executions import ExecutionRegistry
 from orchestrator.status import IllegalTransitionError
 from polyfleet import contract
 from polyfleet.v1 import activities_pb2
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 class StatusActivities:
     """Activities that run inside the orchestrator process, next to the store."""
 
-    def __init__(self, executions: AgentExecutions) -> None:
+    def __init__(self, executions: ExecutionRegistry) -> None:
         self._executions = executions
 
     @activity.defn(name=contract.UPDATE_STATUS)
@@ -30,8 +30,9 @@ class StatusActivities:
         and acknowledged rather than retried: retrying cannot make it legal.
         """
         info = activity.info()
+        service = self._executions.for_id(params.execution_id)
         try:
-            result = await self._executions.report(
+            result = await service.report(
                 params.execution_id, params.report_id, "orchestrator", params.update
             )
         except IllegalTransitionError as err:
@@ -44,7 +45,7 @@ class StatusActivities:
                     "run_id": info.workflow_run_id,
                 },
             )
-            current = await self._executions.get(params.execution_id)
+            current = await service.get(params.execution_id)
             return activities_pb2.UpdateStatusOutput(applied=False, phase=current.status.phase)
         return activities_pb2.UpdateStatusOutput(
             sequence=result.event.sequence if result.event else 0,

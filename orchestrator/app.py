@@ -1,8 +1,9 @@
-"""The orchestrator process: gRPC API, embedded store and workflow-only Temporal worker."""
+"""The orchestrator process: gRPC API, embedded store and workflow-only Temporal workers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -13,15 +14,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import store
+from orchestrator import resources
 from orchestrator.activities import StatusActivities
+from orchestrator.agent_executions import AgentExecutions
 from orchestrator.events import EventHub
-from orchestrator.executions import AgentExecutions
-from orchestrator.resources import Agents, Sessions
+from orchestrator.executions import ExecutionRegistry
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
-from orchestrator.servicers.resources import AgentServicer, SessionServicer
+from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
+from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
 from orchestrator.threads import RunnerOperations
-from orchestrator.workflows import WORKFLOWS
+from orchestrator.workflow_executions import WorkflowExecutions
+from orchestrator.workflows import AgentExecutionWorkflow, WorkflowExecutionWorkflow
 from polyfleet.channel import channel_options
 from polyfleet.config import ApiSettings, ExecutionSettings, StoreSettings, TaskQueueSettings
 from polyfleet.temporal import connect
@@ -34,15 +38,24 @@ from polyfleet.v1 import (
     runner_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
+    workflow_execution_pb2,
+    workflow_execution_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
 )
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_NAMES = (
-    agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-    session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
-    agent_execution_pb2.DESCRIPTOR.services_by_name["AgentExecutionService"].full_name,
-    runner_pb2.DESCRIPTOR.services_by_name["RunnerService"].full_name,
+_SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (agent_pb2, "AgentService"),
+        (session_pb2, "SessionService"),
+        (agent_execution_pb2, "AgentExecutionService"),
+        (workflow_pb2, "WorkflowService"),
+        (workflow_execution_pb2, "WorkflowExecutionService"),
+        (runner_pb2, "RunnerService"),
+    )
 )
 
 
@@ -58,11 +71,18 @@ class OrchestratorSettings:
     shutdown_grace: float = 5.0
 
 
+@dataclass
+class _Services:
+    agent_executions: AgentExecutions
+    workflow_executions: WorkflowExecutions
+    registry: ExecutionRegistry
+
+
 class Orchestrator:
     """One orchestrator process.
 
     ``run()`` serves until ``shutdown()`` (idempotent) is called, e.g. from a
-    SIGTERM handler; shutdown drains RPCs, stops the worker, closes the store.
+    SIGTERM handler; shutdown drains RPCs, stops the workers, closes the store.
     """
 
     def __init__(self, settings: OrchestratorSettings, temporal: Client | None = None) -> None:
@@ -73,10 +93,10 @@ class Orchestrator:
         self._stopped = False
         self.address = settings.api.api_address
         self.db: store.Store | None = None
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []
 
     async def wait_ready(self) -> None:
-        """Return once the API serves and the worker polls."""
+        """Return once the API serves and the workers poll."""
         await self._ready.wait()
 
     async def run(self) -> None:
@@ -88,28 +108,40 @@ class Orchestrator:
         self.db = db
         try:
             temporal = self._temporal or await connect()
-            hub = EventHub()
-            executions = AgentExecutions(db, temporal, hub, s.queues, s.executions)
-            server, health_servicer = self._build_server(db, executions)
-            self.worker = worker = Worker(
-                temporal,
-                task_queue=s.queues.agent_execution_orchestrator_task_queue,
-                workflows=WORKFLOWS,
-                activities=[StatusActivities(executions).update_status],
-            )
+            services = self._services(db, temporal)
+            server, health_servicer = self._build_server(db, services)
+            update_status = StatusActivities(services.registry).update_status
+            queues = s.queues
+            self.workers = [
+                Worker(
+                    temporal,
+                    task_queue=queues.agent_execution_orchestrator_task_queue,
+                    workflows=[AgentExecutionWorkflow],
+                    activities=[update_status],
+                ),
+                Worker(
+                    temporal,
+                    task_queue=queues.workflow_execution_orchestrator_task_queue,
+                    workflows=[WorkflowExecutionWorkflow],
+                    activities=[update_status],
+                ),
+            ]
             await server.start()
             for name in (*_SERVICE_NAMES, ""):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
             try:
-                async with worker:
+                async with contextlib.AsyncExitStack() as stack:
+                    for worker in self.workers:
+                        await stack.enter_async_context(worker)
                     logger.info(
-                        "orchestrator serving on %s, workflows on task queue %s",
+                        "orchestrator serving on %s, workflows on task queues %s and %s",
                         self.address,
-                        s.queues.agent_execution_orchestrator_task_queue,
+                        queues.agent_execution_orchestrator_task_queue,
+                        queues.workflow_execution_orchestrator_task_queue,
                     )
                     self._ready.set()
                     await self._stop.wait()
-                    # Stop taking new RPCs first, so clients fail over while the worker drains.
+                    # Stop taking new RPCs first, so clients fail over while workers drain.
                     await health_servicer.enter_graceful_shutdown()
                     await server.stop(s.shutdown_grace)
             finally:
@@ -118,17 +150,36 @@ class Orchestrator:
             await asyncio.to_thread(db.close)
             logger.info("orchestrator stopped")
 
+    def _services(self, db: store.Store, temporal: Client) -> _Services:
+        s = self.settings
+        hub = EventHub()
+        agent_executions = AgentExecutions(db, temporal, hub, s.queues, s.executions)
+        workflow_executions = WorkflowExecutions(db, temporal, hub, s.queues, s.executions)
+        registry = ExecutionRegistry({"aex": agent_executions, "wex": workflow_executions})
+        return _Services(agent_executions, workflow_executions, registry)
+
     def _build_server(
-        self, db: store.Store, executions: AgentExecutions
+        self, db: store.Store, services: _Services
     ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
         server = grpc.aio.server(options=channel_options(self.settings.api))
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(Agents(db)), server)
-        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(Sessions(db)), server)
-        agent_execution_pb2_grpc.add_AgentExecutionServiceServicer_to_server(
-            AgentExecutionServicer(executions), server
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(resources.agents(db)), server
         )
+        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowServicer(resources.workflows(db)), server
+        )
+        session_pb2_grpc.add_SessionServiceServicer_to_server(
+            SessionServicer(resources.Sessions(db)), server
+        )
+        agent_execution_pb2_grpc.add_AgentExecutionServiceServicer_to_server(
+            AgentExecutionServicer(services.agent_executions), server
+        )
+        workflow_execution_pb2_grpc.add_WorkflowExecutionServiceServicer_to_server(
+            WorkflowExecutionServicer(services.workflow_executions), server
+        )
+        operations = RunnerOperations(db, services.agent_executions, services.workflow_executions)
         runner_pb2_grpc.add_RunnerServiceServicer_to_server(
-            RunnerServicer(RunnerOperations(db, executions), executions), server
+            RunnerServicer(operations, services.registry), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

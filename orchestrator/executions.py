@@ -1,13 +1,21 @@
-"""The agent execution service: create, read, watch and report, shared by every API path."""
+"""The execution service shared by agent and workflow executions.
+
+Create, Execute, Get, List, Cancel, Watch and progress reports have one code path for
+both kinds; a :class:`Kind` describes what differs (protobuf type, repository, merge
+rules, Temporal workflow and queues).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message as ProtoMessage
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -20,165 +28,132 @@ from orchestrator.errors import (
     invalid_page_token,
 )
 from orchestrator.events import EventHub
-from orchestrator.status import IllegalTransitionError, is_terminal, merge_agent_update
-from orchestrator.validation import validate_create_agent_execution
+from orchestrator.status import IllegalTransitionError, is_terminal
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
-from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, session_pb2
+from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 logger = logging.getLogger(__name__)
 
-AgentExecution = agent_execution_pb2.AgentExecution
+# Watchers and waiters re-read the store at least this often, as a safety net for wake-ups.
+_POLL_SECONDS = 5.0
 
-# Watchers re-read the log at least this often, as a safety net for wake-ups.
-_WATCH_POLL_SECONDS = 5.0
+
+# Every execution message has id, workflow_id and status.phase/last_sequence.
+E = TypeVar("E", agent_execution_pb2.AgentExecution, workflow_execution_pb2.WorkflowExecution)
 
 
 @dataclass(frozen=True)
-class ReportResult:
+class Kind(Generic[E]):
+    """What differs between agent and workflow executions."""
+
+    name: str
+    repository: Callable[[store.Store], store.ExecutionRepository[E]]
+    merge: Callable[[E, common_pb2.ExecutionUpdate], None]
+    workflow_type: str
+    workflow_id: Callable[[str], str]
+    orchestrator_queue: Callable[[TaskQueueSettings], str]
+    runner_queue: Callable[[TaskQueueSettings], str]
+    run_timeout: Callable[[ExecutionSettings], timedelta]
+    workflow_input: Callable[[E, activities_pb2.ActivityPolicy], ProtoMessage]
+
+
+@dataclass(frozen=True)
+class ReportResult(Generic[E]):
     """Outcome of applying one progress report."""
 
-    execution: AgentExecution
+    execution: E
     event: common_pb2.ExecutionEvent | None
     applied: bool
 
 
-def _duration(seconds: float) -> Duration:
+def _duration(value: timedelta) -> Duration:
     duration = Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
+    duration.FromTimedelta(value)
     return duration
 
 
-class AgentExecutions:
-    """Creates agent executions, starts their workflows and serves their status.
+def activity_policy(
+    settings: ExecutionSettings, default_queue: str
+) -> activities_pb2.ActivityPolicy:
+    """The activity timeouts frozen into a new workflow, from configuration."""
+    s = settings
+    return activities_pb2.ActivityPolicy(
+        default_activity_task_queue=default_queue,
+        schedule_to_start_timeout=_duration(s.activity_schedule_to_start_timeout),
+        ensure_thread_start_to_close_timeout=_duration(s.ensure_thread_start_to_close_timeout),
+        execute_graphton_start_to_close_timeout=_duration(
+            s.execute_graphton_start_to_close_timeout
+        ),
+        execute_workflow_start_to_close_timeout=_duration(
+            s.execute_workflow_start_to_close_timeout
+        ),
+        heartbeat_timeout=_duration(s.activity_heartbeat_timeout),
+        update_status_start_to_close_timeout=_duration(s.update_status_start_to_close_timeout),
+        execute_workflow_max_attempts=s.execute_workflow_max_attempts,
+    )
 
-    The gRPC servicers, RunnerService and the local UpdateStatus activity all go
-    through this one class, so there is exactly one code path per operation.
-    """
+
+def system_message(message_id: str, content: str) -> common_pb2.Message:
+    """A system message for an execution's status."""
+    message = common_pb2.Message(
+        id=message_id, role=common_pb2.MESSAGE_ROLE_SYSTEM, content=content
+    )
+    message.create_time.GetCurrentTime()
+    return message
+
+
+class Executions(Generic[E]):
+    """Persists executions of one kind, starts their workflows and serves their status."""
 
     def __init__(
         self,
+        kind: Kind[E],
         db: store.Store,
         temporal: Client,
         hub: EventHub,
         queues: TaskQueueSettings,
         settings: ExecutionSettings,
     ) -> None:
-        self._db = db
+        self.kind: Kind[E] = kind
+        self._repo: store.ExecutionRepository[E] = kind.repository(db)
         self._temporal = temporal
         self._hub = hub
         self._queues = queues
-        self._settings = settings
+        self.settings = settings
 
-    def activity_policy(self) -> activities_pb2.ActivityPolicy:
-        """The timeouts frozen into a new workflow, from configuration."""
-        s = self._settings
-        return activities_pb2.ActivityPolicy(
-            default_activity_task_queue=self._queues.agent_execution_runner_task_queue,
-            schedule_to_start_timeout=_duration(
-                s.activity_schedule_to_start_timeout.total_seconds()
-            ),
-            ensure_thread_start_to_close_timeout=_duration(
-                s.ensure_thread_start_to_close_timeout.total_seconds()
-            ),
-            execute_graphton_start_to_close_timeout=_duration(
-                s.execute_graphton_start_to_close_timeout.total_seconds()
-            ),
-            execute_workflow_start_to_close_timeout=_duration(
-                s.execute_workflow_start_to_close_timeout.total_seconds()
-            ),
-            heartbeat_timeout=_duration(s.activity_heartbeat_timeout.total_seconds()),
-            update_status_start_to_close_timeout=_duration(
-                s.update_status_start_to_close_timeout.total_seconds()
-            ),
-        )
-
-    async def create(
-        self, request: agent_execution_pb2.CreateAgentExecutionRequest
-    ) -> AgentExecution:
-        """Validate, persist PENDING, start the workflow, return the execution.
+    async def create(self, execution: E, first: common_pb2.ExecutionUpdate) -> E:
+        """Persist a validated execution PENDING, log ``first`` as event 1, start its workflow.
 
         Raises:
-            InvalidArgumentError: A field of the request is invalid.
-            NotFoundError: The agent or session does not exist.
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
-
         """
-        validate_create_agent_execution(request)
-        spec = request.execution
-        try:
-            agent = await self._db.agents.get(spec.agent)
-        except store.NotFoundError:
-            raise NotFoundError("agent", spec.agent) from None
-        session = await self._session_for(spec.session_id, agent.name)
-        execution_id = store.new_id("aex")
-        execution = AgentExecution(
-            id=execution_id,
-            agent=agent.name,
-            session_id=session.id,
-            message=spec.message,
-            labels=dict(spec.labels),
-            request_id=request.request_id,
-            workflow_id=contract.agent_workflow_id(execution_id),
-            status=agent_execution_pb2.AgentExecutionStatus(
-                phase=common_pb2.EXECUTION_PHASE_PENDING
-            ),
-        )
-        await self._db.agent_executions.create(execution)
-        user_message = common_pb2.Message(
-            id=f"{execution_id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=spec.message
-        )
-        user_message.create_time.GetCurrentTime()
-        await self.report(
-            execution_id,
-            "created",
-            "api",
-            common_pb2.ExecutionUpdate(
-                phase=common_pb2.EXECUTION_PHASE_PENDING, messages=[user_message]
-            ),
-        )
+        await self._repo.create(execution)
+        execution_id = execution.id
+        await self.report(execution_id, "created", "api", first)
         await self._start_workflow(execution)
         return await self.get(execution_id)
 
-    async def _session_for(self, session_id: str, agent: str) -> session_pb2.Session:
-        if not session_id:
-            return await self._db.sessions.create(session_pb2.Session(agent=agent))
-        try:
-            session = await self._db.sessions.get(session_id)
-        except store.NotFoundError:
-            raise NotFoundError("session", session_id) from None
-        if session.agent and session.agent != agent:
-            raise InvalidArgumentError(
-                "execution.session_id",
-                f"session '{session_id}' belongs to agent '{session.agent}', not '{agent}'",
-            )
-        return session
-
-    async def _start_workflow(self, execution: AgentExecution) -> None:
-        runner_queue = self._queues.agent_execution_runner_task_queue
+    async def _start_workflow(self, execution: E) -> None:
+        execution_id = execution.id
+        workflow_id = execution.workflow_id
+        runner_queue = self.kind.runner_queue(self._queues)
+        extra = {"execution_id": execution_id, "workflow_id": workflow_id}
         try:
             await self._temporal.start_workflow(
-                contract.AGENT_EXECUTION_WORKFLOW,
-                activities_pb2.AgentExecutionWorkflowInput(
-                    execution_id=execution.id,
-                    session_id=execution.session_id,
-                    policy=self.activity_policy(),
-                ),
-                id=execution.workflow_id,
-                task_queue=self._queues.agent_execution_orchestrator_task_queue,
+                self.kind.workflow_type,
+                self.kind.workflow_input(execution, activity_policy(self.settings, runner_queue)),
+                id=workflow_id,
+                task_queue=self.kind.orchestrator_queue(self._queues),
                 memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
-                run_timeout=self._settings.agent_run_timeout,
+                run_timeout=self.kind.run_timeout(self.settings),
             )
         except Exception as err:
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            logger.error(
-                "workflow start failed: %s",
-                reason,
-                extra={"execution_id": execution.id, "workflow_id": execution.workflow_id},
-            )
+            logger.error("workflow start failed: %s", reason, extra=extra)
             await self.report(
-                execution.id,
+                execution_id,
                 "start-failed",
                 "api",
                 common_pb2.ExecutionUpdate(
@@ -187,42 +162,93 @@ class AgentExecutions:
                         type="WorkflowStartFailed", message=reason, step="StartWorkflow"
                     ),
                     messages=[
-                        common_pb2.Message(
-                            id=f"{execution.id}/start-failed",
-                            role=common_pb2.MESSAGE_ROLE_SYSTEM,
-                            content=f"The execution's workflow could not be started: {reason}",
+                        system_message(
+                            f"{execution_id}/start-failed",
+                            f"The execution's workflow could not be started: {reason}",
                         )
                     ],
                 ),
             )
-            raise WorkflowStartError(execution.id, reason) from err
-        logger.info(
-            "started workflow on runner queue %s",
-            runner_queue,
-            extra={"execution_id": execution.id, "workflow_id": execution.workflow_id},
-        )
+            raise WorkflowStartError(execution_id, reason) from err
+        logger.info("started workflow on runner queue %s", runner_queue, extra=extra)
 
-    async def execute(self, request: agent_execution_pb2.ExecuteAgentRequest) -> AgentExecution:
-        """Create an execution and wait for its terminal state.
+    async def get(self, execution_id: str) -> E:
+        """Read one execution.
 
         Raises:
-            InvalidArgumentError: The timeout is out of range, or Create's reasons.
-            ExecutionDeadlineError: The wait timed out; the execution keeps running.
+            InvalidArgumentError: The ID is empty.
+            NotFoundError: No such execution.
         """
-        wait = self._execute_wait(request)
-        execution = await self.create(request.request)
-        return await self.wait_terminal(execution.id, wait)
+        if not execution_id:
+            raise InvalidArgumentError("id", "must not be empty")
+        try:
+            execution: E = await self._repo.get(execution_id)
+        except store.NotFoundError:
+            raise NotFoundError(self.kind.name, execution_id) from None
+        return execution
 
-    def _execute_wait(self, request: agent_execution_pb2.ExecuteAgentRequest) -> float:
-        limit = self._settings.execute_max_wait.total_seconds()
-        if not request.HasField("timeout"):
-            return self._settings.execute_default_wait.total_seconds()
-        wait = request.timeout.ToTimedelta().total_seconds()
+    async def list(
+        self, filters: Mapping[str, str | int], page_size: int, page_token: str
+    ) -> tuple[list[E], str]:
+        """List executions newest first, filtered and paginated."""
+        try:
+            items, token = await self._repo.list(
+                filters=dict(filters), page_size=page_size, page_token=page_token
+            )
+        except store.InvalidPageTokenError:
+            raise invalid_page_token() from None
+        return list(items), token
+
+    async def report(
+        self,
+        execution_id: str,
+        report_id: str,
+        source: str,
+        update: common_pb2.ExecutionUpdate,
+    ) -> ReportResult[E]:
+        """Merge a report into the status, append it to the event log, publish it.
+
+        A report whose ``report_id`` was applied before is acknowledged, not re-applied.
+
+        Raises:
+            NotFoundError: No such execution.
+            IllegalTransitionError: The report would change a terminal execution or
+                make an illegal phase change; it is not applied.
+        """
+        try:
+            execution, event, applied = await self._repo.apply_report(
+                execution_id, report_id, source, update, self.kind.merge
+            )
+        except store.NotFoundError:
+            raise NotFoundError(self.kind.name, execution_id) from None
+        except IllegalTransitionError as err:
+            logger.warning(
+                "report %s from %s not applied: %s",
+                report_id,
+                source,
+                err,
+                extra={"execution_id": execution_id},
+            )
+            raise
+        if applied:
+            self._hub.publish(execution_id)
+        return ReportResult(execution=execution, event=event, applied=applied)
+
+    def execute_wait(self, timeout: Duration | None) -> float:
+        """Seconds a synchronous Execute waits: the default, or the client's, bounded.
+
+        Raises:
+            InvalidArgumentError: The client's timeout is out of range.
+        """
+        limit = self.settings.execute_max_wait.total_seconds()
+        if timeout is None:
+            return self.settings.execute_default_wait.total_seconds()
+        wait = timeout.ToTimedelta().total_seconds()
         if wait <= 0 or wait > limit:
             raise InvalidArgumentError("timeout", f"must be more than 0 s and at most {limit:g} s")
         return wait
 
-    async def wait_terminal(self, execution_id: str, wait_seconds: float) -> AgentExecution:
+    async def wait_terminal(self, execution_id: str, wait_seconds: float) -> E:
         """Wait until the execution is terminal.
 
         Raises:
@@ -239,11 +265,11 @@ class AgentExecutions:
             if remaining <= 0:
                 raise ExecutionDeadlineError(execution_id, wait_seconds)
             try:
-                await asyncio.wait_for(signal.wait(), min(remaining, _WATCH_POLL_SECONDS))
+                await asyncio.wait_for(signal.wait(), min(remaining, _POLL_SECONDS))
             except TimeoutError:
                 pass
 
-    async def cancel(self, execution_id: str) -> AgentExecution:
+    async def cancel(self, execution_id: str) -> E:
         """Request cancellation; the workflow persists CANCELLED once the runner stops.
 
         Cancelling a terminal execution returns it unchanged. An execution whose
@@ -252,9 +278,10 @@ class AgentExecutions:
         execution = await self.get(execution_id)
         if is_terminal(execution.status.phase):
             return execution
-        extra = {"execution_id": execution_id, "workflow_id": execution.workflow_id}
+        workflow_id = execution.workflow_id
+        extra = {"execution_id": execution_id, "workflow_id": workflow_id}
         try:
-            await self._temporal.get_workflow_handle(execution.workflow_id).cancel()
+            await self._temporal.get_workflow_handle(workflow_id).cancel()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -267,10 +294,9 @@ class AgentExecutions:
                     common_pb2.ExecutionUpdate(
                         phase=common_pb2.EXECUTION_PHASE_CANCELLED,
                         messages=[
-                            common_pb2.Message(
-                                id=f"{execution_id}/cancelled",
-                                role=common_pb2.MESSAGE_ROLE_SYSTEM,
-                                content="Execution cancelled before its workflow ran.",
+                            system_message(
+                                f"{execution_id}/cancelled",
+                                "Execution cancelled before its workflow ran.",
                             )
                         ],
                     ),
@@ -281,81 +307,10 @@ class AgentExecutions:
             logger.info("cancellation requested", extra=extra)
         return await self.get(execution_id)
 
-    async def get(self, execution_id: str) -> AgentExecution:
-        """Read one execution.
-
-        Raises:
-            NotFoundError: No such execution.
-
-        """
-        if not execution_id:
-            raise InvalidArgumentError("id", "must not be empty")
-        try:
-            return await self._db.agent_executions.get(execution_id)
-        except store.NotFoundError:
-            raise NotFoundError("agent execution", execution_id) from None
-
-    async def list(
-        self, request: agent_execution_pb2.ListAgentExecutionsRequest
-    ) -> agent_execution_pb2.ListAgentExecutionsResponse:
-        """List executions newest first, filtered and paginated."""
-        filters: dict[str, str | int] = {}
-        if request.agent:
-            filters["agent"] = request.agent
-        if request.session_id:
-            filters["session_id"] = request.session_id
-        if request.phase:
-            filters["phase"] = int(request.phase)
-        try:
-            items, token = await self._db.agent_executions.list(
-                filters=filters, page_size=request.page_size, page_token=request.page_token
-            )
-        except store.InvalidPageTokenError:
-            raise invalid_page_token() from None
-        return agent_execution_pb2.ListAgentExecutionsResponse(
-            executions=items, next_page_token=token
-        )
-
-    async def report(
-        self,
-        execution_id: str,
-        report_id: str,
-        source: str,
-        update: common_pb2.ExecutionUpdate,
-    ) -> ReportResult:
-        """Merge a report into the status, append it to the event log, publish it.
-
-        A report whose ``report_id`` was applied before is acknowledged, not re-applied.
-
-        Raises:
-            NotFoundError: No such execution.
-            IllegalTransitionError: The report would change a terminal execution or
-                make an illegal phase change; it is not applied.
-
-        """
-        try:
-            execution, event, applied = await self._db.agent_executions.apply_report(
-                execution_id, report_id, source, update, merge_agent_update
-            )
-        except store.NotFoundError:
-            raise NotFoundError("agent execution", execution_id) from None
-        except IllegalTransitionError as err:
-            logger.warning(
-                "report %s from %s not applied: %s",
-                report_id,
-                source,
-                err,
-                extra={"execution_id": execution_id},
-            )
-            raise
-        if applied:
-            self._hub.publish(execution_id)
-        return ReportResult(execution=execution, event=event, applied=applied)
-
     async def watch(
         self, execution_id: str, after_sequence: int = 0
-    ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
-        """Stream the snapshot, then every logged event after ``after_sequence``.
+    ) -> AsyncIterator[E | common_pb2.ExecutionEvent]:
+        """Yield the snapshot, then every logged event after ``after_sequence``.
 
         Events are read from the log, so a slow or reconnecting watcher loses
         nothing; the stream ends after the terminal event.
@@ -363,14 +318,14 @@ class AgentExecutions:
         if after_sequence < 0:
             raise InvalidArgumentError("after_sequence", "must not be negative")
         snapshot = await self.get(execution_id)
-        yield agent_execution_pb2.WatchAgentExecutionResponse(snapshot=snapshot)
+        yield snapshot
         last = after_sequence
         terminal = is_terminal(snapshot.status.phase)
         while True:
             signal = self._hub.signal(execution_id)
-            events = await self._db.agent_executions.events(execution_id, after_sequence=last)
+            events = await self._repo.events(execution_id, after_sequence=last)
             for event in events:
-                yield agent_execution_pb2.WatchAgentExecutionResponse(event=event)
+                yield event
                 last = event.sequence
                 if is_terminal(event.phase):
                     return
@@ -380,6 +335,26 @@ class AgentExecutions:
                 # The terminal event is at or before `last`; nothing more will come.
                 return
             try:
-                await asyncio.wait_for(signal.wait(), _WATCH_POLL_SECONDS)
+                await asyncio.wait_for(signal.wait(), _POLL_SECONDS)
             except TimeoutError:
-                terminal = is_terminal((await self.get(execution_id)).status.phase)
+                current = await self.get(execution_id)
+                terminal = is_terminal(current.status.phase)
+
+
+class ExecutionRegistry:
+    """Finds the service of an execution from its ID prefix (``aex-`` or ``wex-``)."""
+
+    def __init__(self, by_prefix: Mapping[str, Executions[Any]]) -> None:
+        self._by_prefix = dict(by_prefix)
+
+    def for_id(self, execution_id: str) -> Executions[Any]:
+        """The service owning ``execution_id``.
+
+        Raises:
+            NotFoundError: The ID has no known prefix.
+        """
+        prefix = execution_id.split("-", 1)[0]
+        service = self._by_prefix.get(prefix)
+        if service is None:
+            raise NotFoundError("execution", execution_id)
+        return service

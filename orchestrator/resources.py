@@ -1,6 +1,9 @@
-"""Agents and sessions: validated CRUD over the store."""
+"""Agents, workflows and sessions: validated CRUD over the store."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import store
 from orchestrator.errors import (
@@ -9,68 +12,104 @@ from orchestrator.errors import (
     NotFoundError,
     invalid_page_token,
 )
-from orchestrator.validation import validate_agent
-from polyfleet.v1 import agent_pb2, session_pb2
+from orchestrator.validation import validate_agent, validate_workflow
+from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
+
+N = TypeVar("N", agent_pb2.Agent, workflow_pb2.Workflow)
 
 
-class Agents:
-    """Agent definitions, addressed by ID or by their unique name."""
+class NamedResources(Generic[N]):
+    """Resources addressed by ID or by their unique name, validated before every write."""
 
-    def __init__(self, db: store.Store) -> None:
-        self._db = db
+    def __init__(
+        self,
+        kind: str,
+        repository: store.NamedResourceRepository[N],
+        validate: Callable[[N], Awaitable[None]],
+    ) -> None:
+        self._kind = kind
+        self._repo: store.NamedResourceRepository[N] = repository
+        self._validate: Callable[[N], Awaitable[None]] = validate
 
-    async def create(self, agent: agent_pb2.Agent) -> agent_pb2.Agent:
-        """Store a new agent.
+    async def create(self, resource: N) -> N:
+        """Store a new resource.
 
         Raises:
             InvalidArgumentError: The definition is invalid.
             FailedPreconditionError: The name is taken (use apply to replace it).
-
         """
-        validate_agent(agent)
+        await self._validate(resource)
         try:
-            return await self._db.agents.create(agent)
+            return await self._repo.create(resource)
         except store.AlreadyExistsError:
             raise FailedPreconditionError(
-                f"agent '{agent.name}' already exists; use ApplyAgent to replace it"
+                f"{self._kind} '{resource.name}' already exists; use Apply to replace it"
             ) from None
 
-    async def apply(self, agent: agent_pb2.Agent) -> agent_pb2.Agent:
-        """Create the agent, or replace the definition of the agent with its name."""
-        validate_agent(agent)
-        stored, _created = await self._db.agents.apply(agent)
+    async def apply(self, resource: N) -> N:
+        """Create the resource, or replace the definition of the one with its name."""
+        await self._validate(resource)
+        stored, _created = await self._repo.apply(resource)
         return stored
 
-    async def get(self, name: str) -> agent_pb2.Agent:
-        """Read an agent by ID or name."""
+    async def get(self, name: str) -> N:
+        """Read a resource by ID or name."""
         if not name:
             raise InvalidArgumentError("name", "must not be empty")
         try:
-            return await self._db.agents.get(name)
+            return await self._repo.get(name)
         except store.NotFoundError:
-            raise NotFoundError("agent", name) from None
+            raise NotFoundError(self._kind, name) from None
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Agent], str]:
-        """List agents, newest first."""
+    async def list(self, page_size: int, page_token: str) -> tuple[list[N], str]:
+        """List resources, newest first."""
         try:
-            return await self._db.agents.list(page_size=page_size, page_token=page_token)
+            return await self._repo.list(page_size=page_size, page_token=page_token)
         except store.InvalidPageTokenError:
             raise invalid_page_token() from None
 
-    async def update(self, agent: agent_pb2.Agent) -> agent_pb2.Agent:
-        """Replace an agent's definition; a set ``version`` must match the stored one."""
-        validate_agent(agent)
+    async def update(self, resource: N) -> N:
+        """Replace a definition; a set ``version`` must match the stored one."""
+        await self._validate(resource)
         try:
-            return await self._db.agents.update(agent, expected_version=agent.version or None)
+            return await self._repo.update(resource, expected_version=resource.version or None)
         except store.NotFoundError:
-            raise NotFoundError("agent", agent.id or agent.name) from None
+            raise NotFoundError(self._kind, resource.id or resource.name) from None
 
     async def delete(self, name: str) -> None:
-        """Delete an agent by ID or name."""
+        """Delete a resource by ID or name."""
         try:
-            await self._db.agents.delete(name)
+            await self._repo.delete(name)
         except store.NotFoundError:
-            raise NotFoundError("agent", name) from None
+            raise NotFoundError(self._kind, name) from None
+
+
+def agents(db: store.Store) -> NamedResources[agent_pb2.Agent]:
+    """Agent definitions."""
+
+    async def validate(agent: agent_pb2.Agent) -> None:
+        validate_agent(agent)
+
+    return NamedResources("agent", db.agents, validate)
+
+
+def workflows(db: store.Store) -> NamedResources[workflow_pb2.Workflow]:
+    """Serverless Workflow documents; `call: agent` must name an existing agent."""
+
+    async def validate(definition: workflow_pb2.Workflow) -> None:
+        validate_workflow(definition, await _agent_names(db))
+
+    return NamedResources("workflow", db.workflows, validate)
+
+
+async def _agent_names(db: store.Store) -> list[str]:
+    names: list[str] = []
+    token = ""
+    while True:
+        items, token = await db.agents.list(page_size=1000, page_token=token)
+        names.extend(agent.name for agent in items)
+        if not token:
+            return names
 
 
 class Sessions:

@@ -97,6 +97,23 @@ def merge_agent_update(
         status.output.CopyFrom(update.output)
 
 
+def merge_workflow_update(
+    execution: workflow_execution_pb2.WorkflowExecution, update: common_pb2.ExecutionUpdate
+) -> None:
+    """Merge a progress report into a workflow execution's status.
+
+    Task states are upserted by task ID, so one task's report never erases another's.
+
+    Raises:
+        IllegalTransitionError: As for :func:`merge_agent_update`.
+    """
+    status = execution.status
+    _merge_common(execution.id, status, update)
+    _upsert(status.tasks, update.tasks)
+    if update.HasField("workflow_output"):
+        status.output.CopyFrom(update.workflow_output)
+
+
 def _merge_common(execution_id: str, status: Status, update: common_pb2.ExecutionUpdate) -> None:
     requested = update.phase
     if is_terminal(status.phase) and (
@@ -130,10 +147,18 @@ def _changes_content(update: common_pb2.ExecutionUpdate) -> bool:
         or update.HasField("usage")
         or update.content_delta
         or update.sub_agent_executions
+        or update.tasks
+        or update.HasField("workflow_output")
     )
 
 
-_Item = TypeVar("_Item", common_pb2.Message, common_pb2.ToolCall, common_pb2.SubAgentExecution)
+_Item = TypeVar(
+    "_Item",
+    common_pb2.Message,
+    common_pb2.ToolCall,
+    common_pb2.SubAgentExecution,
+    common_pb2.TaskStatus,
+)
 
 
 def _upsert(target: RepeatedCompositeFieldContainer[_Item], items: Iterable[_Item]) -> None:

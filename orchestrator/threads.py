@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import store
+from orchestrator.agent_executions import AgentExecutions
 from orchestrator.errors import NotFoundError
-from orchestrator.executions import AgentExecutions
+from orchestrator.workflow_executions import WorkflowExecutions
 from polyfleet.v1 import runner_pb2
 
 
 class RunnerOperations:
     """The logic behind RunnerService; runners stay stateless by asking here."""
 
-    def __init__(self, db: store.Store, executions: AgentExecutions) -> None:
+    def __init__(
+        self, db: store.Store, agents: AgentExecutions, workflows: WorkflowExecutions
+    ) -> None:
         self._db = db
-        self._executions = executions
+        self._agents = agents
+        self._workflows = workflows
 
     async def context(self, execution_id: str) -> runner_pb2.GetAgentExecutionContextResponse:
-        """The execution, its agent and the thread history before it."""
-        execution = await self._executions.get(execution_id)
+        """Return the execution, its agent and the thread history before it."""
+        execution = await self._agents.get(execution_id)
         try:
             agent = await self._db.agents.get(execution.agent)
         except store.NotFoundError:
@@ -27,9 +31,22 @@ class RunnerOperations:
             execution=execution, agent=agent, history=list(thread.messages)
         )
 
+    async def workflow_context(
+        self, execution_id: str
+    ) -> runner_pb2.GetWorkflowExecutionContextResponse:
+        """Return the workflow execution and its workflow resource."""
+        execution = await self._workflows.get(execution_id)
+        try:
+            definition = await self._db.workflows.get(execution.workflow)
+        except store.NotFoundError:
+            raise NotFoundError("workflow", execution.workflow) from None
+        return runner_pb2.GetWorkflowExecutionContextResponse(
+            execution=execution, workflow=definition
+        )
+
     async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
         """Get or create the thread of the execution's session."""
-        execution = await self._executions.get(execution_id)
+        execution = await self._agents.get(execution_id)
         thread, created = await self._db.threads.get_or_create_for_session(execution.session_id)
         return runner_pb2.EnsureThreadResponse(
             thread_id=thread.id, created=created, message_count=len(thread.messages)
@@ -46,6 +63,3 @@ class RunnerOperations:
         except store.NotFoundError:
             raise NotFoundError("thread", request.thread_id) from None
         return runner_pb2.AppendThreadMessagesResponse(message_count=len(thread.messages))
-
-
-__all__ = ["RunnerOperations"]

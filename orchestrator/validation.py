@@ -9,7 +9,7 @@ import jsonschema
 from google.protobuf.json_format import MessageToDict
 
 from orchestrator.errors import InvalidArgumentError
-from polyfleet.v1 import agent_execution_pb2, agent_pb2
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, workflow_pb2
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # Tool names as model providers accept them (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).
@@ -44,7 +44,8 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
     for i, name in enumerate(agent.secrets):
         if not SECRET_NAME.match(name):
             raise InvalidArgumentError(f"{field}.secrets[{i}]", f"'{name}' is not a valid name")
-    _validate_model(agent.model, f"{field}.model", secrets, required=True)
+    # A bring-your-own graph brings its own model; a model is then optional.
+    _validate_model(agent.model, f"{field}.model", secrets, required=not agent.graph)
     _validate_mcp_servers(agent.mcp_servers, f"{field}.mcp_servers", secrets)
     _unique((s.name for s in agent.sub_agents), f"{field}.sub_agents", "sub-agent")
     for i, sub in enumerate(agent.sub_agents):
@@ -192,3 +193,35 @@ def validate_create_agent_execution(
             "execution.message",
             f"is {len(execution.message)} characters; the limit is {MAX_MESSAGE_CHARS}",
         )
+
+
+def validate_workflow(
+    definition: workflow_pb2.Workflow, known_agents: Iterable[str], field: str = "workflow"
+) -> None:
+    """Check a workflow resource and its Serverless Workflow document.
+
+    Raises:
+        InvalidArgumentError: Naming the field, or the JSON pointer of the first problem
+            in the document (e.g. ``workflow.document/do/2/callApi/with/endpoint``).
+    """
+    from runner.dsl import InvalidDocumentError, load_document, validate_document
+
+    if not AGENT_NAME.match(definition.name):
+        raise InvalidArgumentError(
+            f"{field}.name",
+            f"'{definition.name}' must be 1-63 lowercase letters, digits or '-', "
+            "starting with a letter",
+        )
+    if not definition.document.strip():
+        raise InvalidArgumentError(f"{field}.document", "must not be empty")
+    try:
+        document = load_document(definition.document)
+    except InvalidDocumentError as err:
+        first = err.problems[0] if err.problems else None
+        pointer = first.pointer if first else ""
+        raise InvalidArgumentError(f"{field}.document{pointer}", str(err)) from None
+    problems = validate_document(document, known_agents=set(known_agents))
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise InvalidArgumentError(f"{field}.document{first.pointer}", first.message + more)

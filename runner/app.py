@@ -62,8 +62,7 @@ class Runner:
         channel = create_channel(s.api.api_address, s.api)
         try:
             activities = RunnerActivities(
-                RunnerClient(channel, attempts=s.runner.report_attempts),
-                s.runner.heartbeat_interval,
+                RunnerClient(channel, attempts=s.runner.report_attempts), s.runner
             )
             by_kind = runner_activities(activities)
             queues = {
@@ -79,6 +78,11 @@ class Runner:
                     activities=by_kind[kind],
                     max_concurrent_activities=s.runner.max_concurrent_activities,
                     graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace),
+                    # Cancellation reaches an activity only in a heartbeat's response;
+                    # the SDK's default throttle (80% of the heartbeat timeout) would
+                    # delay it by up to 24 s.
+                    max_heartbeat_throttle_interval=s.runner.heartbeat_throttle_interval,
+                    default_heartbeat_throttle_interval=s.runner.heartbeat_throttle_interval,
                 )
                 for kind, queue in queues.items()
                 if queue

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.executions import AgentExecutions
+from orchestrator.agent_executions import AgentExecutions
 from orchestrator.servicers.errors import streaming, unary
 from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc
 
@@ -25,7 +25,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def CreateAgentExecution(
         self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
     ) -> AgentExecution:
-        return await self._executions.create(request)
+        return await self._executions.create_from(request)
 
     @unary
     async def ExecuteAgent(
@@ -43,7 +43,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def ListAgentExecutions(
         self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
     ) -> agent_execution_pb2.ListAgentExecutionsResponse:
-        return await self._executions.list(request)
+        return await self._executions.list_from(request)
 
     @unary
     async def CancelAgentExecution(
@@ -56,4 +56,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
         self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
     ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
         async for item in self._executions.watch(request.id, request.after_sequence):
-            yield item
+            if isinstance(item, AgentExecution):
+                yield agent_execution_pb2.WatchAgentExecutionResponse(snapshot=item)
+            else:
+                yield agent_execution_pb2.WatchAgentExecutionResponse(event=item)

@@ -7,9 +7,16 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from orchestrator.resources import Agents, Sessions
+from orchestrator.resources import NamedResources, Sessions
 from orchestrator.servicers.errors import unary
-from polyfleet.v1 import agent_pb2, agent_pb2_grpc, session_pb2, session_pb2_grpc
+from polyfleet.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -17,7 +24,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """polyfleet.v1.AgentService."""
 
-    def __init__(self, agents: Agents) -> None:
+    def __init__(self, agents: NamedResources[agent_pb2.Agent]) -> None:
         self._agents = agents
 
     @unary
@@ -85,3 +92,48 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             request.agent, request.page_size, request.page_token
         )
         return session_pb2.ListSessionsResponse(sessions=items, next_page_token=token)
+
+
+class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
+    """polyfleet.v1.WorkflowService."""
+
+    def __init__(self, workflows: NamedResources[workflow_pb2.Workflow]) -> None:
+        self._workflows = workflows
+
+    @unary
+    async def CreateWorkflow(
+        self, request: workflow_pb2.CreateWorkflowRequest, context: Context
+    ) -> workflow_pb2.Workflow:
+        return await self._workflows.create(request.workflow)
+
+    @unary
+    async def ApplyWorkflow(
+        self, request: workflow_pb2.ApplyWorkflowRequest, context: Context
+    ) -> workflow_pb2.Workflow:
+        return await self._workflows.apply(request.workflow)
+
+    @unary
+    async def GetWorkflow(
+        self, request: workflow_pb2.GetWorkflowRequest, context: Context
+    ) -> workflow_pb2.Workflow:
+        return await self._workflows.get(request.name)
+
+    @unary
+    async def ListWorkflows(
+        self, request: workflow_pb2.ListWorkflowsRequest, context: Context
+    ) -> workflow_pb2.ListWorkflowsResponse:
+        items, token = await self._workflows.list(request.page_size, request.page_token)
+        return workflow_pb2.ListWorkflowsResponse(workflows=items, next_page_token=token)
+
+    @unary
+    async def UpdateWorkflow(
+        self, request: workflow_pb2.UpdateWorkflowRequest, context: Context
+    ) -> workflow_pb2.Workflow:
+        return await self._workflows.update(request.workflow)
+
+    @unary
+    async def DeleteWorkflow(
+        self, request: workflow_pb2.DeleteWorkflowRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._workflows.delete(request.name)
+        return empty_pb2.Empty()

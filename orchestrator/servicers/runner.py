@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.executions import AgentExecutions
+from orchestrator.executions import ExecutionRegistry
 from orchestrator.servicers.errors import unary
 from orchestrator.threads import RunnerOperations
 from polyfleet.v1 import runner_pb2, runner_pb2_grpc
@@ -17,7 +17,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
     """polyfleet.v1.RunnerService: what stateless runners fetch and report."""
 
-    def __init__(self, operations: RunnerOperations, executions: AgentExecutions) -> None:
+    def __init__(self, operations: RunnerOperations, executions: ExecutionRegistry) -> None:
         self._operations = operations
         self._executions = executions
 
@@ -37,7 +37,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
     async def ReportProgress(
         self, request: runner_pb2.ReportProgressRequest, context: Context
     ) -> runner_pb2.ReportProgressResponse:
-        result = await self._executions.report(
+        result = await self._executions.for_id(request.execution_id).report(
             request.execution_id, request.report_id, "runner", request.update
         )
         return runner_pb2.ReportProgressResponse(
@@ -51,3 +51,9 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self, request: runner_pb2.AppendThreadMessagesRequest, context: Context
     ) -> runner_pb2.AppendThreadMessagesResponse:
         return await self._operations.append_thread_messages(request)
+
+    @unary
+    async def GetWorkflowExecutionContext(
+        self, request: runner_pb2.GetWorkflowExecutionContextRequest, context: Context
+    ) -> runner_pb2.GetWorkflowExecutionContextResponse:
+        return await self._operations.workflow_context(request.execution_id)

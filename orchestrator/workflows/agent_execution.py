@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from orchestrator.workflows.common import (
-        ENSURE_THREAD_RETRY,
-        NO_RETRY,
-        Policy,
-        cancelled_update,
-        describe_failure,
-        failure_update,
-        is_cancellation,
-        update_status,
-    )
+    from orchestrator.workflows.common import ENSURE_THREAD_RETRY, NO_RETRY, Policy, Steps
     from polyfleet import contract
     from polyfleet.v1 import activities_pb2, common_pb2
 
@@ -39,11 +27,11 @@ class AgentExecutionWorkflow:
         self, params: activities_pb2.AgentExecutionWorkflowInput
     ) -> activities_pb2.AgentExecutionWorkflowOutput:
         """Run the execution and return its terminal phase."""
-        policy = Policy.resolve(params.policy, DEFAULT_RUNNER_QUEUE)
-        queue = policy.runner_queue()
-        execution_id = params.execution_id
-        step = contract.ENSURE_THREAD
-        try:
+        steps = Steps(Policy.resolve(params.policy, DEFAULT_RUNNER_QUEUE), params.execution_id)
+        policy, queue, execution_id = steps.policy, steps.queue, params.execution_id
+
+        async def body() -> activities_pb2.ExecuteGraphtonOutput:
+            steps.step = contract.ENSURE_THREAD
             thread = await workflow.execute_activity(
                 contract.ENSURE_THREAD,
                 activities_pb2.EnsureThreadInput(
@@ -55,8 +43,8 @@ class AgentExecutionWorkflow:
                 schedule_to_start_timeout=policy.schedule_to_start,
                 retry_policy=ENSURE_THREAD_RETRY,
             )
-            step = contract.EXECUTE_GRAPHTON
-            result = await workflow.execute_activity(
+            steps.step = contract.EXECUTE_GRAPHTON
+            output: activities_pb2.ExecuteGraphtonOutput = await workflow.execute_activity(
                 contract.EXECUTE_GRAPHTON,
                 activities_pb2.ExecuteGraphtonInput(
                     execution_id=execution_id, thread_id=thread.thread_id
@@ -71,27 +59,9 @@ class AgentExecutionWorkflow:
                 # that so CANCELLED is persisted after the last runner report.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-        except asyncio.CancelledError:
-            await update_status(
-                policy, execution_id, "cancelled", cancelled_update(execution_id, step)
-            )
-            raise
-        except ActivityError as err:
-            if is_cancellation(err):
-                await update_status(
-                    policy, execution_id, "cancelled", cancelled_update(execution_id, step)
-                )
-                raise asyncio.CancelledError() from err
-            error = describe_failure(step, queue, err)
-            workflow.logger.warning("execution %s failed: %s", execution_id, error.message)
-            await update_status(policy, execution_id, "failed", failure_update(execution_id, error))
-            raise ApplicationError(error.message, type=error.type, non_retryable=True) from err
-        await update_status(
-            policy,
-            execution_id,
-            "completed",
-            common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_COMPLETED),
-        )
+            return output
+
+        result = await steps.run(body)
         return activities_pb2.AgentExecutionWorkflowOutput(
             phase=common_pb2.EXECUTION_PHASE_COMPLETED, final_message_id=result.final_message_id
         )

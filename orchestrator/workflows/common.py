@@ -5,8 +5,11 @@ Everything here runs inside the workflow sandbox: deterministic, no I/O.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -54,6 +57,7 @@ class Policy:
     execute_workflow_start_to_close: timedelta
     heartbeat: timedelta
     update_status_start_to_close: timedelta
+    execute_workflow_max_attempts: int
 
     @classmethod
     def resolve(cls, policy: activities_pb2.ActivityPolicy, fallback_queue: str) -> Policy:
@@ -74,6 +78,7 @@ class Policy:
             update_status_start_to_close=_or(
                 policy.update_status_start_to_close_timeout, UPDATE_STATUS_START_TO_CLOSE
             ),
+            execute_workflow_max_attempts=policy.execute_workflow_max_attempts or 3,
         )
 
     def runner_queue(self) -> str:
@@ -174,3 +179,50 @@ def cancelled_update(execution_id: str, step: str) -> common_pb2.ExecutionUpdate
             )
         ],
     )
+
+
+_T = TypeVar("_T")
+
+
+class Steps:
+    """Runs a workflow's activities and persists the outcome through UpdateStatus.
+
+    Both execution workflows share this: COMPLETED after the body; on failure FAILED
+    with a system message naming the step and the cause, then an ApplicationError so
+    Temporal shows the failure too; on cancellation CANCELLED, then re-raise.
+    """
+
+    def __init__(self, policy: Policy, execution_id: str) -> None:
+        self.policy = policy
+        self.execution_id = execution_id
+        self.queue = policy.runner_queue()
+        # Name of the activity running now, for failure and cancellation messages.
+        self.step = ""
+
+    async def run(self, body: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``body`` and persist the terminal state it leads to."""
+        policy, execution_id = self.policy, self.execution_id
+        try:
+            result = await body()
+        except asyncio.CancelledError:
+            await update_status(
+                policy, execution_id, "cancelled", cancelled_update(execution_id, self.step)
+            )
+            raise
+        except ActivityError as err:
+            if is_cancellation(err):
+                await update_status(
+                    policy, execution_id, "cancelled", cancelled_update(execution_id, self.step)
+                )
+                raise asyncio.CancelledError() from err
+            error = describe_failure(self.step, self.queue, err)
+            workflow.logger.warning("execution %s failed: %s", execution_id, error.message)
+            await update_status(policy, execution_id, "failed", failure_update(execution_id, error))
+            raise ApplicationError(error.message, type=error.type, non_retryable=True) from err
+        await update_status(
+            policy,
+            execution_id,
+            "completed",
+            common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_COMPLETED),
+        )
+        return result

@@ -17,7 +17,7 @@ import grpc
 
 from polyfleet.channel import create_channel
 from polyfleet.cli.errors import CliError
-from polyfleet.cli.output import is_terminal
+from polyfleet.cli.output import is_terminal, phase_name
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc, agent_pb2, agent_pb2_grpc
 
@@ -34,6 +34,13 @@ UNARY_TIMEOUT = 30.0
 WATCH_RECONNECTS = 6
 WATCH_BACKOFF_SECONDS = 0.5
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
+# ExecuteAgent waits on the server; without a client-given wait the server uses its own
+# default (60 s), never more than its limit (300 s). The call's own deadline adds a grace
+# period so the server's DEADLINE_EXCEEDED, which names the execution, arrives first.
+EXECUTE_MAX_WAIT = 300.0
+EXECUTE_GRACE = 30.0
+# How often a wait for a terminal phase looks at the execution.
+POLL_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,94 @@ async def create_agent_execution(
         )
     )
     return await stub.CreateAgentExecution(request, timeout=UNARY_TIMEOUT)
+
+
+async def execute_agent(
+    stub: AgentExecutionServiceAsyncStub,
+    agent: str,
+    message: str,
+    session_id: str = "",
+    wait_seconds: float | None = None,
+) -> agent_execution_pb2.AgentExecution:
+    """Run an agent and wait for the execution's terminal state (``ExecuteAgent``).
+
+    Args:
+        stub: AgentExecutionService stub.
+        agent: Agent name.
+        message: The user message.
+        session_id: Session to continue; empty lets the server create one.
+        wait_seconds: How long the server waits; None leaves it to the server's default.
+
+    Returns:
+        The execution in its terminal phase, with its output.
+
+    Raises:
+        grpc.aio.AioRpcError: DEADLINE_EXCEEDED when the execution did not finish in time
+            (it keeps running; the server's message names it), or any other failure.
+
+    """
+    request = agent_execution_pb2.ExecuteAgentRequest(
+        request=agent_execution_pb2.CreateAgentExecutionRequest(
+            execution=agent_execution_pb2.AgentExecution(
+                agent=agent, message=message, session_id=session_id
+            )
+        )
+    )
+    if wait_seconds is not None:
+        request.timeout.FromNanoseconds(round(wait_seconds * 1e9))
+    deadline = (EXECUTE_MAX_WAIT if wait_seconds is None else wait_seconds) + EXECUTE_GRACE
+    return await stub.ExecuteAgent(request, timeout=deadline)
+
+
+async def cancel_agent_execution(
+    stub: AgentExecutionServiceAsyncStub, execution_id: str
+) -> agent_execution_pb2.AgentExecution:
+    """Ask for an execution to be cancelled.
+
+    Args:
+        stub: AgentExecutionService stub.
+        execution_id: Its ID.
+
+    Returns:
+        The execution right after the request: CANCELLED, still running while the runner
+        stops, or unchanged when it had already ended.
+
+    """
+    return await stub.CancelAgentExecution(
+        agent_execution_pb2.CancelAgentExecutionRequest(id=execution_id), timeout=UNARY_TIMEOUT
+    )
+
+
+async def wait_until_terminal(
+    stub: AgentExecutionServiceAsyncStub, execution_id: str, limit_seconds: float
+) -> agent_execution_pb2.AgentExecution:
+    """Poll an execution until it reaches a terminal phase.
+
+    Args:
+        stub: AgentExecutionService stub.
+        execution_id: Its ID.
+        limit_seconds: Give up after this long.
+
+    Returns:
+        The execution in its terminal phase.
+
+    Raises:
+        CliError: It was not terminal within ``limit_seconds``.
+
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_seconds
+    while True:
+        execution = await get_agent_execution(stub, execution_id)
+        if is_terminal(execution.status.phase):
+            return execution
+        if loop.time() >= deadline:
+            phase = phase_name(execution.status.phase)
+            raise CliError(
+                f"execution {execution_id} is still {phase} after {limit_seconds:g} s",
+                hint=f"follow it with: polyfleet executions watch {execution_id}",
+            )
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 async def get_agent_execution(

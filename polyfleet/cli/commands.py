@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+import grpc
 import yaml
+from google.protobuf.json_format import MessageToDict
 
 from polyfleet.cli import api
 from polyfleet.cli.errors import EXIT_EXECUTION_FAILED, EXIT_OK, CliError
-from polyfleet.cli.output import Console, phase_name, to_json
-from polyfleet.cli.progress import ProgressPrinter
+from polyfleet.cli.output import Console, format_error, is_terminal, phase_name, to_json
+from polyfleet.cli.progress import ProgressPrinter, final_answer
 from polyfleet.cli.views import agent_table, describe_agent, describe_execution, execution_table
 from polyfleet.config import ApiSettings
 from polyfleet.manifest import ManifestError, agent_to_manifest, load_manifests, parse_manifests
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
+# How the API names an execution in messages, e.g. ExecuteAgent's DEADLINE_EXCEEDED.
+_EXECUTION_ID_RE = re.compile(r"\b(aex-[A-Za-z0-9_-]+)")
 
 
 def api_address(args: argparse.Namespace) -> str:
@@ -59,6 +65,10 @@ def exit_code_for(execution: agent_execution_pb2.AgentExecution) -> int:
 def load_agent_files(paths: Sequence[str], stdin: TextIO | None = None) -> list[agent_pb2.Agent]:
     """Load the manifests named on the command line, all of them before any is applied.
 
+    ``./`` and ``../`` paths of stdio MCP servers are made absolute against each file's
+    directory, or the working directory for stdin, because the runner that starts the
+    server has a working directory of its own.
+
     Args:
         paths: Files, directories (their ``*.yaml`` and ``*.yml`` files) or ``-`` for stdin.
         stdin: Stream read for ``-``; ``sys.stdin`` if None.
@@ -74,7 +84,8 @@ def load_agent_files(paths: Sequence[str], stdin: TextIO | None = None) -> list[
     try:
         for name in paths:
             if name == "-":
-                agents.extend(parse_manifests((stdin or sys.stdin).read(), "<stdin>"))
+                text = (stdin or sys.stdin).read()
+                agents.extend(parse_manifests(text, "<stdin>", base_dir=Path.cwd()))
                 continue
             path = Path(name)
             if not path.is_dir():
@@ -113,12 +124,16 @@ async def _apply(address: str, agents: Sequence[agent_pb2.Agent], console: Conso
 
 def cmd_run_agent(args: argparse.Namespace, console: Console) -> int:
     """``polyfleet run agent NAME --message TEXT``: start an execution, maybe follow it."""
+    if args.timeout is not None and not args.wait:
+        raise CliError("--timeout applies only with --wait")
     return asyncio.run(_run_agent(args, console))
 
 
 async def _run_agent(args: argparse.Namespace, console: Console) -> int:
     as_json = args.output == "json"
     async with api.connect(api_address(args)) as clients:
+        if args.wait:
+            return await _execute(clients, args, console)
         execution = await api.create_agent_execution(
             clients.executions, args.name, args.message, args.session or ""
         )
@@ -132,6 +147,54 @@ async def _run_agent(args: argparse.Namespace, console: Console) -> int:
         if as_json:
             print(to_json(final), file=console.out)
         return exit_code_for(final)
+
+
+async def _execute(clients: api.Clients, args: argparse.Namespace, console: Console) -> int:
+    # The synchronous ExecuteAgent: one call, the server waits for the terminal phase.
+    try:
+        final = await api.execute_agent(
+            clients.executions, args.name, args.message, args.session or "", args.timeout
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+        raise _still_running(exc, args.name) from exc
+    if args.output == "json":
+        print(to_json(final), file=console.out)
+    else:
+        _print_outcome(final, console)
+    return exit_code_for(final)
+
+
+def _still_running(exc: grpc.aio.AioRpcError, agent: str) -> CliError:
+    details = exc.details() or "the execution did not finish in time"
+    found = _EXECUTION_ID_RE.search(details)
+    if found:
+        hint = f"it keeps running; follow it with: polyfleet executions watch {found.group(1)}"
+    else:
+        # The client's own deadline fired first, so no server message names the execution.
+        hint = (
+            "it may still be running; find it with: "
+            f"polyfleet executions list --agent {agent} --phase running"
+        )
+    return CliError(f"DEADLINE_EXCEEDED: {details}", hint=hint)
+
+
+def _print_outcome(execution: agent_execution_pb2.AgentExecution, console: Console) -> None:
+    # stdout holds only the answer, so `--wait` composes with pipes; the rest goes to stderr.
+    status = execution.status
+    if status.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
+        if status.HasField("output"):
+            output = MessageToDict(status.output)
+            text = json.dumps(output, indent=2, ensure_ascii=False, sort_keys=True)
+        else:
+            text = final_answer(status)
+        print(text, file=console.out)
+        return
+    detail = ""
+    if status.HasField("error"):
+        detail = f": {format_error(status.error)}"
+    print(f"execution/{execution.id} {phase_name(status.phase)}{detail}", file=console.err)
 
 
 async def _follow(
@@ -218,17 +281,29 @@ def cmd_executions_cancel(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _executions_cancel(args: argparse.Namespace, console: Console) -> int:
-    request = agent_execution_pb2.CancelAgentExecutionRequest(id=args.id)
     async with api.connect(api_address(args)) as clients:
-        execution = await clients.executions.CancelAgentExecution(
-            request, timeout=api.UNARY_TIMEOUT
-        )
+        execution = await api.cancel_agent_execution(clients.executions, args.id)
+        if args.wait and not is_terminal(execution.status.phase):
+            execution = await api.wait_until_terminal(clients.executions, args.id, args.timeout)
     if args.output == "json":
         print(to_json(execution), file=console.out)
     else:
-        phase = phase_name(execution.status.phase)
-        print(f"execution/{execution.id} cancel requested (phase {phase})", file=console.out)
+        print(_cancel_summary(execution), file=console.out)
     return EXIT_OK
+
+
+def _cancel_summary(execution: agent_execution_pb2.AgentExecution) -> str:
+    phase = execution.status.phase
+    name = f"execution/{execution.id}"
+    if phase == common_pb2.EXECUTION_PHASE_CANCELLED:
+        return f"{name} cancelled (phase CANCELLED)"
+    if is_terminal(phase):
+        return f"{name} was not cancelled: it ended first (phase {phase_name(phase)})"
+    # The workflow is cancelled; the phase follows once the runner has stopped.
+    return (
+        f"{name} cancel requested (phase {phase_name(phase)}); "
+        f"follow it with: polyfleet executions watch {execution.id}"
+    )
 
 
 # --- agents ---------------------------------------------------------------------------------

@@ -33,11 +33,13 @@ from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.config import DEFAULT_API_ADDRESS
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
-from polyfleet.v1 import agent_pb2
+from polyfleet.v1 import agent_pb2, common_pb2
 
 DEFAULT_DEV_DATA_DIR = Path(".polyfleet/dev")
 DEMO_AGENT = "assistant"
 DEMO_MESSAGE = "What is polyfleet?"
+# The demo's conversation: one plain answer, then one that calls the example MCP tool.
+DEMO_MESSAGES = (DEMO_MESSAGE, "What's the weather in Paris?")
 _CHECK_INTERVAL = 0.5
 
 _T = TypeVar("_T")
@@ -145,6 +147,7 @@ def _dev_tips(config: FleetConfig) -> list[str]:
         "Try:",
         f"  polyfleet {address}apply -f examples/agents/assistant.yaml",
         f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGE}" --follow',
+        f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGES[1]}" --wait',
         "",
     ]
 
@@ -153,7 +156,7 @@ def _dev_tips(config: FleetConfig) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    """``polyfleet demo``: start a throwaway fleet, run the assistant once, stop everything."""
+    """``polyfleet demo``: start a throwaway fleet, talk to the assistant, stop everything."""
     manifest = Path(args.file) if args.file else default_demo_manifest()
     agents = load_agent_files([str(manifest)])
     agent_name = args.agent or _pick_agent(agents)
@@ -177,7 +180,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             fleet.start()
             for line in _banner(config):
                 say(line)
-            run = _demo(fleet, agents, agent_name, args.message, console.out)
+            messages = args.messages or list(DEMO_MESSAGES)
+            run = _demo(fleet, agents, agent_name, messages, console.out)
             code = asyncio.run(_within(run, args.timeout, fleet))
         except KeyboardInterrupt:
             print("interrupted", file=console.err)
@@ -205,18 +209,34 @@ def _pick_agent(agents: Sequence[agent_pb2.Agent]) -> str:
 
 
 async def _demo(
-    fleet: Fleet, agents: Sequence[agent_pb2.Agent], agent_name: str, message: str, out: TextIO
+    fleet: Fleet,
+    agents: Sequence[agent_pb2.Agent],
+    agent_name: str,
+    messages: Sequence[str],
+    out: TextIO,
 ) -> int:
     async with api.connect(fleet.config.api_address) as clients:
         for stored in await api.apply_agents(clients.agents, agents):
             print(f"agent/{stored.name} configured (version {stored.version})", file=out)
-        print(f'$ polyfleet run agent {agent_name} --message "{message}" --follow', file=out)
-        execution = await api.create_agent_execution(clients.executions, agent_name, message)
-        print(f"execution/{execution.id} created", file=out, flush=True)
-        final = await api.watch_agent_execution(
-            clients.executions, execution.id, ProgressPrinter(out)
-        )
-    return exit_code_for(final)
+        session = ""
+        for message in messages:
+            # Every turn after the first continues the first turn's session (its thread).
+            flag = f" --session {session}" if session else ""
+            print(
+                f'\n$ polyfleet run agent {agent_name}{flag} --message "{message}" --follow',
+                file=out,
+            )
+            execution = await api.create_agent_execution(
+                clients.executions, agent_name, message, session
+            )
+            print(f"execution/{execution.id} created", file=out, flush=True)
+            final = await api.watch_agent_execution(
+                clients.executions, execution.id, ProgressPrinter(out)
+            )
+            if final.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
+                return exit_code_for(final)
+            session = session or final.session_id or execution.session_id
+    return EXIT_OK
 
 
 async def _within(work: Awaitable[_T], limit_seconds: float, fleet: Fleet) -> _T:

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict, MessageToJson
 from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from polyfleet.v1 import common_pb2
@@ -161,6 +162,74 @@ def format_tool_call(call: common_pb2.ToolCall) -> str:
     if call.result or call.status == common_pb2.TOOL_CALL_STATUS_SUCCEEDED:
         return f"{head} -> {shorten(call.result)}"
     return f"{head} ..."
+
+
+def format_arguments(call: common_pb2.ToolCall) -> str:
+    """Render a tool call's arguments as compact JSON, e.g. ``{"city": "Paris"}``.
+
+    Args:
+        call: The tool call.
+
+    Returns:
+        JSON with sorted keys, shortened to one line; ``{}`` when there are none.
+
+    """
+    arguments = MessageToDict(call.arguments) if call.HasField("arguments") else {}
+    return shorten(json.dumps(_tidy(arguments), ensure_ascii=False, sort_keys=True))
+
+
+def format_usage(usage: common_pb2.Usage) -> str:
+    """Render token usage, e.g. ``46 tokens (12 in, 34 out), 2 model calls, cost 0.0001 USD``.
+
+    Args:
+        usage: Usage totals of an execution.
+
+    Returns:
+        One line; the cost is left out when it is zero (no pricing configured).
+
+    """
+    total = usage.total_tokens or usage.input_tokens + usage.output_tokens
+    text = f"{total} tokens ({usage.input_tokens} in, {usage.output_tokens} out)"
+    if usage.model_calls:
+        text += f", {usage.model_calls} model call{'' if usage.model_calls == 1 else 's'}"
+    if usage.cost:
+        # Fixed-point: per-call costs are often fractions of a cent; never an exponent.
+        cost = f"{usage.cost:.8f}".rstrip("0").rstrip(".")
+        text += f", cost {cost} {usage.currency or 'USD'}"
+    return text
+
+
+def has_usage(usage: common_pb2.Usage) -> bool:
+    """Tell whether usage holds anything worth showing.
+
+    Args:
+        usage: Usage totals.
+
+    Returns:
+        True when any token count, model call or cost is non-zero.
+
+    """
+    return bool(
+        usage.input_tokens
+        or usage.output_tokens
+        or usage.total_tokens
+        or usage.model_calls
+        or usage.cost
+    )
+
+
+def struct_json(struct: Struct) -> str:
+    """Render a protobuf Struct (e.g. a structured output) as compact JSON.
+
+    Args:
+        struct: The value.
+
+    Returns:
+        One line of JSON with sorted keys, integral numbers without ``.0``.
+
+    """
+    # Struct is a map without a stable order; sorted keys keep the output reproducible.
+    return json.dumps(_tidy(MessageToDict(struct)), ensure_ascii=False, sort_keys=True)
 
 
 def _tidy(value: object) -> object:

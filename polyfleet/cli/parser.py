@@ -26,7 +26,9 @@ examples:
   polyfleet dev                                   # local Temporal + orchestrator + runner
   polyfleet apply -f examples/agents/assistant.yaml
   polyfleet run agent assistant --message "What is polyfleet?" --follow
+  polyfleet run agent assistant --message "What's the weather in Paris?" --wait
   polyfleet executions list --phase running
+  polyfleet executions cancel ID --wait
   polyfleet demo                                  # all of the above, then stop
 """
 
@@ -48,6 +50,16 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
     return value
 
 
@@ -136,14 +148,29 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent = kinds.add_parser(
         "agent",
         help="run an agent on a message",
-        description="Start an agent execution. Prints its ID, or with --follow streams its "
-        "progress until it ends (exit code 1 if it FAILED or was CANCELLED).",
+        description="Start an agent execution. Prints its ID; with --follow streams its "
+        "progress until it ends; with --wait waits for it (ExecuteAgent) and prints only the "
+        "answer. Exit code 1 if it FAILED or was CANCELLED; 2 if --wait timed out (the "
+        "execution keeps running).",
     )
     agent.add_argument("name", metavar="NAME", help="agent name")
     agent.add_argument("-m", "--message", required=True, help="the user message")
     agent.add_argument("--session", metavar="ID", help="continue this session")
-    agent.add_argument(
+    mode = agent.add_mutually_exclusive_group()
+    mode.add_argument(
         "-f", "--follow", action="store_true", help="stream progress until the execution ends"
+    )
+    mode.add_argument(
+        "-w",
+        "--wait",
+        action="store_true",
+        help="wait for the end in one call and print the answer (structured output as JSON)",
+    )
+    agent.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="with --wait: how long the server waits (default: the server's, 60; at most 300)",
     )
     _output(agent, "text", "json")
     agent.set_defaults(handler=commands.cmd_run_agent)
@@ -185,8 +212,23 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     watch.set_defaults(handler=commands.cmd_executions_watch)
 
-    cancel = actions.add_parser("cancel", help="cancel a running execution")
+    cancel = actions.add_parser(
+        "cancel",
+        help="cancel a running execution",
+        description="Cancel an execution and print its phase. The runner stops within "
+        "seconds; --wait waits until the execution has ended.",
+    )
     cancel.add_argument("id", metavar="ID")
+    cancel.add_argument(
+        "-w", "--wait", action="store_true", help="wait until the execution has ended"
+    )
+    cancel.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --wait: give up after this long (default: 30)",
+    )
     _output(cancel, "text", "json")
     cancel.set_defaults(handler=commands.cmd_executions_cancel)
 
@@ -234,9 +276,10 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo",
-        help="start a throwaway fleet, run the example assistant once, stop everything",
+        help="start a throwaway fleet, talk to the example assistant, stop everything",
         description="Start a fleet on free ports with one runner, apply the example agent, "
-        "run it following its progress live, then stop every process. Exits 0 only if the "
+        "run it on each message in turn, in one session, following the progress live (tool "
+        "calls, streamed tokens, usage), then stop every process. Exits 0 only if every "
         "execution COMPLETED.",
     )
     demo.add_argument(
@@ -245,7 +288,16 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"agent manifest (default: {dev.default_demo_manifest()})",
     )
     demo.add_argument("--agent", help=f"agent to run (default: {dev.DEMO_AGENT})")
-    demo.add_argument("-m", "--message", default=dev.DEMO_MESSAGE, help="the user message")
+    demo.add_argument(
+        "-m",
+        "--message",
+        dest="messages",
+        action="append",
+        metavar="TEXT",
+        help="a user message; repeat for more turns of the same session (default: "
+        + ", then ".join(repr(m) for m in dev.DEMO_MESSAGES)
+        + ")",
+    )
     demo.add_argument(
         "--data-dir", metavar="DIR", help="keep state and logs here (default: a temporary dir)"
     )

@@ -3,18 +3,38 @@
 The printer is fed the events that ``WatchAgentExecution`` streams from the execution's
 event log, then the final execution. Token deltas are written inline as they arrive, so a
 user watches the answer being typed; the complete message that follows the deltas
-only ends that line instead of repeating it.
+only ends that line instead of repeating it. Tool calls and sub-agent runs print one line
+when they start and one when they end::
+
+    → tool get_weather({"city": "Paris"})
+    ← get_weather: sunny, 21 °C
+    → sub-agent summarizer: Summarize the forecast
+    ← summarizer: Sunny and mild.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import TextIO
 
-from polyfleet.cli.output import format_error, format_tool_call, is_terminal, phase_name, role_name
+from polyfleet.cli.output import (
+    format_arguments,
+    format_error,
+    format_usage,
+    has_usage,
+    is_terminal,
+    phase_name,
+    role_name,
+    shorten,
+    struct_json,
+)
 from polyfleet.v1 import agent_execution_pb2, common_pb2
 
 _BULLET = "●"
+_ARROWS = ("→", "←")
+_ASCII_ARROWS = ("->", "<-")
+_TOOL_DONE = frozenset({common_pb2.TOOL_CALL_STATUS_SUCCEEDED, common_pb2.TOOL_CALL_STATUS_FAILED})
 
 
 class ProgressPrinter:
@@ -34,12 +54,19 @@ class ProgressPrinter:
         """
         self._out = out
         self._bullet = _BULLET if _can_encode(out, _BULLET) else "*"
+        self._call, self._return = _ARROWS if _can_encode(out, "".join(_ARROWS)) else _ASCII_ARROWS
         self._phase: common_pb2.ExecutionPhase.ValueType = common_pb2.EXECUTION_PHASE_UNSPECIFIED
         # ID of the message whose deltas are being written on the current, unfinished line.
         self._streaming: str | None = None
         self._streamed: set[str] = set()
         self._shown_messages: dict[str, str] = {}
-        self._shown_tool_calls: set[tuple[str, int, str, str]] = set()
+        # Tool calls and sub-agent runs, by ID, whose start and end lines are on screen.
+        self._started: set[str] = set()
+        self._ended: set[str] = set()
+        # Results shown from a tool call and from a tool message that the other source has
+        # not repeated yet: runners report a result both ways, and it is shown once.
+        self._results_from_calls: Counter[tuple[str, str]] = Counter()
+        self._results_from_messages: Counter[tuple[str, str]] = Counter()
         self._shown_errors: set[tuple[str, str, str]] = set()
 
     def event(self, event: common_pb2.ExecutionEvent) -> None:
@@ -55,7 +82,7 @@ class ProgressPrinter:
         self._show_phase(phase, only_if_running=True)
         if update.content_delta:
             self._show_delta(update.delta_message_id, update.content_delta)
-        self._show_content(update.messages, update.tool_calls)
+        self._show_content(update.messages, update.tool_calls, update.sub_agent_executions)
         if update.HasField("error"):
             self._show_error(update.error)
         self._show_phase(phase, only_if_running=False)
@@ -70,12 +97,16 @@ class ProgressPrinter:
         status = execution.status
         self._show_phase(status.phase, only_if_running=False)
         if status.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
-            self._line(f"Final answer: {status.output_text or _last_assistant_text(status)}")
+            self._line(f"Final answer: {final_answer(status)}")
+            if status.HasField("output"):
+                self._line(f"Structured output: {struct_json(status.output)}")
         elif status.phase == common_pb2.EXECUTION_PHASE_FAILED:
             detail = format_error(status.error) if status.HasField("error") else "no details"
             self._line(f"Failed: {detail}")
         elif status.phase == common_pb2.EXECUTION_PHASE_CANCELLED:
             self._line("Cancelled.")
+        if status.HasField("usage") and has_usage(status.usage):
+            self._line(f"Usage: {format_usage(status.usage)}")
 
     def end_line(self) -> None:
         """Finish a line left open by streamed deltas, e.g. before other output."""
@@ -108,14 +139,74 @@ class ProgressPrinter:
         self,
         messages: Iterable[common_pb2.Message],
         tool_calls: Iterable[common_pb2.ToolCall],
+        sub_agents: Iterable[common_pb2.SubAgentExecution],
     ) -> None:
+        # The model's message that asks for tools comes before the calls; the tool
+        # messages holding their results come after them.
+        messages = list(messages)
         for message in messages:
-            self._show_message(message)
+            if message.role != common_pb2.MESSAGE_ROLE_TOOL:
+                self._show_message(message)
         for call in tool_calls:
-            key = (call.id, call.status, call.result, call.error)
-            if key not in self._shown_tool_calls:
-                self._shown_tool_calls.add(key)
-                self._line(format_tool_call(call))
+            self._show_tool_call(call)
+        for run in sub_agents:
+            self._show_sub_agent(run)
+        for message in messages:
+            if message.role == common_pb2.MESSAGE_ROLE_TOOL:
+                self._show_tool_message(message)
+
+    def _show_tool_call(self, call: common_pb2.ToolCall) -> None:
+        key = f"tool:{call.id or call.name}"
+        if key not in self._started:
+            self._started.add(key)
+            self._line(f"{self._call} tool {call.name}({format_arguments(call)})")
+        failed = bool(call.error) or call.status == common_pb2.TOOL_CALL_STATUS_FAILED
+        done = failed or bool(call.result) or call.status in _TOOL_DONE
+        if not done or key in self._ended:
+            return
+        self._ended.add(key)
+        if failed:
+            self._line(f"{self._return} {call.name} failed: {shorten(call.error or 'no details')}")
+        else:
+            self._show_result((call.name, shorten(call.result)), self._results_from_calls)
+
+    def _show_tool_message(self, message: common_pb2.Message) -> None:
+        if self._shown_messages.get(message.id) == message.content:
+            return
+        self._shown_messages[message.id] = message.content
+        result = (message.name or "tool", shorten(message.content))
+        self._show_result(result, self._results_from_messages)
+
+    def _show_result(self, result: tuple[str, str], shown: Counter[tuple[str, str]]) -> None:
+        # `shown` counts this source's results; the other counter holds the other source's.
+        other = (
+            self._results_from_messages
+            if shown is self._results_from_calls
+            else self._results_from_calls
+        )
+        if other[result]:
+            other[result] -= 1
+            return
+        shown[result] += 1
+        name, text = result
+        self._line(f"{self._return} {name}: {text}")
+
+    def _show_sub_agent(self, run: common_pb2.SubAgentExecution) -> None:
+        key = f"sub-agent:{run.id or run.name}"
+        if key not in self._started:
+            self._started.add(key)
+            task = f": {shorten(run.input)}" if run.input else ""
+            self._line(f"{self._call} sub-agent {run.name}{task}")
+        if not is_terminal(run.phase) or key in self._ended:
+            return
+        self._ended.add(key)
+        if run.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
+            self._line(f"{self._return} {run.name}: {shorten(run.output)}")
+        elif run.phase == common_pb2.EXECUTION_PHASE_FAILED:
+            detail = format_error(run.error) if run.HasField("error") else "no details"
+            self._line(f"{self._return} {run.name} failed: {detail}")
+        else:
+            self._line(f"{self._return} {run.name} cancelled")
 
     def _show_message(self, message: common_pb2.Message) -> None:
         if message.id in self._streamed:
@@ -144,7 +235,18 @@ class ProgressPrinter:
         self._out.flush()
 
 
-def _last_assistant_text(status: agent_execution_pb2.AgentExecutionStatus) -> str:
+def final_answer(status: agent_execution_pb2.AgentExecutionStatus) -> str:
+    """Return an execution's answer: its output text, else its last assistant message.
+
+    Args:
+        status: The execution's status.
+
+    Returns:
+        The text; empty when there is none.
+
+    """
+    if status.output_text:
+        return status.output_text
     for message in reversed(status.messages):
         if message.role == common_pb2.MESSAGE_ROLE_ASSISTANT and message.content:
             return message.content

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from google.protobuf.duration_pb2 import Duration
+
 from polyfleet.cli.output import (
     format_error,
     format_table,
     format_timestamp,
     format_tool_call,
+    format_usage,
+    has_usage,
     phase_name,
     role_name,
     shorten,
+    struct_json,
 )
-from polyfleet.v1 import agent_execution_pb2, agent_pb2
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
 
 def execution_table(executions: Sequence[agent_execution_pb2.AgentExecution]) -> str:
@@ -74,16 +79,12 @@ def describe_execution(execution: agent_execution_pb2.AgentExecution) -> str:
     ]
     if status.output_text:
         fields.append(("Output", status.output_text))
+    if status.HasField("output"):
+        fields.append(("Structured", struct_json(status.output)))
     if status.HasField("error"):
         fields.append(("Error", format_error(status.error)))
-    if status.HasField("usage"):
-        usage = status.usage
-        fields.append(
-            (
-                "Tokens",
-                f"{usage.input_tokens} in, {usage.output_tokens} out, {usage.total_tokens} total",
-            )
-        )
+    if status.HasField("usage") and has_usage(status.usage):
+        fields.append(("Usage", format_usage(status.usage)))
     lines = _aligned(fields)
     if status.messages:
         lines.append("Messages:")
@@ -91,7 +92,21 @@ def describe_execution(execution: agent_execution_pb2.AgentExecution) -> str:
     if status.tool_calls:
         lines.append("Tool calls:")
         lines.extend(f"  {format_tool_call(call)}" for call in status.tool_calls)
+    if status.sub_agent_executions:
+        lines.append("Sub-agent runs:")
+        lines.extend(f"  {_sub_agent_run(run)}" for run in status.sub_agent_executions)
     return "\n".join(lines)
+
+
+def _sub_agent_run(run: common_pb2.SubAgentExecution) -> str:
+    text = f"{run.name} [{phase_name(run.phase)}]"
+    if run.input:
+        text += f" {shorten(run.input, 60)}"
+    if run.output:
+        text += f" -> {shorten(run.output, 100)}"
+    if run.HasField("error"):
+        text += f" -> error: {format_error(run.error)}"
+    return text
 
 
 def describe_agent(agent: agent_pb2.Agent) -> str:
@@ -116,13 +131,53 @@ def describe_agent(agent: agent_pb2.Agent) -> str:
         ("Created", format_timestamp(agent.create_time)),
         ("Updated", format_timestamp(agent.update_time)),
     ]
+    if model.base_url:
+        fields.append(("Base URL", model.base_url))
+    if model.api_key_secret:
+        fields.append(("API key", f"secret {model.api_key_secret}"))
     if model.HasField("scripted"):
         fields.append(("Scripted rules", str(len(model.scripted.rules))))
+    if agent.secrets:
+        fields.append(("Secrets", ", ".join(agent.secrets)))
+    if agent.graph:
+        fields.append(("Graph", agent.graph))
+    if agent.HasField("output_schema"):
+        fields.append(("Output schema", shorten(struct_json(agent.output_schema), 100)))
+    if agent.HasField("limits"):
+        fields.append(("Limits", _limits(agent.limits)))
     lines = _aligned(fields)
     if agent.instructions:
         lines.append("Instructions:")
         lines.extend(f"  {line}" for line in agent.instructions.splitlines())
+    if agent.mcp_servers:
+        lines.append("MCP servers:")
+        lines.extend(f"  {_mcp_server(server)}" for server in agent.mcp_servers)
+    if agent.sub_agents:
+        lines.append("Sub-agents:")
+        lines.extend(f"  {sub.name}: {shorten(sub.description, 80)}" for sub in agent.sub_agents)
     return "\n".join(lines)
+
+
+def _mcp_server(server: agent_pb2.McpServer) -> str:
+    if server.WhichOneof("transport") == "http":
+        where = f"http {server.http.url}"
+    else:
+        where = "stdio " + " ".join([server.stdio.command, *server.stdio.args])
+    tools = f" (tools: {', '.join(server.allowed_tools)})" if server.allowed_tools else ""
+    return f"{server.name}: {shorten(where, 100)}{tools}"
+
+
+def _limits(limits: agent_pb2.AgentLimits) -> str:
+    parts = []
+    if limits.max_steps:
+        parts.append(f"{limits.max_steps} steps")
+    if limits.HasField("timeout"):
+        parts.append(f"timeout {_seconds(limits.timeout)}")
+    return ", ".join(parts)
+
+
+def _seconds(duration: Duration) -> str:
+    return f"{duration.ToTimedelta().total_seconds():g}s"
 
 
 def _aligned(fields: Sequence[tuple[str, str]]) -> list[str]:

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpolyfleet/v1/activities.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x19polyfleet/v1/common.proto\"\xd3\x03\n\x0e\x41\x63tivityPolicy\x12#\n\x1b\x64\x65\x66\x61ult_activity_task_queue\x18\x01 \x01(\t\x12<\n\x19schedule_to_start_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12G\n$ensure_thread_start_to_close_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12J\n\'execute_graphton_start_to_close_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12J\n\'execute_workflow_start_to_close_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12G\n$update_status_start_to_close_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"u\n\x1b\x41gentExecutionWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.polyfleet.v1.ActivityPolicy\"e\n\x1c\x41gentExecutionWorkflowOutput\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x18\n\x10\x66inal_message_id\x18\x02 \x01(\t\"d\n\x1eWorkflowExecutionWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ActivityPolicy\"N\n\x1fWorkflowExecutionWorkflowOutput\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"=\n\x11\x45nsureThreadInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"8\n\x12\x45nsureThreadOutput\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"?\n\x14\x45xecuteGraphtonInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tthread_id\x18\x02 \x01(\t\"l\n\x15\x45xecuteGraphtonOutput\x12\x18\n\x10\x66inal_message_id\x18\x01 \x01(\t\x12\x15\n\rmessage_count\x18\x02 \x01(\x05\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.polyfleet.v1.Usage\",\n\x14\x45xecuteWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"0\n\x15\x45xecuteWorkflowOutput\x12\x17\n\x0f\x63ompleted_tasks\x18\x01 \x01(\x05\"k\n\x11UpdateStatusInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"d\n\x12UpdateStatusOutput\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhaseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpolyfleet/v1/activities.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x19polyfleet/v1/common.proto\"\xfa\x03\n\x0e\x41\x63tivityPolicy\x12#\n\x1b\x64\x65\x66\x61ult_activity_task_queue\x18\x01 \x01(\t\x12<\n\x19schedule_to_start_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12G\n$ensure_thread_start_to_close_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12J\n\'execute_graphton_start_to_close_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12J\n\'execute_workflow_start_to_close_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12G\n$update_status_start_to_close_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x1d\x65xecute_workflow_max_attempts\x18\x08 \x01(\x05\"u\n\x1b\x41gentExecutionWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.polyfleet.v1.ActivityPolicy\"e\n\x1c\x41gentExecutionWorkflowOutput\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x18\n\x10\x66inal_message_id\x18\x02 \x01(\t\"d\n\x1eWorkflowExecutionWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12,\n\x06policy\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ActivityPolicy\"N\n\x1fWorkflowExecutionWorkflowOutput\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"=\n\x11\x45nsureThreadInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"8\n\x12\x45nsureThreadOutput\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"?\n\x14\x45xecuteGraphtonInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tthread_id\x18\x02 \x01(\t\"l\n\x15\x45xecuteGraphtonOutput\x12\x18\n\x10\x66inal_message_id\x18\x01 \x01(\t\x12\x15\n\rmessage_count\x18\x02 \x01(\x05\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.polyfleet.v1.Usage\",\n\x14\x45xecuteWorkflowInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"0\n\x15\x45xecuteWorkflowOutput\x12\x17\n\x0f\x63ompleted_tasks\x18\x01 \x01(\x05\"k\n\x11UpdateStatusInput\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"d\n\x12UpdateStatusOutput\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhaseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,29 +34,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyfleet.v1.activities_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACTIVITYPOLICY']._serialized_start=107
-  _globals['_ACTIVITYPOLICY']._serialized_end=574
-  _globals['_AGENTEXECUTIONWORKFLOWINPUT']._serialized_start=576
-  _globals['_AGENTEXECUTIONWORKFLOWINPUT']._serialized_end=693
-  _globals['_AGENTEXECUTIONWORKFLOWOUTPUT']._serialized_start=695
-  _globals['_AGENTEXECUTIONWORKFLOWOUTPUT']._serialized_end=796
-  _globals['_WORKFLOWEXECUTIONWORKFLOWINPUT']._serialized_start=798
-  _globals['_WORKFLOWEXECUTIONWORKFLOWINPUT']._serialized_end=898
-  _globals['_WORKFLOWEXECUTIONWORKFLOWOUTPUT']._serialized_start=900
-  _globals['_WORKFLOWEXECUTIONWORKFLOWOUTPUT']._serialized_end=978
-  _globals['_ENSURETHREADINPUT']._serialized_start=980
-  _globals['_ENSURETHREADINPUT']._serialized_end=1041
-  _globals['_ENSURETHREADOUTPUT']._serialized_start=1043
-  _globals['_ENSURETHREADOUTPUT']._serialized_end=1099
-  _globals['_EXECUTEGRAPHTONINPUT']._serialized_start=1101
-  _globals['_EXECUTEGRAPHTONINPUT']._serialized_end=1164
-  _globals['_EXECUTEGRAPHTONOUTPUT']._serialized_start=1166
-  _globals['_EXECUTEGRAPHTONOUTPUT']._serialized_end=1274
-  _globals['_EXECUTEWORKFLOWINPUT']._serialized_start=1276
-  _globals['_EXECUTEWORKFLOWINPUT']._serialized_end=1320
-  _globals['_EXECUTEWORKFLOWOUTPUT']._serialized_start=1322
-  _globals['_EXECUTEWORKFLOWOUTPUT']._serialized_end=1370
-  _globals['_UPDATESTATUSINPUT']._serialized_start=1372
-  _globals['_UPDATESTATUSINPUT']._serialized_end=1479
-  _globals['_UPDATESTATUSOUTPUT']._serialized_start=1481
-  _globals['_UPDATESTATUSOUTPUT']._serialized_end=1581
+  _globals['_ACTIVITYPOLICY']._serialized_end=613
+  _globals['_AGENTEXECUTIONWORKFLOWINPUT']._serialized_start=615
+  _globals['_AGENTEXECUTIONWORKFLOWINPUT']._serialized_end=732
+  _globals['_AGENTEXECUTIONWORKFLOWOUTPUT']._serialized_start=734
+  _globals['_AGENTEXECUTIONWORKFLOWOUTPUT']._serialized_end=835
+  _globals['_WORKFLOWEXECUTIONWORKFLOWINPUT']._serialized_start=837
+  _globals['_WORKFLOWEXECUTIONWORKFLOWINPUT']._serialized_end=937
+  _globals['_WORKFLOWEXECUTIONWORKFLOWOUTPUT']._serialized_start=939
+  _globals['_WORKFLOWEXECUTIONWORKFLOWOUTPUT']._serialized_end=1017
+  _globals['_ENSURETHREADINPUT']._serialized_start=1019
+  _globals['_ENSURETHREADINPUT']._serialized_end=1080
+  _globals['_ENSURETHREADOUTPUT']._serialized_start=1082
+  _globals['_ENSURETHREADOUTPUT']._serialized_end=1138
+  _globals['_EXECUTEGRAPHTONINPUT']._serialized_start=1140
+  _globals['_EXECUTEGRAPHTONINPUT']._serialized_end=1203
+  _globals['_EXECUTEGRAPHTONOUTPUT']._serialized_start=1205
+  _globals['_EXECUTEGRAPHTONOUTPUT']._serialized_end=1313
+  _globals['_EXECUTEWORKFLOWINPUT']._serialized_start=1315
+  _globals['_EXECUTEWORKFLOWINPUT']._serialized_end=1359
+  _globals['_EXECUTEWORKFLOWOUTPUT']._serialized_start=1361
+  _globals['_EXECUTEWORKFLOWOUTPUT']._serialized_end=1409
+  _globals['_UPDATESTATUSINPUT']._serialized_start=1411
+  _globals['_UPDATESTATUSINPUT']._serialized_end=1518
+  _globals['_UPDATESTATUSOUTPUT']._serialized_start=1520
+  _globals['_UPDATESTATUSOUTPUT']._serialized_end=1620
 # @@protoc_insertion_point(module_scope)

@@ -38,8 +38,11 @@ class ActivityPolicy(_message.Message):
     EXECUTE_WORKFLOW_START_TO_CLOSE_TIMEOUT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     UPDATE_STATUS_START_TO_CLOSE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    EXECUTE_WORKFLOW_MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     default_activity_task_queue: _builtins.str
     """Runner queue used when the workflow memo has no "activityTaskQueue"."""
+    execute_workflow_max_attempts: _builtins.int
+    """Attempts of ExecuteWorkflow; each retry resumes from the last checkpoint. 0 = 3."""
     @_builtins.property
     def schedule_to_start_timeout(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -62,10 +65,11 @@ class ActivityPolicy(_message.Message):
         execute_workflow_start_to_close_timeout: _duration_pb2.Duration | None = ...,
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
         update_status_start_to_close_timeout: _duration_pb2.Duration | None = ...,
+        execute_workflow_max_attempts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ensure_thread_start_to_close_timeout", b"ensure_thread_start_to_close_timeout", "execute_graphton_start_to_close_timeout", b"execute_graphton_start_to_close_timeout", "execute_workflow_start_to_close_timeout", b"execute_workflow_start_to_close_timeout", "heartbeat_timeout", b"heartbeat_timeout", "schedule_to_start_timeout", b"schedule_to_start_timeout", "update_status_start_to_close_timeout", b"update_status_start_to_close_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_activity_task_queue", b"default_activity_task_queue", "ensure_thread_start_to_close_timeout", b"ensure_thread_start_to_close_timeout", "execute_graphton_start_to_close_timeout", b"execute_graphton_start_to_close_timeout", "execute_workflow_start_to_close_timeout", b"execute_workflow_start_to_close_timeout", "heartbeat_timeout", b"heartbeat_timeout", "schedule_to_start_timeout", b"schedule_to_start_timeout", "update_status_start_to_close_timeout", b"update_status_start_to_close_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_activity_task_queue", b"default_activity_task_queue", "ensure_thread_start_to_close_timeout", b"ensure_thread_start_to_close_timeout", "execute_graphton_start_to_close_timeout", b"execute_graphton_start_to_close_timeout", "execute_workflow_max_attempts", b"execute_workflow_max_attempts", "execute_workflow_start_to_close_timeout", b"execute_workflow_start_to_close_timeout", "heartbeat_timeout", b"heartbeat_timeout", "schedule_to_start_timeout", b"schedule_to_start_timeout", "update_status_start_to_close_timeout", b"update_status_start_to_close_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

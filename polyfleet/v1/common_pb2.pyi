@@ -90,6 +90,34 @@ TOOL_CALL_STATUS_SUCCEEDED: ToolCallStatus.ValueType  # 2
 TOOL_CALL_STATUS_FAILED: ToolCallStatus.ValueType  # 3
 Global___ToolCallStatus: _TypeAlias = ToolCallStatus  # noqa: Y015
 
+class _TaskPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_PHASE_UNSPECIFIED: _TaskPhase.ValueType  # 0
+    TASK_PHASE_PENDING: _TaskPhase.ValueType  # 1
+    TASK_PHASE_RUNNING: _TaskPhase.ValueType  # 2
+    TASK_PHASE_COMPLETED: _TaskPhase.ValueType  # 3
+    TASK_PHASE_FAILED: _TaskPhase.ValueType  # 4
+    TASK_PHASE_SKIPPED: _TaskPhase.ValueType  # 5
+    """The task's `if` was false, or a flow directive jumped over it."""
+    TASK_PHASE_CANCELLED: _TaskPhase.ValueType  # 6
+
+class TaskPhase(_TaskPhase, metaclass=_TaskPhaseEnumTypeWrapper):
+    """TaskPhase is the state of one task of a workflow document."""
+
+TASK_PHASE_UNSPECIFIED: TaskPhase.ValueType  # 0
+TASK_PHASE_PENDING: TaskPhase.ValueType  # 1
+TASK_PHASE_RUNNING: TaskPhase.ValueType  # 2
+TASK_PHASE_COMPLETED: TaskPhase.ValueType  # 3
+TASK_PHASE_FAILED: TaskPhase.ValueType  # 4
+TASK_PHASE_SKIPPED: TaskPhase.ValueType  # 5
+"""The task's `if` was false, or a flow directive jumped over it."""
+TASK_PHASE_CANCELLED: TaskPhase.ValueType  # 6
+Global___TaskPhase: _TypeAlias = TaskPhase  # noqa: Y015
+
 @_typing.final
 class Message(_message.Message):
     """Message is one conversation message."""
@@ -301,6 +329,8 @@ class ExecutionUpdate(_message.Message):
     CONTENT_DELTA_FIELD_NUMBER: _builtins.int
     DELTA_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     SUB_AGENT_EXECUTIONS_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    WORKFLOW_OUTPUT_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """EXECUTION_PHASE_UNSPECIFIED leaves the phase unchanged."""
     output_text: _builtins.str
@@ -328,6 +358,14 @@ class ExecutionUpdate(_message.Message):
     def sub_agent_executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubAgentExecution]:
         """Upserted by ID."""
 
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskStatus]:
+        """Workflow executions: task states, upserted by task ID (one task never erases another)."""
+
+    @_builtins.property
+    def workflow_output(self) -> _struct_pb2.Value:
+        """Workflow executions: the workflow's final output."""
+
     def __init__(
         self,
         *,
@@ -341,10 +379,12 @@ class ExecutionUpdate(_message.Message):
         content_delta: _builtins.str = ...,
         delta_message_id: _builtins.str = ...,
         sub_agent_executions: _abc.Iterable[Global___SubAgentExecution] | None = ...,
+        tasks: _abc.Iterable[Global___TaskStatus] | None = ...,
+        workflow_output: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "usage", b"usage", "workflow_output", b"workflow_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "sub_agent_executions", b"sub_agent_executions", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "sub_agent_executions", b"sub_agent_executions", "tasks", b"tasks", "tool_calls", b"tool_calls", "usage", b"usage", "workflow_output", b"workflow_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,3 +434,61 @@ class ExecutionEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionEvent: _TypeAlias = ExecutionEvent  # noqa: Y015
+
+@_typing.final
+class TaskStatus(_message.Message):
+    """TaskStatus is the state of one task of a workflow document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    AGENT_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """JSON pointer of the task in the document, e.g. "/do/2/callApi"."""
+    name: _builtins.str
+    type: _builtins.str
+    phase: Global___TaskPhase.ValueType
+    attempts: _builtins.int
+    agent_execution_id: _builtins.str
+    """Agent execution started by a `call: agent` task."""
+    @_builtins.property
+    def input(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def output(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def error(self) -> Global___ExecutionError: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        phase: Global___TaskPhase.ValueType = ...,
+        input: _struct_pb2.Value | None = ...,
+        output: _struct_pb2.Value | None = ...,
+        error: Global___ExecutionError | None = ...,
+        attempts: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        agent_execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "input", b"input", "output", b"output", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_execution_id", b"agent_execution_id", "attempts", b"attempts", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "name", b"name", "output", b"output", "phase", b"phase", "start_time", b"start_time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015

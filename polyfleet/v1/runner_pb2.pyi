@@ -10,6 +10,8 @@ from google.protobuf.internal import containers as _containers
 from polyfleet.v1 import agent_execution_pb2 as _agent_execution_pb2
 from polyfleet.v1 import agent_pb2 as _agent_pb2
 from polyfleet.v1 import common_pb2 as _common_pb2
+from polyfleet.v1 import workflow_execution_pb2 as _workflow_execution_pb2
+from polyfleet.v1 import workflow_pb2 as _workflow_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +22,49 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class GetWorkflowExecutionContextRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkflowExecutionContextRequest: _TypeAlias = GetWorkflowExecutionContextRequest  # noqa: Y015
+
+@_typing.final
+class GetWorkflowExecutionContextResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution(self) -> _workflow_execution_pb2.WorkflowExecution: ...
+    @_builtins.property
+    def workflow(self) -> _workflow_pb2.Workflow: ...
+    def __init__(
+        self,
+        *,
+        execution: _workflow_execution_pb2.WorkflowExecution | None = ...,
+        workflow: _workflow_pb2.Workflow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkflowExecutionContextResponse: _TypeAlias = GetWorkflowExecutionContextResponse  # noqa: Y015
 
 @_typing.final
 class GetAgentExecutionContextRequest(_message.Message):

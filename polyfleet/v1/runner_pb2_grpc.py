@@ -57,6 +57,11 @@ class RunnerServiceStub:
                 request_serializer=polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesRequest.SerializeToString,
                 response_deserializer=polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowExecutionContext = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/GetWorkflowExecutionContext',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -95,6 +100,13 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowExecutionContext(self, request, context):
+        """GetWorkflowExecutionContext returns the workflow execution and its workflow document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +129,11 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.AppendThreadMessages,
                     request_deserializer=polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesRequest.FromString,
                     response_serializer=polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesResponse.SerializeToString,
+            ),
+            'GetWorkflowExecutionContext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowExecutionContext,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +247,33 @@ class RunnerService:
             '/polyfleet.v1.RunnerService/AppendThreadMessages',
             polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesRequest.SerializeToString,
             polyfleet_dot_v1_dot_runner__pb2.AppendThreadMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowExecutionContext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/GetWorkflowExecutionContext',
+            polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.SerializeToString,
+            polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.FromString,
             options,
             channel_credentials,
             insecure,

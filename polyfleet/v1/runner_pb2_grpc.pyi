@@ -47,6 +47,8 @@ class RunnerServiceStub:
     """
     AppendThreadMessages: _grpc.UnaryUnaryMultiCallable[_runner_pb2.AppendThreadMessagesRequest, _runner_pb2.AppendThreadMessagesResponse]
     """AppendThreadMessages adds messages to a thread, once per report_id."""
+    GetWorkflowExecutionContext: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetWorkflowExecutionContextRequest, _runner_pb2.GetWorkflowExecutionContextResponse]
+    """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -67,6 +69,8 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     """
     AppendThreadMessages: _aio.UnaryUnaryMultiCallable[_runner_pb2.AppendThreadMessagesRequest, _runner_pb2.AppendThreadMessagesResponse]  # type: ignore[assignment]
     """AppendThreadMessages adds messages to a thread, once per report_id."""
+    GetWorkflowExecutionContext: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetWorkflowExecutionContextRequest, _runner_pb2.GetWorkflowExecutionContextResponse]  # type: ignore[assignment]
+    """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunnerService is the orchestrator's internal API for runner workers: runners
@@ -108,5 +112,13 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runner_pb2.AppendThreadMessagesResponse, _abc.Awaitable[_runner_pb2.AppendThreadMessagesResponse]]:
         """AppendThreadMessages adds messages to a thread, once per report_id."""
+
+    @_abc_1.abstractmethod
+    def GetWorkflowExecutionContext(
+        self,
+        request: _runner_pb2.GetWorkflowExecutionContextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.GetWorkflowExecutionContextResponse, _abc.Awaitable[_runner_pb2.GetWorkflowExecutionContextResponse]]:
+        """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

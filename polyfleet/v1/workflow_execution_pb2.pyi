@@ -58,6 +58,7 @@ class WorkflowExecution(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "wex-"."""
     workflow: _builtins.str
@@ -65,6 +66,10 @@ class WorkflowExecution(_message.Message):
     request_id: _builtins.str
     workflow_id: _builtins.str
     version: _builtins.int
+    document: _builtins.str
+    """The workflow document as it was when the execution was created, so a later
+    update of the workflow never changes a running (or resuming) execution.
+    """
     @_builtins.property
     def input(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -88,68 +93,15 @@ class WorkflowExecution(_message.Message):
         version: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        document: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "input", b"input", "labels", b"labels", "request_id", b"request_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "request_id", b"request_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkflowExecution: _TypeAlias = WorkflowExecution  # noqa: Y015
-
-@_typing.final
-class TaskStatus(_message.Message):
-    """TaskStatus is the state of one task of a workflow document."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    TYPE_FIELD_NUMBER: _builtins.int
-    PHASE_FIELD_NUMBER: _builtins.int
-    INPUT_FIELD_NUMBER: _builtins.int
-    OUTPUT_FIELD_NUMBER: _builtins.int
-    ERROR_FIELD_NUMBER: _builtins.int
-    ATTEMPTS_FIELD_NUMBER: _builtins.int
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    """JSON pointer of the task in the document, e.g. "/do/2/callApi"."""
-    name: _builtins.str
-    type: _builtins.str
-    phase: _common_pb2.ExecutionPhase.ValueType
-    attempts: _builtins.int
-    @_builtins.property
-    def input(self) -> _struct_pb2.Value: ...
-    @_builtins.property
-    def output(self) -> _struct_pb2.Value: ...
-    @_builtins.property
-    def error(self) -> _common_pb2.ExecutionError: ...
-    @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        type: _builtins.str = ...,
-        phase: _common_pb2.ExecutionPhase.ValueType = ...,
-        input: _struct_pb2.Value | None = ...,
-        output: _struct_pb2.Value | None = ...,
-        error: _common_pb2.ExecutionError | None = ...,
-        attempts: _builtins.int = ...,
-        start_time: _timestamp_pb2.Timestamp | None = ...,
-        end_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "input", b"input", "output", b"output", "start_time", b"start_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "name", b"name", "output", b"output", "phase", b"phase", "start_time", b"start_time", "type", b"type"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 
 @_typing.final
 class WorkflowExecutionStatus(_message.Message):
@@ -168,7 +120,7 @@ class WorkflowExecutionStatus(_message.Message):
     phase: _common_pb2.ExecutionPhase.ValueType
     last_sequence: _builtins.int
     @_builtins.property
-    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskStatus]: ...
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskStatus]: ...
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]: ...
     @_builtins.property
@@ -183,7 +135,7 @@ class WorkflowExecutionStatus(_message.Message):
         self,
         *,
         phase: _common_pb2.ExecutionPhase.ValueType = ...,
-        tasks: _abc.Iterable[Global___TaskStatus] | None = ...,
+        tasks: _abc.Iterable[_common_pb2.TaskStatus] | None = ...,
         messages: _abc.Iterable[_common_pb2.Message] | None = ...,
         error: _common_pb2.ExecutionError | None = ...,
         output: _struct_pb2.Value | None = ...,

@@ -1,16 +1,20 @@
 """`polyfleet demo` end to end: real Temporal dev server, orchestrator and runner processes.
 
-The demo starts the whole fleet on free ports, applies the example assistant, runs it on
-"What is polyfleet?" following its progress live, and stops every process again.
+The demo starts the whole fleet on free ports, applies the example assistant, talks to it
+twice in one session following the progress live ("What is polyfleet?", then "What's the
+weather in Paris?", which makes the scripted model call the example MCP server's
+get_weather tool), and stops every process again.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,14 +22,26 @@ from polyfleet.manifest import load_manifests
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "agents" / "assistant.yaml"
+WEATHER_SERVER = REPO / "examples" / "mcp" / "weather_server.py"
 DEMO_QUESTION = "What is polyfleet?"
+WEATHER_QUESTION = "What's the weather in Paris?"
 
 
-def expected_answer() -> str:
-    """The reply of the example agent's rule that answers the demo question."""
+def expected_answer(question: str = DEMO_QUESTION) -> str:
+    """The reply of the example agent's rule that answers a question."""
     (agent,) = load_manifests(EXAMPLE)
-    rule = next(r for r in agent.model.scripted.rules if re.search(r.pattern, DEMO_QUESTION))
+    rule = next(r for r in agent.model.scripted.rules if re.search(r.pattern, question))
     return rule.reply
+
+
+def weather_in_paris() -> str:
+    """What the example MCP server's get_weather tool answers for Paris."""
+    spec = importlib.util.spec_from_file_location("polyfleet_e2e_weather", WEATHER_SERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    answer: Any = module.get_weather("Paris")
+    return str(answer)
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -59,9 +75,11 @@ def log_tails(data_dir: Path, lines: int = 40) -> str:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_demo_runs_the_assistant_live_and_leaves_no_process(tmp_path: Path) -> None:
+def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     answer = expected_answer()
+    weather = weather_in_paris()
+    weather_answer = expected_answer(WEATHER_QUESTION).replace("{tool_result}", weather)
 
     try:
         result = subprocess.run(
@@ -81,13 +99,30 @@ def test_demo_runs_the_assistant_live_and_leaves_no_process(tmp_path: Path) -> N
     )
     assert result.returncode == 0, report
     out = result.stdout
+    lines = out.splitlines()
     assert "agent/assistant configured (version" in out, report
-    assert re.search(r"^execution/\S+ created$", out, re.MULTILINE), report
-    assert "● RUNNING" in out.splitlines(), report
-    assert "● COMPLETED" in out.splitlines(), report
-    # The streamed transcript line holds the whole answer, whatever the chunking.
-    streamed = [line for line in out.splitlines() if line.startswith("assistant: ")]
-    assert any(" ".join(answer.split()) in " ".join(line.split()) for line in streamed), report
+    assert len(re.findall(r"^execution/\S+ created$", out, re.MULTILINE)) == 2, report
+    assert lines.count("● RUNNING") == 2, report
+    assert lines.count("● COMPLETED") == 2, report
+    # The streamed transcript lines hold the whole answers, whatever the chunking.
+    streamed = [" ".join(line.split()) for line in lines if line.startswith("assistant: ")]
+    for expected in (answer, weather_answer):
+        assert any(" ".join(expected.split()) in line for line in streamed), report
     assert f"Final answer: {answer}" in out, report
     assert out.index("● RUNNING") < out.index("● COMPLETED") < out.index("Final answer:")
+
+    # Turn two continues the session of turn one and calls the MCP tool before answering.
+    assert re.search(r"--session \S+ --message \"What's the weather", out), report
+    turn_two = out[out.index(f'--message "{WEATHER_QUESTION}" --follow') :]
+    in_order = [
+        '→ tool get_weather({"city": "Paris"})',
+        f"← get_weather: {weather}",
+        f"Final answer: {weather_answer}",
+    ]
+    for line in in_order:
+        assert line in turn_two, f"missing {line!r}\n{report}"
+    positions = [turn_two.index(line) for line in in_order]
+    assert positions == sorted(positions), report
+    # Usage (tokens, model calls) closes each turn; the scripted model reports it too.
+    assert sum(line.startswith("Usage: ") for line in lines) == 2, report
     assert survivors == [], report

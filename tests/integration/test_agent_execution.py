@@ -175,14 +175,18 @@ async def test_memo_queue_wins_over_the_default_queue(fleet: Fleet) -> None:
 
 
 async def test_workers_register_only_their_side_of_the_contract(fleet: Fleet) -> None:
-    orchestrator_worker = fleet.orchestrator.worker
-    assert orchestrator_worker is not None
-    config = orchestrator_worker.config()
-    activity_names = {
-        getattr(a, "__temporal_activity_definition").name for a in config["activities"]
+    registered = {}
+    for worker in fleet.orchestrator.workers:
+        config = worker.config()
+        activity_names = {
+            getattr(a, "__temporal_activity_definition").name for a in config["activities"]
+        }
+        assert activity_names == {contract.UPDATE_STATUS}
+        registered[config["task_queue"]] = [w.__name__ for w in config["workflows"]]
+    assert registered == {
+        fleet.queues.agent_execution_orchestrator_task_queue: ["AgentExecutionWorkflow"],
+        fleet.queues.workflow_execution_orchestrator_task_queue: ["WorkflowExecutionWorkflow"],
     }
-    assert activity_names == {contract.UPDATE_STATUS}
-    assert [w.__name__ for w in config["workflows"]] == ["AgentExecutionWorkflow"]
 
     assert fleet.runner is not None
     runner_activities: set[str] = set()

@@ -6,7 +6,13 @@ module for the tests and, run as a script, a fake ``python -m orchestrator`` chi
 the Fleet: it serves on ``POLYFLEET_API_ADDRESS`` until SIGTERM.
 
 Message keywords steer the fake: ``flaky`` makes the first watch break with UNAVAILABLE
-after three events; ``slow`` makes each streamed chunk take 0.1 s.
+after three events; ``slow`` makes each streamed chunk take 0.1 s; ``hang`` leaves the
+execution RUNNING until it is cancelled (and makes ExecuteAgent time out, as does
+``deadline``; with ``graceful`` a cancel takes effect at the next Get, with ``stubborn``
+never); ``delegate`` runs the agent's first sub-agent. A scripted rule with a
+``tool_call`` reports the call (RUNNING, then SUCCEEDED with :func:`fake_tool_result`)
+before the reply, whose ``{tool_result}`` is replaced. An agent with an ``output_schema``
+gets ``{"answer": <reply>, "words": <count>}`` as its structured output.
 """
 
 # The servicer methods implement the generated gRPC interface, so they keep its names.
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health,
     health_pb2,
@@ -53,6 +60,8 @@ class Recorded:
     created: list[agent_execution_pb2.CreateAgentExecutionRequest] = field(default_factory=list)
     watches: list[agent_execution_pb2.WatchAgentExecutionRequest] = field(default_factory=list)
     lists: list[agent_execution_pb2.ListAgentExecutionsRequest] = field(default_factory=list)
+    executes: list[agent_execution_pb2.ExecuteAgentRequest] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +70,9 @@ class _Run:
     events: list[common_pb2.ExecutionEvent]
     flaky: bool = False
     slow: bool = False
+    # "now", "later" (at the next Get) or "never": how a cancel of a RUNNING run lands.
+    cancel_mode: str = "now"
+    cancel_requested: bool = False
 
 
 class FakeState:
@@ -145,14 +157,7 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
         """Record an execution and its whole scripted event log."""
         with self.state.lock:
             self.state.recorded.created.append(request)
-            agent = self.state.agents.get(request.execution.agent)
-            if agent is None:
-                context.abort(
-                    grpc.StatusCode.NOT_FOUND, f'agent "{request.execution.agent}" not found'
-                )
-            execution_id = f"aex-{len(self.state.runs) + 1}"
-            run = _script(execution_id, agent, request.execution)
-            self.state.runs[execution_id] = run
+        run = self._create(request, context)
         pending = agent_execution_pb2.AgentExecution()
         pending.CopyFrom(run.execution)
         pending.status.Clear()
@@ -163,7 +168,11 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
         self, request: agent_execution_pb2.GetAgentExecutionRequest, context: Context
     ) -> agent_execution_pb2.AgentExecution:
         """Return the execution in its final state."""
-        return self._run(request.id, context).execution
+        run = self._run(request.id, context)
+        with self.state.lock:
+            if run.cancel_requested and run.cancel_mode == "later":
+                _cancel(run)
+            return run.execution
 
     def ListAgentExecutions(
         self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
@@ -188,14 +197,33 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
     def CancelAgentExecution(
         self, request: agent_execution_pb2.CancelAgentExecutionRequest, context: Context
     ) -> agent_execution_pb2.AgentExecution:
-        """Report the execution unchanged; the fake's executions are already final."""
-        return self._run(request.id, context).execution
+        """Cancel a hanging execution; a finished one is returned unchanged."""
+        run = self._run(request.id, context)
+        with self.state.lock:
+            self.state.recorded.cancels.append(request.id)
+            run.cancel_requested = True
+            if run.cancel_mode == "now":
+                _cancel(run)
+            return run.execution
 
     def ExecuteAgent(
         self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
     ) -> agent_execution_pb2.AgentExecution:
-        """Not needed by the CLI."""
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+        """Create, then answer with the final execution or, as the API does, with
+        DEADLINE_EXCEEDED naming the execution."""
+        with self.state.lock:
+            self.state.recorded.executes.append(request)
+        run = self._create(request.request, context)
+        message = request.request.execution.message
+        if "deadline" in message or "hang" in message:
+            waited = request.timeout.ToTimedelta().total_seconds() or 60
+            execution_id = run.execution.id
+            context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"execution {execution_id} did not finish within {waited:g}s; it is still "
+                f"running (watch it with `polyfleet executions watch {execution_id}`)",
+            )
+        return run.execution
 
     def WatchAgentExecution(
         self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
@@ -219,6 +247,20 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
             yield agent_execution_pb2.WatchAgentExecutionResponse(event=event)
             sent += 1
 
+    def _create(
+        self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
+    ) -> _Run:
+        with self.state.lock:
+            agent = self.state.agents.get(request.execution.agent)
+            if agent is None:
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, f'agent "{request.execution.agent}" not found'
+                )
+            execution_id = f"aex-{len(self.state.runs) + 1}"
+            run = _script(execution_id, agent, request.execution)
+            self.state.runs[execution_id] = run
+        return run
+
     def _run(self, execution_id: str, context: Context) -> _Run:
         with self.state.lock:
             run = self.state.runs.get(execution_id)
@@ -227,17 +269,39 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
         return run
 
 
+def _cancel(run: _Run) -> None:
+    if run.execution.status.phase != common_pb2.EXECUTION_PHASE_RUNNING:
+        return
+    run.execution.status.phase = common_pb2.EXECUTION_PHASE_CANCELLED
+    run.events.append(
+        common_pb2.ExecutionEvent(
+            execution_id=run.execution.id,
+            sequence=len(run.events) + 1,
+            update=common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_CANCELLED),
+            phase=common_pb2.EXECUTION_PHASE_CANCELLED,
+        )
+    )
+
+
+def fake_tool_result(name: str, arguments: dict[str, object]) -> str:
+    """The result the fake reports for a scripted tool call."""
+    return f"fake {name} result for {json.dumps(arguments, sort_keys=True)}"
+
+
 def _script(
     execution_id: str, agent: agent_pb2.Agent, request: agent_execution_pb2.AgentExecution
 ) -> _Run:
     scripted = agent.model.scripted
-    rule = next((r for r in scripted.rules if re.search(r.pattern, request.message)), None)
+    message_text = request.message
+    rule = next((r for r in scripted.rules if re.search(r.pattern, message_text)), None)
     updates = [
         common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_PENDING),
         common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING),
     ]
     status = agent_execution_pb2.AgentExecutionStatus()
-    if rule is not None and rule.error:
+    if "hang" in message_text:
+        status.phase = common_pb2.EXECUTION_PHASE_RUNNING
+    elif rule is not None and rule.error:
         error = common_pb2.ExecutionError(
             type="ModelProviderError", message=rule.error, step="ExecuteGraphton"
         )
@@ -247,7 +311,12 @@ def _script(
         status.error.CopyFrom(error)
     else:
         reply = rule.reply if rule is not None else scripted.default_reply
-        reply = reply.replace("{message}", request.message)
+        reply = reply.replace("{message}", message_text)
+        if rule is not None and rule.HasField("tool_call"):
+            call = _tool_call_updates(rule.tool_call, updates, status)
+            reply = reply.replace("{tool_result}", call.result)
+        if "delegate" in message_text and agent.sub_agents:
+            _sub_agent_updates(agent.sub_agents[0], message_text, updates, status)
         words = reply.split(" ")
         size = scripted.chunk_words or 3
         for start in range(0, len(words), size):
@@ -258,14 +327,19 @@ def _script(
             id="m-1", role=common_pb2.MESSAGE_ROLE_ASSISTANT, content=reply, name=agent.name
         )
         updates.append(common_pb2.ExecutionUpdate(messages=[message]))
+        usage = _usage(agent, message_text, reply, model_calls=1 + len(status.tool_calls))
         updates.append(
             common_pb2.ExecutionUpdate(
-                phase=common_pb2.EXECUTION_PHASE_COMPLETED, output_text=reply
+                phase=common_pb2.EXECUTION_PHASE_COMPLETED, output_text=reply, usage=usage
             )
         )
         status.phase = common_pb2.EXECUTION_PHASE_COMPLETED
         status.messages.append(message)
         status.output_text = reply
+        status.usage.CopyFrom(usage)
+        if agent.HasField("output_schema"):
+            # A structured result, as an agent with an outputSchema produces.
+            status.output.update({"answer": reply, "words": len(reply.split())})
     status.last_sequence = len(updates)
     events = []
     phase = common_pb2.EXECUTION_PHASE_UNSPECIFIED
@@ -284,7 +358,69 @@ def _script(
         status=status,
     )
     execution.create_time.FromSeconds(1_700_000_000)
-    return _Run(execution, events, flaky="flaky" in request.message, slow="slow" in request.message)
+    cancel_mode = "later" if "graceful" in message_text else "now"
+    return _Run(
+        execution,
+        events,
+        flaky="flaky" in message_text,
+        slow="slow" in message_text,
+        cancel_mode="never" if "stubborn" in message_text else cancel_mode,
+    )
+
+
+def _tool_call_updates(
+    scripted: agent_pb2.ScriptedToolCall,
+    updates: list[common_pb2.ExecutionUpdate],
+    status: agent_execution_pb2.AgentExecutionStatus,
+) -> common_pb2.ToolCall:
+    call = common_pb2.ToolCall(
+        id="call-1", name=scripted.name, status=common_pb2.TOOL_CALL_STATUS_RUNNING
+    )
+    call.arguments.CopyFrom(scripted.arguments)
+    updates.append(common_pb2.ExecutionUpdate(tool_calls=[call]))
+    done = common_pb2.ToolCall()
+    done.CopyFrom(call)
+    done.status = common_pb2.TOOL_CALL_STATUS_SUCCEEDED
+    arguments = MessageToDict(scripted.arguments) if scripted.HasField("arguments") else {}
+    done.result = fake_tool_result(scripted.name, arguments)
+    updates.append(common_pb2.ExecutionUpdate(tool_calls=[done]))
+    status.tool_calls.append(done)
+    return done
+
+
+def _sub_agent_updates(
+    sub: agent_pb2.SubAgent,
+    task: str,
+    updates: list[common_pb2.ExecutionUpdate],
+    status: agent_execution_pb2.AgentExecutionStatus,
+) -> None:
+    run = common_pb2.SubAgentExecution(
+        id="sub-1", name=sub.name, input=task, phase=common_pb2.EXECUTION_PHASE_RUNNING
+    )
+    updates.append(common_pb2.ExecutionUpdate(sub_agent_executions=[run]))
+    done = common_pb2.SubAgentExecution()
+    done.CopyFrom(run)
+    done.phase = common_pb2.EXECUTION_PHASE_COMPLETED
+    done.output = f"{sub.name} did: {task}"
+    updates.append(common_pb2.ExecutionUpdate(sub_agent_executions=[done]))
+    status.sub_agent_executions.append(done)
+
+
+def _usage(agent: agent_pb2.Agent, message: str, reply: str, model_calls: int) -> common_pb2.Usage:
+    # One token per word: enough to show the totals and the cost arithmetic.
+    usage = common_pb2.Usage(
+        input_tokens=len(message.split()),
+        output_tokens=len(reply.split()),
+        model_calls=model_calls,
+    )
+    usage.total_tokens = usage.input_tokens + usage.output_tokens
+    pricing = agent.model.pricing
+    usage.cost = (
+        usage.input_tokens * pricing.input_per_million_tokens
+        + usage.output_tokens * pricing.output_per_million_tokens
+    ) / 1_000_000
+    usage.currency = pricing.currency if usage.cost else ""
+    return usage
 
 
 def serve(address: str, state: FakeState | None = None) -> tuple[grpc.Server, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -10,9 +11,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import grpc
 import pytest
 
-from polyfleet.cli import api, main
+from polyfleet.cli import api, commands, main
 from polyfleet.manifest import parse_manifests
 from polyfleet.v1 import common_pb2
 
@@ -125,6 +127,33 @@ def test_apply_reads_a_directory_and_stdin(
     ]
 
 
+def test_apply_sends_relative_mcp_paths_resolved(
+    fake_server: FakeApi,
+    run_cli: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "agents").mkdir()
+    manifest = tmp_path / "agents" / "local.yaml"
+    text = EXAMPLE_MANIFEST.read_text(encoding="utf-8")
+    manifest.write_text(text, encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO(text.replace("name: assistant", "name: piped")))
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli(
+        "--address", fake_server.address, "apply", "-f", "agents/local.yaml", "-f", "-"
+    )
+
+    assert result.code == 0, result.err
+    from_file, from_stdin = fake_server.state.recorded.applied
+    assert from_file.mcp_servers[0].stdio.args == [str(tmp_path / "mcp" / "weather_server.py")]
+    # stdin has no directory of its own: the working directory stands in.
+    assert from_stdin.mcp_servers[0].stdio.args == [
+        str(tmp_path.parent / "mcp" / "weather_server.py")
+    ]
+    assert from_file.mcp_servers[0].stdio.command == "{python}"
+
+
 def test_unreachable_api_is_an_error_with_a_hint(run_cli: Run) -> None:
     result = run_cli("--address", "127.0.0.1:1", "agents", "list")
 
@@ -176,6 +205,7 @@ def test_run_follow_streams_progress_and_the_final_answer(applied: FakeApi, run_
     )
 
     assert result.code == 0, result.err
+    words = len(answer.split())
     assert result.out.splitlines() == [
         "execution/aex-1 created",
         "● PENDING",
@@ -183,7 +213,71 @@ def test_run_follow_streams_progress_and_the_final_answer(applied: FakeApi, run_
         f"assistant: {answer}",
         "● COMPLETED",
         f"Final answer: {answer}",
+        f"Usage: {words + 3} tokens (3 in, {words} out), 1 model call",
     ]
+
+
+def test_run_follow_shows_the_tool_call_and_its_result(
+    applied: FakeApi, run_cli: Run, fake_api: ModuleType
+) -> None:
+    result = run_cli(
+        "--address",
+        applied.address,
+        *"run agent assistant --follow -m".split(),
+        "What's the weather in Paris?",
+    )
+
+    assert result.code == 0, result.err
+    tool_result = fake_api.fake_tool_result("get_weather", {"city": "Paris"})
+    lines = result.out.splitlines()
+    start = lines.index('→ tool get_weather({"city": "Paris"})')
+    assert lines[start + 1] == f"← get_weather: {tool_result}"
+    assert lines[start + 2] == f"assistant: The weather in Paris: {tool_result}"
+    assert f"Final answer: The weather in Paris: {tool_result}" in lines
+    assert lines[-1].endswith("2 model calls")
+
+
+def test_run_follow_shows_sub_agent_runs_and_cost(
+    fake_server: FakeApi, run_cli: Run, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "researcher.yaml"
+    manifest.write_text(
+        EXAMPLE_MANIFEST.read_text(encoding="utf-8")
+        + """  subAgents:
+    - name: summarizer
+      description: Summarizes.
+"""
+        + "".join(
+            f"{line}\n"
+            for line in (
+                "---",
+                "apiVersion: polyfleet/v1",
+                "kind: Agent",
+                "metadata: {name: priced}",
+                "spec:",
+                "  model:",
+                "    provider: scripted",
+                "    pricing: {inputPerMillionTokens: 1000, outputPerMillionTokens: 2000}",
+                "    scripted: {defaultReply: ok}",
+            )
+        ),
+        encoding="utf-8",
+    )
+    run_cli("--address", fake_server.address, "apply", "-f", str(manifest))
+
+    delegated = run_cli(
+        "--address", fake_server.address, *"run agent assistant --follow -m".split(), "delegate"
+    )
+    priced = run_cli(
+        "--address", fake_server.address, *"run agent priced --follow -m".split(), "two words"
+    )
+
+    lines = delegated.out.splitlines()
+    start = lines.index("→ sub-agent summarizer: delegate")
+    assert lines[start + 1] == "← summarizer: summarizer did: delegate"
+    assert priced.out.splitlines()[-1] == (
+        "Usage: 3 tokens (2 in, 1 out), 1 model call, cost 0.004 USD"
+    )
 
 
 def test_run_follow_of_a_failing_execution_exits_one(applied: FakeApi, run_cli: Run) -> None:
@@ -287,12 +381,167 @@ def test_watch_resumes_after_the_last_event_when_the_stream_breaks(
     assert "Final answer: You said:" in result.out
 
 
-def test_executions_cancel(applied: FakeApi, run_cli: Run) -> None:
+def test_executions_cancel_prints_the_resulting_phase(applied: FakeApi, run_cli: Run) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang on")
+
+    result = run_cli("--address", applied.address, "executions", "cancel", "aex-1")
+    again = run_cli("--address", applied.address, "executions", "cancel", "aex-1", "-o", "json")
+
+    assert (result.code, result.out) == (0, "execution/aex-1 cancelled (phase CANCELLED)\n")
+    assert json.loads(again.out)["status"]["phase"] == "EXECUTION_PHASE_CANCELLED"
+    assert applied.state.recorded.cancels == ["aex-1", "aex-1"]
+
+
+def test_cancelling_a_finished_execution_says_so(applied: FakeApi, run_cli: Run) -> None:
     run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hello")
 
     result = run_cli("--address", applied.address, "executions", "cancel", "aex-1")
 
-    assert result.out == "execution/aex-1 cancel requested (phase COMPLETED)\n"
+    assert result.code == 0
+    assert result.out == "execution/aex-1 was not cancelled: it ended first (phase COMPLETED)\n"
+
+
+def test_cancel_of_a_still_running_execution_points_at_watch(
+    applied: FakeApi, run_cli: Run
+) -> None:
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang graceful")
+
+    result = run_cli("--address", applied.address, "executions", "cancel", "aex-1")
+
+    assert result.out == (
+        "execution/aex-1 cancel requested (phase RUNNING); "
+        "follow it with: polyfleet executions watch aex-1\n"
+    )
+
+
+def test_cancel_wait_waits_for_the_terminal_phase(
+    applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "POLL_INTERVAL", 0.01)
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang graceful")
+
+    result = run_cli("--address", applied.address, "executions", "cancel", "aex-1", "--wait")
+
+    assert (result.code, result.out) == (0, "execution/aex-1 cancelled (phase CANCELLED)\n")
+
+
+def test_cancel_wait_gives_up_after_its_timeout(
+    applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "POLL_INTERVAL", 0.01)
+    run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang stubborn")
+
+    result = run_cli(
+        "--address", applied.address, *"executions cancel aex-1 --wait --timeout 0.05".split()
+    )
+
+    assert result.code == 2
+    assert "error: execution aex-1 is still RUNNING after 0.05 s" in result.err
+    assert "hint: follow it with: polyfleet executions watch aex-1" in result.err
+
+
+# --- run --wait (ExecuteAgent) --------------------------------------------------------------
+
+
+def test_run_wait_prints_only_the_answer(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address",
+        applied.address,
+        *"run agent assistant --wait --timeout 2.5 --session s-3 -m".split(),
+        "What is polyfleet?",
+    )
+
+    assert (result.code, result.out, result.err) == (0, polyfleet_answer() + "\n", "")
+    (request,) = applied.state.recorded.executes
+    assert request.request.execution.agent == "assistant"
+    assert request.request.execution.session_id == "s-3"
+    assert request.timeout.ToTimedelta().total_seconds() == 2.5
+    assert applied.state.recorded.created == []
+
+
+def test_run_wait_prints_structured_output_as_json(
+    fake_server: FakeApi, run_cli: Run, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "structured.yaml"
+    manifest.write_text(
+        EXAMPLE_MANIFEST.read_text(encoding="utf-8")
+        + "  outputSchema: {type: object, properties: {answer: {type: string}}}\n",
+        encoding="utf-8",
+    )
+    run_cli("--address", fake_server.address, "apply", "-f", str(manifest))
+
+    result = run_cli(
+        "--address", fake_server.address, *"run agent assistant --wait -m".split(), "hello"
+    )
+    follow = run_cli(
+        "--address", fake_server.address, *"run agent assistant --follow -m".split(), "hello"
+    )
+
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
+    assert document["answer"].startswith("Hello!")
+    assert result.out.startswith('{\n  "answer": ')
+    assert f'Structured output: {{"answer": "{document["answer"]}", "words": ' in follow.out
+
+
+def test_run_wait_leaves_the_timeout_to_the_server_by_default(
+    applied: FakeApi, run_cli: Run
+) -> None:
+    result = run_cli("--address", applied.address, *"run agent assistant --wait -m hello".split())
+
+    assert result.code == 0
+    (request,) = applied.state.recorded.executes
+    assert not request.HasField("timeout")
+
+
+def test_run_wait_json_and_failures(applied: FakeApi, run_cli: Run) -> None:
+    ok = run_cli(
+        "--address", applied.address, *"run agent assistant --wait -o json -m hello".split()
+    )
+    failed = run_cli("--address", applied.address, *"run agent assistant -w -m explode".split())
+
+    assert json.loads(ok.out)["status"]["phase"] == "EXECUTION_PHASE_COMPLETED"
+    assert failed.code == 1
+    assert failed.out == ""
+    assert failed.err == (
+        "execution/aex-2 FAILED: ModelProviderError: the scripted model was told to fail "
+        "(step ExecuteGraphton)\n"
+    )
+
+
+def test_run_wait_timeout_names_the_execution_and_exits_two(applied: FakeApi, run_cli: Run) -> None:
+    result = run_cli(
+        "--address", applied.address, *"run agent assistant --wait --timeout 1 -m".split(), "hang"
+    )
+
+    assert result.code == 2
+    assert result.out == ""
+    first, hint = result.err.splitlines()
+    assert first.startswith("error: DEADLINE_EXCEEDED: execution aex-1 did not finish within 1s")
+    assert hint == "hint: it keeps running; follow it with: polyfleet executions watch aex-1"
+
+
+def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
+    class Expired(grpc.aio.AioRpcError):
+        def __init__(self) -> None:
+            super().__init__(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="Deadline Exceeded",
+            )
+
+    error = commands._still_running(Expired(), "assistant")
+
+    assert error.message == "DEADLINE_EXCEEDED: Deadline Exceeded"
+    assert "polyfleet executions list --agent assistant --phase running" in error.hint
+
+
+def test_run_timeout_needs_wait(run_cli: Run) -> None:
+    result = run_cli(*"run agent assistant -m hi --timeout 5".split())
+
+    assert result.code == 2
+    assert result.err == "error: --timeout applies only with --wait\n"
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -322,6 +571,28 @@ def test_agents_get_formats(applied: FakeApi, run_cli: Run) -> None:
     assert json.loads(raw.out)["model"]["provider"] == "scripted"
     (agent,) = parse_manifests(manifest.out)
     assert agent.model.scripted.rules[0].pattern
+
+
+def test_agents_get_and_executions_get_show_tools_and_sub_agents(
+    fake_server: FakeApi, run_cli: Run
+) -> None:
+    researcher = EXAMPLE_MANIFEST.parent / "openai-compatible.yaml"
+    run_cli("--address", fake_server.address, "apply", "-f", str(researcher))
+    run_cli("--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST))
+    run_cli("--address", fake_server.address, *"run agent assistant -m".split(), "weather")
+    run_cli("--address", fake_server.address, *"run agent researcher -m".split(), "delegate it")
+
+    agent = run_cli("--address", fake_server.address, "agents", "get", "researcher").out
+    execution = run_cli("--address", fake_server.address, "executions", "get", "aex-1").out
+    delegated = run_cli("--address", fake_server.address, "executions", "get", "aex-2").out
+
+    assert re.search(r"^API key: +secret OPENAI_API_KEY$", agent, re.MULTILINE)
+    assert re.search(r"^Limits: +25 steps, timeout 300s$", agent, re.MULTILINE)
+    assert "  weather: stdio {python} /" in agent
+    assert "  summarizer: Condenses a text" in agent
+    assert '  tool get_weather(city="Paris") -> fake get_weather result' in execution
+    assert "Sub-agent runs:\n  summarizer [COMPLETED] delegate it -> summarizer did:" in delegated
+    assert "Usage:    " in execution
 
 
 def test_agents_get_unknown(applied: FakeApi, run_cli: Run) -> None:

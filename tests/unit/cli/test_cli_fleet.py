@@ -328,6 +328,29 @@ def test_demo_applies_runs_and_stops_everything(
     assert not _processes_mentioning(str(data))
 
 
+def test_demo_talks_twice_in_one_session_and_shows_the_tool_call(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "demo"
+
+    code = main(["demo", "--data-dir", str(data)])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    lines = out.splitlines()
+    assert '$ polyfleet run agent assistant --message "What is polyfleet?" --follow' in lines
+    assert (
+        "$ polyfleet run agent assistant --session ses-1 --message \"What's the weather in "
+        'Paris?" --follow'
+    ) in lines
+    assert lines.count("● COMPLETED") == 2
+    call = lines.index('→ tool get_weather({"city": "Paris"})')
+    assert lines[call + 1].startswith("← get_weather: ")
+    assert any(line.startswith("Final answer: The weather in Paris: ") for line in lines)
+    assert sum(line.startswith("Usage: ") for line in lines) == 2
+    assert not _processes_mentioning(str(data))
+
+
 def test_demo_reports_a_bad_manifest_without_starting_anything(
     fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

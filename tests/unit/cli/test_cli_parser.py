@@ -48,6 +48,10 @@ def test_help_exits_zero(command: list[str], capsys: pytest.CaptureFixture[str])
         ["run", "agent", "assistant"],
         ["run", "workflow", "x", "--message", "hi"],
         ["run", "agent", "assistant", "--message", "hi", "-o", "yaml"],
+        ["run", "agent", "assistant", "--message", "hi", "--wait", "--follow"],
+        ["run", "agent", "assistant", "--message", "hi", "--wait", "--timeout", "0"],
+        ["run", "agent", "assistant", "--message", "hi", "--wait", "--timeout", "nan"],
+        ["executions", "cancel", "aex-1", "--timeout", "-1"],
         ["executions", "get"],
         ["executions", "list", "--phase", "sleeping"],
         ["executions", "list", "--page-size", "0"],
@@ -116,7 +120,27 @@ def test_demo_defaults_to_the_example_assistant() -> None:
     assert args.handler is dev.cmd_demo
     assert args.file is None
     assert dev.default_demo_manifest().is_file()
-    assert args.message == "What is polyfleet?"
+    assert args.messages is None
+    assert dev.DEMO_MESSAGES == ("What is polyfleet?", "What's the weather in Paris?")
+
+
+def test_demo_messages_repeat() -> None:
+    args = build_parser().parse_args(["demo", "-m", "one", "--message", "two"])
+
+    assert args.messages == ["one", "two"]
+
+
+def test_run_agent_wait_and_timeout() -> None:
+    args = build_parser().parse_args(["run", "agent", "a", "-m", "x", "--wait", "--timeout", "1.5"])
+
+    assert (args.wait, args.follow, args.timeout) == (True, False, 1.5)
+
+
+def test_cancel_wait_defaults() -> None:
+    args = build_parser().parse_args(["executions", "cancel", "aex-1", "--wait"])
+
+    assert args.handler is commands.cmd_executions_cancel
+    assert (args.wait, args.timeout) == (True, 30.0)
 
 
 def test_module_entry_point_runs() -> None:

@@ -112,24 +112,121 @@ def test_a_new_delta_message_starts_a_new_line() -> None:
     assert text == "assistant: one\nassistant: two\n"
 
 
-def test_tool_calls_show_name_arguments_and_result() -> None:
-    call = common_pb2.ToolCall(id="t1", name="search", status=common_pb2.TOOL_CALL_STATUS_RUNNING)
-    call.arguments.update({"query": "france", "limit": 3})
+def test_a_tool_call_prints_its_start_then_its_result_once() -> None:
+    call = common_pb2.ToolCall(
+        id="t1", name="get_weather", status=common_pb2.TOOL_CALL_STATUS_RUNNING
+    )
+    call.arguments.update({"city": "Paris", "days": 3})
     done = common_pb2.ToolCall()
     done.CopyFrom(call)
     done.status = common_pb2.TOOL_CALL_STATUS_SUCCEEDED
-    done.result = "Paris"
+    done.result = "sunny,\n21 °C"
+
+    text = render(
+        event(1, tool_calls=[call]),
+        event(2, tool_calls=[call]),
+        event(3, tool_calls=[done]),
+        event(4, tool_calls=[done]),
+    )
+
+    assert text.splitlines() == [
+        '→ tool get_weather({"city": "Paris", "days": 3})',
+        "← get_weather: sunny, 21 °C",
+    ]
+
+
+def test_a_tool_call_first_seen_finished_prints_both_lines() -> None:
     failed = common_pb2.ToolCall(
         id="t2", name="fetch", status=common_pb2.TOOL_CALL_STATUS_FAILED, error="timeout"
     )
 
-    text = render(event(1, tool_calls=[call]), event(2, tool_calls=[done, failed]))
+    assert render(event(1, tool_calls=[failed])).splitlines() == [
+        "→ tool fetch({})",
+        "← fetch failed: timeout",
+    ]
+
+
+def test_tool_messages_repeating_a_result_are_not_printed_twice() -> None:
+    call = common_pb2.ToolCall(
+        id="t1", name="add", status=common_pb2.TOOL_CALL_STATUS_SUCCEEDED, result="5"
+    )
+    tool_message = common_pb2.Message(
+        id="m-tool", role=common_pb2.MESSAGE_ROLE_TOOL, name="add", content="5"
+    )
+    other = common_pb2.Message(
+        id="m-other", role=common_pb2.MESSAGE_ROLE_TOOL, name="lookup", content="found"
+    )
+
+    text = render(event(1, tool_calls=[call], messages=[tool_message]), event(2, messages=[other]))
+
+    assert text.splitlines() == ["→ tool add({})", "← add: 5", "← lookup: found"]
+
+
+def test_the_same_result_of_two_calls_is_printed_for_each() -> None:
+    calls = [
+        common_pb2.ToolCall(
+            id=f"t{n}", name="add", status=common_pb2.TOOL_CALL_STATUS_SUCCEEDED, result="5"
+        )
+        for n in (1, 2)
+    ]
+    messages = [
+        common_pb2.Message(id=f"m{n}", role=common_pb2.MESSAGE_ROLE_TOOL, name="add", content="5")
+        for n in (1, 2)
+    ]
+
+    # The messages may also arrive before the calls finish.
+    text = render(
+        event(1, messages=messages[:1]), event(2, tool_calls=calls, messages=messages[1:])
+    )
 
     assert text.splitlines() == [
-        'tool search(limit=3, query="france") ...',
-        'tool search(limit=3, query="france") -> Paris',
-        "tool fetch() -> error: timeout",
+        "← add: 5",
+        "→ tool add({})",
+        "→ tool add({})",
+        "← add: 5",
     ]
+
+
+def test_sub_agent_runs_print_their_task_and_outcome() -> None:
+    run = common_pb2.SubAgentExecution(
+        id="s1", name="summarizer", input="Summarize this", phase=RUNNING
+    )
+    done = common_pb2.SubAgentExecution()
+    done.CopyFrom(run)
+    done.phase = COMPLETED
+    done.output = "Short."
+    broken = common_pb2.SubAgentExecution(
+        id="s2",
+        name="checker",
+        phase=FAILED,
+        error=common_pb2.ExecutionError(type="ModelProviderError", message="429"),
+    )
+
+    text = render(
+        event(1, sub_agent_executions=[run]),
+        event(2, sub_agent_executions=[done, broken]),
+        event(3, sub_agent_executions=[done]),
+    )
+
+    assert text.splitlines() == [
+        "→ sub-agent summarizer: Summarize this",
+        "← summarizer: Short.",
+        "→ sub-agent checker",
+        "← checker failed: ModelProviderError: 429",
+    ]
+
+
+def test_arrows_fall_back_to_ascii_when_the_stream_cannot_encode_them() -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    call = common_pb2.ToolCall(
+        id="t1", name="add", status=common_pb2.TOOL_CALL_STATUS_SUCCEEDED, result="5"
+    )
+
+    ProgressPrinter(out).event(event(1, tool_calls=[call]))
+
+    out.flush()
+    assert raw.getvalue() == b"-> tool add({})\n<- add: 5\n"
 
 
 def test_errors_print_type_and_message_once() -> None:
@@ -157,6 +254,43 @@ def test_finish_prints_the_final_answer() -> None:
     printer.finish(execution)
 
     assert out.getvalue() == "● COMPLETED\nFinal answer: Paris.\n"
+
+
+def test_finish_prints_structured_output_and_usage() -> None:
+    out = io.StringIO()
+    status = agent_execution_pb2.AgentExecutionStatus(
+        phase=COMPLETED,
+        output_text='{"answer": "Paris"}',
+        usage=common_pb2.Usage(
+            input_tokens=1200,
+            output_tokens=34,
+            total_tokens=1234,
+            model_calls=2,
+            cost=0.0001234,
+            currency="EUR",
+        ),
+    )
+    status.output.update({"answer": "Paris", "confidence": 1})
+
+    ProgressPrinter(out).finish(agent_execution_pb2.AgentExecution(status=status))
+
+    assert out.getvalue().splitlines() == [
+        "● COMPLETED",
+        'Final answer: {"answer": "Paris"}',
+        'Structured output: {"answer": "Paris", "confidence": 1}',
+        "Usage: 1234 tokens (1200 in, 34 out), 2 model calls, cost 0.0001234 EUR",
+    ]
+
+
+def test_usage_without_cost_leaves_the_cost_out() -> None:
+    out = io.StringIO()
+    status = agent_execution_pb2.AgentExecutionStatus(
+        phase=FAILED, usage=common_pb2.Usage(input_tokens=3, output_tokens=4)
+    )
+
+    ProgressPrinter(out).finish(agent_execution_pb2.AgentExecution(status=status))
+
+    assert out.getvalue().splitlines()[-1] == "Usage: 7 tokens (3 in, 4 out)"
 
 
 def test_finish_prints_the_error_of_a_failed_execution() -> None:

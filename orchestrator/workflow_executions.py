@@ -1,0 +1,112 @@
+"""Workflow executions: what differs from agent executions (workflow document and input)."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+import store
+from orchestrator.errors import InvalidArgumentError, NotFoundError
+from orchestrator.events import EventHub
+from orchestrator.executions import Executions, Kind
+from orchestrator.status import merge_workflow_update
+from polyfleet import contract
+from polyfleet.config import ExecutionSettings, TaskQueueSettings
+from polyfleet.v1 import activities_pb2, common_pb2, workflow_execution_pb2
+
+WorkflowExecution = workflow_execution_pb2.WorkflowExecution
+MAX_INPUT_BYTES = 256 * 1024
+
+
+def _workflow_input(
+    execution: WorkflowExecution, policy: activities_pb2.ActivityPolicy
+) -> activities_pb2.WorkflowExecutionWorkflowInput:
+    return activities_pb2.WorkflowExecutionWorkflowInput(execution_id=execution.id, policy=policy)
+
+
+WORKFLOW_KIND: Kind[WorkflowExecution] = Kind(
+    name="workflow execution",
+    repository=lambda db: db.workflow_executions,
+    merge=merge_workflow_update,
+    workflow_type=contract.WORKFLOW_EXECUTION_WORKFLOW,
+    workflow_id=contract.workflow_execution_workflow_id,
+    orchestrator_queue=lambda q: q.workflow_execution_orchestrator_task_queue,
+    runner_queue=lambda q: q.workflow_execution_runner_task_queue,
+    run_timeout=lambda s: s.workflow_run_timeout,
+    workflow_input=_workflow_input,
+)
+
+
+class WorkflowExecutions(Executions[WorkflowExecution]):
+    """Workflow executions: the shared service plus workflow lookup on Create."""
+
+    def __init__(
+        self,
+        db: store.Store,
+        temporal: Client,
+        hub: EventHub,
+        queues: TaskQueueSettings,
+        settings: ExecutionSettings,
+    ) -> None:
+        super().__init__(WORKFLOW_KIND, db, temporal, hub, queues, settings)
+        self._db = db
+
+    async def create_from(
+        self, request: workflow_execution_pb2.CreateWorkflowExecutionRequest
+    ) -> WorkflowExecution:
+        """Validate a Create request, persist PENDING, start the workflow.
+
+        Raises:
+            InvalidArgumentError: A field of the request is invalid.
+            NotFoundError: The workflow does not exist.
+            WorkflowStartError: Temporal did not start the workflow; the execution is
+                persisted FAILED with the reason.
+        """
+        spec = request.execution
+        if not spec.workflow:
+            raise InvalidArgumentError("execution.workflow", "must not be empty")
+        size = spec.input.ByteSize()
+        if size > MAX_INPUT_BYTES:
+            raise InvalidArgumentError(
+                "execution.input", f"is {size} bytes; the limit is {MAX_INPUT_BYTES}"
+            )
+        try:
+            definition = await self._db.workflows.get(spec.workflow)
+        except store.NotFoundError:
+            raise NotFoundError("workflow", spec.workflow) from None
+        execution_id = store.new_id("wex")
+        execution = WorkflowExecution(
+            id=execution_id,
+            workflow=definition.name,
+            input=spec.input,
+            labels=dict(spec.labels),
+            request_id=request.request_id,
+            workflow_id=WORKFLOW_KIND.workflow_id(execution_id),
+            document=definition.document,
+            status=workflow_execution_pb2.WorkflowExecutionStatus(
+                phase=common_pb2.EXECUTION_PHASE_PENDING
+            ),
+        )
+        first = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_PENDING)
+        return await self.create(execution, first)
+
+    async def execute(
+        self, request: workflow_execution_pb2.ExecuteWorkflowRequest
+    ) -> WorkflowExecution:
+        """Create an execution and wait for its terminal state (see ``execute_wait``)."""
+        wait = self.execute_wait(request.timeout if request.HasField("timeout") else None)
+        execution = await self.create_from(request.request)
+        return await self.wait_terminal(execution.id, wait)
+
+    async def list_from(
+        self, request: workflow_execution_pb2.ListWorkflowExecutionsRequest
+    ) -> workflow_execution_pb2.ListWorkflowExecutionsResponse:
+        """List executions for a List request."""
+        filters: dict[str, str | int] = {}
+        if request.workflow:
+            filters["workflow"] = request.workflow
+        if request.phase:
+            filters["phase"] = int(request.phase)
+        items, token = await self.list(filters, request.page_size, request.page_token)
+        return workflow_execution_pb2.ListWorkflowExecutionsResponse(
+            executions=items, next_page_token=token
+        )
