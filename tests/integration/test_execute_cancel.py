@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from temporalio.client import WorkflowExecutionStatus
 
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent
@@ -73,3 +76,35 @@ async def test_execute_rejects_a_timeout_over_the_limit(fleet: Fleet) -> None:
         await fleet.executions.ExecuteAgent(_execute_request("assistant", "hi", 301))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "timeout" in (raised.value.details() or "")
+
+
+async def test_cancel_mid_run_ends_cancelled_within_seconds(fleet: Fleet) -> None:
+    await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=_slow_agent()))
+    created = await fleet.executions.CreateAgentExecution(
+        agent_execution_pb2.CreateAgentExecutionRequest(
+            execution=agent_execution_pb2.AgentExecution(agent="slow", message="go")
+        )
+    )
+    await assert_eventually(
+        lambda: _get(fleet, created.id),
+        lambda e: e.status.phase == common_pb2.EXECUTION_PHASE_RUNNING,
+        timeout=20,
+    )
+    started = time.monotonic()
+    await fleet.executions.CancelAgentExecution(
+        agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)
+    )
+    done = await assert_eventually(
+        lambda: _get(fleet, created.id),
+        lambda e: e.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED,
+        timeout=10,
+    )
+    assert time.monotonic() - started < 5
+    assert done.status.output_text == ""  # the reply never finished
+    handle = fleet.temporal.get_workflow_handle(created.workflow_id)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    # Cancelling again is harmless and returns the terminal execution.
+    again = await fleet.executions.CancelAgentExecution(
+        agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)
+    )
+    assert again.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED
