@@ -111,14 +111,14 @@ class RunnerSettings(BaseSettings):
     # How often long activities heartbeat; keep it well inside the heartbeat timeout.
     # Cancellation reaches an activity only through a heartbeat, so this is also about
     # how long a cancelled execution keeps running.
-    heartbeat_interval: timedelta = timedelta(seconds=2)
+    heartbeat_interval: Duration = timedelta(seconds=2)
     # Longest time the Temporal SDK holds back a heartbeat. Its default throttles to 80%
     # of the heartbeat timeout (24 s of 30 s), which would delay cancellation as long.
-    heartbeat_throttle_interval: timedelta = timedelta(seconds=1)
+    heartbeat_throttle_interval: Duration = timedelta(seconds=1)
     # Attempts for one progress report to RunnerService before the activity fails.
     report_attempts: int = Field(default=5, gt=0)
     # Streamed tokens are batched into one report per message per interval.
-    delta_flush_interval: timedelta = timedelta(milliseconds=100)
+    delta_flush_interval: Duration = timedelta(milliseconds=100)
     # Dotenv-format file of secret values (NAME=value) for agents' declared secrets.
     secrets_file: Path | None = None
     # Also resolve declared secrets from the runner's environment (it wins over the file).
@@ -127,7 +127,7 @@ class RunnerSettings(BaseSettings):
     # timeouts): doubles per attempt up to the maximum; a Retry-After is honoured up to
     # the maximum. The number of attempts and the per-call timeout are per agent
     # (ModelConfig.retry: default 3 attempts, 120 s).
-    model_retry_initial_backoff: timedelta = timedelta(seconds=1)
-    model_retry_max_backoff: timedelta = timedelta(seconds=30)
+    model_retry_initial_backoff: Duration = timedelta(seconds=1)
+    model_retry_max_backoff: Duration = timedelta(seconds=30)
     # Time for an MCP server to start (or accept the connection) and list its tools.
-    mcp_connect_timeout: timedelta = timedelta(seconds=30)
+    mcp_connect_timeout: Duration = timedelta(seconds=30)
