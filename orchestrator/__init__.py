@@ -1,5 +1,20 @@
-"""polyfleet's orchestrator: gRPC API, LMDB store and workflow-only Temporal worker."""
+"""polyfleet's orchestrator: gRPC API, LMDB store and workflow-only Temporal workers."""
 
-from orchestrator.app import Orchestrator, OrchestratorSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.app import Orchestrator, OrchestratorSettings
 
 __all__ = ["Orchestrator", "OrchestratorSettings"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily: the workflow sandbox re-imports this package for every workflow
+    # module, and it must not pull in the gRPC server, the store and their dependencies.
+    if name in __all__:
+        from orchestrator import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from google.protobuf.json_format import MessageToDict
 
 from orchestrator.errors import InvalidArgumentError
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, workflow_pb2
+from runner.dsl import InvalidDocumentError, load_document, validate_document
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # Tool names as model providers accept them (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).
@@ -204,8 +205,6 @@ def validate_workflow(
         InvalidArgumentError: Naming the field, or the JSON pointer of the first problem
             in the document (e.g. ``workflow.document/do/2/callApi/with/endpoint``).
     """
-    from runner.dsl import InvalidDocumentError, load_document, validate_document
-
     if not AGENT_NAME.match(definition.name):
         raise InvalidArgumentError(
             f"{field}.name",

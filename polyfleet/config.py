@@ -115,6 +115,8 @@ class RunnerSettings(BaseSettings):
     # Longest time the Temporal SDK holds back a heartbeat. Its default throttles to 80%
     # of the heartbeat timeout (24 s of 30 s), which would delay cancellation as long.
     heartbeat_throttle_interval: Duration = timedelta(seconds=1)
+    # Environment variables a workflow document may read as `$env` (an allow-list).
+    workflow_env: list[str] = []
     # Attempts for one progress report to RunnerService before the activity fails.
     report_attempts: int = Field(default=5, gt=0)
     # Streamed tokens are batched into one report per message per interval.

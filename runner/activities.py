@@ -14,6 +14,7 @@ from runner.errors import ExecutionClosedError
 from runner.graphton import GraphtonError, ProgressReporter, execution_logger, run_graphton
 from runner.heartbeat import heartbeating
 from runner.reporter import RunnerClient
+from runner.workflow_host import WorkflowHost
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,12 @@ def _report_prefix() -> str:
 class RunnerActivities:
     """Activity implementations bound to one RunnerService client."""
 
-    def __init__(self, client: RunnerClient, settings: RunnerSettings) -> None:
+    def __init__(
+        self, client: RunnerClient, settings: RunnerSettings, workflows: WorkflowHost
+    ) -> None:
         self._client = client
         self._settings = settings
+        self._workflows = workflows
 
     @activity.defn(name=contract.ENSURE_THREAD)
     async def ensure_thread(
@@ -93,10 +97,5 @@ class RunnerActivities:
     async def execute_workflow(
         self, params: activities_pb2.ExecuteWorkflowInput
     ) -> activities_pb2.ExecuteWorkflowOutput:
-        """Not available yet: the Serverless Workflow runtime is a later milestone."""
-        raise ApplicationError(
-            "ExecuteWorkflow is not available yet in this runner "
-            f"(execution {params.execution_id})",
-            type="NotImplemented",
-            non_retryable=True,
-        )
+        """Run a Serverless Workflow document, resuming from the last checkpoint."""
+        return await self._workflows.run(params, _report_prefix())

@@ -16,8 +16,10 @@ from temporalio.worker import Worker
 from polyfleet.channel import create_channel
 from polyfleet.config import ApiSettings, RunnerSettings, TaskQueueSettings
 from polyfleet.temporal import connect
+from polyfleet.v1 import agent_execution_pb2_grpc
 from runner.activities import RunnerActivities
 from runner.reporter import RunnerClient
+from runner.workflow_host import WorkflowHost
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,11 @@ class Runner:
         temporal = self._temporal or await connect()
         channel = create_channel(s.api.api_address, s.api)
         try:
-            activities = RunnerActivities(
-                RunnerClient(channel, attempts=s.runner.report_attempts), s.runner
+            client = RunnerClient(channel, attempts=s.runner.report_attempts)
+            host = WorkflowHost(
+                client, agent_execution_pb2_grpc.AgentExecutionServiceStub(channel), s.runner
             )
+            activities = RunnerActivities(client, s.runner, host)
             by_kind = runner_activities(activities)
             queues = {
                 "agent": s.queues.agent_execution_runner_task_queue if s.runner.agents else "",

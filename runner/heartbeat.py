@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity
 
 
-async def _beat(interval: float) -> None:
+async def _beat(interval: float, details: Callable[[], Sequence[Any]]) -> None:
     while True:
-        activity.heartbeat()
+        activity.heartbeat(*details())
         await asyncio.sleep(interval)
 
 
+def _no_details() -> Sequence[Any]:
+    return ()
+
+
 @contextlib.asynccontextmanager
-async def heartbeating(interval: timedelta) -> AsyncIterator[None]:
+async def heartbeating(
+    interval: timedelta, details: Callable[[], Sequence[Any]] = _no_details
+) -> AsyncIterator[None]:
     """Heartbeat every ``interval`` while the body runs.
 
     Heartbeats are how a runner learns its activity was cancelled, and how
-    Temporal learns the runner is alive; the body keeps its own pace.
+    Temporal learns the runner is alive; the body keeps its own pace. Each heartbeat
+    carries ``details()`` (a heartbeat replaces the previous details, so a checkpoint
+    must be repeated in every one).
     """
-    task = asyncio.create_task(_beat(interval.total_seconds()))
+    task = asyncio.create_task(_beat(interval.total_seconds(), details))
     try:
         yield
     finally:

@@ -61,6 +61,16 @@ class RunnerClient:
             lambda: self._stub.GetAgentExecutionContext(request, timeout=self._timeout),
         )
 
+    async def workflow_context(
+        self, execution_id: str
+    ) -> runner_pb2.GetWorkflowExecutionContextResponse:
+        """Fetch the workflow execution and its workflow."""
+        request = runner_pb2.GetWorkflowExecutionContextRequest(execution_id=execution_id)
+        return await self._call(
+            "GetWorkflowExecutionContext",
+            lambda: self._stub.GetWorkflowExecutionContext(request, timeout=self._timeout),
+        )
+
     async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
         """Get or create the execution's session thread."""
         request = runner_pb2.EnsureThreadRequest(execution_id=execution_id)

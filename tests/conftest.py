@@ -36,6 +36,8 @@ from polyfleet.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     session_pb2_grpc,
+    workflow_execution_pb2_grpc,
+    workflow_pb2_grpc,
 )
 from runner import Runner, RunnerAppSettings
 from tests.helpers import free_port
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from polyfleet.v1.agent_execution_pb2_grpc import AgentExecutionServiceAsyncStub
     from polyfleet.v1.agent_pb2_grpc import AgentServiceAsyncStub
     from polyfleet.v1.session_pb2_grpc import SessionServiceAsyncStub
+    from polyfleet.v1.workflow_execution_pb2_grpc import WorkflowExecutionServiceAsyncStub
+    from polyfleet.v1.workflow_pb2_grpc import WorkflowServiceAsyncStub
 
 
 def temporal_cli() -> str:
@@ -96,6 +100,14 @@ class Fleet:
     @property
     def executions(self) -> AgentExecutionServiceAsyncStub:
         return agent_execution_pb2_grpc.AgentExecutionServiceStub(self.channel)
+
+    @property
+    def workflows(self) -> WorkflowServiceAsyncStub:
+        return workflow_pb2_grpc.WorkflowServiceStub(self.channel)
+
+    @property
+    def workflow_executions(self) -> WorkflowExecutionServiceAsyncStub:
+        return workflow_execution_pb2_grpc.WorkflowExecutionServiceStub(self.channel)
 
 
 def unique_queues() -> TaskQueueSettings:

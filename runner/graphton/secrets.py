@@ -117,6 +117,10 @@ class Secrets:
         """
         return _REFERENCE.sub(lambda m: self.get(m.group(1), purpose=purpose), text)
 
+    def resolved(self) -> dict[str, str]:
+        """The declared secrets that have a value on this runner, by name."""
+        return dict(self._values)
+
     def scrub(self, text: str) -> str:
         """``text`` with every secret value replaced by ``[REDACTED]``."""
         for value in self._scrubbed:

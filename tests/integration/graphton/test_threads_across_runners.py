@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +11,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tests import processes
 from tests.conftest import Fleet, start_fleet, stop_fleet
 from tests.integration.graphton.conftest import (
     apply,
@@ -31,57 +27,21 @@ from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "runner"], cwd=REPO, env=env, stderr=stderr)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while "runner polling" not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"runner did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 @asynccontextmanager
 async def runner_process(
     fleet: Fleet, temporal_address: str, secrets: Path, log: Path
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """``python -m runner`` on the fleet's queues; always stopped on exit."""
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TEMPORAL_NAMESPACE": "default",
-        "POLYFLEET_API_ADDRESS": fleet.orchestrator.settings.api.api_address,
-        "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE": (
-            fleet.queues.agent_execution_runner_task_queue
-        ),
-        "TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE": (
-            fleet.queues.workflow_execution_runner_task_queue
-        ),
-        "POLYFLEET_RUNNER_WORKFLOWS": "false",
-        "POLYFLEET_RUNNER_HEARTBEAT_INTERVAL": "PT1S",
-        "POLYFLEET_RUNNER_SECRETS_FILE": str(secrets),
-        "POLYFLEET_RUNNER_SECRETS_FROM_ENVIRONMENT": "false",
-        "POLYFLEET_LOG_LEVEL": "INFO",
-    }
-    process = await asyncio.to_thread(_spawn, env, log)
-    try:
-        await asyncio.to_thread(_wait_ready, process, log)
+    """``python -m runner`` on the fleet's agent queue only, with the test's secrets."""
+    assert temporal_address == fleet.temporal.service_client.config.target_host
+    async with processes.runner_process(
+        fleet,
+        log,
+        POLYFLEET_RUNNER_WORKFLOWS="false",
+        POLYFLEET_RUNNER_HEARTBEAT_INTERVAL="PT1S",
+        POLYFLEET_RUNNER_SECRETS_FILE=str(secrets),
+        POLYFLEET_RUNNER_SECRETS_FROM_ENVIRONMENT="false",
+    ) as process:
         yield process
-    finally:
-        await asyncio.to_thread(_stop, process)
 
 
 def numbered_answers() -> Callable[[Recorded], Reply]:

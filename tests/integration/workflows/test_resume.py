@@ -1,0 +1,89 @@
+"""A runner killed mid-workflow: another runner resumes after the last completed task."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+
+from polyfleet.config import ExecutionSettings
+from polyfleet.v1 import common_pb2
+from tests.conftest import Fleet, start_fleet, stop_fleet
+from tests.helpers import assert_eventually
+from tests.http_server import Server
+from tests.integration.workflows.conftest import apply_workflow, finish, output, start
+from tests.processes import runner_process
+
+
+async def _calls(http: Server, name: str) -> int:
+    return http.calls[name]
+
+
+async def _heartbeat_details(fleet: Fleet, workflow_id: str) -> int:
+    description = await fleet.temporal.get_workflow_handle(workflow_id).describe()
+    pending = description.raw_description.pending_activities
+    return len(pending[0].heartbeat_details.payloads) if pending else 0
+
+
+async def test_sigkilled_runner_is_resumed_without_repeating_completed_tasks(
+    temporal_client: Client, tmp_path: Path, http: Server
+) -> None:
+    fleet = await start_fleet(
+        temporal_client,
+        tmp_path,
+        with_runner=False,
+        executions=ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3)),
+    )
+    try:
+        await apply_workflow(
+            fleet,
+            "five",
+            f"""
+            do:
+              - one:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/count/one"}}
+              - two:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/count/two"}}
+              - three:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/hold/three"}}
+              - four:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/count/four"}}
+              - five:
+                  set:
+                    last: ${{ .count }}
+                    first: ${{ $workflow.input.order }}
+            """,
+        )
+        only_workflows = {"POLYFLEET_RUNNER_AGENTS": "false"}
+        async with runner_process(fleet, tmp_path / "runner-a.log", **only_workflows) as a:
+            created = await start(fleet, "five", {"order": 42})
+            await assert_eventually(lambda: _calls(http, "three"), lambda n: n == 1, timeout=30)
+            # The checkpoint taken after task 2 has reached Temporal with a heartbeat.
+            await assert_eventually(
+                lambda: _heartbeat_details(fleet, created.workflow_id), lambda n: n > 0
+            )
+            os.kill(a.pid, signal.SIGKILL)
+            a.wait(10)
+        async with runner_process(fleet, tmp_path / "runner-b.log", **only_workflows):
+            done = await finish(fleet, created.id, timeout=60)
+        assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
+        assert (http.calls["one"], http.calls["two"]) == (1, 1)  # not executed again
+        assert http.calls["three"] == 2  # the task that was running when the runner died
+        assert http.calls["four"] == 1
+        assert output(done) == {"last": 1, "first": 42}
+        history = await fleet.temporal.get_workflow_handle(created.workflow_id).fetch_history()
+        attempts = [
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+        ]
+        assert attempts == [2]
+    finally:
+        await stop_fleet(fleet)

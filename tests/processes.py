@@ -1,0 +1,68 @@
+"""Runner processes for tests: `python -m runner` on a fleet's queues, always stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tests.conftest import Fleet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "runner"], cwd=REPO, env=env, stderr=stderr)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while "runner polling" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"runner did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@asynccontextmanager
+async def runner_process(
+    fleet: Fleet, log: Path, **overrides: str
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Start ``python -m runner`` on the fleet's queues; ``overrides`` add environment."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": fleet.temporal.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": fleet.temporal.namespace,
+        "POLYFLEET_API_ADDRESS": fleet.orchestrator.address,
+        "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE": (
+            fleet.queues.agent_execution_runner_task_queue
+        ),
+        "TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE": (
+            fleet.queues.workflow_execution_runner_task_queue
+        ),
+        "POLYFLEET_RUNNER_HEARTBEAT_INTERVAL": "0.5",
+        "POLYFLEET_LOG_LEVEL": "INFO",
+        **overrides,
+    }
+    process = await asyncio.to_thread(_spawn, env, log)
+    try:
+        await asyncio.to_thread(_wait_ready, process, log)
+        yield process
+    finally:
+        await asyncio.to_thread(_stop, process)
