@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
-
 import store
 from orchestrator.errors import InvalidArgumentError, NotFoundError
-from orchestrator.events import EventHub
 from orchestrator.executions import Executions, Kind
 from orchestrator.status import merge_agent_update
 from orchestrator.validation import validate_create_agent_execution
 from polyfleet import contract
-from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, session_pb2
 
 AgentExecution = agent_execution_pb2.AgentExecution
@@ -41,16 +37,7 @@ AGENT_KIND: Kind[AgentExecution] = Kind(
 class AgentExecutions(Executions[AgentExecution]):
     """Agent executions: the shared service plus agent and session handling on Create."""
 
-    def __init__(
-        self,
-        db: store.Store,
-        temporal: Client,
-        hub: EventHub,
-        queues: TaskQueueSettings,
-        settings: ExecutionSettings,
-    ) -> None:
-        super().__init__(AGENT_KIND, db, temporal, hub, queues, settings)
-        self._db = db
+    kind = AGENT_KIND
 
     async def create_from(
         self, request: agent_execution_pb2.CreateAgentExecutionRequest

@@ -104,19 +104,23 @@ def system_message(message_id: str, content: str) -> common_pb2.Message:
 
 
 class Executions(Generic[E]):
-    """Persists executions of one kind, starts their workflows and serves their status."""
+    """Persists executions of one kind, starts their workflows and serves their status.
+
+    Subclasses set ``kind`` and add the kind's own Create logic.
+    """
+
+    kind: Kind[E]
 
     def __init__(
         self,
-        kind: Kind[E],
         db: store.Store,
         temporal: Client,
         hub: EventHub,
         queues: TaskQueueSettings,
         settings: ExecutionSettings,
     ) -> None:
-        self.kind: Kind[E] = kind
-        self._repo: store.ExecutionRepository[E] = kind.repository(db)
+        self._db = db
+        self._repo: store.ExecutionRepository[E] = self.kind.repository(db)
         self._temporal = temporal
         self._hub = hub
         self._queues = queues

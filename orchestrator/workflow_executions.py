@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
-
 import store
 from orchestrator.errors import InvalidArgumentError, NotFoundError
-from orchestrator.events import EventHub
 from orchestrator.executions import Executions, Kind
 from orchestrator.status import merge_workflow_update
 from polyfleet import contract
-from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import activities_pb2, common_pb2, workflow_execution_pb2
 
 WorkflowExecution = workflow_execution_pb2.WorkflowExecution
@@ -39,16 +35,7 @@ WORKFLOW_KIND: Kind[WorkflowExecution] = Kind(
 class WorkflowExecutions(Executions[WorkflowExecution]):
     """Workflow executions: the shared service plus workflow lookup on Create."""
 
-    def __init__(
-        self,
-        db: store.Store,
-        temporal: Client,
-        hub: EventHub,
-        queues: TaskQueueSettings,
-        settings: ExecutionSettings,
-    ) -> None:
-        super().__init__(WORKFLOW_KIND, db, temporal, hub, queues, settings)
-        self._db = db
+    kind = WORKFLOW_KIND
 
     async def create_from(
         self, request: workflow_execution_pb2.CreateWorkflowExecutionRequest
