@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from typing import Any
+
 import store
-from orchestrator.errors import InvalidArgumentError, NotFoundError
-from orchestrator.executions import Executions, Kind
+from orchestrator.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    WorkflowStartError,
+)
+from orchestrator.executions import DEFAULT_PRIORITY, Executions, Kind
 from orchestrator.status import merge_agent_update
 from orchestrator.validation import validate_create_agent_execution
 from polyfleet import contract
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, session_pb2
 
 AgentExecution = agent_execution_pb2.AgentExecution
+logger = logging.getLogger(__name__)
+
+
+def request_fingerprint(request: agent_execution_pb2.CreateAgentExecutionRequest) -> bytes:
+    """Digest of what a Create request asks for, to tell a retry from a different request."""
+    body = agent_execution_pb2.CreateAgentExecutionRequest()
+    body.CopyFrom(request)
+    body.ClearField("request_id")
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
+
+
+def _session_for_request(request_id: str) -> str:
+    # Without a session, a retried request must land in the session its original created.
+    if not request_id:
+        return ""
+    return "ses-" + hashlib.sha256(request_id.encode()).hexdigest()[:20]
 
 
 def _workflow_input(
@@ -39,45 +66,157 @@ class AgentExecutions(Executions[AgentExecution]):
 
     kind = AGENT_KIND
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Creates and dequeues of one session are serialized: threads never see two
+        # executions writing at once, and the queue order is the creation order.
+        self._session_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._background: set[asyncio.Task[Any]] = set()
+
     async def create_from(
         self, request: agent_execution_pb2.CreateAgentExecutionRequest
     ) -> AgentExecution:
-        """Validate a Create request, persist PENDING, start the workflow.
+        """Validate a Create request, persist PENDING, start the workflow (or enqueue it).
 
         Raises:
-            InvalidArgumentError: A field of the request is invalid.
+            InvalidArgumentError: A field of the request is invalid, or its request_id was
+                used for another request.
             NotFoundError: The agent or session does not exist.
+            FailedPreconditionError: The session has an execution in flight and the
+                request's multitask strategy is reject.
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
         """
-        validate_create_agent_execution(request)
+        validate_create_agent_execution(request, self.settings.max_message_chars)
         spec = request.execution
         try:
             agent = await self._db.agents.get(spec.agent)
         except store.NotFoundError:
             raise NotFoundError("agent", spec.agent) from None
-        session = await self._session_for(spec.session_id, agent.name)
+        session_id = spec.session_id or _session_for_request(request.request_id)
+        async with self._session_locks[session_id or "-"]:
+            session = await self._session_for(spec.session_id, session_id, agent.name)
+            in_flight = await self.in_flight(session.id) if spec.session_id else []
+            for execution in in_flight:
+                if request.request_id and execution.request_id == request.request_id:
+                    return await self.create_duplicate(execution, request)
+            queued_behind = await self._multitask(request, in_flight)
+            execution = self._new_execution(request, agent.name, session.id, queued_behind)
+            user_message = common_pb2.Message(
+                id=f"{execution.id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=spec.message
+            )
+            user_message.create_time.GetCurrentTime()
+            first = common_pb2.ExecutionUpdate(
+                phase=common_pb2.EXECUTION_PHASE_PENDING,
+                messages=[user_message],
+                reason=f"queued behind {queued_behind}" if queued_behind else "created",
+            )
+            return await self.create(
+                execution,
+                first,
+                request_key=request.request_id,
+                fingerprint=request_fingerprint(request),
+                start=not queued_behind,
+            )
+
+    async def create_duplicate(
+        self, original: AgentExecution, request: agent_execution_pb2.CreateAgentExecutionRequest
+    ) -> AgentExecution:
+        """Answer a repeated request_id with the original execution, if the bodies agree."""
+        execution = self._new_execution(request, original.agent, original.session_id, "")
+        created, _ = await self._repo.create_once(
+            execution, request.request_id, request_fingerprint(request)
+        )
+        return await self.get(created.id)
+
+    def _new_execution(
+        self,
+        request: agent_execution_pb2.CreateAgentExecutionRequest,
+        agent: str,
+        session_id: str,
+        queued_behind: str,
+    ) -> AgentExecution:
+        spec = request.execution
         execution_id = store.new_id("aex")
-        execution = AgentExecution(
+        return AgentExecution(
             id=execution_id,
-            agent=agent.name,
-            session_id=session.id,
+            agent=agent,
+            session_id=session_id,
             message=spec.message,
             labels=dict(spec.labels),
             request_id=request.request_id,
+            priority=spec.priority or DEFAULT_PRIORITY,
             workflow_id=AGENT_KIND.workflow_id(execution_id),
             status=agent_execution_pb2.AgentExecutionStatus(
-                phase=common_pb2.EXECUTION_PHASE_PENDING
+                phase=common_pb2.EXECUTION_PHASE_PENDING, queued_behind=queued_behind
             ),
         )
-        user_message = common_pb2.Message(
-            id=f"{execution_id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=spec.message
-        )
-        user_message.create_time.GetCurrentTime()
-        first = common_pb2.ExecutionUpdate(
-            phase=common_pb2.EXECUTION_PHASE_PENDING, messages=[user_message]
-        )
-        return await self.create(execution, first)
+
+    async def _multitask(
+        self,
+        request: agent_execution_pb2.CreateAgentExecutionRequest,
+        in_flight: list[AgentExecution],
+    ) -> str:
+        """Apply the multitask strategy; return the execution to queue behind, if any."""
+        if not in_flight:
+            return ""
+        strategy = request.multitask_strategy or common_pb2.MULTITASK_STRATEGY_ENQUEUE
+        newest = in_flight[-1]
+        if strategy == common_pb2.MULTITASK_STRATEGY_REJECT:
+            raise FailedPreconditionError(
+                f"session {newest.session_id} has execution {newest.id} in flight "
+                "(multitask_strategy=reject)"
+            )
+        if strategy == common_pb2.MULTITASK_STRATEGY_INTERRUPT:
+            for execution in in_flight:
+                await self.cancel(execution.id)
+        return newest.id
+
+    async def in_flight(self, session_id: str) -> list[AgentExecution]:
+        """The session's PENDING and RUNNING executions, oldest first."""
+        found: list[AgentExecution] = []
+        for phase in (common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING):
+            token = ""
+            while True:
+                items, token = await self.list(
+                    {"session_id": session_id, "phase": phase}, 500, token
+                )
+                found.extend(items)
+                if not token:
+                    break
+        return sorted(found, key=lambda e: (e.create_time.ToNanoseconds(), e.id))
+
+    async def on_terminal(self, execution: AgentExecution) -> None:
+        """Start the session's next queued execution, in the background."""
+        if not execution.session_id:
+            return
+        task = asyncio.create_task(self.dequeue(execution.session_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def dequeue(self, session_id: str) -> str:
+        """Start the oldest queued execution of a session once nothing else runs in it.
+
+        Returns:
+            The ID of the execution started, or "" when none was.
+        """
+        async with self._session_locks[session_id]:
+            in_flight = await self.in_flight(session_id)
+            if not in_flight or not in_flight[0].status.queued_behind:
+                return ""  # something still runs, or nothing waits
+            head = in_flight[0]
+
+            def release(execution: AgentExecution) -> None:
+                execution.status.queued_behind = ""
+
+            started = await self._repo.update(head.id, release)
+            self._hub.publish(head.id)
+            logger.info("dequeued", extra={"execution_id": head.id})
+            try:
+                await self.start_workflow(started)
+            except WorkflowStartError:
+                pass  # persisted FAILED; its on_terminal dequeues the next one
+            return head.id
 
     async def execute(self, request: agent_execution_pb2.ExecuteAgentRequest) -> AgentExecution:
         """Create an execution and wait for its terminal state (see ``execute_wait``)."""
@@ -96,14 +235,30 @@ class AgentExecutions(Executions[AgentExecution]):
             filters["session_id"] = request.session_id
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list(filters, request.page_size, request.page_token)
+        items, token = await self.list(
+            filters,
+            request.page_size,
+            request.page_token,
+            created_after=request.created_after if request.HasField("created_after") else None,
+            created_before=(request.created_before if request.HasField("created_before") else None),
+            labels=dict(request.labels),
+        )
         return agent_execution_pb2.ListAgentExecutionsResponse(
             executions=items, next_page_token=token
         )
 
-    async def _session_for(self, session_id: str, agent: str) -> session_pb2.Session:
-        if not session_id:
-            return await self._db.sessions.create(session_pb2.Session(agent=agent))
+    async def _session_for(
+        self, requested: str, session_id: str, agent: str
+    ) -> session_pb2.Session:
+        if not requested:
+            # A new session; a retried request (same request_id) gets the same one.
+            try:
+                return await self._db.sessions.create(
+                    session_pb2.Session(id=session_id, agent=agent)
+                )
+            except store.AlreadyExistsError:
+                return await self._db.sessions.get(session_id)
+        session_id = requested
         try:
             session = await self._db.sessions.get(session_id)
         except store.NotFoundError:

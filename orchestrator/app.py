@@ -19,6 +19,7 @@ from orchestrator.activities import StatusActivities
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
+from orchestrator.reconciler import Reconciler
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
@@ -94,6 +95,7 @@ class Orchestrator:
         self.address = settings.api.api_address
         self.db: store.Store | None = None
         self.workers: list[Worker] = []
+        self.reconciler: Reconciler | None = None
 
     async def wait_ready(self) -> None:
         """Return once the API serves and the workers poll."""
@@ -126,6 +128,11 @@ class Orchestrator:
                     activities=[update_status],
                 ),
             ]
+            self.reconciler = Reconciler(
+                temporal, [services.agent_executions, services.workflow_executions]
+            )
+            # Before the API serves, so no Create is between persisting and starting.
+            await self.reconciler.reconcile(startup=True)
             await server.start()
             for name in (*_SERVICE_NAMES, ""):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -139,8 +146,12 @@ class Orchestrator:
                         queues.agent_execution_orchestrator_task_queue,
                         queues.workflow_execution_orchestrator_task_queue,
                     )
+                    periodic = asyncio.create_task(
+                        self.reconciler.run_forever(s.executions.reconcile_interval.total_seconds())
+                    )
                     self._ready.set()
                     await self._stop.wait()
+                    periodic.cancel()
                     # Stop taking new RPCs first, so clients fail over while workers drain.
                     await health_servicer.enter_graceful_shutdown()
                     await server.stop(s.shutdown_grace)

@@ -8,7 +8,10 @@ rules, Temporal workflow and queues).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +19,10 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.client import Client
+from temporalio.common import Priority
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import store
@@ -35,6 +41,8 @@ from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, workfl
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PRIORITY = 3
+
 # Watchers and waiters re-read the store at least this often, as a safety net for wake-ups.
 _POLL_SECONDS = 5.0
 
@@ -49,7 +57,8 @@ class Kind(Generic[E]):
 
     name: str
     repository: Callable[[store.Store], store.ExecutionRepository[E]]
-    merge: Callable[[E, common_pb2.ExecutionUpdate], None]
+    # (execution, update, source) -> None; mutates the execution.
+    merge: Callable[[E, common_pb2.ExecutionUpdate, str], None]
     workflow_type: str
     workflow_id: Callable[[str], str]
     orchestrator_queue: Callable[[TaskQueueSettings], str]
@@ -126,20 +135,59 @@ class Executions(Generic[E]):
         self._queues = queues
         self.settings = settings
 
-    async def create(self, execution: E, first: common_pb2.ExecutionUpdate) -> E:
+    async def create(
+        self,
+        execution: E,
+        first: common_pb2.ExecutionUpdate,
+        *,
+        request_key: str = "",
+        fingerprint: bytes = b"",
+        start: bool = True,
+    ) -> E:
         """Persist a validated execution PENDING, log ``first`` as event 1, start its workflow.
 
+        Args:
+            execution: The execution to store, PENDING.
+            first: Event 1 of its log.
+            request_key: The client's ``request_id``: a repeat returns the original execution
+                (also across restarts and when the repeats arrive concurrently).
+            fingerprint: Digest of the request body; a repeated key with another body is
+                refused.
+            start: False to persist only (an execution enqueued behind another).
+
         Raises:
+            InvalidArgumentError: ``request_key`` was used with a different request.
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
         """
-        await self._repo.create(execution)
+        if request_key:
+            try:
+                stored, created = await self._repo.create_once(execution, request_key, fingerprint)
+            except store.RequestKeyConflictError as err:
+                raise InvalidArgumentError(
+                    "request_id",
+                    f"'{request_key}' was already used for a different request "
+                    f"(execution {err.execution_id})",
+                ) from None
+            if not created:
+                return await self.get(stored.id)
+        else:
+            await self._repo.create(execution)
         execution_id = execution.id
         await self.report(execution_id, "created", "api", first)
-        await self._start_workflow(execution)
+        if self.settings.fault_kill_before_workflow_start:
+            # Test hook: die exactly between persisting and starting (see the reconciler).
+            os.kill(os.getpid(), signal.SIGKILL)
+        if start:
+            await self.start_workflow(execution)
         return await self.get(execution_id)
 
-    async def _start_workflow(self, execution: E) -> None:
+    async def start_workflow(self, execution: E) -> None:
+        """Start the execution's Temporal workflow (already started counts as success).
+
+        Raises:
+            WorkflowStartError: Temporal refused; the execution is persisted FAILED.
+        """
         execution_id = execution.id
         workflow_id = execution.workflow_id
         runner_queue = self.kind.runner_queue(self._queues)
@@ -152,7 +200,11 @@ class Executions(Generic[E]):
                 task_queue=self.kind.orchestrator_queue(self._queues),
                 memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
                 run_timeout=self.kind.run_timeout(self.settings),
+                priority=Priority(priority_key=execution.priority or DEFAULT_PRIORITY),
             )
+        except WorkflowAlreadyStartedError:
+            logger.info("workflow already started", extra=extra)
+            return
         except Exception as err:
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             logger.error("workflow start failed: %s", reason, extra=extra)
@@ -192,12 +244,31 @@ class Executions(Generic[E]):
         return execution
 
     async def list(
-        self, filters: Mapping[str, str | int], page_size: int, page_token: str
+        self,
+        filters: Mapping[str, str | int],
+        page_size: int,
+        page_token: str,
+        *,
+        created_after: Timestamp | None = None,
+        created_before: Timestamp | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> tuple[list[E], str]:
-        """List executions newest first, filtered and paginated."""
+        """List executions newest first, filtered and paginated.
+
+        One filter is served from its index (``session_id``, ``agent``/``workflow``, then
+        ``phase``); the created-time range narrows that index scan; labels are checked on
+        the executions the scan yields.
+        """
+        if page_size < 0:
+            raise InvalidArgumentError("page_size", "must not be negative")
         try:
             items, token = await self._repo.list(
-                filters=dict(filters), page_size=page_size, page_token=page_token
+                filters=dict(filters),
+                page_size=page_size,
+                page_token=page_token,
+                created_after=created_after.ToNanoseconds() if created_after else 0,
+                created_before=created_before.ToNanoseconds() if created_before else 0,
+                labels=labels or None,
             )
         except store.InvalidPageTokenError:
             raise invalid_page_token() from None
@@ -221,7 +292,11 @@ class Executions(Generic[E]):
         """
         try:
             execution, event, applied = await self._repo.apply_report(
-                execution_id, report_id, source, update, self.kind.merge
+                execution_id,
+                report_id,
+                source,
+                update,
+                functools.partial(self._merge, source=source),
             )
         except store.NotFoundError:
             raise NotFoundError(self.kind.name, execution_id) from None
@@ -236,7 +311,15 @@ class Executions(Generic[E]):
             raise
         if applied:
             self._hub.publish(execution_id)
+            if update.phase and is_terminal(update.phase):
+                await self.on_terminal(execution)
         return ReportResult(execution=execution, event=event, applied=applied)
+
+    async def on_terminal(self, execution: E) -> None:
+        """Called once when an execution reaches its terminal phase."""
+
+    def _merge(self, execution: E, update: common_pb2.ExecutionUpdate, source: str) -> None:
+        self.kind.merge(execution, update, source)
 
     def execute_wait(self, timeout: Duration | None) -> float:
         """Seconds a synchronous Execute waits: the default, or the client's, bounded.

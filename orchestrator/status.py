@@ -66,13 +66,16 @@ def can_transition(current: int, requested: int) -> bool:
 
 
 def merge_agent_update(
-    execution: agent_execution_pb2.AgentExecution, update: common_pb2.ExecutionUpdate
+    execution: agent_execution_pb2.AgentExecution,
+    update: common_pb2.ExecutionUpdate,
+    source: str = "",
 ) -> None:
     """Merge a progress report into an agent execution's status.
 
     Args:
         execution: The execution to mutate.
         update: The delta to merge.
+        source: Who sent it, recorded in phase transitions.
 
     Raises:
         IllegalTransitionError: The report would change a terminal execution or make
@@ -80,7 +83,9 @@ def merge_agent_update(
 
     """
     status = execution.status
-    _merge_common(execution.id, status, update)
+    _merge_common(execution.id, status, update, source)
+    if update.phase and is_terminal(update.phase):
+        status.queued_behind = ""
     _upsert(status.tool_calls, update.tool_calls)
     _upsert(status.sub_agent_executions, update.sub_agent_executions)
     if update.HasField("usage"):
@@ -98,7 +103,9 @@ def merge_agent_update(
 
 
 def merge_workflow_update(
-    execution: workflow_execution_pb2.WorkflowExecution, update: common_pb2.ExecutionUpdate
+    execution: workflow_execution_pb2.WorkflowExecution,
+    update: common_pb2.ExecutionUpdate,
+    source: str = "",
 ) -> None:
     """Merge a progress report into a workflow execution's status.
 
@@ -108,13 +115,15 @@ def merge_workflow_update(
         IllegalTransitionError: As for :func:`merge_agent_update`.
     """
     status = execution.status
-    _merge_common(execution.id, status, update)
+    _merge_common(execution.id, status, update, source)
     _upsert(status.tasks, update.tasks)
     if update.HasField("workflow_output"):
         status.output.CopyFrom(update.workflow_output)
 
 
-def _merge_common(execution_id: str, status: Status, update: common_pb2.ExecutionUpdate) -> None:
+def _merge_common(
+    execution_id: str, status: Status, update: common_pb2.ExecutionUpdate, source: str
+) -> None:
     requested = update.phase
     if is_terminal(status.phase) and (
         (requested and requested != status.phase) or _changes_content(update)
@@ -127,6 +136,13 @@ def _merge_common(execution_id: str, status: Status, update: common_pb2.Executio
     if requested and requested != status.phase:
         now = Timestamp()
         now.GetCurrentTime()
+        status.transitions.add(
+            from_phase=status.phase,
+            to_phase=requested,
+            time=now,
+            reason=update.reason or (update.error.message if update.HasField("error") else ""),
+            source=source,
+        )
         status.phase = requested
         if requested == common_pb2.EXECUTION_PHASE_RUNNING:
             status.start_time.CopyFrom(now)

@@ -20,6 +20,7 @@ SECRET_REF = re.compile(r"\$\{([^}]*)\}")
 GRAPH_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SUPPORTED_PROVIDERS = ("scripted", "openai", "anthropic", "ollama")
 MAX_MESSAGE_CHARS = 100_000
+MAX_REQUEST_ID_CHARS = 200
 MAX_STEPS = 1000
 MAX_MODEL_ATTEMPTS = 10
 
@@ -178,6 +179,7 @@ def _unique(names: Iterable[str], field: str, what: str) -> None:
 
 def validate_create_agent_execution(
     request: agent_execution_pb2.CreateAgentExecutionRequest,
+    max_message_chars: int = MAX_MESSAGE_CHARS,
 ) -> None:
     """Check a Create request for an agent execution.
 
@@ -189,11 +191,23 @@ def validate_create_agent_execution(
         raise InvalidArgumentError("execution.agent", "must not be empty")
     if not execution.message.strip():
         raise InvalidArgumentError("execution.message", "must not be empty")
-    if len(execution.message) > MAX_MESSAGE_CHARS:
+    if len(execution.message) > max_message_chars:
         raise InvalidArgumentError(
             "execution.message",
-            f"is {len(execution.message)} characters; the limit is {MAX_MESSAGE_CHARS}",
+            f"is {len(execution.message)} characters; the limit is {max_message_chars} "
+            "(POLYFLEET_MAX_MESSAGE_CHARS)",
         )
+    validate_priority(execution.priority, "execution.priority")
+    if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidArgumentError(
+            "request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters"
+        )
+
+
+def validate_priority(priority: int, field: str) -> None:
+    """Priorities are 1 (highest) to 5; 0 means the default, 3."""
+    if not 0 <= priority <= 5:
+        raise InvalidArgumentError(field, f"{priority} is not in 1 (highest) .. 5")
 
 
 def validate_workflow(

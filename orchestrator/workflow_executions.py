@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import store
 from orchestrator.errors import InvalidArgumentError, NotFoundError
-from orchestrator.executions import Executions, Kind
+from orchestrator.executions import DEFAULT_PRIORITY, Executions, Kind
 from orchestrator.status import merge_workflow_update
+from orchestrator.validation import validate_priority
 from polyfleet import contract
 from polyfleet.v1 import activities_pb2, common_pb2, workflow_execution_pb2
 
 WorkflowExecution = workflow_execution_pb2.WorkflowExecution
-MAX_INPUT_BYTES = 256 * 1024
 
 
 def _workflow_input(
@@ -52,10 +54,13 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
         if not spec.workflow:
             raise InvalidArgumentError("execution.workflow", "must not be empty")
         size = spec.input.ByteSize()
-        if size > MAX_INPUT_BYTES:
+        limit = self.settings.max_input_bytes
+        if size > limit:
             raise InvalidArgumentError(
-                "execution.input", f"is {size} bytes; the limit is {MAX_INPUT_BYTES}"
+                "execution.input",
+                f"is {size} bytes; the limit is {limit} (POLYFLEET_MAX_INPUT_BYTES)",
             )
+        validate_priority(spec.priority, "execution.priority")
         try:
             definition = await self._db.workflows.get(spec.workflow)
         except store.NotFoundError:
@@ -69,12 +74,23 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
             request_id=request.request_id,
             workflow_id=WORKFLOW_KIND.workflow_id(execution_id),
             document=definition.document,
+            priority=spec.priority or DEFAULT_PRIORITY,
             status=workflow_execution_pb2.WorkflowExecutionStatus(
                 phase=common_pb2.EXECUTION_PHASE_PENDING
             ),
         )
-        first = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_PENDING)
-        return await self.create(execution, first)
+        first = common_pb2.ExecutionUpdate(
+            phase=common_pb2.EXECUTION_PHASE_PENDING, reason="created"
+        )
+        body = workflow_execution_pb2.CreateWorkflowExecutionRequest()
+        body.CopyFrom(request)
+        body.ClearField("request_id")
+        return await self.create(
+            execution,
+            first,
+            request_key=request.request_id,
+            fingerprint=hashlib.sha256(body.SerializeToString(deterministic=True)).digest(),
+        )
 
     async def execute(
         self, request: workflow_execution_pb2.ExecuteWorkflowRequest
@@ -93,7 +109,14 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
             filters["workflow"] = request.workflow
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list(filters, request.page_size, request.page_token)
+        items, token = await self.list(
+            filters,
+            request.page_size,
+            request.page_token,
+            created_after=request.created_after if request.HasField("created_after") else None,
+            created_before=(request.created_before if request.HasField("created_before") else None),
+            labels=dict(request.labels),
+        )
         return workflow_execution_pb2.ListWorkflowExecutionsResponse(
             executions=items, next_page_token=token
         )

@@ -94,6 +94,19 @@ class ExecutionSettings(BaseSettings):
     execute_max_wait: Duration = timedelta(seconds=300)
     # Attempts of ExecuteWorkflow; each retry on another runner resumes from the checkpoint.
     execute_workflow_max_attempts: int = Field(default=3, gt=0)
+    # Largest user message (characters) and workflow input (bytes) Create accepts. Content
+    # lives in the store, never in Temporal payloads, but it travels in every status read.
+    max_message_chars: int = Field(default=100_000, gt=0)
+    max_input_bytes: int = Field(default=256 * 1024, gt=0)
+    # The reconciler: how often it looks for executions whose state disagrees with Temporal,
+    # how old an execution must be before a periodic pass touches it (a Create may still be
+    # starting its workflow), and how long a never-started execution may still be started.
+    reconcile_interval: Duration = timedelta(seconds=60)
+    reconcile_min_age: Duration = timedelta(seconds=30)
+    reconcile_start_grace: Duration = timedelta(minutes=10)
+    # Test hook only: SIGKILL the orchestrator between persisting an execution and starting
+    # its workflow, to prove the reconciler repairs that window.
+    fault_kill_before_workflow_start: bool = False
 
 
 class RunnerSettings(BaseSettings):

@@ -296,7 +296,10 @@ class Fleet:
             "--namespace": config.namespace,
             "--log-level": "warn",
         }
-        return [str(executable), "server", "start-dev", *(x for kv in options.items() for x in kv)]
+        # Task-queue priorities (execution priority 1..5) need the new matcher.
+        extra = ["--dynamic-config-value", "matching.useNewMatcher=true"]
+        command = [str(executable), "server", "start-dev"]
+        return [*command, *(x for kv in options.items() for x in kv), *extra]
 
     def _env(self, **extra: str) -> dict[str, str]:
         base = os.environ if self.config.base_env is None else self.config.base_env

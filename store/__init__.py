@@ -5,12 +5,14 @@ never block the event loop.
 """
 
 from store._engine import DEFAULT_MAP_SIZE
+from store.checkpoints import CheckpointRepository
 from store.errors import (
     AlreadyExistsError,
     ConflictError,
     InvalidArgumentError,
     InvalidPageTokenError,
     NotFoundError,
+    RequestKeyConflictError,
     StoreClosedError,
     StoreError,
 )
@@ -30,12 +32,14 @@ __all__ = [
     "AgentExecutionRepository",
     "AgentRepository",
     "AlreadyExistsError",
+    "CheckpointRepository",
     "ConflictError",
     "ExecutionRepository",
     "InvalidArgumentError",
     "InvalidPageTokenError",
     "NamedResourceRepository",
     "NotFoundError",
+    "RequestKeyConflictError",
     "SessionRepository",
     "Store",
     "StoreClosedError",

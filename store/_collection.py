@@ -2,7 +2,7 @@
 
 Every index is its own LMDB database whose keys sort newest first within one indexed value:
 ``[value prefix] + time key + id``, the value being the resource ID. Listing is a cursor scan
-of one key range; the primary database is never scanned.
+of one key range, narrowed by creation time; the primary database is never scanned.
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Generic
 
 from store import _keys, _paging
 from store._resource import T, check_version, stamp_created, stamp_replaced
-from store.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from store.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    InvalidPageTokenError,
+    NotFoundError,
+)
 from store.ids import MAX_ID_BYTES, check_id
 
 if TYPE_CHECKING:
@@ -38,12 +43,32 @@ class FieldIndex(Generic[T]):
 
 @dataclass(frozen=True)
 class _Range:
-    """One index key range: the index name, its database, its filter and the key prefix."""
+    """The keys one List scans: ``[start, end)`` within ``prefix`` of one index.
+
+    Attributes:
+        name: Name of the index, part of page tokens.
+        db: The index database.
+        field: The filter the index serves; None for the time index.
+        prefix: Prefix of every key of the filter value (empty for the time index).
+        start: First key of the creation-time range; ``prefix`` when unbounded.
+        end: First key after the range; None when it runs to the end of ``prefix``.
+
+    """
 
     name: str
     db: Database
     field: str | None
     prefix: bytes
+    start: bytes
+    end: bytes | None
+
+    def holds(self, key: bytes) -> bool:
+        """Return whether ``key`` lies in the range."""
+        return (
+            key.startswith(self.prefix)
+            and self.start <= key
+            and (self.end is None or key < self.end)
+        )
 
 
 class Collection(Generic[T]):
@@ -168,17 +193,33 @@ class Collection(Generic[T]):
         filters: Mapping[str, FilterValue],
         page_size: int,
         page_token: str,
+        *,
+        created_after: int = 0,
+        created_before: int = 0,
+        match: Callable[[T], bool] | None = None,
     ) -> tuple[list[T], str]:
         """Return one page of resources, newest first, and the token of the next page.
 
-        The first filter that has an index (in declaration order) selects the key range to
-        scan; any further filters are checked on each loaded resource. Filters whose value is
-        empty or zero are ignored, like unset proto3 fields. The next-page token is empty
-        exactly when no further resource matches.
+        The first filter that has an index (in declaration order) selects the index range to
+        scan, and the creation-time bounds narrow it: the scan seeks to ``created_before`` and
+        stops at ``created_after``, never reading keys outside them. Any further filters, and
+        ``match``, are checked on each loaded resource. Filters whose value is empty or zero are
+        ignored, like unset proto3 fields. The next-page token is empty exactly when no further
+        resource matches.
+
+        Args:
+            txn: The read transaction.
+            filters: Field name to required value.
+            page_size: At most this many; non-positive means the default.
+            page_token: Empty for the first page, else the previous call's next-page token.
+            created_after: Unix nanoseconds, inclusive; 0 means unbounded.
+            created_before: Unix nanoseconds, exclusive; 0 means unbounded.
+            match: When set, only resources for which it returns True.
 
         Raises:
             InvalidArgumentError: A filter names no index.
-            InvalidPageTokenError: The token is not from this list with these filters.
+            InvalidPageTokenError: The token is not from this list with these filters and
+                times.
 
         """
         active = {field: value for field, value in filters.items() if value}
@@ -186,24 +227,30 @@ class Collection(Generic[T]):
         if unknown:
             supported = ", ".join(self._indexes) or "none"
             raise InvalidArgumentError("filters", f"unknown {unknown}; supported: {supported}")
-        scan = self._range(active)
+        scan = self._range(active, created_after, created_before)
         checks = [
             (self._indexes[field][0].extract, str(value))
             for field, value in active.items()
             if field != scan.field
         ]
         after = _paging.decode_token(scan.name, page_token, scan.prefix, _keys.TIME_KEY_BYTES + 1)
+        if after is not None and not scan.holds(after):
+            raise InvalidPageTokenError("the token belongs to a list of other creation times")
         limit = _paging.effective_page_size(page_size)
 
         items: list[T] = []
         last_key = b""
         with txn.cursor(db=scan.db) as cursor:
-            positioned = cursor.set_range(after or scan.prefix)
+            positioned = cursor.set_range(after or scan.start)
             if positioned and after is not None and cursor.key() == after:
                 positioned = cursor.next()
-            while positioned and cursor.key().startswith(scan.prefix):
+            while positioned and scan.holds(cursor.key()):
                 msg = self.load(txn, cursor.value().decode())
-                if msg is not None and all(str(get(msg)) == want for get, want in checks):
+                if (
+                    msg is not None
+                    and all(str(get(msg)) == want for get, want in checks)
+                    and (match is None or match(msg))
+                ):
                     if len(items) == limit:
                         return items, _paging.encode_token(scan.name, last_key)
                     items.append(msg)
@@ -211,12 +258,17 @@ class Collection(Generic[T]):
                 positioned = cursor.next()
         return items, ""
 
-    def _range(self, active: Mapping[str, FilterValue]) -> _Range:
-        for field, (_, db) in self._indexes.items():
-            if field in active:
-                prefix = _keys.value_prefix(field, active[field])
-                return _Range(f"{self._name}.by_{field}", db, field, prefix)
-        return _Range(f"{self._name}.by_time", self._by_time, None, b"")
+    def _range(
+        self, active: Mapping[str, FilterValue], created_after: int, created_before: int
+    ) -> _Range:
+        name, db, field, prefix = f"{self._name}.by_time", self._by_time, None, b""
+        for index_field, (_, index_db) in self._indexes.items():
+            if index_field in active:
+                name, db, field = f"{self._name}.by_{index_field}", index_db, index_field
+                prefix = _keys.value_prefix(index_field, active[index_field])
+                break
+        start, end = _keys.time_bounds(prefix, created_after, created_before)
+        return _Range(name, db, field, prefix, start, end)
 
     def _index_entries(self, msg: T) -> list[tuple[bytes, Database]]:
         suffix = _keys.time_key(msg.create_time) + msg.id.encode()

@@ -13,11 +13,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from store.errors import InvalidArgumentError
 
 _MAX_INT64 = 2**63 - 1
+_MAX_UINT64 = 2**64 - 1
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 # LMDB keys are at most 511 bytes; an index key holds a value, a time and an ID.
 MAX_INDEXED_VALUE_BYTES = 256
 MAX_REPORT_ID_BYTES = 256
+MAX_REQUEST_KEY_BYTES = 256
 TIME_KEY_BYTES = _U64.size
 SEQUENCE_BYTES = _U64.size
 
@@ -26,6 +28,36 @@ def time_key(create_time: Timestamp) -> bytes:
     """Encode a creation time so that an ascending scan visits the newest first."""
     nanos = min(max(create_time.ToNanoseconds(), 0), _MAX_INT64)
     return _U64.pack(_MAX_INT64 - nanos)
+
+
+def time_bounds(
+    prefix: bytes, created_after: int, created_before: int
+) -> tuple[bytes, bytes | None]:
+    """Return the key range of one index range that holds a creation-time range.
+
+    Index keys are ``prefix + time key + id`` and the time key decreases as the time
+    increases, so ``created_before`` bounds the start of the range and ``created_after`` its
+    end. Creation times are stored clamped to ``[0, 2^63-1]``, which the bounds follow.
+
+    Args:
+        prefix: Prefix shared by every key of the scanned index range.
+        created_after: Unix nanoseconds, inclusive; non-positive means unbounded.
+        created_before: Unix nanoseconds, exclusive; 0 means unbounded, and a negative time
+            precedes every stored one.
+
+    Returns:
+        The first key of the range and the first key after it (None: the end of ``prefix``).
+
+    """
+    start = prefix
+    if created_before:
+        # create_ns < created_before  <=>  time key >= 2^63-1 - created_before + 1
+        start += _U64.pack(min(max(_MAX_INT64 - created_before + 1, 0), _MAX_UINT64))
+    end = None
+    if created_after > 0:
+        # create_ns >= created_after  <=>  time key < 2^63-1 - created_after + 1
+        end = prefix + _U64.pack(_MAX_INT64 - min(created_after, _MAX_INT64) + 1)
+    return start, end
 
 
 def value_prefix(field: str, value: str | int) -> bytes:
@@ -88,3 +120,32 @@ def report_key(owner_id: str, report_id: str) -> bytes:
     if len(raw) > MAX_REPORT_ID_BYTES:
         raise InvalidArgumentError("report_id", f"longer than {MAX_REPORT_ID_BYTES} bytes")
     return owner_id.encode() + b"\x00" + raw
+
+
+def request_key(key: str) -> bytes:
+    """Encode the caller's idempotency key of a create request as a database key.
+
+    Raises:
+        InvalidArgumentError: The key is empty or too long to be a key.
+
+    """
+    raw = key.encode()
+    if not raw:
+        raise InvalidArgumentError("request_key", "must not be empty")
+    if len(raw) > MAX_REQUEST_KEY_BYTES:
+        raise InvalidArgumentError("request_key", f"longer than {MAX_REQUEST_KEY_BYTES} bytes")
+    return raw
+
+
+def encode_request(resource_id: str, fingerprint: bytes) -> bytes:
+    """Encode what a request key created: the resource ID, NUL, the request's fingerprint.
+
+    IDs contain no NUL, so the first NUL ends the ID whatever bytes the fingerprint holds.
+    """
+    return resource_id.encode() + b"\x00" + fingerprint
+
+
+def decode_request(value: bytes) -> tuple[str, bytes]:
+    """Decode the resource ID and the fingerprint recorded for a request key."""
+    resource_id, _, fingerprint = value.partition(b"\x00")
+    return resource_id.decode(), fingerprint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Protocol, Self, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -48,6 +49,9 @@ class ExecutionStatus(Protocol):
 
 class Execution(Resource, Protocol):
     """An agent or workflow execution."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
 
     @property
     def status(self) -> ExecutionStatus: ...

@@ -90,3 +90,23 @@ class InvalidPageTokenError(InvalidArgumentError):
 
     def __init__(self, reason: str) -> None:
         super().__init__("page_token", reason)
+
+
+class RequestKeyConflictError(StoreError):
+    """A request key was reused for a request that differs from the one that first used it.
+
+    Attributes:
+        kind: Resource kind, e.g. ``"agent execution"``.
+        request_key: The caller's idempotency key.
+        execution_id: ID of the execution the key created.
+
+    """
+
+    def __init__(self, kind: str, request_key: str, execution_id: str) -> None:
+        super().__init__(
+            f"request key {request_key!r} already created {kind} {execution_id!r} "
+            "from a different request"
+        )
+        self.kind = kind
+        self.request_key = request_key
+        self.execution_id = execution_id

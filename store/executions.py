@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+from store import _keys
 from store._collection import Collection, FieldIndex, FilterValue
 from store._eventlog import EventLog
 from store._resource import Execution, stamp_replaced
+from store.errors import RequestKeyConflictError, StoreError
 from store.ids import MAX_ID_BYTES, new_id
 
 if TYPE_CHECKING:
@@ -22,11 +24,14 @@ DEFAULT_EVENT_LIMIT = 1000
 
 
 class ExecutionRepository(Generic[E]):
-    """Executions of one kind, their List indexes and their append-only event logs.
+    """Executions of one kind, their List indexes, event logs and request keys.
 
     List serves one filter from its index and checks any further filters on each loaded
     execution; the index used is the first of the repository's indexes that the filters name,
     so put the most selective index first.
+
+    Request keys (of :meth:`create_once`) belong to the repository: the same key names
+    different requests in the agent and the workflow execution repositories.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class ExecutionRepository(Generic[E]):
         self._id_prefix = id_prefix
         self._items = Collection(engine, kind, factory, db_name, indexes)
         self._log = EventLog(engine, db_name)
+        self._requests = engine.database(f"{db_name}.requests")
 
     async def create(self, execution: E) -> E:
         """Store a new execution with version 1, as given (its phase is set by the caller).
@@ -73,6 +79,56 @@ class ExecutionRepository(Generic[E]):
             msg.id = new_id(self._id_prefix)
         return await self._engine.write(lambda txn: self._items.add(txn, self._items.copy(msg)))
 
+    async def create_once(
+        self, execution: E, request_key: str, fingerprint: bytes
+    ) -> tuple[E, bool]:
+        """Create the execution unless this request key already created one.
+
+        In one write transaction: if ``request_key`` was used before, the execution it created
+        is returned as currently stored (it may have been updated since); otherwise the
+        execution is created exactly like :meth:`create` and the key is recorded with its ID
+        and ``fingerprint``. Concurrent calls with one key therefore create one execution and
+        all return it. Request keys are kept forever.
+
+        Args:
+            execution: The execution; its ID is generated when empty. It is not modified.
+            request_key: The caller's idempotency key, at most 256 bytes.
+            fingerprint: Identifies the request's content, e.g. a hash of its fields; a retry
+                must present the same bytes.
+
+        Returns:
+            The stored execution, and whether it was created now.
+
+        Raises:
+            InvalidArgumentError: ``request_key`` is empty or longer than 256 bytes.
+            RequestKeyConflictError: The key was used for a request with another fingerprint.
+            AlreadyExistsError: The key is new and the execution's preset ID is taken.
+
+        """
+        key = _keys.request_key(request_key)
+        wanted = bytes(fingerprint)
+        msg = self._items.copy(execution)
+        if not msg.id:
+            msg.id = new_id(self._id_prefix)
+
+        def create_once(txn: Txn) -> tuple[E, bool]:
+            recorded = txn.get(key, db=self._requests)
+            if recorded is not None:
+                execution_id, recorded_fingerprint = _keys.decode_request(recorded)
+                if recorded_fingerprint != wanted:
+                    raise RequestKeyConflictError(self._items.kind, request_key, execution_id)
+                existing = self._items.load(txn, execution_id)
+                if existing is None:
+                    raise StoreError(
+                        f"request key {request_key!r} names {execution_id!r}, which is gone"
+                    )
+                return existing, False
+            created = self._items.add(txn, self._items.copy(msg))
+            txn.put(key, _keys.encode_request(created.id, wanted), db=self._requests)
+            return created, True
+
+        return await self._engine.write(create_once)
+
     async def get(self, execution_id: str) -> E:
         """Return the execution.
 
@@ -88,11 +144,17 @@ class ExecutionRepository(Generic[E]):
         filters: Mapping[str, FilterValue] | None = None,
         page_size: int = 0,
         page_token: str = "",
+        created_after: int = 0,
+        created_before: int = 0,
+        labels: Mapping[str, str] | None = None,
     ) -> tuple[list[E], str]:
         """Return one page of executions, newest first, and the next page token.
 
         Only one filter is served by an index; the others are checked on each execution the
-        index yields, so a rare combination of filters may read many executions per page.
+        index yields, so a rare combination of filters may read many executions per page. The
+        creation-time range bounds the scan of that index (keys are ordered by creation time):
+        it starts at ``created_before`` and stops at ``created_after``. Labels are not indexed:
+        they are checked on each execution of the scanned range.
 
         Args:
             filters: Field name to required value, e.g. ``{"agent": "x"}`` or
@@ -100,19 +162,35 @@ class ExecutionRepository(Generic[E]):
                 values are ignored, like unset request fields.
             page_size: At most this many; non-positive means 50, and at most 1000.
             page_token: Empty for the first page, else a token returned by the previous call
-                with the same filters.
+                with the same filters, times and labels.
+            created_after: Only executions created at or after this time, in Unix
+                nanoseconds; 0 (or less) means unbounded.
+            created_before: Only executions created before this time, in Unix nanoseconds;
+                0 means unbounded (a negative time precedes every execution).
+            labels: Only executions carrying every one of these labels with exactly this
+                value; empty or None means any labels.
 
         Returns:
             The executions and the next page token, empty on the last page.
 
         Raises:
             InvalidArgumentError: A filter names a field that has no index.
-            InvalidPageTokenError: The token did not come from this list with these filters.
+            InvalidPageTokenError: The token did not come from this list with these filters
+                and times.
 
         """
         wanted = dict(filters or {})
+        match = _has_labels(dict(labels)) if labels else None
         return await self._engine.read(
-            lambda txn: self._items.page(txn, wanted, page_size, page_token)
+            lambda txn: self._items.page(
+                txn,
+                wanted,
+                page_size,
+                page_token,
+                created_after=created_after,
+                created_before=created_before,
+                match=match,
+            )
         )
 
     async def update(
@@ -253,6 +331,14 @@ class WorkflowExecutionRepository(ExecutionRepository[workflow_execution_pb2.Wor
             db_name="workflow_executions",
             indexes=[FieldIndex("workflow", _workflow), FieldIndex("phase", _phase)],
         )
+
+
+def _has_labels(wanted: Mapping[str, str]) -> Callable[[Execution], bool]:
+    def has_labels(execution: Execution) -> bool:
+        carried = execution.labels
+        return all(carried.get(key) == value for key, value in wanted.items())
+
+    return has_labels
 
 
 def _session_id(execution: agent_execution_pb2.AgentExecution) -> str:

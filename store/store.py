@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Self
 
 from store._engine import DEFAULT_MAP_SIZE, Engine
+from store.checkpoints import CheckpointRepository
 from store.executions import AgentExecutionRepository, WorkflowExecutionRepository
 from store.named import AgentRepository, WorkflowRepository
 from store.sessions import SessionRepository
@@ -30,6 +31,7 @@ class Store:
         threads: Session message histories.
         agent_executions: Agent executions and their event logs.
         workflow_executions: Workflow executions and their event logs.
+        checkpoints: The latest checkpoint of each workflow execution.
 
     """
 
@@ -42,6 +44,7 @@ class Store:
         self.threads = ThreadRepository(engine, self.sessions)
         self.agent_executions = AgentExecutionRepository(engine)
         self.workflow_executions = WorkflowExecutionRepository(engine)
+        self.checkpoints = CheckpointRepository(engine)
 
     @classmethod
     def open(cls, path: Path, map_size: int = DEFAULT_MAP_SIZE) -> Store:

@@ -66,6 +66,8 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         dev_server_log_level="error",
         ui=False,
+        # Task-queue priorities need the new matcher on self-hosted servers.
+        dev_server_extra_args=["--dynamic-config-value", "matching.useNewMatcher=true"],
     )
     try:
         yield env
@@ -127,8 +129,12 @@ async def start_fleet(
     with_runner: bool = True,
     executions: ExecutionSettings | None = None,
     queues: TaskQueueSettings | None = None,
+    runner: RunnerSettings | None = None,
 ) -> Fleet:
-    """Start an orchestrator and a runner in this event loop, on unique queues."""
+    """Start an orchestrator and a runner in this event loop, on unique queues.
+
+    Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it.
+    """
     queues = queues or unique_queues()
     api = ApiSettings(api_address=f"127.0.0.1:{free_port()}")
     orchestrator = Orchestrator(
@@ -154,7 +160,7 @@ async def start_fleet(
             RunnerAppSettings(
                 api=api,
                 queues=queues,
-                runner=RunnerSettings(heartbeat_interval=timedelta(seconds=1)),
+                runner=runner or RunnerSettings(heartbeat_interval=timedelta(seconds=1)),
                 shutdown_grace=1.0,
             ),
             temporal=temporal,

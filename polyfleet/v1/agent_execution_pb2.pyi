@@ -59,6 +59,7 @@ class AgentExecution(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "aex-"."""
     agent: _builtins.str
@@ -72,6 +73,10 @@ class AgentExecution(_message.Message):
     workflow_id: _builtins.str
     """Temporal workflow that runs the execution."""
     version: _builtins.int
+    priority: _builtins.int
+    """1 (highest) .. 5; 3 when unset. Becomes the Temporal priority of the workflow and
+    its activities.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -94,10 +99,11 @@ class AgentExecution(_message.Message):
         version: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "id", b"id", "labels", b"labels", "message", b"message", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "id", b"id", "labels", b"labels", "message", b"message", "priority", b"priority", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,11 +126,15 @@ class AgentExecutionStatus(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     SUB_AGENT_EXECUTIONS_FIELD_NUMBER: _builtins.int
+    TRANSITIONS_FIELD_NUMBER: _builtins.int
+    QUEUED_BEHIND_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.ExecutionPhase.ValueType
     output_text: _builtins.str
     """Final assistant content."""
     last_sequence: _builtins.int
     """Sequence number of the last event merged into this status."""
+    queued_behind: _builtins.str
+    """While enqueued behind another execution of the session: that execution's ID."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]: ...
     @_builtins.property
@@ -141,6 +151,8 @@ class AgentExecutionStatus(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def sub_agent_executions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SubAgentExecution]: ...
+    @_builtins.property
+    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PhaseTransition]: ...
     def __init__(
         self,
         *,
@@ -155,10 +167,12 @@ class AgentExecutionStatus(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
         sub_agent_executions: _abc.Iterable[_common_pb2.SubAgentExecution] | None = ...,
+        transitions: _abc.Iterable[_common_pb2.PhaseTransition] | None = ...,
+        queued_behind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "last_sequence", b"last_sequence", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "start_time", b"start_time", "sub_agent_executions", b"sub_agent_executions", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "last_sequence", b"last_sequence", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "queued_behind", b"queued_behind", "start_time", b"start_time", "sub_agent_executions", b"sub_agent_executions", "tool_calls", b"tool_calls", "transitions", b"transitions", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -170,21 +184,25 @@ class CreateAgentExecutionRequest(_message.Message):
 
     EXECUTION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MULTITASK_STRATEGY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional idempotency key: a repeated request_id returns the original execution."""
+    multitask_strategy: _common_pb2.MultitaskStrategy.ValueType
+    """What to do when the session already has an execution in flight (default: enqueue)."""
     @_builtins.property
     def execution(self) -> Global___AgentExecution:
-        """Fields used: agent, session_id, message, labels."""
+        """Fields used: agent, session_id, message, labels, priority."""
 
     def __init__(
         self,
         *,
         execution: Global___AgentExecution | None = ...,
         request_id: _builtins.str = ...,
+        multitask_strategy: _common_pb2.MultitaskStrategy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "multitask_strategy", b"multitask_strategy", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,11 +257,34 @@ Global___GetAgentExecutionRequest: _TypeAlias = GetAgentExecutionRequest  # noqa
 class ListAgentExecutionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     PHASE_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     agent: _builtins.str
@@ -252,6 +293,18 @@ class ListAgentExecutionsRequest(_message.Message):
     """Only executions of this session."""
     phase: _common_pb2.ExecutionPhase.ValueType
     """Only executions in this phase."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only executions created at or after this time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only executions created before this time."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only executions carrying all these labels."""
+
     def __init__(
         self,
         *,
@@ -260,10 +313,13 @@ class ListAgentExecutionsRequest(_message.Message):
         agent: _builtins.str = ...,
         session_id: _builtins.str = ...,
         phase: _common_pb2.ExecutionPhase.ValueType = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "page_size", b"page_size", "page_token", b"page_token", "phase", b"phase", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_after", b"created_after", "created_before", b"created_before", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "phase", b"phase", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

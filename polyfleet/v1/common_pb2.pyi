@@ -90,6 +90,36 @@ TOOL_CALL_STATUS_SUCCEEDED: ToolCallStatus.ValueType  # 2
 TOOL_CALL_STATUS_FAILED: ToolCallStatus.ValueType  # 3
 Global___ToolCallStatus: _TypeAlias = ToolCallStatus  # noqa: Y015
 
+class _MultitaskStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MultitaskStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MultitaskStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MULTITASK_STRATEGY_UNSPECIFIED: _MultitaskStrategy.ValueType  # 0
+    """The default: enqueue."""
+    MULTITASK_STRATEGY_REJECT: _MultitaskStrategy.ValueType  # 1
+    """Refuse with FAILED_PRECONDITION naming the in-flight execution."""
+    MULTITASK_STRATEGY_ENQUEUE: _MultitaskStrategy.ValueType  # 2
+    """Run after the executions already in the session, in creation order."""
+    MULTITASK_STRATEGY_INTERRUPT: _MultitaskStrategy.ValueType  # 3
+    """Cancel the in-flight execution, then run."""
+
+class MultitaskStrategy(_MultitaskStrategy, metaclass=_MultitaskStrategyEnumTypeWrapper):
+    """MultitaskStrategy decides what happens when an agent execution is created in a
+    session that already has one in flight.
+    """
+
+MULTITASK_STRATEGY_UNSPECIFIED: MultitaskStrategy.ValueType  # 0
+"""The default: enqueue."""
+MULTITASK_STRATEGY_REJECT: MultitaskStrategy.ValueType  # 1
+"""Refuse with FAILED_PRECONDITION naming the in-flight execution."""
+MULTITASK_STRATEGY_ENQUEUE: MultitaskStrategy.ValueType  # 2
+"""Run after the executions already in the session, in creation order."""
+MULTITASK_STRATEGY_INTERRUPT: MultitaskStrategy.ValueType  # 3
+"""Cancel the in-flight execution, then run."""
+Global___MultitaskStrategy: _TypeAlias = MultitaskStrategy  # noqa: Y015
+
 class _TaskPhase:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -331,6 +361,7 @@ class ExecutionUpdate(_message.Message):
     SUB_AGENT_EXECUTIONS_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
     WORKFLOW_OUTPUT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """EXECUTION_PHASE_UNSPECIFIED leaves the phase unchanged."""
     output_text: _builtins.str
@@ -340,6 +371,8 @@ class ExecutionUpdate(_message.Message):
     event log for live watchers, not merged into the status.
     """
     delta_message_id: _builtins.str
+    reason: _builtins.str
+    """Why the phase changes, recorded in the status's phase transitions."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
@@ -381,14 +414,50 @@ class ExecutionUpdate(_message.Message):
         sub_agent_executions: _abc.Iterable[Global___SubAgentExecution] | None = ...,
         tasks: _abc.Iterable[Global___TaskStatus] | None = ...,
         workflow_output: _struct_pb2.Value | None = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "usage", b"usage", "workflow_output", b"workflow_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "sub_agent_executions", b"sub_agent_executions", "tasks", b"tasks", "tool_calls", b"tool_calls", "usage", b"usage", "workflow_output", b"workflow_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_delta", b"content_delta", "delta_message_id", b"delta_message_id", "error", b"error", "messages", b"messages", "output", b"output", "output_text", b"output_text", "phase", b"phase", "reason", b"reason", "sub_agent_executions", b"sub_agent_executions", "tasks", b"tasks", "tool_calls", b"tool_calls", "usage", b"usage", "workflow_output", b"workflow_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionUpdate: _TypeAlias = ExecutionUpdate  # noqa: Y015
+
+@_typing.final
+class PhaseTransition(_message.Message):
+    """PhaseTransition records one change of an execution's phase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_PHASE_FIELD_NUMBER: _builtins.int
+    TO_PHASE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    from_phase: Global___ExecutionPhase.ValueType
+    to_phase: Global___ExecutionPhase.ValueType
+    reason: _builtins.str
+    source: _builtins.str
+    """Who changed it: "api", "runner", "orchestrator", "reconciler"."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        from_phase: Global___ExecutionPhase.ValueType = ...,
+        to_phase: Global___ExecutionPhase.ValueType = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_phase", b"from_phase", "reason", b"reason", "source", b"source", "time", b"time", "to_phase", b"to_phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseTransition: _TypeAlias = PhaseTransition  # noqa: Y015
 
 @_typing.final
 class ExecutionEvent(_message.Message):
