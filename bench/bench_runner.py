@@ -54,6 +54,19 @@ def _seconds(execution: agent_execution_pb2.AgentExecution) -> float:
     return (status.end_time.ToNanoseconds() - status.start_time.ToNanoseconds()) / 1e9
 
 
+def _peak_overlap(executions: list[agent_execution_pb2.AgentExecution]) -> int:
+    """Most executions whose RUNNING..terminal intervals overlap at one instant."""
+    edges = sorted(
+        [(e.status.start_time.ToNanoseconds(), 1) for e in executions]
+        + [(e.status.end_time.ToNanoseconds(), -1) for e in executions]
+    )
+    current = peak = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
 class RssSampler:
     """Samples a process's resident set size in the background and keeps the peak."""
 
@@ -136,6 +149,7 @@ async def _run(address: str, start_runner: Callable[[], int]) -> list[str]:
 
     completed = [e for e in done.values() if e.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED]
     durations = sorted(_seconds(e) for e in completed)
+    peak = _peak_overlap(completed)
     median = statistics.median(durations) if durations else float("nan")
     p95 = durations[int(len(durations) * 0.95) - 1] if durations else float("nan")
     mb = 1024 * 1024
@@ -155,6 +169,7 @@ async def _run(address: str, start_runner: Callable[[], int]) -> list[str]:
         f"| wall time, runner start to last terminal | {elapsed:.1f} s |",
         f"| creates (API + store + workflow start) | {EXECUTIONS / created_in:,.0f} /s |",
         f"| executions/s | {len(completed) / elapsed:,.1f} |",
+        f"| peak executions RUNNING on the runner at once | {peak} |",
         f"| runner RSS at start (baseline) | {idle / mb:,.0f} MB |",
         f"| runner RSS peak | {sampler.peak / mb:,.0f} MB |",
         f"| runner RSS per concurrent execution | {per_execution_kb:,.0f} KB |",
