@@ -63,3 +63,19 @@ class RunnerOperations:
         except store.NotFoundError:
             raise NotFoundError("thread", request.thread_id) from None
         return runner_pb2.AppendThreadMessagesResponse(message_count=len(thread.messages))
+
+    async def put_checkpoint(self, request: runner_pb2.PutCheckpointRequest) -> None:
+        """Store the latest checkpoint of a workflow execution (sequence-prefixed)."""
+        await self._workflows.get(request.execution_id)
+        await self._db.checkpoints.put(
+            request.execution_id, request.sequence.to_bytes(8, "big") + request.data
+        )
+
+    async def get_checkpoint(self, execution_id: str) -> runner_pb2.GetCheckpointResponse:
+        """Return the latest checkpoint of a workflow execution, if any."""
+        stored = await self._db.checkpoints.get(execution_id)
+        if stored is None:
+            return runner_pb2.GetCheckpointResponse(found=False)
+        return runner_pb2.GetCheckpointResponse(
+            found=True, sequence=int.from_bytes(stored[:8], "big"), data=stored[8:]
+        )

@@ -128,6 +128,8 @@ class RunnerSettings(BaseSettings):
     # Longest time the Temporal SDK holds back a heartbeat. Its default throttles to 80%
     # of the heartbeat timeout (24 s of 30 s), which would delay cancellation as long.
     heartbeat_throttle_interval: Duration = timedelta(seconds=1)
+    # Largest task input/output shown in a workflow execution's status (bytes of JSON).
+    task_value_max_bytes: int = Field(default=256 * 1024, gt=0)
     # Environment variables a workflow document may read as `$env` (an allow-list).
     workflow_env: list[str] = []
     # Attempts for one progress report to RunnerService before the activity fails.

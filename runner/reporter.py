@@ -71,6 +71,22 @@ class RunnerClient:
             lambda: self._stub.GetWorkflowExecutionContext(request, timeout=self._timeout),
         )
 
+    async def put_checkpoint(self, execution_id: str, sequence: int, data: bytes) -> None:
+        """Store a workflow execution's latest checkpoint in the orchestrator."""
+        request = runner_pb2.PutCheckpointRequest(
+            execution_id=execution_id, sequence=sequence, data=data
+        )
+        await self._call(
+            "PutCheckpoint", lambda: self._stub.PutCheckpoint(request, timeout=self._timeout)
+        )
+
+    async def get_checkpoint(self, execution_id: str) -> runner_pb2.GetCheckpointResponse:
+        """Fetch a workflow execution's latest checkpoint."""
+        request = runner_pb2.GetCheckpointRequest(execution_id=execution_id)
+        return await self._call(
+            "GetCheckpoint", lambda: self._stub.GetCheckpoint(request, timeout=self._timeout)
+        )
+
     async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
         """Get or create the execution's session thread."""
         request = runner_pb2.EnsureThreadRequest(execution_id=execution_id)

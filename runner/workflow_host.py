@@ -1,7 +1,8 @@
 """ExecuteWorkflow: runs a Serverless Workflow document with the DSL engine.
 
 The host connects the engine to polyfleet: task reports go to RunnerService as they
-happen, checkpoints ride on heartbeats (so a retried attempt on another runner resumes
+happen, checkpoints are stored in the orchestrator and referenced from heartbeats (so a
+retried attempt on another runner resumes
 after the last completed task), and `call: agent` runs a child agent execution
 through the orchestrator's API.
 """
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Key of the checkpoint reference in heartbeat details.
+CHECKPOINT_REF = "checkpointSequence"
+
 _TASK_PHASES = {
     "PENDING": common_pb2.TASK_PHASE_PENDING,
     "RUNNING": common_pb2.TASK_PHASE_RUNNING,
@@ -69,7 +73,18 @@ def _timestamp(when: datetime | None, target: Any) -> None:
         target.FromDatetime(when)
 
 
-def task_status(report: TaskReport, agent_execution_id: str = "") -> common_pb2.TaskStatus:
+def _bounded(data: Any, limit: int) -> struct_pb2.Value:
+    # A task's input or output in the status is for people watching; past the limit it
+    # is replaced by a note (the data itself still flows to the next task).
+    text = json.dumps(data, default=str)
+    if len(text) > limit:
+        return to_value(f"[{len(text)} bytes, over the {limit}-byte status limit: not shown]")
+    return to_value(json.loads(text))
+
+
+def task_status(
+    report: TaskReport, agent_execution_id: str = "", limit: int = 256 * 1024
+) -> common_pb2.TaskStatus:
     """Convert an engine report into the TaskStatus of the execution's status."""
     status = common_pb2.TaskStatus(
         id=report.id,
@@ -80,9 +95,9 @@ def task_status(report: TaskReport, agent_execution_id: str = "") -> common_pb2.
         agent_execution_id=agent_execution_id,
     )
     if report.input is not None:
-        status.input.CopyFrom(to_value(report.input))
+        status.input.CopyFrom(_bounded(report.input, limit))
     if report.output is not None:
-        status.output.CopyFrom(to_value(report.output))
+        status.output.CopyFrom(_bounded(report.output, limit))
     if report.error is not None:
         status.error.CopyFrom(
             common_pb2.ExecutionError(
@@ -102,20 +117,25 @@ class _Hooks:
         execution_id: str,
         progress: ProgressReporter,
         agents: AgentExecutionServiceAsyncStub,
+        client: RunnerClient,
+        sequence: int,
     ) -> None:
         self._execution_id = execution_id
+        self._client = client
+        self.sequence = sequence
         self._progress = progress
         self._agents = agents
         self._last: dict[str, TaskReport] = {}
         self._links: dict[str, str] = {}
-        self.checkpoint_state: dict[str, Any] | None = None
+        self.checkpoint_ref: dict[str, Any] | None = None
+        self.value_limit = 256 * 1024
         self.completed_tasks = 0
 
     def details(self) -> Sequence[Any]:
-        return () if self.checkpoint_state is None else (self.checkpoint_state,)
+        return () if self.checkpoint_ref is None else (self.checkpoint_ref,)
 
     def _send(self, report: TaskReport) -> None:
-        status = task_status(report, self._links.get(report.id, ""))
+        status = task_status(report, self._links.get(report.id, ""), self.value_limit)
         self._progress.send(common_pb2.ExecutionUpdate(tasks=[status]))
 
     async def report(self, task: TaskReport) -> None:
@@ -125,9 +145,14 @@ class _Hooks:
         self._send(task)
 
     async def checkpoint(self, state: dict[str, Any]) -> None:
-        self.checkpoint_state = state
+        # The state can be as large as a task's output: it goes to the orchestrator's
+        # store, and the heartbeat carries only a reference, well under Temporal's limit.
+        self.sequence += 1
+        data = json.dumps(state, separators=(",", ":")).encode()
+        await self._client.put_checkpoint(self._execution_id, self.sequence, data)
+        self.checkpoint_ref = {CHECKPOINT_REF: self.sequence}
         # Send it now rather than at the next beat: the SDK throttles the actual calls.
-        activity.heartbeat(state)
+        activity.heartbeat(self.checkpoint_ref)
 
     async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
         created = await self._agents.CreateAgentExecution(
@@ -193,6 +218,24 @@ class WorkflowHost:
         self._agents = agents
         self._settings = settings
 
+    async def _resume_state(self, execution_id: str) -> tuple[dict[str, Any] | None, int]:
+        """The checkpoint to resume from (None for a first attempt) and its sequence."""
+        reference = _checkpoint_ref(activity.info().heartbeat_details)
+        if not reference:
+            return None, 0
+        stored = await self._client.get_checkpoint(execution_id)
+        # A stored checkpoint newer than the reference is valid too: it was written
+        # after its task completed, and only the heartbeat carrying it was lost.
+        if not stored.found or stored.sequence < reference:
+            raise ApplicationError(
+                f"checkpoint {reference} of execution {execution_id} is missing from the "
+                "orchestrator's store",
+                type="InvalidWorkflowDefinition",
+                non_retryable=True,
+            )
+        state: dict[str, Any] = json.loads(stored.data)
+        return state, stored.sequence
+
     def _env(self) -> Mapping[str, str]:
         return {
             name: os.environ[name] for name in self._settings.workflow_env if name in os.environ
@@ -218,7 +261,7 @@ class WorkflowHost:
             use_environment=self._settings.secrets_from_environment,
             secrets_file=self._settings.secrets_file,
         )
-        resume = _checkpoint(activity.info().heartbeat_details)
+        resume, sequence = await self._resume_state(execution_id)
         progress = ProgressReporter(
             self._client,
             execution_id,
@@ -226,7 +269,8 @@ class WorkflowHost:
             self._settings.delta_flush_interval.total_seconds(),
         )
         progress.scrub = secrets.scrub
-        hooks = _Hooks(execution_id, progress, self._agents)
+        hooks = _Hooks(execution_id, progress, self._agents, self._client, sequence)
+        hooks.value_limit = self._settings.task_value_max_bytes
         workflow_input = json_format.MessageToDict(execution.input)
         async with progress, httpx.AsyncClient(timeout=None) as http:
             if resume is None:
@@ -262,8 +306,8 @@ class WorkflowHost:
         return activities_pb2.ExecuteWorkflowOutput(completed_tasks=hooks.completed_tasks)
 
 
-def _checkpoint(details: Sequence[Any]) -> dict[str, Any] | None:
-    # Heartbeat details of an earlier attempt: the last checkpoint it recorded.
+def _checkpoint_ref(details: Sequence[Any]) -> int:
+    # Heartbeat details of an earlier attempt: a reference to its last checkpoint.
     if details and isinstance(details[-1], dict):
-        return details[-1]
-    return None
+        return int(details[-1].get(CHECKPOINT_REF, 0))
+    return 0

@@ -24,7 +24,7 @@ class Server:
     Routes: ``/echo`` (any method) answers the request back; ``/count/{name}`` counts;
     ``/flaky/{key}?fail=N`` answers 503 N times then 200; ``/status/{code}``;
     ``/slow/{name}?ms=N`` holds the request N ms, tracking concurrency and disconnects;
-    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/hold/{name}`` holds its first
+    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/big?bytes=N`` answers a large JSON body; ``/hold/{name}`` holds its first
     request until the client goes away and answers later ones at once (a task that was
     running when its runner died).
     """
@@ -45,6 +45,7 @@ class Server:
             Route("/status/{code:int}", self._status),
             Route("/slow/{name}", self._slow),
             Route("/hold/{name}", self._hold),
+            Route("/big", self._big),
             Route("/text", self._text),
             Route("/bytes", self._bytes),
         ]
@@ -142,6 +143,10 @@ class Server:
         with self._lock:
             self.completed.append(name)
         return JSONResponse({"name": name})
+
+    async def _big(self, request: Request) -> Response:
+        size = int(request.query_params.get("bytes", "1000"))
+        return JSONResponse({"data": "x" * size})
 
     async def _hold(self, request: Request) -> Response:
         name = request.path_params["name"]

@@ -57,3 +57,16 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self, request: runner_pb2.GetWorkflowExecutionContextRequest, context: Context
     ) -> runner_pb2.GetWorkflowExecutionContextResponse:
         return await self._operations.workflow_context(request.execution_id)
+
+    @unary
+    async def PutCheckpoint(
+        self, request: runner_pb2.PutCheckpointRequest, context: Context
+    ) -> runner_pb2.PutCheckpointResponse:
+        await self._operations.put_checkpoint(request)
+        return runner_pb2.PutCheckpointResponse()
+
+    @unary
+    async def GetCheckpoint(
+        self, request: runner_pb2.GetCheckpointRequest, context: Context
+    ) -> runner_pb2.GetCheckpointResponse:
+        return await self._operations.get_checkpoint(request.execution_id)

@@ -62,6 +62,16 @@ class RunnerServiceStub:
                 request_serializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.SerializeToString,
                 response_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.FromString,
                 _registered_method=True)
+        self.PutCheckpoint = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/PutCheckpoint',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.PutCheckpointRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_runner__pb2.PutCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/GetCheckpoint',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -107,6 +117,21 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutCheckpoint(self, request, context):
+        """PutCheckpoint stores the latest resume state of a workflow execution. Checkpoints live
+        here rather than in heartbeat details, which Temporal limits to its payload size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckpoint(self, request, context):
+        """GetCheckpoint returns the latest stored checkpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +159,16 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflowExecutionContext,
                     request_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.FromString,
                     response_serializer=polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.SerializeToString,
+            ),
+            'PutCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutCheckpoint,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.PutCheckpointRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_runner__pb2.PutCheckpointResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +309,60 @@ class RunnerService:
             '/polyfleet.v1.RunnerService/GetWorkflowExecutionContext',
             polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextRequest.SerializeToString,
             polyfleet_dot_v1_dot_runner__pb2.GetWorkflowExecutionContextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/PutCheckpoint',
+            polyfleet_dot_v1_dot_runner__pb2.PutCheckpointRequest.SerializeToString,
+            polyfleet_dot_v1_dot_runner__pb2.PutCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/GetCheckpoint',
+            polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.SerializeToString,
+            polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,12 @@ class RunnerServiceStub:
     """AppendThreadMessages adds messages to a thread, once per report_id."""
     GetWorkflowExecutionContext: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetWorkflowExecutionContextRequest, _runner_pb2.GetWorkflowExecutionContextResponse]
     """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
+    PutCheckpoint: _grpc.UnaryUnaryMultiCallable[_runner_pb2.PutCheckpointRequest, _runner_pb2.PutCheckpointResponse]
+    """PutCheckpoint stores the latest resume state of a workflow execution. Checkpoints live
+    here rather than in heartbeat details, which Temporal limits to its payload size.
+    """
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetCheckpointRequest, _runner_pb2.GetCheckpointResponse]
+    """GetCheckpoint returns the latest stored checkpoint."""
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -71,6 +77,12 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     """AppendThreadMessages adds messages to a thread, once per report_id."""
     GetWorkflowExecutionContext: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetWorkflowExecutionContextRequest, _runner_pb2.GetWorkflowExecutionContextResponse]  # type: ignore[assignment]
     """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
+    PutCheckpoint: _aio.UnaryUnaryMultiCallable[_runner_pb2.PutCheckpointRequest, _runner_pb2.PutCheckpointResponse]  # type: ignore[assignment]
+    """PutCheckpoint stores the latest resume state of a workflow execution. Checkpoints live
+    here rather than in heartbeat details, which Temporal limits to its payload size.
+    """
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetCheckpointRequest, _runner_pb2.GetCheckpointResponse]  # type: ignore[assignment]
+    """GetCheckpoint returns the latest stored checkpoint."""
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunnerService is the orchestrator's internal API for runner workers: runners
@@ -120,5 +132,23 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runner_pb2.GetWorkflowExecutionContextResponse, _abc.Awaitable[_runner_pb2.GetWorkflowExecutionContextResponse]]:
         """GetWorkflowExecutionContext returns the workflow execution and its workflow document."""
+
+    @_abc_1.abstractmethod
+    def PutCheckpoint(
+        self,
+        request: _runner_pb2.PutCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.PutCheckpointResponse, _abc.Awaitable[_runner_pb2.PutCheckpointResponse]]:
+        """PutCheckpoint stores the latest resume state of a workflow execution. Checkpoints live
+        here rather than in heartbeat details, which Temporal limits to its payload size.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _runner_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.GetCheckpointResponse, _abc.Awaitable[_runner_pb2.GetCheckpointResponse]]:
+        """GetCheckpoint returns the latest stored checkpoint."""
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -317,3 +317,26 @@ async def test_unknown_workflow_is_not_found(fleet: Fleet) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await start(fleet, "ghost")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_result_larger_than_temporals_payload_limit_does_not_break_it(
+    fleet: Fleet, http: Server
+) -> None:
+    await apply_workflow(
+        fleet,
+        "big",
+        f"""
+        do:
+          - fetch:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/big?bytes=3000000"}}
+          - measure:
+              set:
+                size: ${{ .data | length }}
+        """,
+    )
+    done = await finish(fleet, (await start(fleet, "big")).id)
+    assert done.status.phase == COMPLETED, done.status.error
+    assert output(done) == {"size": 3_000_000}
+    shown = tasks(done)["/do/0/fetch"].output.string_value
+    assert "over the" in shown and "status limit" in shown
