@@ -153,11 +153,20 @@ async def _run(address: str, start_runner: Callable[[], int]) -> list[str]:
     median = statistics.median(durations) if durations else float("nan")
     p95 = durations[int(len(durations) * 0.95) - 1] if durations else float("nan")
     mb = 1024 * 1024
+    held = peak >= 0.9 * EXECUTIONS
     verdict = (
-        "met" if len(completed) == EXECUTIONS and sampler.peak / mb <= RSS_TARGET_MB else "NOT met"
+        "met"
+        if len(completed) == EXECUTIONS and sampler.peak / mb <= RSS_TARGET_MB and held
+        else "NOT met"
+    )
+    why = (
+        ""
+        if held
+        else f" (the runner held at most {peak} at once: the single orchestrator process did "
+        "not dispatch them faster, so holding all of them at once is not demonstrated)"
     )
     latency = MODEL_LATENCY_MS / 1000
-    per_execution_kb = (sampler.peak - idle) / EXECUTIONS / 1024
+    per_execution_kb = (sampler.peak - idle) / max(peak, 1) / 1024
     return [
         f"{EXECUTIONS} executions queued, then one runner process started and handed all of "
         f"them (scripted model answering after {latency:g} s; "
@@ -172,15 +181,16 @@ async def _run(address: str, start_runner: Callable[[], int]) -> list[str]:
         f"| peak executions RUNNING on the runner at once | {peak} |",
         f"| runner RSS at start (baseline) | {idle / mb:,.0f} MB |",
         f"| runner RSS peak | {sampler.peak / mb:,.0f} MB |",
-        f"| runner RSS per concurrent execution | {per_execution_kb:,.0f} KB |",
+        f"| runner RSS growth per execution held at once | {per_execution_kb:,.0f} KB |",
         f"| one execution alone, runner time (baseline) | {baseline:.3f} s |",
         f"| runner time per execution under load, median / p95 | {median:.3f} s / {p95:.3f} s |",
         f"| runner overhead per model step alone / under load (median) | "
         f"{(baseline - latency) * 1000:.0f} ms / {(median - latency) * 1000:.0f} ms |",
         "",
-        f"Target: {EXECUTIONS} concurrent executions all COMPLETED with runner RSS "
-        f'<= {RSS_TARGET_MB} MB: **{verdict}**. "Runner time" is RUNNING to terminal as recorded '
-        "in the status; it includes reporting to the orchestrator.",
+        f"Target: one runner holds {EXECUTIONS} concurrent executions, all COMPLETED, runner "
+        f'RSS <= {RSS_TARGET_MB} MB: **{verdict}**{why}. "Runner time" is RUNNING to '
+        "terminal as recorded in the status; under load it is dominated by waiting for the "
+        "orchestrator to run the workflow task that persists the terminal state.",
     ]
 
 
