@@ -45,7 +45,7 @@ class ExecutionDeadlineError(OrchestratorError):
         self.waited = waited
         super().__init__(
             f"execution {execution_id} did not finish within {waited:g}s; it is still running "
-            f"(watch it with WatchAgentExecution or `polyfleet executions watch {execution_id}`)"
+            f"(watch it with the Watch RPC or `polyfleet executions watch {execution_id}`)"
         )
 
 

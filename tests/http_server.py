@@ -24,9 +24,9 @@ class Server:
     Routes: ``/echo`` (any method) answers the request back; ``/count/{name}`` counts;
     ``/flaky/{key}?fail=N`` answers 503 N times then 200; ``/status/{code}``;
     ``/slow/{name}?ms=N`` holds the request N ms, tracking concurrency and disconnects;
-    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/big?bytes=N`` answers a large JSON body; ``/hold/{name}`` holds its first
-    request until the client goes away and answers later ones at once (a task that was
-    running when its runner died).
+    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/big?bytes=N`` answers a large JSON
+    body; ``/hold/{name}`` holds its first request until the client goes away and answers
+    later ones at once (a task that was running when its runner died).
     """
 
     def __init__(self) -> None:

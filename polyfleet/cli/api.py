@@ -1,46 +1,46 @@
 """The API calls behind the CLI commands, as plain async functions over gRPC stubs.
 
 Nothing here parses arguments or formats output, so each function can be tested with a
-fake server or fake stubs.
+fake server or fake stubs. Following, waiting for and cancelling executions of either kind
+is in :mod:`polyfleet.cli.follow`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from polyfleet.channel import create_channel
 from polyfleet.cli.errors import CliError
-from polyfleet.cli.output import is_terminal, phase_name
-from polyfleet.cli.progress import ProgressPrinter
-from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc, agent_pb2, agent_pb2_grpc
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    agent_execution_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    workflow_execution_pb2,
+    workflow_execution_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 
 if TYPE_CHECKING:
     from polyfleet.v1.agent_execution_pb2_grpc import AgentExecutionServiceAsyncStub
     from polyfleet.v1.agent_pb2_grpc import AgentServiceAsyncStub
-
-logger = logging.getLogger(__name__)
+    from polyfleet.v1.workflow_execution_pb2_grpc import WorkflowExecutionServiceAsyncStub
+    from polyfleet.v1.workflow_pb2_grpc import WorkflowServiceAsyncStub
 
 # Unary calls are quick lookups or writes; a minute without an answer means trouble.
 UNARY_TIMEOUT = 30.0
-# A watch that drops (orchestrator restart, network blip) resumes from the last event
-# seen, so nothing is lost; these bound how long it keeps trying.
-WATCH_RECONNECTS = 6
-WATCH_BACKOFF_SECONDS = 0.5
-_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
-# ExecuteAgent waits on the server; without a client-given wait the server uses its own
-# default (60 s), never more than its limit (300 s). The call's own deadline adds a grace
-# period so the server's DEADLINE_EXCEEDED, which names the execution, arrives first.
+# ExecuteAgent and ExecuteWorkflow wait on the server; without a client-given wait the
+# server uses its own default (60 s), never more than its limit (300 s). The call's own
+# deadline adds a grace period so the server's DEADLINE_EXCEEDED, which names the
+# execution, arrives first.
 EXECUTE_MAX_WAIT = 300.0
 EXECUTE_GRACE = 30.0
-# How often a wait for a terminal phase looks at the execution.
-POLL_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class Clients:
 
     agents: AgentServiceAsyncStub
     executions: AgentExecutionServiceAsyncStub
+    workflows: WorkflowServiceAsyncStub
+    workflow_executions: WorkflowExecutionServiceAsyncStub
 
 
 @asynccontextmanager
@@ -70,6 +72,10 @@ async def connect(address: str) -> AsyncIterator[Clients]:
             yield Clients(
                 agents=agent_pb2_grpc.AgentServiceStub(channel),
                 executions=agent_execution_pb2_grpc.AgentExecutionServiceStub(channel),
+                workflows=workflow_pb2_grpc.WorkflowServiceStub(channel),
+                workflow_executions=workflow_execution_pb2_grpc.WorkflowExecutionServiceStub(
+                    channel
+                ),
             )
     except grpc.aio.AioRpcError as exc:
         raise rpc_error(exc, address) from exc
@@ -197,61 +203,10 @@ async def execute_agent(
     return await stub.ExecuteAgent(request, timeout=deadline)
 
 
-async def cancel_agent_execution(
-    stub: AgentExecutionServiceAsyncStub, execution_id: str
-) -> agent_execution_pb2.AgentExecution:
-    """Ask for an execution to be cancelled.
-
-    Args:
-        stub: AgentExecutionService stub.
-        execution_id: Its ID.
-
-    Returns:
-        The execution right after the request: CANCELLED, still running while the runner
-        stops, or unchanged when it had already ended.
-
-    """
-    return await stub.CancelAgentExecution(
-        agent_execution_pb2.CancelAgentExecutionRequest(id=execution_id), timeout=UNARY_TIMEOUT
-    )
-
-
-async def wait_until_terminal(
-    stub: AgentExecutionServiceAsyncStub, execution_id: str, limit_seconds: float
-) -> agent_execution_pb2.AgentExecution:
-    """Poll an execution until it reaches a terminal phase.
-
-    Args:
-        stub: AgentExecutionService stub.
-        execution_id: Its ID.
-        limit_seconds: Give up after this long.
-
-    Returns:
-        The execution in its terminal phase.
-
-    Raises:
-        CliError: It was not terminal within ``limit_seconds``.
-
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_seconds
-    while True:
-        execution = await get_agent_execution(stub, execution_id)
-        if is_terminal(execution.status.phase):
-            return execution
-        if loop.time() >= deadline:
-            phase = phase_name(execution.status.phase)
-            raise CliError(
-                f"execution {execution_id} is still {phase} after {limit_seconds:g} s",
-                hint=f"follow it with: polyfleet executions watch {execution_id}",
-            )
-        await asyncio.sleep(POLL_INTERVAL)
-
-
 async def get_agent_execution(
     stub: AgentExecutionServiceAsyncStub, execution_id: str
 ) -> agent_execution_pb2.AgentExecution:
-    """Fetch one execution.
+    """Fetch one agent execution.
 
     Args:
         stub: AgentExecutionService stub.
@@ -266,59 +221,112 @@ async def get_agent_execution(
     )
 
 
-async def watch_agent_execution(
-    stub: AgentExecutionServiceAsyncStub,
-    execution_id: str,
-    printer: ProgressPrinter,
-    *,
-    after_sequence: int = 0,
-) -> agent_execution_pb2.AgentExecution:
-    """Render an execution's progress live until it reaches a terminal phase.
+# --- workflows ------------------------------------------------------------------------------
 
-    The watch resumes after the last event seen when the stream breaks, so a restart of
-    the orchestrator neither loses nor repeats output.
+
+async def apply_workflows(
+    stub: WorkflowServiceAsyncStub, workflows: Sequence[workflow_pb2.Workflow]
+) -> list[workflow_pb2.Workflow]:
+    """Create or replace each workflow by name, in order.
 
     Args:
-        stub: AgentExecutionService stub.
-        execution_id: The execution to follow.
-        printer: Receives every event and finally the outcome.
-        after_sequence: Render only events after this sequence number.
+        stub: WorkflowService stub.
+        workflows: Definitions, e.g. loaded from manifests.
 
     Returns:
-        The execution in its terminal phase.
-
-    Raises:
-        grpc.aio.AioRpcError: A call failed in a way retrying does not fix.
-        CliError: The watch kept breaking before the execution finished.
+        The stored workflows, with their versions.
 
     """
-    sequence = after_sequence
-    failures = 0
+    return [
+        await stub.ApplyWorkflow(
+            workflow_pb2.ApplyWorkflowRequest(workflow=workflow), timeout=UNARY_TIMEOUT
+        )
+        for workflow in workflows
+    ]
+
+
+async def list_workflows(stub: WorkflowServiceAsyncStub) -> list[workflow_pb2.Workflow]:
+    """Fetch every workflow, following page tokens.
+
+    Args:
+        stub: WorkflowService stub.
+
+    Returns:
+        All workflows in server order.
+
+    """
+    workflows: list[workflow_pb2.Workflow] = []
+    token = ""
     while True:
-        try:
-            request = agent_execution_pb2.WatchAgentExecutionRequest(
-                id=execution_id, after_sequence=sequence
-            )
-            async for response in stub.WatchAgentExecution(request):
-                # The snapshot is skipped: the events after `sequence` are what is wanted,
-                # and rendering the snapshot's status too would show its content twice.
-                if response.HasField("event"):
-                    printer.event(response.event)
-                    sequence = max(sequence, response.event.sequence)
-                    failures = 0
-            execution = await get_agent_execution(stub, execution_id)
-            if is_terminal(execution.status.phase):
-                printer.finish(execution)
-                return execution
-            problem = "the watch ended before the execution finished"
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _RETRYABLE:
-                printer.end_line()
-                raise
-            problem = f"{exc.code().name}: {exc.details()}"
-        failures += 1
-        if failures > WATCH_RECONNECTS:
-            printer.end_line()
-            raise CliError(f"gave up watching {execution_id}: {problem}")
-        logger.info("watch of %s broke (%s); resuming after %d", execution_id, problem, sequence)
-        await asyncio.sleep(WATCH_BACKOFF_SECONDS * 2 ** (failures - 1))
+        response = await stub.ListWorkflows(
+            workflow_pb2.ListWorkflowsRequest(page_token=token), timeout=UNARY_TIMEOUT
+        )
+        workflows.extend(response.workflows)
+        token = response.next_page_token
+        if not token:
+            return workflows
+
+
+def _workflow_execution(
+    workflow: str, workflow_input: Mapping[str, Any] | None
+) -> workflow_execution_pb2.WorkflowExecution:
+    execution = workflow_execution_pb2.WorkflowExecution(workflow=workflow)
+    if workflow_input is not None:
+        execution.input.SetInParent()
+        execution.input.update(workflow_input)
+    return execution
+
+
+async def create_workflow_execution(
+    stub: WorkflowExecutionServiceAsyncStub,
+    workflow: str,
+    workflow_input: Mapping[str, Any] | None = None,
+) -> workflow_execution_pb2.WorkflowExecution:
+    """Start a workflow execution without waiting for it.
+
+    Args:
+        stub: WorkflowExecutionService stub.
+        workflow: Workflow name.
+        workflow_input: The workflow's input (a JSON object); None sends none.
+
+    Returns:
+        The new execution, normally PENDING.
+
+    """
+    request = workflow_execution_pb2.CreateWorkflowExecutionRequest(
+        execution=_workflow_execution(workflow, workflow_input)
+    )
+    return await stub.CreateWorkflowExecution(request, timeout=UNARY_TIMEOUT)
+
+
+async def execute_workflow(
+    stub: WorkflowExecutionServiceAsyncStub,
+    workflow: str,
+    workflow_input: Mapping[str, Any] | None = None,
+    wait_seconds: float | None = None,
+) -> workflow_execution_pb2.WorkflowExecution:
+    """Run a workflow and wait for the execution's terminal state (``ExecuteWorkflow``).
+
+    Args:
+        stub: WorkflowExecutionService stub.
+        workflow: Workflow name.
+        workflow_input: The workflow's input (a JSON object); None sends none.
+        wait_seconds: How long the server waits; None leaves it to the server's default.
+
+    Returns:
+        The execution in its terminal phase, with its output.
+
+    Raises:
+        grpc.aio.AioRpcError: DEADLINE_EXCEEDED when the execution did not finish in time
+            (it keeps running; the server's message names it), or any other failure.
+
+    """
+    request = workflow_execution_pb2.ExecuteWorkflowRequest(
+        request=workflow_execution_pb2.CreateWorkflowExecutionRequest(
+            execution=_workflow_execution(workflow, workflow_input)
+        )
+    )
+    if wait_seconds is not None:
+        request.timeout.FromNanoseconds(round(wait_seconds * 1e9))
+    deadline = (EXECUTE_MAX_WAIT if wait_seconds is None else wait_seconds) + EXECUTE_GRACE
+    return await stub.ExecuteWorkflow(request, timeout=deadline)

@@ -19,8 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO, TypeVar
 
-from polyfleet.cli import api
-from polyfleet.cli.commands import api_address, exit_code_for, load_agent_files
+from polyfleet.cli import api, follow
+from polyfleet.cli.commands import (
+    api_address,
+    exit_code_for,
+    load_manifest_files,
+    split_resources,
+)
 from polyfleet.cli.errors import (
     EXIT_ERROR,
     EXIT_EXECUTION_FAILED,
@@ -40,6 +45,9 @@ DEMO_AGENT = "assistant"
 DEMO_MESSAGE = "What is polyfleet?"
 # The demo's conversation: one plain answer, then one that calls the example MCP tool.
 DEMO_MESSAGES = (DEMO_MESSAGE, "What's the weather in Paris?")
+# The example workflow `polyfleet dev` suggests (examples/workflows/), and an input for it.
+DEV_WORKFLOW = "order-flow"
+DEV_WORKFLOW_INPUT = '{"customer": "Ada", "items": [{"sku": "book", "qty": 2}]}'
 _CHECK_INTERVAL = 0.5
 
 _T = TypeVar("_T")
@@ -148,6 +156,8 @@ def _dev_tips(config: FleetConfig) -> list[str]:
         f"  polyfleet {address}apply -f examples/agents/assistant.yaml",
         f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGE}" --follow',
         f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGES[1]}" --wait',
+        f"  polyfleet {address}apply -f examples/workflows/",
+        f"  polyfleet {address}run workflow {DEV_WORKFLOW} --input '{DEV_WORKFLOW_INPUT}' --follow",
         "",
     ]
 
@@ -158,7 +168,9 @@ def _dev_tips(config: FleetConfig) -> list[str]:
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """``polyfleet demo``: start a throwaway fleet, talk to the assistant, stop everything."""
     manifest = Path(args.file) if args.file else default_demo_manifest()
-    agents = load_agent_files([str(manifest)])
+    agents, _ = split_resources(load_manifest_files([str(manifest)]))
+    if not agents:
+        raise CliError(f"{manifest}: holds no Agent manifest to talk to")
     agent_name = args.agent or _pick_agent(agents)
     own_dir = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="polyfleet-demo-")) if own_dir else Path(args.data_dir)
@@ -230,7 +242,7 @@ async def _demo(
                 clients.executions, agent_name, message, session
             )
             print(f"execution/{execution.id} created", file=out, flush=True)
-            final = await api.watch_agent_execution(
+            final = await follow.watch_agent_execution(
                 clients.executions, execution.id, ProgressPrinter(out)
             )
             if final.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:

@@ -10,10 +10,13 @@ from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict, MessageToJson
 from google.protobuf.message import Message as ProtoMessage
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from polyfleet.v1 import common_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+
+# Either kind of execution: both have an id and a status with a phase.
+Execution = agent_execution_pb2.AgentExecution | workflow_execution_pb2.WorkflowExecution
 
 _PHASE_PREFIX = "EXECUTION_PHASE_"
 TERMINAL_PHASES: frozenset[common_pb2.ExecutionPhase.ValueType] = frozenset(
@@ -230,6 +233,33 @@ def struct_json(struct: Struct) -> str:
     """
     # Struct is a map without a stable order; sorted keys keep the output reproducible.
     return json.dumps(_tidy(MessageToDict(struct)), ensure_ascii=False, sort_keys=True)
+
+
+def json_of_value(value: Value) -> object:
+    """Return a protobuf Value (e.g. a workflow's output) as plain JSON data.
+
+    Args:
+        value: The value; an unset one is ``null``.
+
+    Returns:
+        The data, integral numbers as integers.
+
+    """
+    return _tidy(MessageToDict(value))
+
+
+def value_json(value: Value, *, indent: int | None = None) -> str:
+    """Render a protobuf Value as JSON with sorted keys.
+
+    Args:
+        value: The value; an unset one is ``null``.
+        indent: Indentation for multi-line output; None for one compact line.
+
+    Returns:
+        The JSON text, integral numbers without ``.0``.
+
+    """
+    return json.dumps(json_of_value(value), ensure_ascii=False, sort_keys=True, indent=indent)
 
 
 def _tidy(value: object) -> object:

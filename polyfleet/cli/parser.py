@@ -6,13 +6,14 @@ import argparse
 from collections.abc import Callable
 from importlib import metadata
 
-from polyfleet.cli import commands, dev
+from polyfleet.cli import commands, dev, executions, run
 from polyfleet.cli.output import Console, parse_phase, phase_choices
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
 _DESCRIPTION = """\
-polyfleet runs AI agent executions durably on a Temporal worker fleet.
+polyfleet runs AI agent executions and workflow executions (Serverless Workflow
+DSL 1.0) durably on a Temporal worker fleet.
 
 Commands talk to the orchestrator's gRPC API at --address (default: the
 POLYFLEET_API_ADDRESS environment variable, else 127.0.0.1:7234).
@@ -27,6 +28,8 @@ examples:
   polyfleet apply -f examples/agents/assistant.yaml
   polyfleet run agent assistant --message "What is polyfleet?" --follow
   polyfleet run agent assistant --message "What's the weather in Paris?" --wait
+  polyfleet apply -f examples/workflows/
+  polyfleet run workflow order-flow --input '{"customer": "Ada"}' --follow
   polyfleet executions list --phase running
   polyfleet executions cancel ID --wait
   polyfleet demo                                  # all of the above, then stop
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_executions(sub)
     _add_agents(sub)
+    _add_workflows(sub)
     _add_dev(sub)
     _add_demo(sub)
     return parser
@@ -126,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_apply(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = sub.add_parser(
         "apply",
-        help="create or update agents from YAML manifests",
-        description="Validate every manifest first, then apply each one (create or replace by "
-        "name). A manifest error stores nothing.",
+        help="create or update agents and workflows from YAML manifests",
+        description="Validate every manifest (and every workflow document) first, then apply "
+        "each one, create or replace by name: agents first, then workflows, so a workflow's "
+        "`call: agent` finds its agent. A manifest error stores nothing.",
     )
     apply.add_argument(
         "-f",
@@ -143,8 +148,8 @@ def _add_apply(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser("run", help="start an execution")
-    kinds = run.add_subparsers(dest="kind", metavar="KIND", required=True)
+    run_parser = sub.add_parser("run", help="start an execution")
+    kinds = run_parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     agent = kinds.add_parser(
         "agent",
         help="run an agent on a message",
@@ -156,40 +161,70 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent.add_argument("name", metavar="NAME", help="agent name")
     agent.add_argument("-m", "--message", required=True, help="the user message")
     agent.add_argument("--session", metavar="ID", help="continue this session")
-    mode = agent.add_mutually_exclusive_group()
+    _add_modes(
+        agent, "wait for the end in one call and print the answer (structured output as JSON)"
+    )
+    agent.set_defaults(handler=run.cmd_run_agent)
+
+    workflow = kinds.add_parser(
+        "workflow",
+        help="run a workflow on an input",
+        description="Start a workflow execution. Prints its ID; with --follow streams each "
+        "task's progress until it ends, then the output; with --wait waits for it "
+        "(ExecuteWorkflow) and prints only the output, as JSON. Exit code 1 if it FAILED or "
+        "was CANCELLED; 2 if --wait timed out (the execution keeps running).",
+    )
+    workflow.add_argument("name", metavar="NAME", help="workflow name")
+    workflow.add_argument(
+        "-i",
+        "--input",
+        metavar="JSON|@FILE",
+        help="the workflow input, a JSON object: inline, @FILE to read a file, @- for stdin",
+    )
+    _add_modes(workflow, "wait for the end in one call and print the output as JSON")
+    workflow.set_defaults(handler=run.cmd_run_workflow)
+
+
+def _add_modes(parser: argparse.ArgumentParser, wait_help: str) -> None:
+    mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "-f", "--follow", action="store_true", help="stream progress until the execution ends"
     )
-    mode.add_argument(
-        "-w",
-        "--wait",
-        action="store_true",
-        help="wait for the end in one call and print the answer (structured output as JSON)",
-    )
-    agent.add_argument(
+    mode.add_argument("-w", "--wait", action="store_true", help=wait_help)
+    parser.add_argument(
         "--timeout",
         type=_positive_seconds,
         metavar="SECONDS",
         help="with --wait: how long the server waits (default: the server's, 60; at most 300)",
     )
-    _output(agent, "text", "json")
-    agent.set_defaults(handler=commands.cmd_run_agent)
+    _output(parser, "text", "json")
 
 
 def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    executions = sub.add_parser(
-        "executions", aliases=["execution"], help="inspect and follow agent executions"
+    executions_parser = sub.add_parser(
+        "executions",
+        aliases=["execution"],
+        help="inspect, follow and cancel agent and workflow executions",
+        description="get, watch and cancel take any execution ID: aex-… (agent) or wex-… "
+        "(workflow). list shows agent executions, or workflow executions with --workflow NAME "
+        "or --kind workflow.",
     )
-    actions = executions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = executions_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     get = actions.add_parser("get", help="show one execution")
     get.add_argument("id", metavar="ID")
     _output(get, "text", "json")
-    get.set_defaults(handler=commands.cmd_executions_get)
+    get.set_defaults(handler=executions.cmd_executions_get)
 
-    listing = actions.add_parser("list", help="list executions, newest first")
+    listing = actions.add_parser("list", help="list executions of one kind, newest first")
+    listing.add_argument(
+        "--kind",
+        choices=("agent", "workflow"),
+        help="agent (default) or workflow executions; --workflow implies workflow",
+    )
     listing.add_argument("--agent", help="only executions of this agent")
     listing.add_argument("--session", metavar="ID", help="only executions of this session")
+    listing.add_argument("--workflow", metavar="NAME", help="only executions of this workflow")
     listing.add_argument(
         "--phase",
         type=_phase,
@@ -199,7 +234,7 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--page-size", type=_positive_int, metavar="N")
     listing.add_argument("--page-token", metavar="TOKEN", help="from a previous page")
     _output(listing, "text", "json")
-    listing.set_defaults(handler=commands.cmd_executions_list)
+    listing.set_defaults(handler=executions.cmd_executions_list)
 
     watch = actions.add_parser("watch", help="stream an execution's progress until it ends")
     watch.add_argument("id", metavar="ID")
@@ -210,7 +245,7 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="only events after sequence number N (default: replay all)",
     )
-    watch.set_defaults(handler=commands.cmd_executions_watch)
+    watch.set_defaults(handler=executions.cmd_executions_watch)
 
     cancel = actions.add_parser(
         "cancel",
@@ -230,7 +265,7 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --wait: give up after this long (default: 30)",
     )
     _output(cancel, "text", "json")
-    cancel.set_defaults(handler=commands.cmd_executions_cancel)
+    cancel.set_defaults(handler=executions.cmd_executions_cancel)
 
 
 def _add_agents(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -245,6 +280,24 @@ def _add_agents(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     get.add_argument("name", metavar="NAME", help="agent name or ID")
     _output(get, "text", "json", "yaml")
     get.set_defaults(handler=commands.cmd_agents_get)
+
+
+def _add_workflows(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    workflows = sub.add_parser(
+        "workflows", aliases=["workflow"], help="inspect workflow definitions"
+    )
+    actions = workflows.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="list workflows")
+    _output(listing, "text", "json")
+    listing.set_defaults(handler=commands.cmd_workflows_list)
+
+    get = actions.add_parser(
+        "get", help="show one workflow and its document (-o yaml prints a manifest)"
+    )
+    get.add_argument("name", metavar="NAME", help="workflow name or ID")
+    _output(get, "text", "json", "yaml")
+    get.set_defaults(handler=commands.cmd_workflows_get)
 
 
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

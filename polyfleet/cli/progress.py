@@ -1,15 +1,20 @@
 """Live rendering of an execution's progress as a readable transcript.
 
-The printer is fed the events that ``WatchAgentExecution`` streams from the execution's
-event log, then the final execution. Token deltas are written inline as they arrive, so a
-user watches the answer being typed; the complete message that follows the deltas
-only ends that line instead of repeating it. Tool calls and sub-agent runs print one line
-when they start and one when they end::
+The printer is fed the events that ``WatchAgentExecution`` or ``WatchWorkflowExecution``
+streams from the execution's event log, then the final execution. Token deltas are
+written inline as they arrive, so a user watches the answer being typed; the complete
+message that follows the deltas only ends that line instead of repeating it. Tool calls and
+sub-agent runs print one line when they start and one when they end::
 
     → tool get_weather({"city": "Paris"})
     ← get_weather: sunny, 21 °C
     → sub-agent summarizer: Summarize the forecast
     ← summarizer: Sunny and mild.
+
+The tasks of a workflow execution print a line per state (see :mod:`polyfleet.cli.tasks`)::
+
+    ▶ /do/1/fetch (call:http)
+    ✓ /do/1/fetch: {"status": 200}
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from polyfleet.cli.output import (
+    Execution,
     format_arguments,
     format_error,
     format_usage,
@@ -28,8 +34,10 @@ from polyfleet.cli.output import (
     role_name,
     shorten,
     struct_json,
+    value_json,
 )
-from polyfleet.v1 import agent_execution_pb2, common_pb2
+from polyfleet.cli.tasks import TASK_SYMBOLS, TaskProgress
+from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 _BULLET = "●"
 _ARROWS = ("→", "←")
@@ -68,6 +76,7 @@ class ProgressPrinter:
         self._results_from_calls: Counter[tuple[str, str]] = Counter()
         self._results_from_messages: Counter[tuple[str, str]] = Counter()
         self._shown_errors: set[tuple[str, str, str]] = set()
+        self._tasks = TaskProgress(unicode=_can_encode(out, TASK_SYMBOLS))
 
     def event(self, event: common_pb2.ExecutionEvent) -> None:
         """Render one event of the execution's log.
@@ -83,30 +92,38 @@ class ProgressPrinter:
         if update.content_delta:
             self._show_delta(update.delta_message_id, update.content_delta)
         self._show_content(update.messages, update.tool_calls, update.sub_agent_executions)
+        for task in update.tasks:
+            for line in self._tasks.lines(task):
+                self._line(line)
         if update.HasField("error"):
             self._show_error(update.error)
         self._show_phase(phase, only_if_running=False)
 
-    def finish(self, execution: agent_execution_pb2.AgentExecution) -> None:
+    def finish(self, execution: Execution) -> None:
         """Render the outcome once the execution is terminal.
 
         Args:
-            execution: The execution in its final state.
+            execution: The agent or workflow execution in its final state.
 
         """
         status = execution.status
         self._show_phase(status.phase, only_if_running=False)
         if status.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
-            self._line(f"Final answer: {final_answer(status)}")
-            if status.HasField("output"):
-                self._line(f"Structured output: {struct_json(status.output)}")
+            if isinstance(execution, workflow_execution_pb2.WorkflowExecution):
+                self._line(f"Output: {value_json(execution.status.output)}")
+            else:
+                self._line(f"Final answer: {final_answer(execution.status)}")
+                if execution.status.HasField("output"):
+                    self._line(f"Structured output: {struct_json(execution.status.output)}")
         elif status.phase == common_pb2.EXECUTION_PHASE_FAILED:
             detail = format_error(status.error) if status.HasField("error") else "no details"
             self._line(f"Failed: {detail}")
         elif status.phase == common_pb2.EXECUTION_PHASE_CANCELLED:
             self._line("Cancelled.")
-        if status.HasField("usage") and has_usage(status.usage):
-            self._line(f"Usage: {format_usage(status.usage)}")
+        if isinstance(execution, agent_execution_pb2.AgentExecution):
+            usage = execution.status.usage
+            if execution.status.HasField("usage") and has_usage(usage):
+                self._line(f"Usage: {format_usage(usage)}")
 
     def end_line(self) -> None:
         """Finish a line left open by streamed deltas, e.g. before other output."""

@@ -17,8 +17,17 @@ from polyfleet.cli.output import (
     role_name,
     shorten,
     struct_json,
+    value_json,
 )
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
+from polyfleet.cli.tasks import task_summary
+from polyfleet.manifest import parse_document_text
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    agent_pb2,
+    common_pb2,
+    workflow_execution_pb2,
+    workflow_pb2,
+)
 
 
 def execution_table(executions: Sequence[agent_execution_pb2.AgentExecution]) -> str:
@@ -155,6 +164,116 @@ def describe_agent(agent: agent_pb2.Agent) -> str:
     if agent.sub_agents:
         lines.append("Sub-agents:")
         lines.extend(f"  {sub.name}: {shorten(sub.description, 80)}" for sub in agent.sub_agents)
+    return "\n".join(lines)
+
+
+def workflow_table(workflows: Sequence[workflow_pb2.Workflow]) -> str:
+    """Render workflows as a table with NAME, VERSION, DOCUMENT and DESCRIPTION.
+
+    Args:
+        workflows: The workflows, in display order.
+
+    Returns:
+        The table text; DOCUMENT is the DSL document's ``namespace/name@version``.
+
+    """
+    rows = [
+        [w.name, str(w.version), _document_name(w.document), shorten(w.description, 60)]
+        for w in workflows
+    ]
+    return format_table(["NAME", "VERSION", "DOCUMENT", "DESCRIPTION"], rows)
+
+
+def describe_workflow(workflow: workflow_pb2.Workflow) -> str:
+    """Render one workflow's definition, its document in full.
+
+    Args:
+        workflow: The workflow.
+
+    Returns:
+        Multi-line text.
+
+    """
+    fields = [
+        ("Name", workflow.name),
+        ("ID", workflow.id),
+        ("Version", str(workflow.version)),
+        ("Description", workflow.description),
+        ("Document", _document_name(workflow.document)),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(workflow.labels.items()))),
+        ("Created", format_timestamp(workflow.create_time)),
+        ("Updated", format_timestamp(workflow.update_time)),
+    ]
+    lines = _aligned(fields)
+    lines.append("Definition:")
+    lines.extend(f"  {line}" for line in workflow.document.rstrip().splitlines())
+    return "\n".join(lines)
+
+
+def _document_name(text: str) -> str:
+    # The DSL's own identity of the document: namespace/name@version.
+    try:
+        document = parse_document_text(text)
+    except ValueError:
+        return "-"
+    header = document.get("document") if isinstance(document, dict) else None
+    if not isinstance(header, dict):
+        return "-"
+    namespace, name, version = (header.get(k) for k in ("namespace", "name", "version"))
+    return f"{namespace}/{name}@{version}"
+
+
+def workflow_execution_table(
+    executions: Sequence[workflow_execution_pb2.WorkflowExecution],
+) -> str:
+    """Render workflow executions as a table with ID, WORKFLOW, PHASE and CREATED columns.
+
+    Args:
+        executions: The executions, in display order.
+
+    Returns:
+        The table text.
+
+    """
+    rows = [
+        [e.id, e.workflow, phase_name(e.status.phase), format_timestamp(e.create_time)]
+        for e in executions
+    ]
+    return format_table(["ID", "WORKFLOW", "PHASE", "CREATED"], rows)
+
+
+def describe_workflow_execution(execution: workflow_execution_pb2.WorkflowExecution) -> str:
+    """Render one workflow execution with its status and every task's state.
+
+    Args:
+        execution: The execution.
+
+    Returns:
+        Multi-line text.
+
+    """
+    status = execution.status
+    fields = [
+        ("ID", execution.id),
+        ("Workflow", execution.workflow),
+        ("Phase", phase_name(status.phase)),
+        ("Created", format_timestamp(execution.create_time)),
+        ("Started", format_timestamp(status.start_time)),
+        ("Ended", format_timestamp(status.end_time)),
+        ("Temporal ID", execution.workflow_id),
+        ("Input", shorten(struct_json(execution.input)) if execution.HasField("input") else ""),
+    ]
+    if status.HasField("output"):
+        fields.append(("Output", shorten(value_json(status.output))))
+    if status.HasField("error"):
+        fields.append(("Error", format_error(status.error)))
+    lines = _aligned(fields)
+    if status.tasks:
+        lines.append("Tasks:")
+        lines.extend(f"  {task_summary(task)}" for task in status.tasks)
+    if status.messages:
+        lines.append("Messages:")
+        lines.extend(f"  {role_name(m.role)}: {m.content}" for m in status.messages)
     return "\n".join(lines)
 
 

@@ -2,29 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from polyfleet.manifest.convert import agent_message, resolve_relative_paths
 from polyfleet.manifest.errors import ManifestError
 from polyfleet.manifest.rules import Loc, problems
-from polyfleet.manifest.schema import API_VERSION, AgentManifest
-from polyfleet.v1 import agent_pb2
+from polyfleet.manifest.schema import API_VERSION, AgentManifest, WorkflowManifest
+from polyfleet.manifest.workflow import (
+    JsonYamlLoader,
+    document_problems,
+    dump_document,
+    pointer_parts,
+    workflow_message,
+)
+from polyfleet.v1 import agent_pb2, workflow_pb2
 
-# Kinds that are part of the format but not implemented by this version of the CLI.
-_FUTURE_KINDS = frozenset({"Workflow"})
+Resource = agent_pb2.Agent | workflow_pb2.Workflow
+
+AGENT_KIND = "Agent"
+WORKFLOW_KIND = "Workflow"
+KINDS = (AGENT_KIND, WORKFLOW_KIND)
+
+_Manifest = TypeVar("_Manifest", bound=BaseModel)
+
+
+def load_resources(path: str | Path) -> list[Resource]:
+    """Load every manifest in a YAML file, of any kind.
+
+    Paths of stdio MCP servers that start with ``./`` or ``../`` are made absolute against
+    the file's directory (see :func:`resolve_relative_paths`), and a Workflow's
+    ``documentFile`` is read relative to it.
+
+    Args:
+        path: The manifest file.
+
+    Returns:
+        One Agent or Workflow message per YAML document, in file order.
+
+    Raises:
+        ManifestError: The file cannot be read, is not valid YAML, holds no manifest, or a
+            manifest (or a workflow's document) is invalid.
+
+    """
+    return _parse(_read(path), path, Path(path).parent, KINDS)
+
+
+def parse_resources(
+    text: str, path: str | Path = "<string>", *, base_dir: str | Path | None = None
+) -> list[Resource]:
+    """Parse manifests of any kind from YAML text.
+
+    Args:
+        text: YAML with one or more documents separated by ``---``.
+        path: Name of the source, used in error messages.
+        base_dir: When given, ``./`` and ``../`` paths of stdio MCP servers are made
+            absolute against it; when None they are kept as written. A Workflow's
+            ``documentFile`` is read relative to it, or to the working directory.
+
+    Returns:
+        One Agent or Workflow message per non-empty YAML document, in order.
+
+    Raises:
+        ManifestError: The text is not valid YAML, holds no manifest, or a manifest is
+            invalid.
+
+    """
+    return _parse(text, path, base_dir, KINDS)
 
 
 def load_manifests(path: str | Path) -> list[agent_pb2.Agent]:
-    """Load every manifest in a YAML file.
-
-    Paths of stdio MCP servers that start with ``./`` or ``../`` are made absolute against
-    the file's directory (see :func:`resolve_relative_paths`).
+    """Load a YAML file of Agent manifests (:func:`load_resources` takes every kind).
 
     Args:
         path: The manifest file.
@@ -33,23 +86,16 @@ def load_manifests(path: str | Path) -> list[agent_pb2.Agent]:
         One message per YAML document, in file order.
 
     Raises:
-        ManifestError: The file cannot be read, is not valid YAML, holds no manifest, or a
-            manifest is invalid.
+        ManifestError: As for :func:`load_resources`, or a manifest of another kind.
 
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(path, None, f"cannot read file: {exc}") from exc
-    return parse_manifests(text, path, base_dir=Path(path).parent)
+    return _agents(_parse(_read(path), path, Path(path).parent, (AGENT_KIND,)))
 
 
 def parse_manifests(
     text: str, path: str | Path = "<string>", *, base_dir: str | Path | None = None
 ) -> list[agent_pb2.Agent]:
-    """Parse manifests from YAML text.
+    """Parse Agent manifests from YAML text (:func:`parse_resources` takes every kind).
 
     Args:
         text: YAML with one or more documents separated by ``---``.
@@ -61,23 +107,44 @@ def parse_manifests(
         One message per non-empty YAML document, in order.
 
     Raises:
-        ManifestError: The text is not valid YAML, holds no manifest, or a manifest is
-            invalid.
+        ManifestError: As for :func:`parse_resources`, or a manifest of another kind.
 
     """
-    manifests = [_to_agent(path, data, node) for data, node in _documents(text, path)]
-    if not manifests:
+    return _agents(_parse(text, path, base_dir, (AGENT_KIND,)))
+
+
+def _agents(resources: Sequence[Resource]) -> list[agent_pb2.Agent]:
+    return [r for r in resources if isinstance(r, agent_pb2.Agent)]
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(path, None, f"cannot read file: {exc}") from exc
+
+
+def _parse(
+    text: str, path: str | Path, base_dir: str | Path | None, kinds: Collection[str]
+) -> list[Resource]:
+    resources = [
+        _to_resource(path, data, node, base_dir, kinds) for data, node in _documents(text, path)
+    ]
+    if not resources:
         raise ManifestError(path, None, "no manifests found")
     if base_dir is not None:
-        for agent in manifests:
-            resolve_relative_paths(agent, base_dir)
-    return manifests
+        for resource in resources:
+            if isinstance(resource, agent_pb2.Agent):
+                resolve_relative_paths(resource, base_dir)
+    return resources
 
 
 def _documents(text: str, path: str | Path) -> list[tuple[Any, yaml.Node]]:
     # Keep each document's node graph next to its data so validation errors can be
     # mapped back to line numbers.
-    loader = yaml.SafeLoader(text)
+    loader = JsonYamlLoader(text)
     documents: list[tuple[Any, yaml.Node]] = []
     try:
         while loader.check_node():
@@ -100,17 +167,21 @@ def _documents(text: str, path: str | Path) -> list[tuple[Any, yaml.Node]]:
     return documents
 
 
-def _to_agent(path: str | Path, data: Any, node: yaml.Node) -> agent_pb2.Agent:
+def _to_resource(
+    path: str | Path,
+    data: Any,
+    node: yaml.Node,
+    base_dir: str | Path | None,
+    kinds: Collection[str],
+) -> Resource:
     line = node.start_mark.line + 1
     if not isinstance(data, dict):
         raise ManifestError(path, None, "a manifest must be a YAML mapping", line=line)
-    _check_header(path, data, node)
-    try:
-        manifest = AgentManifest.model_validate(data)
-    except ValidationError as exc:
-        raise ManifestError.of(
-            [_from_pydantic(path, data, node, e) for e in exc.errors()]
-        ) from None
+    kind = _check_header(path, data, node, kinds)
+    if kind == WORKFLOW_KIND:
+        workflow = _validated(WorkflowManifest, path, data, node)
+        return _to_workflow(path, workflow, node, Path.cwd() if base_dir is None else base_dir)
+    manifest = _validated(AgentManifest, path, data, node)
     found = problems(manifest)
     if found:
         raise ManifestError.of(
@@ -122,11 +193,14 @@ def _to_agent(path: str | Path, data: Any, node: yaml.Node) -> agent_pb2.Agent:
     return agent_message(manifest)
 
 
-def _check_header(path: str | Path, data: dict[Any, Any], node: yaml.Node) -> None:
+def _check_header(
+    path: str | Path, data: dict[Any, Any], node: yaml.Node, kinds: Collection[str]
+) -> str:
     # The kind decides which schema applies, so it is checked before the schema is.
     def fail(field: str, message: str) -> ManifestError:
         return ManifestError(path, field, message, line=_line_of(node, (field,)))
 
+    accepted = " or ".join(repr(k) for k in kinds)
     version = data.get("apiVersion")
     if version is None:
         raise fail("apiVersion", f"field required (use {API_VERSION!r})")
@@ -134,11 +208,81 @@ def _check_header(path: str | Path, data: dict[Any, Any], node: yaml.Node) -> No
         raise fail("apiVersion", f"unsupported apiVersion {version!r} (use {API_VERSION!r})")
     kind = data.get("kind")
     if kind is None:
-        raise fail("kind", "field required (use 'Agent')")
-    if kind in _FUTURE_KINDS:
-        raise fail("kind", f"kind {kind} is not supported yet")
-    if kind != "Agent":
-        raise fail("kind", f"unknown kind {kind!r} (supported: 'Agent')")
+        raise fail("kind", f"field required (use {accepted})")
+    if kind in KINDS and kind not in kinds:
+        raise fail("kind", f"a {kind} manifest is not accepted here (use {accepted})")
+    if kind not in kinds:
+        raise fail("kind", f"unknown kind {kind!r} (supported: {', '.join(map(repr, kinds))})")
+    return str(kind)
+
+
+def _validated(
+    schema: type[_Manifest], path: str | Path, data: dict[Any, Any], node: yaml.Node
+) -> _Manifest:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError.of(
+            [_from_pydantic(path, data, node, e) for e in exc.errors()]
+        ) from None
+
+
+def _to_workflow(
+    path: str | Path, manifest: WorkflowManifest, node: yaml.Node, base_dir: str | Path
+) -> workflow_pb2.Workflow:
+    spec = manifest.spec
+    if spec.document is not None:
+        text = dump_document(spec.document)
+        # Inline, a problem's pointer continues the manifest's field path, with its lines.
+        errors = [
+            ManifestError(
+                path,
+                f"spec.document{problem.pointer}",
+                problem.message,
+                line=_line_of(node, ("spec", "document", *pointer_parts(problem.pointer))),
+            )
+            for problem in document_problems(text)
+        ]
+    else:
+        file = Path(base_dir) / spec.document_file
+        text = _read_document(path, node, file)
+        found = document_problems(text)
+        # In a file of its own, a problem is in that file, at the pointer's line there.
+        document_node = _compose(text) if found else None
+        errors = [
+            ManifestError(
+                file,
+                problem.pointer or None,
+                problem.message,
+                line=(
+                    _line_of(document_node, pointer_parts(problem.pointer))
+                    if document_node is not None and problem.pointer
+                    else None
+                ),
+            )
+            for problem in found
+        ]
+    if errors:
+        raise ManifestError.of(errors)
+    return workflow_message(manifest, text)
+
+
+def _read_document(path: str | Path, node: yaml.Node, file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        message = f"file not found: {file}"
+    except (OSError, UnicodeDecodeError) as exc:
+        message = f"cannot read {file}: {exc}"
+    line = _line_of(node, ("spec", "documentFile"))
+    raise ManifestError(path, "spec.documentFile", message, line=line)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=JsonYamlLoader)
+    except yaml.YAMLError:
+        return None
 
 
 def _from_pydantic(
@@ -204,8 +348,11 @@ def _line_of(node: yaml.Node, loc: Sequence[int | str]) -> int:
         child: yaml.Node | None = None
         if isinstance(current, yaml.MappingNode):
             child = next((v for k, v in current.value if k.value == item), None)
-        elif isinstance(current, yaml.SequenceNode) and isinstance(item, int):
-            child = current.value[item] if 0 <= item < len(current.value) else None
+        elif isinstance(current, yaml.SequenceNode):
+            # JSON pointers spell indexes as strings ("/do/0").
+            index = int(item) if isinstance(item, str) and item.isdigit() else item
+            if isinstance(index, int) and 0 <= index < len(current.value):
+                child = current.value[index]
         if child is None:
             break
         current = child

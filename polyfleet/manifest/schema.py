@@ -1,7 +1,9 @@
-"""The pydantic schema of an Agent manifest: field types and single-field rules.
+"""The pydantic schemas of Agent and Workflow manifests: field types and single-field rules.
 
-Rules that need more than one field (secret references, unique names, provider-specific
-fields) live in :mod:`polyfleet.manifest.rules`, where they can name the exact field.
+Rules of an Agent that need more than one field (secret references, unique names,
+provider-specific fields) live in :mod:`polyfleet.manifest.rules`, where they can name the
+exact field; a Workflow's document is checked by the DSL runtime's own validation (see
+:mod:`polyfleet.manifest.workflow`).
 """
 
 from __future__ import annotations
@@ -328,3 +330,28 @@ class AgentManifest(Schema):
     kind: Literal["Agent"]
     metadata: Metadata
     spec: AgentSpec
+
+
+class WorkflowSpec(Schema):
+    """``spec`` of a Workflow: its description and its Serverless Workflow DSL document."""
+
+    description: str = ""
+    # The DSL document inline, as YAML; JsonValue keeps it plain JSON, as the runtime needs.
+    document: dict[str, JsonValue] | None = None
+    # ... or a YAML/JSON file holding it, relative to the manifest's directory.
+    document_file: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkflowSpec:
+        if (self.document is None) == (not self.document_file):
+            raise ValueError("set exactly one of document and documentFile")
+        return self
+
+
+class WorkflowManifest(Schema):
+    """A whole ``kind: Workflow`` document."""
+
+    api_version: Literal["polyfleet/v1"]
+    kind: Literal["Workflow"]
+    metadata: Metadata
+    spec: WorkflowSpec

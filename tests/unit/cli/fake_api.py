@@ -1,7 +1,9 @@
 """An in-memory stand-in for the orchestrator's public API, for CLI and fleet tests.
 
 It implements AgentService and AgentExecutionService with a tiny version of the scripted
-model (first matching rule answers, streamed as word chunks), and gRPC health. It is a
+model (first matching rule answers, streamed as word chunks), WorkflowService and
+WorkflowExecutionService (fake_workflow_api.py; their state is ``FakeState.workflows``),
+and gRPC health. It is a
 module for the tests and, run as a script, a fake ``python -m orchestrator`` child for
 the Fleet: it serves on ``POLYFLEET_API_ADDRESS`` until SIGTERM.
 
@@ -47,6 +49,7 @@ from polyfleet.v1 import (
     agent_pb2_grpc,
     common_pb2,
 )
+from tests.unit.cli.fake_workflow_api import WorkflowState, add_to_server
 
 Context = grpc.ServicerContext
 FLAKY_BREAK_AFTER = 3
@@ -76,7 +79,7 @@ class _Run:
 
 
 class FakeState:
-    """Agents and executions shared by both fake services."""
+    """Agents, workflows and executions shared by the fake services."""
 
     def __init__(self) -> None:
         """Start empty."""
@@ -84,6 +87,7 @@ class FakeState:
         self.agents: dict[str, agent_pb2.Agent] = {}
         self.runs: dict[str, _Run] = {}
         self.recorded = Recorded()
+        self.workflows = WorkflowState(lambda: list(self.agents))
 
 
 class FakeAgentService(agent_pb2_grpc.AgentServiceServicer):
@@ -440,6 +444,7 @@ def serve(address: str, state: FakeState | None = None) -> tuple[grpc.Server, in
     agent_execution_pb2_grpc.add_AgentExecutionServiceServicer_to_server(
         FakeExecutionService(state), server
     )
+    add_to_server(server, state.workflows)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(address)

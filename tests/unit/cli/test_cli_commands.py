@@ -5,62 +5,16 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import grpc
 import pytest
 
-from polyfleet.cli import api, commands, main
+from polyfleet.cli import follow, run
 from polyfleet.manifest import parse_manifests
 from polyfleet.v1 import common_pb2
-
-EXAMPLE_MANIFEST = Path(__file__).resolve().parents[3] / "examples" / "agents" / "assistant.yaml"
-
-
-@dataclass
-class FakeApi:
-    """A running fake API and its state (see fake_api.py)."""
-
-    address: str
-    state: Any
-
-
-@dataclass
-class CliResult:
-    """What one ``polyfleet`` invocation did."""
-
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., CliResult]
-
-
-@pytest.fixture
-def fake_server(fake_api: ModuleType) -> Iterator[FakeApi]:
-    state = fake_api.FakeState()
-    server, port = fake_api.serve("127.0.0.1:0", state)
-    try:
-        yield FakeApi(f"127.0.0.1:{port}", state)
-    finally:
-        server.stop(None)
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    def run(*argv: str) -> CliResult:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
-
+from tests.unit.cli.support import EXAMPLE_MANIFEST, FakeApi, Run
 
 BROKEN = """\
 apiVersion: polyfleet/v1
@@ -69,13 +23,6 @@ metadata: {name: broken}
 spec:
   model: {model: x}
 """
-
-
-@pytest.fixture
-def applied(fake_server: FakeApi, run_cli: Run) -> FakeApi:
-    result = run_cli("--address", fake_server.address, "apply", "-f", str(EXAMPLE_MANIFEST))
-    assert result.code == 0, result.err
-    return fake_server
 
 
 def polyfleet_answer() -> str:
@@ -367,7 +314,7 @@ def test_executions_watch_after_shows_only_later_events(applied: FakeApi, run_cl
 def test_watch_resumes_after_the_last_event_when_the_stream_breaks(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "WATCH_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(follow, "WATCH_BACKOFF_SECONDS", 0.01)
 
     result = run_cli(
         "--address", applied.address, *"run agent assistant --follow -m".split(), "flaky hello"
@@ -417,7 +364,7 @@ def test_cancel_of_a_still_running_execution_points_at_watch(
 def test_cancel_wait_waits_for_the_terminal_phase(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(follow, "POLL_INTERVAL", 0.01)
     run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang graceful")
 
     result = run_cli("--address", applied.address, "executions", "cancel", "aex-1", "--wait")
@@ -428,7 +375,7 @@ def test_cancel_wait_waits_for_the_terminal_phase(
 def test_cancel_wait_gives_up_after_its_timeout(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(follow, "POLL_INTERVAL", 0.01)
     run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang stubborn")
 
     result = run_cli(
@@ -531,7 +478,7 @@ def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
                 details="Deadline Exceeded",
             )
 
-    error = commands._still_running(Expired(), "assistant")
+    error = run.still_running(Expired(), "--agent assistant")
 
     assert error.message == "DEADLINE_EXCEEDED: Deadline Exceeded"
     assert "polyfleet executions list --agent assistant --phase running" in error.hint

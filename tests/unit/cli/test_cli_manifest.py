@@ -178,11 +178,12 @@ def test_unknown_kind_names_kind(tmp_path: Path) -> None:
     assert "agent.yaml: kind:" in str(error)
 
 
-def test_workflow_kind_is_reserved_for_later(tmp_path: Path) -> None:
+def test_agent_only_loader_rejects_a_workflow_manifest(tmp_path: Path) -> None:
+    # load_manifests is the loader for agents; load_resources takes workflows too.
     error = error_for(tmp_path, VALID.replace("kind: Agent", "kind: Workflow"))
 
     assert error.field == "kind"
-    assert "kind Workflow is not supported yet" in str(error)
+    assert "a Workflow manifest is not accepted here (use 'Agent')" in str(error)
 
 
 def test_wrong_api_version_is_rejected(tmp_path: Path) -> None:
@@ -219,9 +220,16 @@ def test_rule_needs_exactly_one_of_reply_and_error(tmp_path: Path) -> None:
 
 
 def test_non_json_parameters_are_rejected(tmp_path: Path) -> None:
-    error = error_for(tmp_path, VALID.replace("temperature: 0.5", "when: 2024-01-01"))
+    error = error_for(tmp_path, VALID.replace("temperature: 0.5", "when: !!set {a: null}"))
 
     assert error.field == "spec.model.parameters.when"
+
+
+def test_dates_stay_strings(tmp_path: Path) -> None:
+    # YAML 1.1 would make a date of it, which JSON (and a protobuf Struct) cannot hold.
+    (agent,) = load_manifests(write(tmp_path, VALID.replace("temperature: 0.5", "day: 2024-01-01")))
+
+    assert agent.model.parameters["day"] == "2024-01-01"
 
 
 def test_yaml_boolean_keys_get_a_hint(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from polyfleet.cli import commands, dev
+from polyfleet.cli import commands, dev, executions, run
 from polyfleet.cli.main import main
 from polyfleet.cli.parser import build_parser
 from polyfleet.v1 import common_pb2
@@ -17,6 +17,7 @@ HELP_COMMANDS = [
     ["apply"],
     ["run"],
     ["run", "agent"],
+    ["run", "workflow"],
     ["executions"],
     ["executions", "get"],
     ["executions", "list"],
@@ -25,6 +26,9 @@ HELP_COMMANDS = [
     ["agents"],
     ["agents", "list"],
     ["agents", "get"],
+    ["workflows"],
+    ["workflows", "list"],
+    ["workflows", "get"],
     ["dev"],
     ["demo"],
 ]
@@ -47,6 +51,12 @@ def test_help_exits_zero(command: list[str], capsys: pytest.CaptureFixture[str])
         ["apply"],
         ["run", "agent", "assistant"],
         ["run", "workflow", "x", "--message", "hi"],
+        ["run", "workflow", "x", "--wait", "--follow"],
+        ["run", "workflow", "x", "-o", "yaml"],
+        ["run", "workflow"],
+        ["executions", "list", "--kind", "session"],
+        ["workflows", "get"],
+        ["workflows", "get", "x", "-o", "xml"],
         ["run", "agent", "assistant", "--message", "hi", "-o", "yaml"],
         ["run", "agent", "assistant", "--message", "hi", "--wait", "--follow"],
         ["run", "agent", "assistant", "--message", "hi", "--wait", "--timeout", "0"],
@@ -76,10 +86,34 @@ def test_run_agent_arguments() -> None:
         ["--address", "h:1", "run", "agent", "assistant", "-m", "hi", "--session", "s", "--follow"]
     )
 
-    assert args.handler is commands.cmd_run_agent
+    assert args.handler is run.cmd_run_agent
     assert (args.address, args.name, args.message, args.session) == ("h:1", "assistant", "hi", "s")
     assert args.follow is True
     assert args.output == "text"
+
+
+def test_run_workflow_arguments() -> None:
+    args = build_parser().parse_args(
+        ["run", "workflow", "flow", "--input", '{"a": 1}', "--wait", "--timeout", "9", "-o", "json"]
+    )
+
+    assert args.handler is run.cmd_run_workflow
+    assert (args.name, args.input, args.wait, args.follow) == ("flow", '{"a": 1}', True, False)
+    assert (args.timeout, args.output) == (9.0, "json")
+
+
+def test_workflows_commands() -> None:
+    listing = build_parser().parse_args(["workflows", "list"])
+    get = build_parser().parse_args(["workflow", "get", "flow", "-o", "yaml"])
+
+    assert listing.handler is commands.cmd_workflows_list
+    assert (get.handler, get.name, get.output) == (commands.cmd_workflows_get, "flow", "yaml")
+
+
+def test_executions_list_of_workflows() -> None:
+    args = build_parser().parse_args(["executions", "list", "--workflow", "flow"])
+
+    assert (args.workflow, args.kind, args.agent) == ("flow", None, None)
 
 
 def test_apply_takes_repeated_files() -> None:
@@ -94,7 +128,7 @@ def test_executions_list_filters() -> None:
         ["executions", "list", "--agent", "a", "--phase", "running", "--page-size", "5"]
     )
 
-    assert args.handler is commands.cmd_executions_list
+    assert args.handler is executions.cmd_executions_list
     assert args.phase == common_pb2.EXECUTION_PHASE_RUNNING
     assert (args.agent, args.page_size, args.page_token) == ("a", 5, None)
 
@@ -102,7 +136,7 @@ def test_executions_list_filters() -> None:
 def test_executions_watch_after() -> None:
     args = build_parser().parse_args(["executions", "watch", "aex-1", "--after", "7"])
 
-    assert args.handler is commands.cmd_executions_watch
+    assert args.handler is executions.cmd_executions_watch
     assert (args.id, args.after) == ("aex-1", 7)
 
 
@@ -139,7 +173,7 @@ def test_run_agent_wait_and_timeout() -> None:
 def test_cancel_wait_defaults() -> None:
     args = build_parser().parse_args(["executions", "cancel", "aex-1", "--wait"])
 
-    assert args.handler is commands.cmd_executions_cancel
+    assert args.handler is executions.cmd_executions_cancel
     assert (args.wait, args.timeout) == (True, 30.0)
 
 

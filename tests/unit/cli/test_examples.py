@@ -11,7 +11,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import TextContent
 
-from polyfleet.manifest import PYTHON_PLACEHOLDER, load_manifests, parse_manifests
+from polyfleet.manifest import PYTHON_PLACEHOLDER, load_manifests, parse_resources
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
@@ -51,8 +51,12 @@ def test_manifests_in_the_docs_are_valid(document: str) -> None:
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if "apiVersion" in b]
 
     assert blocks
+    kinds: set[str] = set()
     for block in blocks:
-        assert parse_manifests(block, document)
+        resources = parse_resources(block, document)
+        kinds.update(type(resource).__name__ for resource in resources)
+    # Both kinds are documented with a complete example.
+    assert kinds == {"Agent", "Workflow"}
 
 
 def test_every_example_agent_loads() -> None:

@@ -1,0 +1,195 @@
+"""Handlers of ``polyfleet run agent`` and ``polyfleet run workflow``.
+
+Both kinds run the same way: without a mode the new execution's ID is printed; ``--follow``
+streams its progress until it ends; ``--wait`` makes one synchronous Execute call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from polyfleet.cli import api, follow
+from polyfleet.cli.commands import api_address, exit_code_for
+from polyfleet.cli.errors import EXIT_OK, CliError
+from polyfleet.cli.output import Console, Execution, format_error, phase_name, to_json, value_json
+from polyfleet.cli.progress import ProgressPrinter, final_answer
+from polyfleet.v1 import common_pb2, workflow_execution_pb2
+
+# How the API names an execution in messages, e.g. ExecuteAgent's DEADLINE_EXCEEDED.
+_EXECUTION_ID_RE = re.compile(r"\b((?:aex|wex)-[A-Za-z0-9_-]+)")
+
+
+def cmd_run_agent(args: argparse.Namespace, console: Console) -> int:
+    """``polyfleet run agent NAME --message TEXT``: start an execution, maybe follow it."""
+    _check_timeout(args)
+
+    async def create(clients: api.Clients) -> Execution:
+        return await api.create_agent_execution(
+            clients.executions, args.name, args.message, args.session or ""
+        )
+
+    async def execute(clients: api.Clients) -> Execution:
+        return await api.execute_agent(
+            clients.executions, args.name, args.message, args.session or "", args.timeout
+        )
+
+    return asyncio.run(_run(args, console, create, execute, "--agent"))
+
+
+def cmd_run_workflow(args: argparse.Namespace, console: Console) -> int:
+    """``polyfleet run workflow NAME [--input JSON|@FILE]``: start an execution, maybe follow it."""
+    _check_timeout(args)
+    workflow_input = parse_input(args.input)
+
+    async def create(clients: api.Clients) -> Execution:
+        return await api.create_workflow_execution(
+            clients.workflow_executions, args.name, workflow_input
+        )
+
+    async def execute(clients: api.Clients) -> Execution:
+        return await api.execute_workflow(
+            clients.workflow_executions, args.name, workflow_input, args.timeout
+        )
+
+    return asyncio.run(_run(args, console, create, execute, "--workflow"))
+
+
+def parse_input(text: str | None, stdin: TextIO | None = None) -> dict[str, Any] | None:
+    """Read a workflow's ``--input``: JSON text, ``@FILE`` or ``@-`` for stdin.
+
+    Args:
+        text: The option's value; None when it was not given.
+        stdin: Stream read for ``@-``; ``sys.stdin`` if None.
+
+    Returns:
+        The input object, or None when there is none.
+
+    Raises:
+        CliError: The file cannot be read, the text is not JSON, or not a JSON object.
+
+    """
+    if text is None:
+        return None
+    source = "--input"
+    raw = text
+    if text.startswith("@"):
+        name = text[1:]
+        source = f"--input {text}"
+        if name == "-":
+            raw = (stdin or sys.stdin).read()
+        else:
+            try:
+                raw = Path(name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CliError(f"{source}: cannot read the file: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{source}: not valid JSON: {exc}",
+            hint='quote the JSON for the shell, e.g. --input \'{"name": "ada"}\', '
+            "or read it from a file with --input @input.json",
+        ) from exc
+    if not isinstance(data, dict):
+        kind = "an array" if isinstance(data, list) else f"a {type(data).__name__} value"
+        raise CliError(f"{source}: the workflow input must be a JSON object, not {kind}")
+    return data
+
+
+def _check_timeout(args: argparse.Namespace) -> None:
+    if args.timeout is not None and not args.wait:
+        raise CliError("--timeout applies only with --wait")
+
+
+async def _run(
+    args: argparse.Namespace,
+    console: Console,
+    create: Callable[[api.Clients], Awaitable[Execution]],
+    execute: Callable[[api.Clients], Awaitable[Execution]],
+    list_filter: str,
+) -> int:
+    as_json = args.output == "json"
+    async with api.connect(api_address(args)) as clients:
+        if args.wait:
+            # The synchronous Execute call: the server waits for the terminal phase.
+            try:
+                final = await execute(clients)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+                raise still_running(exc, f"{list_filter} {args.name}") from exc
+            if as_json:
+                print(to_json(final), file=console.out)
+            else:
+                _print_outcome(final, console)
+            return exit_code_for(final)
+        execution = await create(clients)
+        if not args.follow:
+            print(to_json(execution) if as_json else execution.id, file=console.out)
+            return EXIT_OK
+        # With JSON output, stdout carries only the final document; progress goes to stderr.
+        progress = console.err if as_json else console.out
+        print(f"execution/{execution.id} created", file=progress)
+        calls = follow.calls_for(clients, execution.id)
+        final = await follow.follow(calls, execution.id, ProgressPrinter(progress), console.err)
+        if as_json:
+            print(to_json(final), file=console.out)
+        return exit_code_for(final)
+
+
+def still_running(exc: grpc.aio.AioRpcError, list_filter: str) -> CliError:
+    """Describe an Execute call's DEADLINE_EXCEEDED: the execution keeps running.
+
+    Args:
+        exc: The error of the call.
+        list_filter: Options of ``executions list`` that find the execution when the
+            message does not name it, e.g. ``--workflow order-flow``.
+
+    Returns:
+        The error, with a hint how to follow the execution.
+
+    """
+    details = exc.details() or "the execution did not finish in time"
+    found = _EXECUTION_ID_RE.search(details)
+    if found:
+        hint = f"it keeps running; follow it with: polyfleet executions watch {found.group(1)}"
+    else:
+        # The client's own deadline fired first, so no server message names the execution.
+        hint = (
+            "it may still be running; find it with: "
+            f"polyfleet executions list {list_filter} --phase running"
+        )
+    return CliError(f"DEADLINE_EXCEEDED: {details}", hint=hint)
+
+
+def _print_outcome(execution: Execution, console: Console) -> None:
+    # stdout holds only the result, so `--wait` composes with pipes; the rest goes to stderr.
+    status = execution.status
+    if status.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
+        print(_result(execution), file=console.out)
+        return
+    detail = ""
+    if status.HasField("error"):
+        detail = f": {format_error(status.error)}"
+    print(f"execution/{execution.id} {phase_name(status.phase)}{detail}", file=console.err)
+
+
+def _result(execution: Execution) -> str:
+    if isinstance(execution, workflow_execution_pb2.WorkflowExecution):
+        # Always JSON, so a string output is quoted and every output parses.
+        return value_json(execution.status.output, indent=2)
+    status = execution.status
+    if status.HasField("output"):
+        output = MessageToDict(status.output)
+        return json.dumps(output, indent=2, ensure_ascii=False, sort_keys=True)
+    return final_answer(status)
