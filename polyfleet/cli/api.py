@@ -143,8 +143,35 @@ async def list_agents(stub: AgentServiceAsyncStub) -> list[agent_pb2.Agent]:
             return agents
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Optional fields of an agent Create request."""
+
+    priority: int = 0
+    request_id: str = ""
+    strategy: int = 0
+
+
+def agent_request(
+    agent: str, message: str, session_id: str, options: RunOptions | None = None
+) -> agent_execution_pb2.CreateAgentExecutionRequest:
+    """The Create request for an agent execution."""
+    options = options or RunOptions()
+    return agent_execution_pb2.CreateAgentExecutionRequest(
+        execution=agent_execution_pb2.AgentExecution(
+            agent=agent, message=message, session_id=session_id, priority=options.priority
+        ),
+        request_id=options.request_id,
+        multitask_strategy=options.strategy,  # type: ignore[arg-type]
+    )
+
+
 async def create_agent_execution(
-    stub: AgentExecutionServiceAsyncStub, agent: str, message: str, session_id: str = ""
+    stub: AgentExecutionServiceAsyncStub,
+    agent: str,
+    message: str,
+    session_id: str = "",
+    options: RunOptions | None = None,
 ) -> agent_execution_pb2.AgentExecution:
     """Start an agent execution without waiting for it.
 
@@ -153,16 +180,13 @@ async def create_agent_execution(
         agent: Agent name.
         message: The user message.
         session_id: Session to continue; empty lets the server create one.
+        options: Priority, request_id and multitask strategy.
 
     Returns:
         The new execution, normally PENDING.
 
     """
-    request = agent_execution_pb2.CreateAgentExecutionRequest(
-        execution=agent_execution_pb2.AgentExecution(
-            agent=agent, message=message, session_id=session_id
-        )
-    )
+    request = agent_request(agent, message, session_id, options)
     return await stub.CreateAgentExecution(request, timeout=UNARY_TIMEOUT)
 
 
@@ -172,6 +196,7 @@ async def execute_agent(
     message: str,
     session_id: str = "",
     wait_seconds: float | None = None,
+    options: RunOptions | None = None,
 ) -> agent_execution_pb2.AgentExecution:
     """Run an agent and wait for the execution's terminal state (``ExecuteAgent``).
 
@@ -181,6 +206,7 @@ async def execute_agent(
         message: The user message.
         session_id: Session to continue; empty lets the server create one.
         wait_seconds: How long the server waits; None leaves it to the server's default.
+        options: Priority, request_id and multitask strategy.
 
     Returns:
         The execution in its terminal phase, with its output.
@@ -191,11 +217,7 @@ async def execute_agent(
 
     """
     request = agent_execution_pb2.ExecuteAgentRequest(
-        request=agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=agent_execution_pb2.AgentExecution(
-                agent=agent, message=message, session_id=session_id
-            )
-        )
+        request=agent_request(agent, message, session_id, options)
     )
     if wait_seconds is not None:
         request.timeout.FromNanoseconds(round(wait_seconds * 1e9))
@@ -312,6 +334,7 @@ async def execute_workflow(
         workflow: Workflow name.
         workflow_input: The workflow's input (a JSON object); None sends none.
         wait_seconds: How long the server waits; None leaves it to the server's default.
+        options: Priority, request_id and multitask strategy.
 
     Returns:
         The execution in its terminal phase, with its output.

@@ -61,7 +61,9 @@ async def _agent_executions_list(args: argparse.Namespace, console: Console) -> 
         agent=args.agent or "",
         session_id=args.session or "",
         phase=args.phase or common_pb2.EXECUTION_PHASE_UNSPECIFIED,
+        labels=dict(args.label or []),
     )
+    _set_range(request, args)
     async with api.connect(api_address(args)) as clients:
         response = await clients.executions.ListAgentExecutions(request, timeout=api.UNARY_TIMEOUT)
     table = execution_table(response.executions) if response.executions else ""
@@ -75,7 +77,9 @@ async def _workflow_executions_list(args: argparse.Namespace, console: Console) 
         page_token=args.page_token or "",
         workflow=args.workflow or "",
         phase=args.phase or common_pb2.EXECUTION_PHASE_UNSPECIFIED,
+        labels=dict(args.label or []),
     )
+    _set_range(request, args)
     async with api.connect(api_address(args)) as clients:
         response = await clients.workflow_executions.ListWorkflowExecutions(
             request, timeout=api.UNARY_TIMEOUT
@@ -84,6 +88,17 @@ async def _workflow_executions_list(args: argparse.Namespace, console: Console) 
     table = workflow_execution_table(executions) if executions else ""
     _print_page(console, args.output, response, table)
     return EXIT_OK
+
+
+def _set_range(
+    request: agent_execution_pb2.ListAgentExecutionsRequest
+    | workflow_execution_pb2.ListWorkflowExecutionsRequest,
+    args: argparse.Namespace,
+) -> None:
+    if args.created_after:
+        request.created_after.FromDatetime(args.created_after)
+    if args.created_before:
+        request.created_before.FromDatetime(args.created_before)
 
 
 def _print_page(

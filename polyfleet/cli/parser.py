@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import metadata
 
 from polyfleet.cli import commands, dev, executions, run
@@ -161,6 +162,17 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent.add_argument("name", metavar="NAME", help="agent name")
     agent.add_argument("-m", "--message", required=True, help="the user message")
     agent.add_argument("--session", metavar="ID", help="continue this session")
+    agent.add_argument(
+        "--priority", type=_priority, metavar="1-5", help="1 is the most urgent (default 3)"
+    )
+    agent.add_argument(
+        "--request-id", metavar="KEY", help="idempotency key: a retry returns the original"
+    )
+    agent.add_argument(
+        "--strategy",
+        choices=("reject", "enqueue", "interrupt"),
+        help="when the session already has an execution in flight (default: enqueue)",
+    )
     _add_modes(
         agent, "wait for the end in one call and print the answer (structured output as JSON)"
     )
@@ -230,6 +242,17 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_phase,
         metavar="PHASE",
         help=f"only executions in this phase ({', '.join(phase_choices())})",
+    )
+    listing.add_argument(
+        "--created-after", type=_timestamp, metavar="TIME", help="ISO 8601, e.g. 2026-11-21T08:00Z"
+    )
+    listing.add_argument("--created-before", type=_timestamp, metavar="TIME", help="ISO 8601")
+    listing.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="only executions with this label (repeatable)",
     )
     listing.add_argument("--page-size", type=_positive_int, metavar="N")
     listing.add_argument("--page-token", metavar="TOKEN", help="from a previous page")
@@ -362,3 +385,25 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up after this long (default: 180)",
     )
     demo.set_defaults(handler=dev.cmd_demo)
+
+
+def _priority(text: str) -> int:
+    value = _positive_int(text)
+    if value > 5:
+        raise argparse.ArgumentTypeError(f"{text} is not a priority from 1 to 5")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value

@@ -25,6 +25,12 @@ from polyfleet.cli.output import Console, Execution, format_error, phase_name, t
 from polyfleet.cli.progress import ProgressPrinter, final_answer
 from polyfleet.v1 import common_pb2, workflow_execution_pb2
 
+_STRATEGIES = {
+    "reject": common_pb2.MULTITASK_STRATEGY_REJECT,
+    "enqueue": common_pb2.MULTITASK_STRATEGY_ENQUEUE,
+    "interrupt": common_pb2.MULTITASK_STRATEGY_INTERRUPT,
+}
+
 # How the API names an execution in messages, e.g. ExecuteAgent's DEADLINE_EXCEEDED.
 _EXECUTION_ID_RE = re.compile(r"\b((?:aex|wex)-[A-Za-z0-9_-]+)")
 
@@ -33,14 +39,25 @@ def cmd_run_agent(args: argparse.Namespace, console: Console) -> int:
     """``polyfleet run agent NAME --message TEXT``: start an execution, maybe follow it."""
     _check_timeout(args)
 
+    options = api.RunOptions(
+        priority=args.priority or 0,
+        request_id=args.request_id or "",
+        strategy=_STRATEGIES[args.strategy] if args.strategy else 0,
+    )
+
     async def create(clients: api.Clients) -> Execution:
         return await api.create_agent_execution(
-            clients.executions, args.name, args.message, args.session or ""
+            clients.executions, args.name, args.message, args.session or "", options
         )
 
     async def execute(clients: api.Clients) -> Execution:
         return await api.execute_agent(
-            clients.executions, args.name, args.message, args.session or "", args.timeout
+            clients.executions,
+            args.name,
+            args.message,
+            args.session or "",
+            args.timeout,
+            options,
         )
 
     return asyncio.run(_run(args, console, create, execute, "--agent"))

@@ -81,3 +81,21 @@ async def test_run_exits_non_zero_when_the_execution_fails(fleet: Fleet) -> None
     )
     assert code == 1
     assert "the scripted model was told to fail" in out + err
+
+
+async def test_run_with_request_id_and_priority_then_list_by_time(fleet: Fleet) -> None:
+    assert (await _cli(fleet, "apply", "-f", str(EXAMPLE)))[0] == 0
+    args = ("run", "agent", "assistant", "-m", "hello", "--request-id", "cli-1", "--priority", "2")
+    code, first, err = await _cli(fleet, *args, "-o", "json")
+    assert code == 0, err
+    code, again, err = await _cli(fleet, *args, "-o", "json")
+    assert code == 0, err
+    original = json.loads(first)
+    assert json.loads(again)["id"] == original["id"]
+    assert original["priority"] == 2
+    code, out, _ = await _cli(fleet, "executions", "list", "--created-after", "2000-01-01T00:00Z")
+    assert code == 0 and original["id"] in out
+    code, out, _ = await _cli(fleet, "executions", "list", "--created-after", "2999-01-01T00:00Z")
+    assert code == 0 and original["id"] not in out
+    code, _, err = await _cli(fleet, *args[:5], "--priority", "9")
+    assert code == 2 and "priority" in err
