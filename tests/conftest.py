@@ -156,18 +156,26 @@ async def start_fleet(
     fleet.tasks.append(asyncio.create_task(orchestrator.run()))
     await _ready(orchestrator.wait_ready(), fleet.tasks[-1])
     if with_runner:
-        fleet.runner = Runner(
-            RunnerAppSettings(
-                api=api,
-                queues=queues,
-                runner=runner or RunnerSettings(heartbeat_interval=timedelta(seconds=1)),
-                shutdown_grace=1.0,
-            ),
-            temporal=temporal,
-        )
-        fleet.tasks.append(asyncio.create_task(fleet.runner.run()))
-        await _ready(fleet.runner.wait_ready(), fleet.tasks[-1])
+        await add_runner(fleet, runner)
     return fleet
+
+
+async def add_runner(fleet: Fleet, settings: RunnerSettings | None = None) -> Runner:
+    """Start an in-process runner for ``fleet`` (stopped with the fleet)."""
+    fleet.runner = Runner(
+        RunnerAppSettings(
+            api=fleet.orchestrator.settings.api.model_copy(
+                update={"api_address": fleet.orchestrator.address}
+            ),
+            queues=fleet.queues,
+            runner=settings or RunnerSettings(heartbeat_interval=timedelta(seconds=1)),
+            shutdown_grace=1.0,
+        ),
+        temporal=fleet.temporal,
+    )
+    fleet.tasks.append(asyncio.create_task(fleet.runner.run()))
+    await _ready(fleet.runner.wait_ready(), fleet.tasks[-1])
+    return fleet.runner
 
 
 async def _ready(ready: Coroutine[Any, Any, None], task: asyncio.Task[None]) -> None:
