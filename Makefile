@@ -49,7 +49,7 @@ test-unit: setup ## Unit tests only
 test-integration: setup ## Integration tests (real Temporal dev server, LMDB, gRPC)
 	$(VENV)/bin/pytest tests/integration
 
-demo: setup ## Start the fleet, run the example agent live, stop everything
+demo: setup ## Start the fleet, run the example agent and workflow live, stop everything
 	$(VENV)/bin/polyfleet demo
 
 dev: setup ## Run the fleet until Ctrl-C

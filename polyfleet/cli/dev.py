@@ -3,6 +3,10 @@
 Both start a :class:`polyfleet.fleet.Fleet` from the main thread and own the signal
 handling: the first SIGINT/SIGTERM ends the wait (or the demo) and every later one is
 absorbed while the fleet stops, so a second Ctrl-C never leaves processes behind.
+
+The demo talks to the example agent, then runs the example workflow ``order-flow``, whose
+``call: http`` task fetches ``examples/http/prices.json`` from a static file server the
+demo runs on 127.0.0.1 for the purpose: nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -10,14 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import json
+import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from polyfleet.cli import api, follow
 from polyfleet.cli.commands import (
@@ -38,7 +48,7 @@ from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.config import DEFAULT_API_ADDRESS
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
-from polyfleet.v1 import agent_pb2, common_pb2
+from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
 
 DEFAULT_DEV_DATA_DIR = Path(".polyfleet/dev")
 DEMO_AGENT = "assistant"
@@ -48,6 +58,13 @@ DEMO_MESSAGES = (DEMO_MESSAGE, "What's the weather in Paris?")
 # The example workflow `polyfleet dev` suggests (examples/workflows/), and an input for it.
 DEV_WORKFLOW = "order-flow"
 DEV_WORKFLOW_INPUT = '{"customer": "Ada", "items": [{"sku": "book", "qty": 2}]}'
+# The demo's order for that workflow; the demo adds the `catalog` URL its HTTP server has.
+DEMO_ORDER: Mapping[str, Any] = {
+    "customer": "Ada",
+    "items": [{"sku": "book", "qty": 2}, {"sku": "pen", "qty": 5}],
+}
+# The demo's HTTP server listens here only.
+LOOPBACK = "127.0.0.1"
 _CHECK_INTERVAL = 0.5
 
 _T = TypeVar("_T")
@@ -61,6 +78,70 @@ def examples_dir() -> Path:
 def default_demo_manifest() -> Path:
     """Return the manifest the demo applies: ``examples/agents/assistant.yaml``."""
     return examples_dir() / "agents" / f"{DEMO_AGENT}.yaml"
+
+
+def demo_workflow_manifest() -> Path:
+    """Return the workflow the demo runs: ``examples/workflows/order-flow.yaml``."""
+    return examples_dir() / "workflows" / f"{DEV_WORKFLOW}.yaml"
+
+
+def demo_http_dir() -> Path:
+    """Return the directory the demo serves over HTTP: ``examples/http/``."""
+    return examples_dir() / "http"
+
+
+class _QuietFileHandler(SimpleHTTPRequestHandler):
+    """Serves files without writing an access log line per request to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Drop the access log: the workflow's task lines show each request already."""
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path, host: str = LOOPBACK) -> Iterator[str]:
+    """Serve a directory's files over HTTP on a free port, from a daemon thread.
+
+    Args:
+        directory: The files to serve (read only; directories are listed).
+        host: The interface to listen on; only the loopback one by default.
+
+    Yields:
+        The server's base URL, e.g. ``http://127.0.0.1:8123``; the server is shut down
+        and its socket closed when the block ends, however it ends.
+
+    """
+    handler = functools.partial(_QuietFileHandler, directory=str(directory))
+    server = ThreadingHTTPServer((host, 0), handler)
+    try:
+        thread = threading.Thread(
+            target=server.serve_forever, name="polyfleet-demo-http", daemon=True
+        )
+        thread.start()
+        try:
+            yield f"http://{host}:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join()
+    finally:
+        server.server_close()
+
+
+def _bypass_proxy_for_loopback(env: Mapping[str, str]) -> dict[str, str]:
+    # With HTTP_PROXY set, httpx in the runner would send the request for the demo's
+    # catalog (127.0.0.1) to the proxy: keep loopback traffic local.
+    result = dict(env)
+    for key in ("NO_PROXY", "no_proxy"):
+        hosts = [host for host in result.get(key, "").split(",") if host.strip()]
+        result[key] = ",".join([*hosts, LOOPBACK, "localhost"])
+    return result
+
+
+def _shown_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory if inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class _SignalGuard:
@@ -172,6 +253,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     if not agents:
         raise CliError(f"{manifest}: holds no Agent manifest to talk to")
     agent_name = args.agent or _pick_agent(agents)
+    workflow = None if args.no_workflow else _demo_workflow(agents, manifest, console.out)
     own_dir = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="polyfleet-demo-")) if own_dir else Path(args.data_dir)
     config = FleetConfig(
@@ -182,6 +264,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         temporal_ui_port=free_port(),
         api_address=f"127.0.0.1:{free_port()}",
     )
+    loopback_env = _bypass_proxy_for_loopback(config.base_env or os.environ)
+    config = dataclasses.replace(config, base_env=loopback_env)
     say = _say(console.out)
     fleet = Fleet(config, report=say)
     guard = _SignalGuard(console.err)
@@ -193,7 +277,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             for line in _banner(config):
                 say(line)
             messages = args.messages or list(DEMO_MESSAGES)
-            run = _demo(fleet, agents, agent_name, messages, console.out)
+            run = _demo(fleet, agents, agent_name, messages, console.out, workflow)
             code = asyncio.run(_within(run, args.timeout, fleet))
         except KeyboardInterrupt:
             print("interrupted", file=console.err)
@@ -220,12 +304,32 @@ def _pick_agent(agents: Sequence[agent_pb2.Agent]) -> str:
     return DEMO_AGENT if DEMO_AGENT in names else names[0]
 
 
+def _demo_workflow(
+    agents: Sequence[agent_pb2.Agent], manifest: Path, out: TextIO
+) -> workflow_pb2.Workflow | None:
+    """Load the example workflow, or None when the agents lack the one it calls."""
+    if DEMO_AGENT not in {agent.name for agent in agents}:
+        print(
+            f"Skipping the workflow {DEV_WORKFLOW}: it calls the agent {DEMO_AGENT!r}, "
+            f"which {_shown_path(manifest)} does not define.",
+            file=out,
+        )
+        return None
+    path = demo_workflow_manifest()
+    _, workflows = split_resources(load_manifest_files([str(path)]))
+    found = [workflow for workflow in workflows if workflow.name == DEV_WORKFLOW]
+    if not found:
+        raise CliError(f"{path}: holds no Workflow named {DEV_WORKFLOW!r}")
+    return found[0]
+
+
 async def _demo(
     fleet: Fleet,
     agents: Sequence[agent_pb2.Agent],
     agent_name: str,
     messages: Sequence[str],
     out: TextIO,
+    workflow: workflow_pb2.Workflow | None = None,
 ) -> int:
     async with api.connect(fleet.config.api_address) as clients:
         for stored in await api.apply_agents(clients.agents, agents):
@@ -248,7 +352,31 @@ async def _demo(
             if final.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
                 return exit_code_for(final)
             session = session or final.session_id or execution.session_id
+        if workflow is not None:
+            return await _demo_run_workflow(clients, workflow, out)
     return EXIT_OK
+
+
+async def _demo_run_workflow(
+    clients: api.Clients, workflow: workflow_pb2.Workflow, out: TextIO
+) -> int:
+    # The catalog the workflow's `call: http` task reads, on the loopback interface only.
+    http_dir = demo_http_dir()
+    with serve_directory(http_dir) as catalog:
+        print(f"\nServing {_shown_path(http_dir)}/ at {catalog}", file=out)
+        print(f"$ polyfleet apply -f {_shown_path(demo_workflow_manifest())}", file=out)
+        (stored,) = await api.apply_workflows(clients.workflows, [workflow])
+        print(f"workflow/{stored.name} configured (version {stored.version})", file=out)
+        workflow_input = {**DEMO_ORDER, "catalog": catalog}
+        text = json.dumps(workflow_input, ensure_ascii=False)
+        print(f"\n$ polyfleet run workflow {stored.name} --follow --input '{text}'", file=out)
+        execution = await api.create_workflow_execution(
+            clients.workflow_executions, stored.name, workflow_input
+        )
+        print(f"execution/{execution.id} created", file=out, flush=True)
+        calls = follow.WorkflowExecutionCalls(clients.workflow_executions)
+        final = await follow.watch_execution(calls, execution.id, ProgressPrinter(out))
+    return exit_code_for(final)
 
 
 async def _within(work: Awaitable[_T], limit_seconds: float, fleet: Fleet) -> _T:

@@ -352,11 +352,13 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo",
-        help="start a throwaway fleet, talk to the example assistant, stop everything",
+        help="start a throwaway fleet, run the example agent and workflow, stop everything",
         description="Start a fleet on free ports with one runner, apply the example agent, "
         "run it on each message in turn, in one session, following the progress live (tool "
-        "calls, streamed tokens, usage), then stop every process. Exits 0 only if every "
-        "execution COMPLETED.",
+        "calls, streamed tokens, usage); then serve examples/http/ on 127.0.0.1 and run the "
+        "example workflow order-flow, whose call:http task reads the prices there and whose "
+        "call:agent task asks the assistant, following each task live; then stop every "
+        "process. Exits 0 only if every execution COMPLETED.",
     )
     demo.add_argument(
         "--file",
@@ -373,6 +375,11 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a user message; repeat for more turns of the same session (default: "
         + ", then ".join(repr(m) for m in dev.DEMO_MESSAGES)
         + ")",
+    )
+    demo.add_argument(
+        "--no-workflow",
+        action="store_true",
+        help=f"talk to the agent only; skip the example workflow ({dev.DEV_WORKFLOW})",
     )
     demo.add_argument(
         "--data-dir", metavar="DIR", help="keep state and logs here (default: a temporary dir)"

@@ -3,12 +3,15 @@
 The demo starts the whole fleet on free ports, applies the example assistant, talks to it
 twice in one session following the progress live ("What is polyfleet?", then "What's the
 weather in Paris?", which makes the scripted model call the example MCP server's
-get_weather tool), and stops every process again.
+get_weather tool), then runs the example workflow order-flow, whose `call: http` task reads
+examples/http/prices.json from the demo's server on 127.0.0.1 and whose `call: agent` task
+asks the assistant, following every task live; and it stops every process again.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -23,6 +26,7 @@ from polyfleet.manifest import load_manifests
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "agents" / "assistant.yaml"
 WEATHER_SERVER = REPO / "examples" / "mcp" / "weather_server.py"
+PRICES = REPO / "examples" / "http" / "prices.json"
 DEMO_QUESTION = "What is polyfleet?"
 WEATHER_QUESTION = "What's the weather in Paris?"
 
@@ -42,6 +46,12 @@ def weather_in_paris() -> str:
     spec.loader.exec_module(module)
     answer: Any = module.get_weather("Paris")
     return str(answer)
+
+
+def order_total(order: dict[str, Any]) -> float:
+    """The total of an order at the prices of examples/http/prices.json."""
+    prices = json.loads(PRICES.read_text(encoding="utf-8"))["prices"]
+    return float(sum(item["qty"] * prices[item["sku"]] for item in order["items"]))
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -101,9 +111,11 @@ def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) 
     out = result.stdout
     lines = out.splitlines()
     assert "agent/assistant configured (version" in out, report
-    assert len(re.findall(r"^execution/\S+ created$", out, re.MULTILINE)) == 2, report
-    assert lines.count("● RUNNING") == 2, report
-    assert lines.count("● COMPLETED") == 2, report
+    # Two agent executions, then one workflow execution.
+    assert len(re.findall(r"^execution/aex-\S+ created$", out, re.MULTILINE)) == 2, report
+    assert len(re.findall(r"^execution/wex-\S+ created$", out, re.MULTILINE)) == 1, report
+    assert lines.count("● RUNNING") == 3, report
+    assert lines.count("● COMPLETED") == 3, report
     # The streamed transcript lines hold the whole answers, whatever the chunking.
     streamed = [" ".join(line.split()) for line in lines if line.startswith("assistant: ")]
     for expected in (answer, weather_answer):
@@ -113,7 +125,7 @@ def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) 
 
     # Turn two continues the session of turn one and calls the MCP tool before answering.
     assert re.search(r"--session \S+ --message \"What's the weather", out), report
-    turn_two = out[out.index(f'--message "{WEATHER_QUESTION}" --follow') :]
+    turn_two = out[out.index(f'--message "{WEATHER_QUESTION}" --follow') : out.index("Serving ")]
     in_order = [
         '→ tool get_weather({"city": "Paris"})',
         f"← get_weather: {weather}",
@@ -125,4 +137,39 @@ def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) 
     assert positions == sorted(positions), report
     # Usage (tokens, model calls) closes each turn; the scripted model reports it too.
     assert sum(line.startswith("Usage: ") for line in lines) == 2, report
+
+    # Then the example workflow, against the demo's price catalog on 127.0.0.1.
+    flow = out[out.index("Serving examples/http/ at ") :]
+    flow_lines = flow.splitlines()
+    assert "workflow/order-flow configured (version 1)" in flow_lines, report
+    run = next(line for line in flow_lines if line.startswith("$ polyfleet run workflow "))
+    assert run.startswith("$ polyfleet run workflow order-flow --follow --input '"), report
+    order = json.loads(run.split("--input ", 1)[1].strip("'"))
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", order["catalog"]), report
+    # Live per-task progress, as `polyfleet run workflow --follow` prints it.
+    in_order = [
+        "▶ /do/1/ask (call:agent)",
+        "↳ /do/1/ask: agent execution aex-",
+        '✓ /do/1/ask: {"about": "polyfleet is',
+        "▶ /do/2/prices (call:http)",
+        '✓ /do/2/prices: {"about": "polyfleet is',
+        "▶ /do/7/bill (for)",
+        "✓ /do/7/bill: ",
+        "● COMPLETED",
+        "Output: ",
+    ]
+    positions = []
+    for start in in_order:
+        found = [i for i, line in enumerate(flow_lines) if line.startswith(start)]
+        assert found, f"missing a line starting {start!r}\n{report}"
+        positions.append(found[0])
+    assert positions == sorted(positions), report
+    # The workflow's output holds the total computed from examples/http/prices.json.
+    total = order_total(order)
+    output_line = flow_lines[positions[-1]]
+    total_json = json.dumps(int(total) if total.is_integer() else total)
+    assert f'"total": {total_json}' in output_line, report
+    output = json.loads(output_line.removeprefix("Output: "))
+    assert output["total"] == total, report
+    assert output["about"] == answer, report
     assert survivors == [], report

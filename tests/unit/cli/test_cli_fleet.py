@@ -343,12 +343,77 @@ def test_demo_talks_twice_in_one_session_and_shows_the_tool_call(
         "$ polyfleet run agent assistant --session ses-1 --message \"What's the weather in "
         'Paris?" --follow'
     ) in lines
-    assert lines.count("● COMPLETED") == 2
+    # Two agent turns, then the example workflow.
+    assert lines.count("● COMPLETED") == 3
     call = lines.index('→ tool get_weather({"city": "Paris"})')
     assert lines[call + 1].startswith("← get_weather: ")
     assert any(line.startswith("Final answer: The weather in Paris: ") for line in lines)
     assert sum(line.startswith("Usage: ") for line in lines) == 2
     assert not _processes_mentioning(str(data))
+
+
+def test_demo_then_runs_the_example_workflow_against_a_local_catalog(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "demo"
+
+    code = main(["demo", "--data-dir", str(data)])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    workflow_part = out[out.index("Serving examples/http/ at http://127.0.0.1:") :]
+    lines = workflow_part.splitlines()
+    catalog = lines[0].rsplit(" ", 1)[1]
+    assert lines[1:3] == [
+        "$ polyfleet apply -f examples/workflows/order-flow.yaml",
+        "workflow/order-flow configured (version 1)",
+    ]
+    run = next(line for line in lines if line.startswith("$ polyfleet run workflow "))
+    assert run.startswith("$ polyfleet run workflow order-flow --follow --input '")
+    order = json.loads(run.split("--input ", 1)[1].strip("'"))
+    assert order == {**dev.DEMO_ORDER, "catalog": catalog}
+    assert "execution/wex-1 created" in lines
+    # Per-task progress, as `run workflow --follow` prints it.
+    assert "▶ /do/1/ask (call:agent)" in lines
+    assert "↳ /do/1/ask: agent execution aex-child-1" in lines
+    assert "▶ /do/2/prices (call:http)" in lines
+    assert lines.index("● COMPLETED") < lines.index(
+        next(line for line in lines if line.startswith("Output: "))
+    )
+    # The catalog server is gone with the demo.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(catalog.rsplit(":", 1)[1])), timeout=1)
+
+
+def test_demo_no_workflow_only_talks_to_the_agent(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["demo", "--data-dir", str(tmp_path / "demo"), "--no-workflow"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    assert out.splitlines().count("● COMPLETED") == 2
+    assert "polyfleet run workflow" not in out
+    assert "Serving" not in out
+
+
+def test_demo_skips_the_workflow_when_the_manifest_lacks_its_agent(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other = tmp_path / "helper.yaml"
+    text = dev.default_demo_manifest().read_text(encoding="utf-8")
+    other.write_text(text.replace("name: assistant", "name: helper"), encoding="utf-8")
+
+    code = main(["demo", "--file", str(other), "--data-dir", str(tmp_path / "demo"), "-m", "hi"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    assert (
+        f"Skipping the workflow order-flow: it calls the agent 'assistant', which {other} "
+        "does not define."
+    ) in out
+    assert "$ polyfleet run agent helper --message" in out
+    assert "polyfleet run workflow" not in out
 
 
 def test_demo_reports_a_bad_manifest_without_starting_anything(

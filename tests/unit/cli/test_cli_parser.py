@@ -156,6 +156,16 @@ def test_demo_defaults_to_the_example_assistant() -> None:
     assert dev.default_demo_manifest().is_file()
     assert args.messages is None
     assert dev.DEMO_MESSAGES == ("What is polyfleet?", "What's the weather in Paris?")
+    # The example workflow runs after the agent turns unless --no-workflow.
+    assert args.no_workflow is False
+    assert dev.demo_workflow_manifest().is_file()
+    assert (dev.demo_http_dir() / "prices.json").is_file()
+
+
+def test_demo_no_workflow() -> None:
+    args = build_parser().parse_args(["demo", "--no-workflow"])
+
+    assert args.no_workflow is True
 
 
 def test_demo_messages_repeat() -> None:

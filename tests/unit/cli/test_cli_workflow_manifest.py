@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,11 +97,31 @@ def test_every_example_workflow_loads_and_its_document_is_valid() -> None:
             assert document["document"]["name"] == workflow.name
 
 
-def test_examples_use_only_offline_tasks() -> None:
+def test_examples_reach_no_host_the_input_does_not_name() -> None:
+    # The examples run offline: an HTTP call is skipped unless the input names the server
+    # (`polyfleet demo` passes its own on 127.0.0.1), and no endpoint is a fixed host.
+    http_calls = 0
     for file in EXAMPLE_WORKFLOWS.glob("*.yaml"):
         for workflow in load_resources(file):
             assert isinstance(workflow, workflow_pb2.Workflow)
-            assert "call: http" not in workflow.document, file
+            for task in _http_tasks(load_document(workflow.document)):
+                http_calls += 1
+                assert "$workflow.input" in task.get("if", ""), file
+                endpoint = task["with"]["endpoint"]
+                assert isinstance(endpoint, str), file
+                assert endpoint.startswith("${") and "$workflow.input" in endpoint, file
+    assert http_calls >= 1
+
+
+def _http_tasks(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("call") == "http":
+            yield node
+        for value in node.values():
+            yield from _http_tasks(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _http_tasks(value)
 
 
 def test_inline_document_becomes_yaml_text_with_the_same_data(tmp_path: Path) -> None:
