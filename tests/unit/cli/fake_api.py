@@ -50,6 +50,7 @@ from polyfleet.v1 import (
     common_pb2,
 )
 from tests.unit.cli.fake_workflow_api import WorkflowState, add_to_server
+from tests.unit.cli.support import one_per_page
 
 Context = grpc.ServicerContext
 FLAKY_BREAK_AFTER = 3
@@ -123,11 +124,8 @@ class FakeAgentService(agent_pb2_grpc.AgentServiceServicer):
         """Return one agent per page, to exercise page tokens."""
         with self.state.lock:
             agents = sorted(self.state.agents.values(), key=lambda a: a.name)
-        start = int(request.page_token or 0)
-        more = start + 1 < len(agents)
-        return agent_pb2.ListAgentsResponse(
-            agents=agents[start : start + 1], next_page_token=str(start + 1) if more else ""
-        )
+        page, token = one_per_page(agents, request.page_token)
+        return agent_pb2.ListAgentsResponse(agents=page, next_page_token=token)
 
     def CreateAgent(
         self, request: agent_pb2.CreateAgentRequest, context: Context

@@ -37,6 +37,7 @@ from polyfleet.v1 import (
     workflow_pb2,
     workflow_pb2_grpc,
 )
+from tests.unit.cli.support import one_per_page
 
 Context = grpc.ServicerContext
 WorkflowExecution = workflow_execution_pb2.WorkflowExecution
@@ -132,11 +133,8 @@ class FakeWorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         """Return one workflow per page, to exercise page tokens."""
         with self.state.lock:
             workflows = sorted(self.state.workflows.values(), key=lambda w: w.name)
-        start = int(request.page_token or 0)
-        more = start + 1 < len(workflows)
-        return workflow_pb2.ListWorkflowsResponse(
-            workflows=workflows[start : start + 1], next_page_token=str(start + 1) if more else ""
-        )
+        page, token = one_per_page(workflows, request.page_token)
+        return workflow_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
 
     def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, context: Context
