@@ -194,6 +194,12 @@ class AgentExecutions(Executions[AgentExecution]):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def release_if_queued(self, execution: AgentExecution) -> bool | None:
+        """Dequeue the session of a queued execution (None if it is not queued)."""
+        if not execution.status.queued_behind:
+            return None
+        return bool(await self.dequeue(execution.session_id))
+
     async def dequeue(self, session_id: str) -> str:
         """Start the oldest queued execution of a session once nothing else runs in it.
 

@@ -33,10 +33,6 @@ class FailedPreconditionError(OrchestratorError):
     """The request is valid but the system is not in a state to serve it."""
 
 
-class UnimplementedError(OrchestratorError):
-    """The RPC is part of the API but not served by this version yet."""
-
-
 class ExecutionDeadlineError(OrchestratorError):
     """A synchronous Execute gave up waiting; the execution keeps running."""
 

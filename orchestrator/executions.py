@@ -8,7 +8,6 @@ rules, Temporal workflow and queues).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import signal
@@ -296,7 +295,7 @@ class Executions(Generic[E]):
                 report_id,
                 source,
                 update,
-                functools.partial(self._merge, source=source),
+                lambda execution, change: self.kind.merge(execution, change, source),
             )
         except store.NotFoundError:
             raise NotFoundError(self.kind.name, execution_id) from None
@@ -318,8 +317,14 @@ class Executions(Generic[E]):
     async def on_terminal(self, execution: E) -> None:
         """Called once when an execution reaches its terminal phase."""
 
-    def _merge(self, execution: E, update: common_pb2.ExecutionUpdate, source: str) -> None:
-        self.kind.merge(execution, update, source)
+    async def release_if_queued(self, execution: E) -> bool | None:
+        """Start ``execution`` if it waits in a queue that may move now.
+
+        Returns:
+            None when the execution is not queued (this kind has no queues); otherwise
+            whether a queued execution was started.
+        """
+        return None
 
     def execute_wait(self, timeout: Duration | None) -> float:
         """Seconds a synchronous Execute waits: the default, or the client's, bounded.

@@ -25,7 +25,6 @@ from opentelemetry import metrics
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from orchestrator.agent_executions import AgentExecutions
 from orchestrator.executions import Executions, system_message
 from orchestrator.status import IllegalTransitionError
 from polyfleet.v1 import common_pb2
@@ -96,12 +95,10 @@ class Reconciler:
         age = time.time() - execution.create_time.ToNanoseconds() / 1e9
         if not startup and age < settings.reconcile_min_age.total_seconds():
             return ""  # a Create may still be starting its workflow
-        if execution.status.phase == common_pb2.EXECUTION_PHASE_PENDING and getattr(
-            execution.status, "queued_behind", ""
-        ):
-            if isinstance(service, AgentExecutions):
-                return "dequeued" if await service.dequeue(execution.session_id) else ""
-            return ""
+        if execution.status.phase == common_pb2.EXECUTION_PHASE_PENDING:
+            released = await service.release_if_queued(execution)
+            if released is not None:
+                return "dequeued" if released else ""
         try:
             description = await self._temporal.get_workflow_handle(execution.workflow_id).describe()
         except RPCError as err:

@@ -19,7 +19,6 @@ SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_REF = re.compile(r"\$\{([^}]*)\}")
 GRAPH_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SUPPORTED_PROVIDERS = ("scripted", "openai", "anthropic", "ollama")
-MAX_MESSAGE_CHARS = 100_000
 MAX_REQUEST_ID_CHARS = 200
 MAX_STEPS = 1000
 MAX_MODEL_ATTEMPTS = 10
@@ -179,7 +178,7 @@ def _unique(names: Iterable[str], field: str, what: str) -> None:
 
 def validate_create_agent_execution(
     request: agent_execution_pb2.CreateAgentExecutionRequest,
-    max_message_chars: int = MAX_MESSAGE_CHARS,
+    max_message_chars: int,
 ) -> None:
     """Check a Create request for an agent execution.
 

@@ -63,8 +63,12 @@ _TERMINAL_AGENT_PHASES = (
 
 def to_value(data: Any) -> struct_pb2.Value:
     """A JSON-compatible Python value as a protobuf Value."""
+    return _parse(json.dumps(data, default=str))
+
+
+def _parse(text: str) -> struct_pb2.Value:
     value = struct_pb2.Value()
-    json_format.ParseDict(json.loads(json.dumps(data, default=str)), value)
+    json_format.Parse(text, value)
     return value
 
 
@@ -79,7 +83,7 @@ def _bounded(data: Any, limit: int) -> struct_pb2.Value:
     text = json.dumps(data, default=str)
     if len(text) > limit:
         return to_value(f"[{len(text)} bytes, over the {limit}-byte status limit: not shown]")
-    return to_value(json.loads(text))
+    return _parse(text)
 
 
 def task_status(

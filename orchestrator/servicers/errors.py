@@ -16,7 +16,6 @@ from orchestrator.errors import (
     InvalidArgumentError,
     NotFoundError,
     OrchestratorError,
-    UnimplementedError,
     WorkflowStartError,
 )
 from orchestrator.status import IllegalTransitionError
@@ -30,7 +29,6 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (WorkflowStartError, grpc.StatusCode.UNAVAILABLE),
     (ExecutionDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (UnimplementedError, grpc.StatusCode.UNIMPLEMENTED),
     (store.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (store.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (store.ConflictError, grpc.StatusCode.ABORTED),

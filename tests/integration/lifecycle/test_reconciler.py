@@ -127,7 +127,6 @@ async def test_workflows_closed_or_gone_while_the_orchestrator_was_down(
             workflow_execution=WorkflowExecution(workflow_id=deleted.workflow_id),
         )
     )
-    await asyncio.sleep(0)
     second = await start_fleet(temporal_client, tmp_path, queues=first.queues, with_runner=False)
     try:
         a = await wait_phase(second, terminated.id, timeout=10)

@@ -7,7 +7,13 @@ import time
 import grpc
 import pytest
 
-from polyfleet.v1 import agent_pb2, common_pb2, workflow_execution_pb2, workflow_pb2
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    agent_pb2,
+    common_pb2,
+    workflow_execution_pb2,
+    workflow_pb2,
+)
 from tests.conftest import Fleet, scripted_agent
 from tests.helpers import assert_eventually
 from tests.http_server import Server
@@ -113,8 +119,6 @@ async def test_call_agent_answer_feeds_a_later_set(fleet: Fleet) -> None:
     assert output(done) == {"answer": "Paris is the capital.", "shout": "PARIS IS THE CAPITAL."}
     child_id = tasks(done)["/do/0/ask"].agent_execution_id
     assert child_id.startswith("aex-")
-    from polyfleet.v1 import agent_execution_pb2
-
     child = await fleet.executions.GetAgentExecution(
         agent_execution_pb2.GetAgentExecutionRequest(id=child_id)
     )
