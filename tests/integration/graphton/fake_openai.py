@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,8 @@ class Recorded:
 
 
 Responder = Callable[[Recorded], Reply]
+# Awaited before a request is answered (e.g. a barrier in the benchmark).
+Gate = Callable[[Recorded], Awaitable[None]]
 
 
 def content_text(message: dict[str, Any]) -> str:
@@ -93,11 +95,18 @@ def tool_then_answer(name: str, arguments: dict[str, Any], answer: str) -> Respo
 
 
 class FakeOpenAI:
-    """The server; use as ``with FakeOpenAI(responder) as server: server.url``."""
+    """The server; use as ``with FakeOpenAI(responder) as server: server.url``.
 
-    def __init__(self, responder: Responder) -> None:
+    ``in_flight`` counts requests open right now and ``max_in_flight`` the most at once:
+    how many model calls its clients held concurrently.
+    """
+
+    def __init__(self, responder: Responder, gate: Gate | None = None) -> None:
         self.responder = responder
+        self.gate = gate
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = free_port()
         self._ids = itertools.count(1)
         self._server = uvicorn.Server(
@@ -206,6 +215,8 @@ class FakeOpenAI:
         except (asyncio.CancelledError, GeneratorExit):
             record.aborted = True
             raise
+        finally:
+            self.in_flight -= 1
 
     def _complete(self, reply: Reply) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
@@ -241,14 +252,25 @@ class FakeOpenAI:
         body = await request.json()
         record = Recorded(body=body, authorization=request.headers.get("authorization", ""))
         self.requests.append(record)
-        reply = self.responder(record)
-        if reply.status != 200:
-            record.completed = True
-            error = {"message": reply.error_message, "type": "error", "code": reply.error_code}
-            return JSONResponse({"error": error}, status_code=reply.status)
-        if not body.get("stream"):
-            record.completed = True
-            return JSONResponse(self._complete(reply))
+        # The server runs on one event loop in one thread: no lock needed.
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        streaming = False
+        try:
+            if self.gate:
+                await self.gate(record)
+            reply = self.responder(record)
+            if reply.status != 200:
+                record.completed = True
+                error = {"message": reply.error_message, "type": "error", "code": reply.error_code}
+                return JSONResponse({"error": error}, status_code=reply.status)
+            if not body.get("stream"):
+                record.completed = True
+                return JSONResponse(self._complete(reply))
+            streaming = True
+        finally:
+            if not streaming:  # else the stream counts itself out when it ends
+                self.in_flight -= 1
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
             self._stream(record, reply, include_usage), media_type="text/event-stream"
