@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,15 @@ class RssSampler:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    used = {}
+    for name, pid in pids.items():
+        times = psutil.Process(pid).cpu_times()
+        used[name] = times.user + times.system
+    return used
+
+
 @dataclass
 class Outcome:
     """What one run measured."""
@@ -148,6 +158,8 @@ class Outcome:
     held: int
     idle_rss: int
     peak_rss: int
+    # CPU seconds per process (temporal, orchestrator, runner, benchmark) during the run.
+    cpu: dict[str, float]
 
     @property
     def completed(self) -> list[agent_execution_pb2.AgentExecution]:
@@ -168,13 +180,19 @@ class Bench:
     """One fleet; runs each scenario with a fresh runner process (construct in a loop)."""
 
     def __init__(
-        self, address: str, start_runner: Callable[[], int], stop_runner: Callable[[], None]
+        self,
+        address: str,
+        start_runner: Callable[[], int],
+        stop_runner: Callable[[], None],
+        pids: dict[str, int],
     ):
         self.channel = create_channel(address)
         self.agents = agent_pb2_grpc.AgentServiceStub(self.channel)
         self.executions = agent_execution_pb2_grpc.AgentExecutionServiceStub(self.channel)
         self.start_runner = start_runner
         self.stop_runner = stop_runner
+        # The fleet's processes and this one (client and fake model server).
+        self.pids = {**pids, "benchmark": os.getpid()}
 
     def _request(self, agent: str) -> agent_execution_pb2.CreateAgentExecutionRequest:
         return agent_execution_pb2.CreateAgentExecutionRequest(
@@ -210,7 +228,10 @@ class Bench:
         await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
         creates_per_second = EXECUTIONS / (time.perf_counter() - started)
 
-        sampler = RssSampler(await asyncio.to_thread(self.start_runner))
+        runner = await asyncio.to_thread(self.start_runner)
+        sampler = RssSampler(runner)
+        pids = {**self.pids, "runner": runner}
+        cpu_before = _cpu_seconds(pids)
         idle = sampler.now()
         sampler.start()
         started = time.perf_counter()
@@ -223,8 +244,10 @@ class Bench:
             await asyncio.sleep(1)
         wall = time.perf_counter() - started
         await sampler.stop()
+        cpu_after = _cpu_seconds(pids)
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in pids}
         return Outcome(
-            executions, creates_per_second, wall, server.max_in_flight, idle, sampler.peak
+            executions, creates_per_second, wall, server.max_in_flight, idle, sampler.peak, cpu
         )
 
     async def alone(self, agent: str) -> float:
@@ -256,10 +279,23 @@ def _report(latency: Outcome, hold: Outcome, baseline: float, gathered: float) -
     def rows(label: str, key: Callable[[Outcome], str]) -> str:
         return f"| {label} | {key(latency)} | {key(hold)} |"
 
+    def cpu_row(name: str) -> str:
+        def ms(o: Outcome) -> str:
+            return f"{o.cpu.get(name, 0.0) * 1000 / max(len(o.executions), 1):,.1f} ms"
+
+        return rows(f"CPU per execution: {name}", ms)
+
     def per_held(o: Outcome) -> str:
         return f"{(o.peak_rss - o.idle_rss) / max(o.held, 1) / 1024:,.0f} KB"
 
     verdict = "met" if hold.met() else "NOT met"
+    failures = Counter(
+        f"{o_name}: {common_pb2.ExecutionPhase.Name(e.status.phase)} "
+        f"{e.status.error.type} {e.status.error.message}".rstrip()
+        for o_name, o in (("1 s model", latency), ("hold", hold))
+        for e in o.executions
+        if e.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED
+    )
     return [
         f"{EXECUTIONS} executions queued, then one fresh runner process started and handed all "
         f"of them (`POLYFLEET_RUNNER_MAX_CONCURRENT_ACTIVITIES={EXECUTIONS + 10}`). The model "
@@ -281,7 +317,11 @@ def _report(latency: Outcome, hold: Outcome, baseline: float, gathered: float) -
         rows("runner RSS at start (baseline)", lambda o: f"{o.idle_rss / MB:,.0f} MB"),
         rows("runner RSS peak", lambda o: f"{o.peak_rss / MB:,.0f} MB"),
         rows("runner RSS growth ÷ peak calls held", per_held),
+        *(cpu_row(name) for name in ("temporal", "orchestrator", "runner", "benchmark")),
         "",
+        "- CPU per execution: each process's user + system CPU time from runner start to the "
+        "last terminal state, divided by the executions; `benchmark` is the client and the "
+        "fake model server.",
         f"- One execution alone, RUNNING to terminal (baseline): {baseline:.3f} s, so "
         f"{(baseline - MODEL_LATENCY) * 1000:.0f} ms of polyfleet per model step.",
         f"- Under load (1 s model), RUNNING to terminal: median {median:.3f} s, p95 {p95:.3f} s. "
@@ -289,6 +329,7 @@ def _report(latency: Outcome, hold: Outcome, baseline: float, gathered: float) -
         "terminal state.",
         f"- hold: the last of the {EXECUTIONS} model calls arrived {gathered:.1f} s after the "
         "first.",
+        *(f"- not COMPLETED, {count}x: {what}" for what, count in failures.most_common(5)),
         "",
         f"Target: one runner holds {EXECUTIONS} concurrent executions, all COMPLETED, runner "
         f"RSS <= {RSS_TARGET_MB} MB: **{verdict}** (hold run). With the 1 s model the runner "
@@ -300,9 +341,12 @@ def _report(latency: Outcome, hold: Outcome, baseline: float, gathered: float) -
 
 
 async def _bench(
-    address: str, start_runner: Callable[[], int], stop_runner: Callable[[], None]
+    address: str,
+    start_runner: Callable[[], int],
+    stop_runner: Callable[[], None],
+    pids: dict[str, int],
 ) -> list[str]:
-    return await Bench(address, start_runner, stop_runner).run()
+    return await Bench(address, start_runner, stop_runner, pids).run()
 
 
 def main() -> None:
@@ -354,8 +398,9 @@ def main() -> None:
                 process.wait(60)
 
         try:
-            with Fleet(config, report=print):
-                lines = asyncio.run(_bench(config.api_address, start_runner, stop_runner))
+            with Fleet(config, report=print) as fleet:
+                pids = {child.name: child.popen.pid for child in fleet.children}
+                lines = asyncio.run(_bench(config.api_address, start_runner, stop_runner, pids))
         finally:
             stop_runner()
     write_section("runner", "One runner, many concurrent agent executions", lines)

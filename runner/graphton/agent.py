@@ -3,16 +3,22 @@
 A small explicit graph instead of a prebuilt agent: the model call goes through the
 retry policy, tool failures go back to the model as error results (so it can recover),
 and failures retrying cannot fix (a provider 401, a missing secret) end the execution.
+
+The graph is compiled once per process and shared by every execution: compiling it
+cost about as much runner CPU as the rest of a one-step run. What differs between runs
+(the model call, the tools, the instructions) travels in the run's ``configurable``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Annotated, Any, TypedDict
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -23,6 +29,8 @@ from runner.graphton.retry import ModelCall
 
 MODEL_NODE = "model"
 TOOLS_NODE = "tools"
+# Key of the run's _Loop in the run config's "configurable".
+_LOOP = "polyfleet_agent_loop"
 
 
 class AgentState(TypedDict):
@@ -43,7 +51,7 @@ def _unknown_tool(name: str, known: Sequence[str]) -> BaseTool:
 
 
 async def _run_tool(
-    tools: dict[str, BaseTool], call: dict[str, Any], config: RunnableConfig
+    tools: Mapping[str, BaseTool], call: dict[str, Any], config: RunnableConfig
 ) -> BaseMessage:
     name = str(call["name"])
     tool = tools.get(name) or _unknown_tool(name, sorted(tools))
@@ -60,10 +68,60 @@ async def _run_tool(
     return ToolMessage(content=str(result), tool_call_id=str(call["id"]), name=name)
 
 
+@dataclass(frozen=True)
+class _Loop:
+    """What one agent's runs of the shared graph use."""
+
+    call_model: ModelCall
+    tools: Mapping[str, BaseTool]
+    system: Sequence[SystemMessage]
+
+
+def _loop(config: RunnableConfig) -> _Loop:
+    return cast(_Loop, config.get("configurable", {})[_LOOP])
+
+
+async def _model_node(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    loop = _loop(config)
+    response = await loop.call_model([*loop.system, *state["messages"]], config)
+    return {"messages": [response]}
+
+
+async def _tools_node(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    tools = _loop(config).tools
+    last = state["messages"][-1]
+    calls = last.tool_calls if isinstance(last, AIMessage) else []
+    tasks = [asyncio.ensure_future(_run_tool(tools, dict(c), config)) for c in calls]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # gather leaves the siblings of a failed call running
+            task.cancel()
+        raise
+    return {"messages": list(results)}
+
+
+async def _route(state: AgentState) -> str:
+    # Async although it awaits nothing: LangGraph runs a sync function on a thread pool.
+    last = state["messages"][-1]
+    return TOOLS_NODE if isinstance(last, AIMessage) and last.tool_calls else END
+
+
+@functools.cache
+def _compiled() -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
+    graph = StateGraph(AgentState)
+    graph.add_node(MODEL_NODE, _model_node)
+    graph.add_node(TOOLS_NODE, _tools_node)
+    graph.add_edge(START, MODEL_NODE)
+    graph.add_conditional_edges(MODEL_NODE, _route, [TOOLS_NODE, END])
+    graph.add_edge(TOOLS_NODE, MODEL_NODE)
+    return graph.compile()
+
+
 def build_agent_graph(
     call_model: ModelCall, tools: Sequence[BaseTool], instructions: str
-) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
-    """Compile the agent loop.
+) -> Runnable[Any, Any]:
+    """The agent loop of one agent: the shared compiled graph bound to its parts.
 
     Args:
         call_model: The model with the tools bound, wrapped in the retry policy.
@@ -71,33 +129,9 @@ def build_agent_graph(
         instructions: The system prompt, prepended to every model call.
 
     """
-    by_name = {tool.name: tool for tool in tools}
-    system = [SystemMessage(content=instructions)] if instructions else []
-
-    async def model_node(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        response = await call_model([*system, *state["messages"]], config)
-        return {"messages": [response]}
-
-    async def tools_node(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        last = state["messages"][-1]
-        calls = last.tool_calls if isinstance(last, AIMessage) else []
-        tasks = [asyncio.ensure_future(_run_tool(by_name, dict(c), config)) for c in calls]
-        try:
-            results = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:  # gather leaves the siblings of a failed call running
-                task.cancel()
-            raise
-        return {"messages": list(results)}
-
-    def route(state: AgentState) -> str:
-        last = state["messages"][-1]
-        return TOOLS_NODE if isinstance(last, AIMessage) and last.tool_calls else END
-
-    graph = StateGraph(AgentState)
-    graph.add_node(MODEL_NODE, model_node)
-    graph.add_node(TOOLS_NODE, tools_node)
-    graph.add_edge(START, MODEL_NODE)
-    graph.add_conditional_edges(MODEL_NODE, route, [TOOLS_NODE, END])
-    graph.add_edge(TOOLS_NODE, MODEL_NODE)
-    return graph.compile()
+    loop = _Loop(
+        call_model=call_model,
+        tools={tool.name: tool for tool in tools},
+        system=[SystemMessage(content=instructions)] if instructions else [],
+    )
+    return _compiled().with_config(configurable={_LOOP: loop})

@@ -13,6 +13,7 @@ it names. SDK-level retries are off: :mod:`runner.graphton.retry` owns retrying.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,55 +97,64 @@ def _import_integration(provider: str, module: str, name: str) -> Any:
 
 
 def _openai(
-    config: agent_pb2.ModelConfig, secrets: Secrets, retry: RetryPolicy, params: dict[str, Any]
+    config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float, params: dict[str, Any]
 ) -> BaseChatModel:
     return ChatOpenAI(
         model=config.model,
         base_url=config.base_url or None,
-        api_key=_api_key(config, secrets),
+        api_key=api_key,
         stream_usage=True,
         max_retries=0,
-        timeout=retry.call_timeout,
+        timeout=timeout,
         **params,
     )
 
 
 def _anthropic(
-    config: agent_pb2.ModelConfig, secrets: Secrets, retry: RetryPolicy, params: dict[str, Any]
+    config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float, params: dict[str, Any]
 ) -> BaseChatModel:
     chat_anthropic = _import_integration("anthropic", "langchain_anthropic", "ChatAnthropic")
     model: BaseChatModel = chat_anthropic(
         model=config.model,
         base_url=config.base_url or None,
-        api_key=_api_key(config, secrets),
+        api_key=api_key,
         stream_usage=True,
         max_retries=0,
-        timeout=retry.call_timeout,
+        timeout=timeout,
         **params,
     )
     return model
 
 
 def _ollama(
-    config: agent_pb2.ModelConfig, secrets: Secrets, retry: RetryPolicy, params: dict[str, Any]
+    config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float, params: dict[str, Any]
 ) -> BaseChatModel:
     chat_ollama = _import_integration("ollama", "langchain_ollama", "ChatOllama")
     headers = {}
     if config.api_key_secret:  # e.g. Ollama behind an authenticating proxy
-        headers["Authorization"] = f"Bearer {_api_key(config, secrets).get_secret_value()}"
+        headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
     model: BaseChatModel = chat_ollama(
         model=config.model,
         base_url=config.base_url or None,
-        client_kwargs={"timeout": retry.call_timeout, "headers": headers},
+        client_kwargs={"timeout": timeout, "headers": headers},
         **params,
     )
     return model
 
 
 _FACTORIES: dict[
-    str,
-    Callable[[agent_pb2.ModelConfig, Secrets, RetryPolicy, dict[str, Any]], BaseChatModel],
+    str, Callable[[agent_pb2.ModelConfig, SecretStr, float, dict[str, Any]], BaseChatModel]
 ] = {"openai": _openai, "anthropic": _anthropic, "ollama": _ollama}
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_model(config: bytes, api_key: str, timeout: float) -> BaseChatModel:
+    # One chat model per distinct configuration and key, shared by the executions that
+    # use it: building one with its HTTP clients costs milliseconds of CPU per execution,
+    # and a shared one keeps its connections to the provider open between executions.
+    model_config = agent_pb2.ModelConfig.FromString(config)
+    factory = _FACTORIES[model_config.provider]
+    return factory(model_config, SecretStr(api_key), timeout, model_parameters(model_config))
 
 
 def build_model(
@@ -182,9 +192,9 @@ def build_model(
         raise ModelError(
             f"model provider '{config.provider}' is not available in this runner (known: {known})"
         )
-    params = model_parameters(config)
+    key = _api_key(config, secrets).get_secret_value()
     try:
-        model = factory(config, secrets, retry, params)
+        model = _shared_model(config.SerializeToString(deterministic=True), key, retry.call_timeout)
     except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
         raise ModelError(f"invalid parameters for {where}: {secrets.scrub(str(err))}") from None
     return ModelSpec(model, where, retry, config.pricing)

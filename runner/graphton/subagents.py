@@ -15,14 +15,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 from langgraph.errors import GraphRecursionError
-from langgraph.graph.state import CompiledStateGraph
 
 from polyfleet.v1 import agent_pb2, common_pb2
-from runner.graphton.agent import AgentState
 from runner.graphton.errors import GraphtonError
 from runner.graphton.progress import ProgressReporter
 
@@ -44,7 +42,7 @@ def _error_of(err: BaseException) -> common_pb2.ExecutionError:
 
 def sub_agent_tool(
     sub: agent_pb2.SubAgent,
-    graph: CompiledStateGraph[AgentState, None, AgentState, AgentState],
+    graph: Runnable[Any, Any],
     progress: ProgressReporter,
     config: Callable[[], RunnableConfig],
 ) -> BaseTool:

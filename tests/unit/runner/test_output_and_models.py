@@ -146,3 +146,18 @@ def test_priced_usage() -> None:
     assert (usage.currency, usage.model_calls) == ("USD", 1)
     free = priced_usage(10, 5, agent_pb2.ModelPricing())
     assert (free.cost, free.currency) == (0.0, "")
+
+
+def test_executions_with_the_same_model_share_one_chat_model() -> None:
+    config = agent_pb2.ModelConfig(provider="openai", model="m", api_key_secret="KEY")
+    first = build_model(config, Secrets(["KEY"], environ={"KEY": "sk-one"})).chat_model
+    again = build_model(config, Secrets(["KEY"], environ={"KEY": "sk-one"})).chat_model
+    rotated = build_model(config, Secrets(["KEY"], environ={"KEY": "sk-two"})).chat_model
+    other = agent_pb2.ModelConfig(provider="openai", model="other", api_key_secret="KEY")
+    changed = build_model(other, Secrets(["KEY"], environ={"KEY": "sk-one"})).chat_model
+    assert again is first
+    assert rotated is not first
+    assert isinstance(rotated, ChatOpenAI)
+    assert isinstance(rotated.openai_api_key, SecretStr)
+    assert rotated.openai_api_key.get_secret_value() == "sk-two"
+    assert changed is not first
