@@ -5,7 +5,7 @@ retry policy, tool failures go back to the model as error results (so it can rec
 and failures retrying cannot fix (a provider 401, a missing secret) end the execution.
 
 The graph is compiled once per process and shared by every execution: compiling it
-cost about as much runner CPU as the rest of a one-step run. What differs between runs
+took over a third of the runner CPU of a one-step run. What differs between runs
 (the model call, the tools, the instructions) travels in the run's ``configurable``.
 """
 
