@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from bench.report import write_section
 from polyfleet.channel import create_channel
+from polyfleet.cli.api import every_page
 from polyfleet.fleet import Fleet, FleetConfig, free_port
 from polyfleet.v1 import (
     agent_execution_pb2,
@@ -200,18 +201,14 @@ class Bench:
         )
 
     async def _list(self, agent: str) -> list[agent_execution_pb2.AgentExecution]:
-        found: list[agent_execution_pb2.AgentExecution] = []
-        token = ""
-        while True:
-            page = await self.executions.ListAgentExecutions(
-                agent_execution_pb2.ListAgentExecutionsRequest(
-                    agent=agent, page_size=1000, page_token=token
-                )
+        async def page(token: str) -> tuple[Iterable[agent_execution_pb2.AgentExecution], str]:
+            request = agent_execution_pb2.ListAgentExecutionsRequest(
+                agent=agent, page_size=1000, page_token=token
             )
-            found.extend(page.executions)
-            token = page.next_page_token
-            if not token:
-                return found
+            response = await self.executions.ListAgentExecutions(request)
+            return response.executions, response.next_page_token
+
+        return await every_page(page)
 
     async def scenario(self, agent: str, server: FakeOpenAI) -> Outcome:
         """Queue the executions, start a runner, wait until every one is terminal."""

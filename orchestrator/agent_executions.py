@@ -241,14 +241,7 @@ class AgentExecutions(Executions[AgentExecution]):
             filters["session_id"] = request.session_id
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list(
-            filters,
-            request.page_size,
-            request.page_token,
-            created_after=request.created_after if request.HasField("created_after") else None,
-            created_before=(request.created_before if request.HasField("created_before") else None),
-            labels=dict(request.labels),
-        )
+        items, token = await self.list_for(filters, request)
         return agent_execution_pb2.ListAgentExecutionsResponse(
             executions=items, next_page_token=token
         )

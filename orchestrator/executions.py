@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message as ProtoMessage
@@ -109,6 +109,30 @@ def system_message(message_id: str, content: str) -> common_pb2.Message:
     )
     message.create_time.GetCurrentTime()
     return message
+
+
+class ListRequest(Protocol):
+    """The paging, created-time range and label fields of every List…Executions request."""
+
+    @property
+    def page_size(self) -> int:
+        """Page size; non-positive means the default."""
+
+    @property
+    def page_token(self) -> str:
+        """Token of the page to return; empty for the first."""
+
+    @property
+    def created_after(self) -> Timestamp:
+        """Lower bound of the create time; unset means none."""
+
+    @property
+    def created_before(self) -> Timestamp:
+        """Upper bound of the create time; unset means none."""
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """Labels every execution must carry."""
 
 
 class Executions(Generic[E]):
@@ -241,6 +265,22 @@ class Executions(Generic[E]):
         except store.NotFoundError:
             raise NotFoundError(self.kind.name, execution_id) from None
         return execution
+
+    async def list_for(
+        self, filters: Mapping[str, str | int], request: ListRequest
+    ) -> tuple[list[E], str]:
+        """``list`` with a List request's paging, created-time range and labels.
+
+        An unset time bound is the zero timestamp, which ``list`` treats as no bound.
+        """
+        return await self.list(
+            filters,
+            request.page_size,
+            request.page_token,
+            created_after=request.created_after,
+            created_before=request.created_before,
+            labels=dict(request.labels),
+        )
 
     async def list(
         self,

@@ -109,14 +109,7 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
             filters["workflow"] = request.workflow
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list(
-            filters,
-            request.page_size,
-            request.page_token,
-            created_after=request.created_after if request.HasField("created_after") else None,
-            created_before=(request.created_before if request.HasField("created_before") else None),
-            labels=dict(request.labels),
-        )
+        items, token = await self.list_for(filters, request)
         return workflow_execution_pb2.ListWorkflowExecutionsResponse(
             executions=items, next_page_token=token
         )

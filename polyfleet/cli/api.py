@@ -7,10 +7,10 @@ is in :mod:`polyfleet.cli.follow`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from polyfleet.v1.agent_pb2_grpc import AgentServiceAsyncStub
     from polyfleet.v1.workflow_execution_pb2_grpc import WorkflowExecutionServiceAsyncStub
     from polyfleet.v1.workflow_pb2_grpc import WorkflowServiceAsyncStub
+
+T = TypeVar("T")
 
 # Unary calls are quick lookups or writes; a minute without an answer means trouble.
 UNARY_TIMEOUT = 30.0
@@ -121,6 +123,25 @@ async def apply_agents(
     ]
 
 
+async def every_page(fetch: Callable[[str], Awaitable[tuple[Iterable[T], str]]]) -> list[T]:
+    """Collect every item of a paginated List, following page tokens.
+
+    Args:
+        fetch: Fetches the page of a token ("" for the first): its items and the next token.
+
+    Returns:
+        The items of every page, in server order.
+
+    """
+    items: list[T] = []
+    token = ""
+    while True:
+        page, token = await fetch(token)
+        items.extend(page)
+        if not token:
+            return items
+
+
 async def list_agents(stub: AgentServiceAsyncStub) -> list[agent_pb2.Agent]:
     """Fetch every agent, following page tokens.
 
@@ -131,16 +152,13 @@ async def list_agents(stub: AgentServiceAsyncStub) -> list[agent_pb2.Agent]:
         All agents in server order.
 
     """
-    agents: list[agent_pb2.Agent] = []
-    token = ""
-    while True:
-        response = await stub.ListAgents(
-            agent_pb2.ListAgentsRequest(page_token=token), timeout=UNARY_TIMEOUT
-        )
-        agents.extend(response.agents)
-        token = response.next_page_token
-        if not token:
-            return agents
+
+    async def page(token: str) -> tuple[Iterable[agent_pb2.Agent], str]:
+        request = agent_pb2.ListAgentsRequest(page_token=token)
+        response = await stub.ListAgents(request, timeout=UNARY_TIMEOUT)
+        return response.agents, response.next_page_token
+
+    return await every_page(page)
 
 
 @dataclass(frozen=True)
@@ -277,16 +295,13 @@ async def list_workflows(stub: WorkflowServiceAsyncStub) -> list[workflow_pb2.Wo
         All workflows in server order.
 
     """
-    workflows: list[workflow_pb2.Workflow] = []
-    token = ""
-    while True:
-        response = await stub.ListWorkflows(
-            workflow_pb2.ListWorkflowsRequest(page_token=token), timeout=UNARY_TIMEOUT
-        )
-        workflows.extend(response.workflows)
-        token = response.next_page_token
-        if not token:
-            return workflows
+
+    async def page(token: str) -> tuple[Iterable[workflow_pb2.Workflow], str]:
+        request = workflow_pb2.ListWorkflowsRequest(page_token=token)
+        response = await stub.ListWorkflows(request, timeout=UNARY_TIMEOUT)
+        return response.workflows, response.next_page_token
+
+    return await every_page(page)
 
 
 def _workflow_execution(

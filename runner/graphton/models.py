@@ -96,33 +96,33 @@ def _import_integration(provider: str, module: str, name: str) -> Any:
         ) from None
 
 
+def _sdk_kwargs(
+    config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float
+) -> dict[str, Any]:
+    # OpenAI's and Anthropic's integrations take the same options; their SDK retries are
+    # off because runner.graphton.retry owns retrying. A parameter repeating one of these
+    # is a TypeError, reported as invalid parameters.
+    return {
+        "model": config.model,
+        "base_url": config.base_url or None,
+        "api_key": api_key,
+        "stream_usage": True,
+        "max_retries": 0,
+        "timeout": timeout,
+    }
+
+
 def _openai(
     config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float, params: dict[str, Any]
 ) -> BaseChatModel:
-    return ChatOpenAI(
-        model=config.model,
-        base_url=config.base_url or None,
-        api_key=api_key,
-        stream_usage=True,
-        max_retries=0,
-        timeout=timeout,
-        **params,
-    )
+    return ChatOpenAI(**_sdk_kwargs(config, api_key, timeout), **params)
 
 
 def _anthropic(
     config: agent_pb2.ModelConfig, api_key: SecretStr, timeout: float, params: dict[str, Any]
 ) -> BaseChatModel:
     chat_anthropic = _import_integration("anthropic", "langchain_anthropic", "ChatAnthropic")
-    model: BaseChatModel = chat_anthropic(
-        model=config.model,
-        base_url=config.base_url or None,
-        api_key=api_key,
-        stream_usage=True,
-        max_retries=0,
-        timeout=timeout,
-        **params,
-    )
+    model: BaseChatModel = chat_anthropic(**_sdk_kwargs(config, api_key, timeout), **params)
     return model
 
 
