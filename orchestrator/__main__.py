@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
 from orchestrator.app import Orchestrator, OrchestratorSettings
+from orchestrator.ownership import StartupRefusedError
 from polyfleet.process import serve
+
+# Exit status when another orchestrator owns the data directory, the queues or the port.
+EXIT_REFUSED = 2
+
+logger = logging.getLogger("orchestrator")
 
 
 def main() -> None:
     """Entry point."""
-    serve(lambda: Orchestrator(OrchestratorSettings()))
+    try:
+        serve(lambda: Orchestrator(OrchestratorSettings()))
+    except StartupRefusedError as exc:
+        # An expected refusal, not a crash: one clear line instead of a traceback.
+        logger.error("orchestrator refuses to start: %s", exc)
+        raise SystemExit(EXIT_REFUSED) from None
 
 
 if __name__ == "__main__":

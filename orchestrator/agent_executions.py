@@ -19,6 +19,7 @@ from orchestrator.executions import DEFAULT_PRIORITY, Executions, Kind
 from orchestrator.status import merge_agent_update
 from orchestrator.validation import validate_create_agent_execution
 from polyfleet import contract
+from polyfleet.quoting import quote
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, session_pb2
 
 AgentExecution = agent_execution_pb2.AgentExecution
@@ -45,6 +46,20 @@ def _workflow_input(
 ) -> activities_pb2.AgentExecutionWorkflowInput:
     return activities_pb2.AgentExecutionWorkflowInput(
         execution_id=execution.id, session_id=execution.session_id, policy=policy
+    )
+
+
+def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
+    """Event 1 of an agent execution: PENDING (or queued) with the user message."""
+    user_message = common_pb2.Message(
+        id=f"{execution.id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=execution.message
+    )
+    user_message.create_time.GetCurrentTime()
+    queued_behind = execution.status.queued_behind
+    return common_pb2.ExecutionUpdate(
+        phase=common_pb2.EXECUTION_PHASE_PENDING,
+        messages=[user_message],
+        reason=f"queued behind {queued_behind}" if queued_behind else "created",
     )
 
 
@@ -102,18 +117,9 @@ class AgentExecutions(Executions[AgentExecution]):
                     return await self.create_duplicate(execution, request)
             queued_behind = await self._multitask(request, in_flight)
             execution = self._new_execution(request, agent.name, session.id, queued_behind)
-            user_message = common_pb2.Message(
-                id=f"{execution.id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=spec.message
-            )
-            user_message.create_time.GetCurrentTime()
-            first = common_pb2.ExecutionUpdate(
-                phase=common_pb2.EXECUTION_PHASE_PENDING,
-                messages=[user_message],
-                reason=f"queued behind {queued_behind}" if queued_behind else "created",
-            )
             return await self.create(
                 execution,
-                first,
+                _first_update(execution),
                 request_key=request.request_id,
                 fingerprint=request_fingerprint(request),
                 start=not queued_behind,
@@ -125,7 +131,10 @@ class AgentExecutions(Executions[AgentExecution]):
         """Answer a repeated request_id with the original execution, if the bodies agree."""
         execution = self._new_execution(request, original.agent, original.session_id, "")
         created, _ = await self._repo.create_once(
-            execution, request.request_id, request_fingerprint(request)
+            execution,
+            request.request_id,
+            request_fingerprint(request),
+            self.first_event(_first_update(execution)),
         )
         return await self.get(created.id)
 
@@ -165,7 +174,9 @@ class AgentExecutions(Executions[AgentExecution]):
         if strategy == common_pb2.MULTITASK_STRATEGY_REJECT:
             raise FailedPreconditionError(
                 f"session {newest.session_id} has execution {newest.id} in flight "
-                "(multitask_strategy=reject)"
+                "(multitask_strategy=reject)",
+                reason_code="SESSION_BUSY",
+                execution_id=newest.id,
             )
         if strategy == common_pb2.MULTITASK_STRATEGY_INTERRUPT:
             for execution in in_flight:
@@ -265,6 +276,7 @@ class AgentExecutions(Executions[AgentExecution]):
         if session.agent and session.agent != agent:
             raise InvalidArgumentError(
                 "execution.session_id",
-                f"session '{session_id}' belongs to agent '{session.agent}', not '{agent}'",
+                f"session {quote(session_id)} belongs to agent {quote(session.agent)}, "
+                f"not {quote(agent)}",
             )
         return session

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,8 +20,16 @@ from orchestrator.activities import StatusActivities
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
+from orchestrator.ownership import (
+    ApiAddressInUseError,
+    DataDirLock,
+    ensure_queues_free,
+    load_store_id,
+    worker_identity,
+)
 from orchestrator.reconciler import Reconciler
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
+from orchestrator.servicers.errors import MalformedRequestInterceptor
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
 from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
@@ -96,70 +105,99 @@ class Orchestrator:
         self.db: store.Store | None = None
         self.workers: list[Worker] = []
         self.reconciler: Reconciler | None = None
+        # Read from the data directory when run() starts.
+        self.store_id = ""
 
     async def wait_ready(self) -> None:
         """Return once the API serves and the workers poll."""
         await self._ready.wait()
 
     async def run(self) -> None:
-        """Serve until shutdown is requested."""
+        """Serve until shutdown is requested.
+
+        Raises:
+            StartupRefusedError: Another orchestrator holds the data directory, polls the
+                orchestrator queues for another store, or listens on the API address.
+
+        """
         s = self.settings
-        db = await asyncio.to_thread(
-            store.Store.open, s.store.data_dir / "store", s.store.store_map_size_bytes
-        )
-        self.db = db
-        try:
-            temporal = self._temporal or await connect()
-            services = self._services(db, temporal)
-            server, health_servicer = self._build_server(db, services)
-            update_status = StatusActivities(services.registry).update_status
-            queues = s.queues
-            self.workers = [
-                Worker(
-                    temporal,
-                    task_queue=queues.agent_execution_orchestrator_task_queue,
-                    workflows=[AgentExecutionWorkflow],
-                    activities=[update_status],
-                ),
-                Worker(
-                    temporal,
-                    task_queue=queues.workflow_execution_orchestrator_task_queue,
-                    workflows=[WorkflowExecutionWorkflow],
-                    activities=[update_status],
-                ),
-            ]
-            self.reconciler = Reconciler(
-                temporal, [services.agent_executions, services.workflow_executions]
+        # Held until the process ends: a second orchestrator on this directory is refused
+        # before it touches the store.
+        with DataDirLock(s.store.data_dir):
+            self.store_id = load_store_id(s.store.data_dir)
+            db = await asyncio.to_thread(
+                store.Store.open, s.store.data_dir / "store", s.store.store_map_size_bytes
             )
-            # Before the API serves, so no Create is between persisting and starting.
-            await self.reconciler.reconcile(startup=True)
-            await server.start()
-            for name in (*_SERVICE_NAMES, ""):
-                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self.db = db
             try:
-                async with contextlib.AsyncExitStack() as stack:
-                    for worker in self.workers:
-                        await stack.enter_async_context(worker)
-                    logger.info(
-                        "orchestrator serving on %s, workflows on task queues %s and %s",
-                        self.address,
-                        queues.agent_execution_orchestrator_task_queue,
-                        queues.workflow_execution_orchestrator_task_queue,
-                    )
-                    periodic = asyncio.create_task(
-                        self.reconciler.run_forever(s.executions.reconcile_interval.total_seconds())
-                    )
-                    self._ready.set()
-                    await self._stop.wait()
-                    periodic.cancel()
-                    # Stop taking new RPCs first, so clients fail over while workers drain.
-                    await health_servicer.enter_graceful_shutdown()
-                    await server.stop(s.shutdown_grace)
+                await self._serve(db)
             finally:
-                await server.stop(None)
+                await asyncio.to_thread(db.close)
+                logger.info("orchestrator stopped")
+
+    async def _serve(self, db: store.Store) -> None:
+        s = self.settings
+        queues = s.queues
+        temporal = self._temporal or await connect()
+        # Before any worker polls: our own pollers must not hide another store's.
+        await ensure_queues_free(temporal, self._orchestrator_queues(), self.store_id)
+        services = self._services(db, temporal)
+        server, health_servicer = self._build_server(db, services)
+        update_status = StatusActivities(services.registry).update_status
+        identity = worker_identity(self.store_id)
+        self.workers = [
+            Worker(
+                temporal,
+                task_queue=task_queue,
+                workflows=[workflow],
+                # Local only: no activity poller on the orchestrator queues, so an activity
+                # sent there by mistake waits visibly instead of running here.
+                activities=[update_status],
+                no_remote_activities=True,
+                identity=identity,
+            )
+            for task_queue, workflow in (
+                (queues.agent_execution_orchestrator_task_queue, AgentExecutionWorkflow),
+                (queues.workflow_execution_orchestrator_task_queue, WorkflowExecutionWorkflow),
+            )
+        ]
+        self.reconciler = Reconciler(
+            temporal, [services.agent_executions, services.workflow_executions]
+        )
+        # Before the API serves, so no Create is between persisting and starting.
+        await self.reconciler.reconcile(startup=True)
+        await server.start()
+        for name in (*_SERVICE_NAMES, ""):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for worker in self.workers:
+                    await stack.enter_async_context(worker)
+                logger.info(
+                    "orchestrator of store %s serving on %s, workflows on task queues %s and %s",
+                    self.store_id,
+                    self.address,
+                    queues.agent_execution_orchestrator_task_queue,
+                    queues.workflow_execution_orchestrator_task_queue,
+                )
+                periodic = asyncio.create_task(
+                    self.reconciler.run_forever(s.executions.reconcile_interval.total_seconds())
+                )
+                self._ready.set()
+                await self._stop.wait()
+                periodic.cancel()
+                # Stop taking new RPCs first, so clients fail over while workers drain.
+                await health_servicer.enter_graceful_shutdown()
+                await server.stop(s.shutdown_grace)
         finally:
-            await asyncio.to_thread(db.close)
-            logger.info("orchestrator stopped")
+            await server.stop(None)
+
+    def _orchestrator_queues(self) -> list[str]:
+        queues = self.settings.queues
+        return [
+            queues.agent_execution_orchestrator_task_queue,
+            queues.workflow_execution_orchestrator_task_queue,
+        ]
 
     def _services(self, db: store.Store, temporal: Client) -> _Services:
         s = self.settings
@@ -172,7 +210,13 @@ class Orchestrator:
     def _build_server(
         self, db: store.Store, services: _Services
     ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-        server = grpc.aio.server(options=channel_options(self.settings.api))
+        server = grpc.aio.server(
+            # No SO_REUSEPORT (gRPC's default on Linux): a second orchestrator on this port
+            # would otherwise bind beside this one and take a share of the connections.
+            options=[*channel_options(self.settings.api), ("grpc.so_reuseport", 0)],
+            # Undecodable request bodies: INVALID_ARGUMENT instead of gRPC's UNKNOWN.
+            interceptors=[MalformedRequestInterceptor()],
+        )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(resources.agents(db)), server
         )
@@ -197,9 +241,12 @@ class Orchestrator:
         reflection.enable_server_reflection(
             (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(self.address)
+        try:
+            port = server.add_insecure_port(self.address)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on POLYFLEET_API_ADDRESS={self.address}")
+            raise ApiAddressInUseError(self.address, _bind_failure(self.address))
         host = self.address.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         return server, health_servicer
@@ -210,3 +257,19 @@ class Orchestrator:
             self._stopped = True
             logger.info("orchestrator shutting down")
         self._stop.set()
+
+
+def _bind_failure(address: str) -> str:
+    """Say why ``address`` cannot be bound; gRPC itself only says that it failed."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As gRPC does, so that only a listener (not TIME_WAIT) counts as a conflict.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host or "0.0.0.0", int(port)))
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"{reason} (is another orchestrator running on this port?)"
+    return "gRPC could not bind it"

@@ -1,23 +1,43 @@
 """The orchestrator's exception root and the errors its services raise.
 
 Each error maps to one canonical gRPC status code at the API edge
-(see :mod:`orchestrator.servicers.errors`).
+(see :mod:`orchestrator.servicers.errors`), which also sends its typed attributes as
+``google.rpc`` error details. Messages quote caller input only through
+:mod:`polyfleet.quoting`, so an error never grows with the request.
 """
 
 from __future__ import annotations
 
+from polyfleet.quoting import excerpt, quote
+
 
 class OrchestratorError(Exception):
-    """Root of every error the orchestrator's services raise on purpose."""
+    """Root of every error the orchestrator's services raise on purpose.
+
+    Attributes:
+        reason_code: Stable machine-readable reason, sent as ``ErrorInfo.reason``; empty
+            means the edge derives it from the class name.
+        execution_id: The execution the error is about, if any (``ErrorInfo`` metadata).
+    """
+
+    reason_code: str = ""
+    execution_id: str = ""
 
 
 class InvalidArgumentError(OrchestratorError):
-    """A request field is missing or malformed."""
+    """A request field is missing or malformed.
+
+    Attributes:
+        field: Path of the offending field, e.g. ``execution.message``: clients get it as
+            the ``BadRequest`` field violation, so it is data, not text to parse.
+        problem: What is wrong with it.
+    """
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        # Field paths can embed caller input (map keys, document pointers).
+        self.field = excerpt(field, 200)
+        self.problem = excerpt(problem, 500)
+        super().__init__(f"{self.field}: {self.problem}")
 
 
 class NotFoundError(OrchestratorError):
@@ -26,11 +46,22 @@ class NotFoundError(OrchestratorError):
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} '{key}' not found")
+        super().__init__(f"{kind} {quote(key)} not found")
 
 
 class FailedPreconditionError(OrchestratorError):
-    """The request is valid but the system is not in a state to serve it."""
+    """The request is valid but the system is not in a state to serve it.
+
+    Args:
+        message: What is in the way, for people.
+        reason_code: Stable reason for clients, e.g. ``SESSION_BUSY``.
+        execution_id: The execution in the way, if one is.
+    """
+
+    def __init__(self, message: str, *, reason_code: str = "", execution_id: str = "") -> None:
+        self.reason_code = reason_code
+        self.execution_id = execution_id
+        super().__init__(message)
 
 
 class ExecutionDeadlineError(OrchestratorError):

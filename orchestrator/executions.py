@@ -34,8 +34,10 @@ from orchestrator.errors import (
 )
 from orchestrator.events import EventHub
 from orchestrator.status import IllegalTransitionError, is_terminal
+from orchestrator.validation import duration_seconds, timestamp_nanos
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
+from polyfleet.quoting import quote
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 logger = logging.getLogger(__name__)
@@ -134,6 +136,10 @@ class ListRequest(Protocol):
     def labels(self) -> Mapping[str, str]:
         """Labels every execution must carry."""
 
+    @property
+    def view(self) -> common_pb2.ExecutionView.ValueType:
+        """How much of each execution to return; unset means BASIC."""
+
 
 class Executions(Generic[E]):
     """Persists executions of one kind, starts their workflows and serves their status.
@@ -183,27 +189,41 @@ class Executions(Generic[E]):
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
         """
+        # The execution, its request key and event 1 are one commit: a crash cannot leave an
+        # execution without its first event (the user message), nor a retry return one.
+        event = self.first_event(first)
         if request_key:
             try:
-                stored, created = await self._repo.create_once(execution, request_key, fingerprint)
+                stored, created = await self._repo.create_once(
+                    execution, request_key, fingerprint, event
+                )
             except store.RequestKeyConflictError as err:
                 raise InvalidArgumentError(
                     "request_id",
-                    f"'{request_key}' was already used for a different request "
+                    f"{quote(request_key)} was already used for a different request "
                     f"(execution {err.execution_id})",
                 ) from None
             if not created:
                 return await self.get(stored.id)
         else:
-            await self._repo.create(execution)
-        execution_id = execution.id
-        await self.report(execution_id, "created", "api", first)
+            stored = await self._repo.create(execution, event)
+        execution_id = stored.id
+        self._hub.publish(execution_id)
         if self.settings.fault_kill_before_workflow_start:
             # Test hook: die exactly between persisting and starting (see the reconciler).
             os.kill(os.getpid(), signal.SIGKILL)
         if start:
-            await self.start_workflow(execution)
+            await self.start_workflow(stored)
         return await self.get(execution_id)
+
+    def first_event(self, update: common_pb2.ExecutionUpdate) -> store.FirstEvent[E]:
+        """Event 1 of a new execution's log: ``update``, from the API."""
+        return store.FirstEvent(
+            update=update,
+            merge=lambda execution, change: self.kind.merge(execution, change, "api"),
+            source="api",
+            report_id="created",
+        )
 
     async def start_workflow(self, execution: E) -> None:
         """Start the execution's Temporal workflow (already started counts as success).
@@ -251,17 +271,22 @@ class Executions(Generic[E]):
             raise WorkflowStartError(execution_id, reason) from err
         logger.info("started workflow on runner queue %s", runner_queue, extra=extra)
 
-    async def get(self, execution_id: str) -> E:
-        """Read one execution.
+    async def get(
+        self,
+        execution_id: str,
+        view: common_pb2.ExecutionView.ValueType = common_pb2.EXECUTION_VIEW_FULL,
+    ) -> E:
+        """Read one execution, in ``view`` (UNSPECIFIED means FULL, AIP-157's Get default).
 
         Raises:
-            InvalidArgumentError: The ID is empty.
+            InvalidArgumentError: The ID is empty, or the view is not one this API knows.
             NotFoundError: No such execution.
         """
         if not execution_id:
             raise InvalidArgumentError("id", "must not be empty")
+        resolved = _resolve_view(view, common_pb2.EXECUTION_VIEW_FULL)
         try:
-            execution: E = await self._repo.get(execution_id)
+            execution: E = await self._repo.get(execution_id, resolved)
         except store.NotFoundError:
             raise NotFoundError(self.kind.name, execution_id) from None
         return execution
@@ -269,9 +294,11 @@ class Executions(Generic[E]):
     async def list_for(
         self, filters: Mapping[str, str | int], request: ListRequest
     ) -> tuple[list[E], str]:
-        """``list`` with a List request's paging, created-time range and labels.
+        """``list`` with a List request's paging, created-time range, labels and view.
 
-        An unset time bound is the zero timestamp, which ``list`` treats as no bound.
+        An unset time bound is the zero timestamp, which ``list`` treats as no bound; an
+        unset view is BASIC (AIP-157's List default), so a page of large executions stays
+        small.
         """
         return await self.list(
             filters,
@@ -280,6 +307,7 @@ class Executions(Generic[E]):
             created_after=request.created_after,
             created_before=request.created_before,
             labels=dict(request.labels),
+            view=_resolve_view(request.view, common_pb2.EXECUTION_VIEW_BASIC),
         )
 
     async def list(
@@ -291,12 +319,15 @@ class Executions(Generic[E]):
         created_after: Timestamp | None = None,
         created_before: Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
+        view: common_pb2.ExecutionView.ValueType = common_pb2.EXECUTION_VIEW_FULL,
     ) -> tuple[list[E], str]:
         """List executions newest first, filtered and paginated.
 
         One filter is served from its index (``session_id``, ``agent``/``workflow``, then
         ``phase``); the created-time range narrows that index scan; labels are checked on
-        the executions the scan yields.
+        the executions the scan yields. A page also ends early, with a next page token,
+        before the execution (in ``view``) that would take it over the byte budget
+        ``list_page_max_bytes``, so it always fits in a gRPC message.
         """
         if page_size < 0:
             raise InvalidArgumentError("page_size", "must not be negative")
@@ -305,9 +336,15 @@ class Executions(Generic[E]):
                 filters=dict(filters),
                 page_size=page_size,
                 page_token=page_token,
-                created_after=created_after.ToNanoseconds() if created_after else 0,
-                created_before=created_before.ToNanoseconds() if created_before else 0,
+                created_after=timestamp_nanos(created_after, "created_after")
+                if created_after
+                else 0,
+                created_before=timestamp_nanos(created_before, "created_before")
+                if created_before
+                else 0,
                 labels=labels or None,
+                view=view,
+                max_bytes=self.settings.list_page_max_bytes,
             )
         except store.InvalidPageTokenError:
             raise invalid_page_token() from None
@@ -326,9 +363,12 @@ class Executions(Generic[E]):
 
         Raises:
             NotFoundError: No such execution.
+            InvalidArgumentError: An output in the report is over ``max_output_bytes``
+                (a runner must fail the execution with OutputTooLarge instead).
             IllegalTransitionError: The report would change a terminal execution or
                 make an illegal phase change; it is not applied.
         """
+        check_output_size(update, self.settings.max_output_bytes)
         try:
             execution, event, applied = await self._repo.apply_report(
                 execution_id,
@@ -375,7 +415,7 @@ class Executions(Generic[E]):
         limit = self.settings.execute_max_wait.total_seconds()
         if timeout is None:
             return self.settings.execute_default_wait.total_seconds()
-        wait = timeout.ToTimedelta().total_seconds()
+        wait = duration_seconds(timeout, "timeout")
         if wait <= 0 or wait > limit:
             raise InvalidArgumentError("timeout", f"must be more than 0 s and at most {limit:g} s")
         return wait
@@ -471,6 +511,43 @@ class Executions(Generic[E]):
             except TimeoutError:
                 current = await self.get(execution_id)
                 terminal = is_terminal(current.status.phase)
+
+
+def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
+    """Refuse a report whose answer, output or a message is larger than ``limit`` bytes.
+
+    Conforming runners never send one (they fail the execution with OutputTooLarge); this
+    keeps any other runner from storing an execution too large to read back.
+
+    Raises:
+        InvalidArgumentError: Names the field, its size and the limit.
+    """
+    sizes = [("update.output_text", len(update.output_text.encode()))]
+    sizes += [
+        (f"update.messages[{i}].content", len(message.content.encode()))
+        for i, message in enumerate(update.messages)
+    ]
+    if update.HasField("output"):
+        sizes.append(("update.output", update.output.ByteSize()))
+    if update.HasField("workflow_output"):
+        sizes.append(("update.workflow_output", update.workflow_output.ByteSize()))
+    for field, size in sizes:
+        if size > limit:
+            raise InvalidArgumentError(
+                field,
+                f"is {size} bytes; the limit is {limit} bytes (POLYFLEET_MAX_OUTPUT_BYTES): "
+                f"fail the execution with error type {contract.OUTPUT_TOO_LARGE} instead",
+            )
+
+
+def _resolve_view(
+    view: common_pb2.ExecutionView.ValueType, default: common_pb2.ExecutionView.ValueType
+) -> common_pb2.ExecutionView.ValueType:
+    if view == common_pb2.EXECUTION_VIEW_UNSPECIFIED:
+        return default
+    if view not in (common_pb2.EXECUTION_VIEW_BASIC, common_pb2.EXECUTION_VIEW_FULL):
+        raise InvalidArgumentError("view", f"unknown ExecutionView {int(view)}")
+    return view
 
 
 class ExecutionRegistry:

@@ -13,6 +13,7 @@ from orchestrator.errors import (
     invalid_page_token,
 )
 from orchestrator.validation import validate_agent, validate_workflow
+from polyfleet.quoting import quote
 from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
 
 N = TypeVar("N", agent_pb2.Agent, workflow_pb2.Workflow)
@@ -43,7 +44,8 @@ class NamedResources(Generic[N]):
             return await self._repo.create(resource)
         except store.AlreadyExistsError:
             raise FailedPreconditionError(
-                f"{self._kind} '{resource.name}' already exists; use Apply to replace it"
+                f"{self._kind} {quote(resource.name)} already exists; use Apply to replace it",
+                reason_code="ALREADY_EXISTS",
             ) from None
 
     async def apply(self, resource: N) -> N:

@@ -14,6 +14,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+from store.views import store_answer_once
 
 TERMINAL_PHASES = frozenset(
     {
@@ -83,7 +84,7 @@ def merge_agent_update(
 
     """
     status = execution.status
-    _merge_common(execution.id, status, update, source)
+    ended = _merge_common(execution.id, status, update, source)
     if update.phase and is_terminal(update.phase):
         status.queued_behind = ""
     _upsert(status.tool_calls, update.tool_calls)
@@ -100,6 +101,9 @@ def merge_agent_update(
         status.output_text = update.output_text
     if update.HasField("output"):
         status.output.CopyFrom(update.output)
+    store_answer_once(status)
+    if ended is not None:
+        close_open_items(status, update, ended)
 
 
 def merge_workflow_update(
@@ -115,15 +119,19 @@ def merge_workflow_update(
         IllegalTransitionError: As for :func:`merge_agent_update`.
     """
     status = execution.status
-    _merge_common(execution.id, status, update, source)
+    ended = _merge_common(execution.id, status, update, source)
     _upsert(status.tasks, update.tasks)
     if update.HasField("workflow_output"):
         status.output.CopyFrom(update.workflow_output)
+    if ended is not None:
+        close_open_items(status, update, ended)
 
 
 def _merge_common(
     execution_id: str, status: Status, update: common_pb2.ExecutionUpdate, source: str
-) -> None:
+) -> Timestamp | None:
+    # Returns the time of the transition when this update made the execution terminal.
+    ended: Timestamp | None = None
     requested = update.phase
     if is_terminal(status.phase) and (
         (requested and requested != status.phase) or _changes_content(update)
@@ -148,9 +156,55 @@ def _merge_common(
             status.start_time.CopyFrom(now)
         if is_terminal(requested):
             status.end_time.CopyFrom(now)
+            ended = now
     _upsert(status.messages, update.messages)
     if update.HasField("error"):
         status.error.CopyFrom(update.error)
+    return ended
+
+
+_OPEN_TOOL_CALLS = frozenset({common_pb2.TOOL_CALL_STATUS_RUNNING})
+_OPEN_PHASES = frozenset({common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING})
+_OPEN_TASKS = frozenset({common_pb2.TASK_PHASE_PENDING, common_pb2.TASK_PHASE_RUNNING})
+
+
+def close_open_items(status: Status, update: common_pb2.ExecutionUpdate, ended: Timestamp) -> None:
+    """Close what was still open when the execution reached its terminal phase.
+
+    Nothing stays RUNNING inside a terminal execution: a tool call, sub-agent run or
+    workflow task still RUNNING or PENDING never finished, whatever the execution's
+    outcome (even COMPLETED: e.g. a graph that answered without waiting for a call), so
+    it becomes CANCELLED with the terminal transition's time as its end time. The
+    runner's own report of it, if any, comes too late: the terminal phase is final.
+
+    The closed items are also added to ``update``, so the event that records the
+    terminal report carries them and a watcher replaying events sees them close.
+
+    Args:
+        status: The status that just became terminal.
+        update: The report that made it terminal; extended with the closed items.
+        ended: The time of the terminal transition.
+
+    """
+    why = f"the execution ended {phase_name(status.phase)} before this finished"
+    if isinstance(status, agent_execution_pb2.AgentExecutionStatus):
+        for call in status.tool_calls:
+            if call.status in _OPEN_TOOL_CALLS:
+                call.status = common_pb2.TOOL_CALL_STATUS_CANCELLED
+                call.error = call.error or why
+                call.end_time.CopyFrom(ended)
+                update.tool_calls.add().CopyFrom(call)
+        for run in status.sub_agent_executions:
+            if run.phase in _OPEN_PHASES:
+                run.phase = common_pb2.EXECUTION_PHASE_CANCELLED
+                run.end_time.CopyFrom(ended)
+                update.sub_agent_executions.add().CopyFrom(run)
+    else:
+        for task in status.tasks:
+            if task.phase in _OPEN_TASKS:
+                task.phase = common_pb2.TASK_PHASE_CANCELLED
+                task.end_time.CopyFrom(ended)
+                update.tasks.add().CopyFrom(task)
 
 
 def _changes_content(update: common_pb2.ExecutionUpdate) -> bool:

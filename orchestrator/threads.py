@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import store
 from orchestrator.agent_executions import AgentExecutions
-from orchestrator.errors import NotFoundError
+from orchestrator.errors import InvalidArgumentError, NotFoundError
 from orchestrator.workflow_executions import WorkflowExecutions
 from polyfleet.v1 import runner_pb2
 
@@ -28,7 +28,10 @@ class RunnerOperations:
             raise NotFoundError("agent", execution.agent) from None
         thread, _ = await self._db.threads.get_or_create_for_session(execution.session_id)
         return runner_pb2.GetAgentExecutionContextResponse(
-            execution=execution, agent=agent, history=list(thread.messages)
+            execution=execution,
+            agent=agent,
+            history=list(thread.messages),
+            max_output_bytes=self._agents.settings.max_output_bytes,
         )
 
     async def workflow_context(
@@ -41,7 +44,9 @@ class RunnerOperations:
         except store.NotFoundError:
             raise NotFoundError("workflow", execution.workflow) from None
         return runner_pb2.GetWorkflowExecutionContextResponse(
-            execution=execution, workflow=definition
+            execution=execution,
+            workflow=definition,
+            max_output_bytes=self._workflows.settings.max_output_bytes,
         )
 
     async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
@@ -65,7 +70,14 @@ class RunnerOperations:
         return runner_pb2.AppendThreadMessagesResponse(message_count=len(thread.messages))
 
     async def put_checkpoint(self, request: runner_pb2.PutCheckpointRequest) -> None:
-        """Store the latest checkpoint of a workflow execution (sequence-prefixed)."""
+        """Store the latest checkpoint of a workflow execution (sequence-prefixed).
+
+        Raises:
+            InvalidArgumentError: ``sequence`` is negative (it is stored as 8 unsigned bytes).
+            NotFoundError: No such workflow execution.
+        """
+        if request.sequence < 0:
+            raise InvalidArgumentError("sequence", "must not be negative")
         await self._workflows.get(request.execution_id)
         await self._db.checkpoints.put(
             request.execution_id, request.sequence.to_bytes(8, "big") + request.data

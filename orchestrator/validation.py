@@ -6,9 +6,12 @@ import re
 from collections.abc import Iterable, Mapping
 
 import jsonschema
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.errors import InvalidArgumentError
+from polyfleet.quoting import quote
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, workflow_pb2
 from runner.dsl import InvalidDocumentError, load_document, validate_document
 
@@ -22,6 +25,48 @@ SUPPORTED_PROVIDERS = ("scripted", "openai", "anthropic", "ollama")
 MAX_REQUEST_ID_CHARS = 200
 MAX_STEPS = 1000
 MAX_MODEL_ATTEMPTS = 10
+# The ranges google.protobuf.Timestamp and Duration define; values outside them make the
+# protobuf runtime raise (ValueError, OverflowError), which must never reach the edge.
+_MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MAX_DURATION_SECONDS = 315_576_000_000  # about 10,000 years
+_MAX_NANOS = 999_999_999
+
+
+def timestamp_nanos(value: Timestamp, field: str) -> int:
+    """Unix nanoseconds of a request's Timestamp, checked against protobuf's range.
+
+    Raises:
+        InvalidArgumentError: ``seconds`` or ``nanos`` is out of range, naming which.
+    """
+    if not _MIN_TIMESTAMP_SECONDS <= value.seconds <= _MAX_TIMESTAMP_SECONDS:
+        raise InvalidArgumentError(
+            f"{field}.seconds",
+            f"{value.seconds} is outside {_MIN_TIMESTAMP_SECONDS}..{_MAX_TIMESTAMP_SECONDS} "
+            "(0001-01-01 to 9999-12-31)",
+        )
+    if not 0 <= value.nanos <= _MAX_NANOS:
+        raise InvalidArgumentError(f"{field}.nanos", f"{value.nanos} is outside 0..{_MAX_NANOS}")
+    return value.seconds * 1_000_000_000 + value.nanos
+
+
+def duration_seconds(value: Duration, field: str) -> float:
+    """Seconds of a request's Duration, checked against protobuf's range.
+
+    Raises:
+        InvalidArgumentError: ``seconds`` or ``nanos`` is out of range, or their signs
+            differ, naming which.
+    """
+    seconds, nanos = value.seconds, value.nanos
+    if not -_MAX_DURATION_SECONDS <= seconds <= _MAX_DURATION_SECONDS:
+        raise InvalidArgumentError(
+            f"{field}.seconds", f"{seconds} is outside ±{_MAX_DURATION_SECONDS}"
+        )
+    if not -_MAX_NANOS <= nanos <= _MAX_NANOS:
+        raise InvalidArgumentError(f"{field}.nanos", f"{nanos} is outside ±{_MAX_NANOS}")
+    if (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        raise InvalidArgumentError(f"{field}.nanos", "must have the sign of seconds")
+    return seconds + nanos / 1_000_000_000
 
 
 def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
@@ -39,12 +84,15 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
     if not AGENT_NAME.match(agent.name):
         raise InvalidArgumentError(
             f"{field}.name",
-            f"'{agent.name}' must be 1-63 lowercase letters, digits or '-', starting with a letter",
+            f"{quote(agent.name)} must be 1-63 lowercase letters, digits or '-', "
+            "starting with a letter",
         )
     secrets = set(agent.secrets)
     for i, name in enumerate(agent.secrets):
         if not SECRET_NAME.match(name):
-            raise InvalidArgumentError(f"{field}.secrets[{i}]", f"'{name}' is not a valid name")
+            raise InvalidArgumentError(
+                f"{field}.secrets[{i}]", f"{quote(name)} is not a valid name"
+            )
     # A bring-your-own graph brings its own model; a model is then optional.
     _validate_model(agent.model, f"{field}.model", secrets, required=not agent.graph)
     _validate_mcp_servers(agent.mcp_servers, f"{field}.mcp_servers", secrets)
@@ -53,7 +101,7 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
         where = f"{field}.sub_agents[{i}]"
         if not TOOL_NAME.match(sub.name):
             raise InvalidArgumentError(
-                f"{where}.name", f"'{sub.name}' must match {TOOL_NAME.pattern}"
+                f"{where}.name", f"{quote(sub.name)} must match {TOOL_NAME.pattern}"
             )
         if not sub.description:
             raise InvalidArgumentError(f"{where}.description", "must not be empty")
@@ -64,14 +112,14 @@ def validate_agent(agent: agent_pb2.Agent, field: str = "agent") -> None:
         raise InvalidArgumentError(f"{field}.graph", "must look like 'package.module:attribute'")
     if agent.HasField("output_schema"):
         try:
-            jsonschema.Draft202012Validator.check_schema(MessageToDict(agent.output_schema))
+            jsonschema.Draft202012Validator.check_schema(struct_to_dict(agent.output_schema))
         except jsonschema.SchemaError as err:
             raise InvalidArgumentError(
                 f"{field}.output_schema", f"not a valid JSON Schema: {err.message}"
             ) from None
     if not 0 <= agent.limits.max_steps <= MAX_STEPS:
         raise InvalidArgumentError(f"{field}.limits.max_steps", f"must be in 0..{MAX_STEPS}")
-    if agent.limits.timeout.seconds < 0:
+    if duration_seconds(agent.limits.timeout, f"{field}.limits.timeout") < 0:
         raise InvalidArgumentError(f"{field}.limits.timeout", "must not be negative")
 
 
@@ -86,18 +134,20 @@ def _validate_model(
     if provider not in SUPPORTED_PROVIDERS:
         raise InvalidArgumentError(
             f"{field}.provider",
-            f"unknown provider '{provider}' (supported: {', '.join(SUPPORTED_PROVIDERS)})",
+            f"unknown provider {quote(provider)} (supported: {', '.join(SUPPORTED_PROVIDERS)})",
         )
     if provider == "scripted":
         _validate_scripted(model, field)
     elif not model.model:
-        raise InvalidArgumentError(f"{field}.model", f"provider '{provider}' needs a model name")
+        raise InvalidArgumentError(
+            f"{field}.model", f"provider {quote(provider)} needs a model name"
+        )
     if model.base_url and not re.match(r"^https?://[^\s/]+", model.base_url):
         raise InvalidArgumentError(f"{field}.base_url", "must be an http(s) URL")
     if model.api_key_secret and model.api_key_secret not in secrets:
         raise InvalidArgumentError(
             f"{field}.api_key_secret",
-            f"secret '{model.api_key_secret}' is not declared in the agent's secrets",
+            f"secret {quote(model.api_key_secret)} is not declared in the agent's secrets",
         )
     if not 0 <= model.retry.max_attempts <= MAX_MODEL_ATTEMPTS:
         raise InvalidArgumentError(
@@ -143,7 +193,7 @@ def _validate_mcp_servers(
         where = f"{field}[{i}]"
         if not TOOL_NAME.match(server.name):
             raise InvalidArgumentError(
-                f"{where}.name", f"'{server.name}' must match {TOOL_NAME.pattern}"
+                f"{where}.name", f"{quote(server.name)} must match {TOOL_NAME.pattern}"
             )
         transport = server.WhichOneof("transport")
         if transport is None:
@@ -164,7 +214,7 @@ def _check_refs(values: Mapping[str, str], field: str, secrets: set[str]) -> Non
             if name not in secrets:
                 raise InvalidArgumentError(
                     f"{field}[{key}]",
-                    f"refers to '${{{name}}}', which is not in the agent's secrets",
+                    f"refers to {quote('${' + name + '}')}, which is not in the agent's secrets",
                 )
 
 
@@ -172,7 +222,7 @@ def _unique(names: Iterable[str], field: str, what: str) -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise InvalidArgumentError(f"{field}[{i}].name", f"duplicate {what} name '{name}'")
+            raise InvalidArgumentError(f"{field}[{i}].name", f"duplicate {what} name {quote(name)}")
         seen.add(name)
 
 
@@ -221,7 +271,7 @@ def validate_workflow(
     if not AGENT_NAME.match(definition.name):
         raise InvalidArgumentError(
             f"{field}.name",
-            f"'{definition.name}' must be 1-63 lowercase letters, digits or '-', "
+            f"{quote(definition.name)} must be 1-63 lowercase letters, digits or '-', "
             "starting with a letter",
         )
     if not definition.document.strip():

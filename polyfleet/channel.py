@@ -22,6 +22,9 @@ def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", limit),
         ("grpc.max_receive_message_length", limit),
         ("grpc.keepalive_time_ms", 30_000),
+        # gRPC's default reconnect backoff grows to 120 s: after a long orchestrator
+        # restart a client would stay disconnected long after the server is back.
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
 
 

@@ -98,6 +98,14 @@ class ExecutionSettings(BaseSettings):
     # lives in the store, never in Temporal payloads, but it travels in every status read.
     max_message_chars: int = Field(default=100_000, gt=0)
     max_input_bytes: int = Field(default=256 * 1024, gt=0)
+    # Largest agent answer (UTF-8 bytes), workflow output or task result (bytes of JSON)
+    # an execution may produce; a larger one fails it with error type OutputTooLarge. Keep
+    # it well under POLYFLEET_GRPC_MAX_MESSAGE_BYTES: a FULL read carries it besides the
+    # rest of the execution.
+    max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Byte budget of one List page: a page ends early (with a next page token) before the
+    # execution that would take it over. Well under the gRPC message limit.
+    list_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # The reconciler: how often it looks for executions whose state disagrees with Temporal,
     # how old an execution must be before a periodic pass touches it (a Create may still be
     # starting its workflow), and how long a never-started execution may still be started.
@@ -132,8 +140,12 @@ class RunnerSettings(BaseSettings):
     task_value_max_bytes: int = Field(default=256 * 1024, gt=0)
     # Environment variables a workflow document may read as `$env` (an allow-list).
     workflow_env: list[str] = []
-    # Attempts for one progress report to RunnerService before the activity fails.
-    report_attempts: int = Field(default=5, gt=0)
+    # Longest pause between retries of a RunnerService call that met a transient error
+    # (the orchestrator restarting). Calls are retried until the activity's own deadline.
+    report_max_backoff: Duration = timedelta(seconds=5)
+    # Test hook only: SIGKILL the runner right after it stored workflow checkpoint N of an
+    # execution, before any heartbeat carried it, to prove resume finds it (0 = off).
+    fault_kill_after_checkpoint: int = Field(default=0, ge=0)
     # Streamed tokens are batched into one report per message per interval.
     delta_flush_interval: Duration = timedelta(milliseconds=100)
     # Dotenv-format file of secret values (NAME=value) for agents' declared secrets.

@@ -16,8 +16,20 @@ RUNNER_ACTIVITIES = (ENSURE_THREAD, EXECUTE_GRAPHTON, EXECUTE_WORKFLOW)
 AGENT_EXECUTION_WORKFLOW = "AgentExecutionWorkflow"
 WORKFLOW_EXECUTION_WORKFLOW = "WorkflowExecutionWorkflow"
 
+# Stable error type of an execution whose agent answer, workflow output or task result is
+# larger than the orchestrator accepts (POLYFLEET_MAX_OUTPUT_BYTES): it fails the execution
+# instead of making it unreadable.
+OUTPUT_TOO_LARGE = "OutputTooLarge"
+
 # Workflow memo key holding the runner task queue of an execution.
 MEMO_ACTIVITY_TASK_QUEUE = "activityTaskQueue"
+
+# Encoding every activity input and output travels in (docs/contract.md, "Payloads").
+PAYLOAD_ENCODING = "json/protobuf"
+
+# Error type of an execution whose runner returned a result the workflow cannot decode
+# (another encoding, another message type, malformed data): a runner bug no retry fixes.
+INVALID_ACTIVITY_RESULT = "InvalidActivityResult"
 
 
 def agent_workflow_id(execution_id: str) -> str:

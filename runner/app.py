@@ -63,7 +63,7 @@ class Runner:
         temporal = self._temporal or await connect()
         channel = create_channel(s.api.api_address, s.api)
         try:
-            client = RunnerClient(channel, attempts=s.runner.report_attempts)
+            client = RunnerClient(channel, max_backoff=s.runner.report_max_backoff.total_seconds())
             host = WorkflowHost(
                 client, agent_execution_pb2_grpc.AgentExecutionServiceStub(channel), s.runner
             )

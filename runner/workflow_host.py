@@ -1,10 +1,10 @@
 """ExecuteWorkflow: runs a Serverless Workflow document with the DSL engine.
 
 The host connects the engine to polyfleet: task reports go to RunnerService as they
-happen, checkpoints are stored in the orchestrator and referenced from heartbeats (so a
-retried attempt on another runner resumes
-after the last completed task), and `call: agent` runs a child agent execution
-through the orchestrator's API.
+happen, checkpoints are stored in the orchestrator after each completed task (so a retried
+attempt on another runner resumes after the last completed task, whether or not a heartbeat
+carried the checkpoint's reference), and `call: agent` runs a child agent execution through
+the orchestrator's API.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from polyfleet.config import RunnerSettings
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2
 from runner.dsl import (
     RUNTIME,
+    DslError,
     Engine,
     InvalidDocumentError,
     ResumeError,
@@ -33,6 +36,7 @@ from runner.dsl import (
     WorkflowError,
     load_document,
 )
+from runner.graphton.errors import OutputTooLargeError
 from runner.graphton.progress import ProgressReporter
 from runner.graphton.secrets import Secrets
 from runner.heartbeat import heartbeating
@@ -86,6 +90,32 @@ def _bounded(data: Any, limit: int) -> struct_pb2.Value:
     return _parse(text)
 
 
+def problem_error(error: WorkflowError, *, type: str, step: str) -> common_pb2.ExecutionError:
+    """An ExecutionError carrying a workflow error's RFC 7807 fields as data.
+
+    Args:
+        error: The problem (a DSL `raise`, an HTTP call's error, ...).
+        type: The ExecutionError's type: the problem's type URI for a task, the stable
+            ``WorkflowError`` for the execution.
+        step: The task (JSON pointer) or activity that failed.
+    """
+    return common_pb2.ExecutionError(
+        type=type,
+        message=str(error),
+        step=step,
+        status=_problem_status(error.status),
+        title=error.title,
+        detail=error.detail,
+        instance=error.instance,
+    )
+
+
+def _problem_status(status: int | None) -> int:
+    # A status outside int32 (a `raise` may say anything) is not a status code: drop it
+    # rather than fail the report.
+    return status if status is not None and 0 <= status <= 2**31 - 1 else 0
+
+
 def task_status(
     report: TaskReport, agent_execution_id: str = "", limit: int = 256 * 1024
 ) -> common_pb2.TaskStatus:
@@ -103,11 +133,7 @@ def task_status(
     if report.output is not None:
         status.output.CopyFrom(_bounded(report.output, limit))
     if report.error is not None:
-        status.error.CopyFrom(
-            common_pb2.ExecutionError(
-                type=report.error.type, message=str(report.error), step=report.id
-            )
-        )
+        status.error.CopyFrom(problem_error(report.error, type=report.error.type, step=report.id))
     _timestamp(report.start_time, status.start_time)
     _timestamp(report.end_time, status.end_time)
     return status
@@ -134,6 +160,10 @@ class _Hooks:
         self.checkpoint_ref: dict[str, Any] | None = None
         self.value_limit = 256 * 1024
         self.completed_tasks = 0
+        # Test hook (RunnerSettings.fault_kill_after_checkpoint): 0 = off.
+        self.kill_after_checkpoint = 0
+        # The orchestrator's limit on a task result (bytes of JSON); 0: none.
+        self.max_output_bytes = 0
 
     def details(self) -> Sequence[Any]:
         return () if self.checkpoint_ref is None else (self.checkpoint_ref,)
@@ -143,6 +173,11 @@ class _Hooks:
         self._progress.send(common_pb2.ExecutionUpdate(tasks=[status]))
 
     async def report(self, task: TaskReport) -> None:
+        if task.output is not None and self.max_output_bytes:
+            # Checked before the result reaches a checkpoint, which would carry it to the
+            # orchestrator in a message over gRPC's limit and fail with a raw RPC error.
+            size = len(json.dumps(task.output, default=str).encode())
+            OutputTooLargeError.check(f"the result of task {task.id}", size, self.max_output_bytes)
         self._last[task.id] = task
         if task.phase == "COMPLETED":
             self.completed_tasks += 1
@@ -154,6 +189,9 @@ class _Hooks:
         self.sequence += 1
         data = json.dumps(state, separators=(",", ":")).encode()
         await self._client.put_checkpoint(self._execution_id, self.sequence, data)
+        if self.sequence == self.kill_after_checkpoint:
+            # Test hook: die with the checkpoint stored but not yet referenced by a heartbeat.
+            os.kill(os.getpid(), signal.SIGKILL)
         self.checkpoint_ref = {CHECKPOINT_REF: self.sequence}
         # Send it now rather than at the next beat: the SDK throttles the actual calls.
         activity.heartbeat(self.checkpoint_ref)
@@ -194,7 +232,7 @@ class _Hooks:
                 instance=task_id,
             )
         if done.status.HasField("output"):
-            return json_format.MessageToDict(done.status.output)
+            return struct_to_dict(done.status.output)
         return done.status.output_text
 
     async def _wait(self, execution_id: str) -> agent_execution_pb2.AgentExecution:
@@ -222,21 +260,27 @@ class WorkflowHost:
         self._agents = agents
         self._settings = settings
 
-    async def _resume_state(self, execution_id: str) -> tuple[dict[str, Any] | None, int]:
-        """The checkpoint to resume from (None for a first attempt) and its sequence."""
-        reference = _checkpoint_ref(activity.info().heartbeat_details)
-        if not reference:
-            return None, 0
+    async def _resume_state(
+        self, execution_id: str, reference: int
+    ) -> tuple[dict[str, Any] | None, int]:
+        """The checkpoint to resume from (None if there is none yet) and its sequence.
+
+        The stored checkpoint is the authority, not the heartbeat: heartbeats are throttled,
+        so a runner can die after storing a checkpoint but before a heartbeat carried its
+        ``reference``, and the next attempt must still skip the task that completed.
+        """
         stored = await self._client.get_checkpoint(execution_id)
         # A stored checkpoint newer than the reference is valid too: it was written
         # after its task completed, and only the heartbeat carrying it was lost.
-        if not stored.found or stored.sequence < reference:
+        if reference and (not stored.found or stored.sequence < reference):
             raise ApplicationError(
                 f"checkpoint {reference} of execution {execution_id} is missing from the "
                 "orchestrator's store",
                 type="InvalidWorkflowDefinition",
                 non_retryable=True,
             )
+        if not stored.found:
+            return None, 0
         state: dict[str, Any] = json.loads(stored.data)
         return state, stored.sequence
 
@@ -249,6 +293,33 @@ class WorkflowHost:
         self, params: activities_pb2.ExecuteWorkflowInput, report_prefix: str
     ) -> activities_pb2.ExecuteWorkflowOutput:
         """Run (or resume) one workflow execution and report its output."""
+        execution_id = params.execution_id
+        progress = ProgressReporter(
+            self._client,
+            execution_id,
+            report_prefix,
+            self._settings.delta_flush_interval.total_seconds(),
+        )
+        hooks = _Hooks(execution_id, progress, self._agents, self._client, 0)
+        hooks.value_limit = self._settings.task_value_max_bytes
+        hooks.kill_after_checkpoint = self._settings.fault_kill_after_checkpoint
+        reference = _checkpoint_ref(activity.info().heartbeat_details)
+        if reference:
+            # Until this attempt stores its own checkpoint, keep the earlier reference in
+            # the heartbeat details: a heartbeat replaces them.
+            hooks.checkpoint_ref = {CHECKPOINT_REF: reference}
+        # Heartbeat from the first RunnerService call on: while the orchestrator restarts,
+        # calls are retried and the heartbeat timeout must not end the attempt meanwhile.
+        async with heartbeating(self._settings.heartbeat_interval, hooks.details):
+            return await self._run(params, hooks, progress, reference)
+
+    async def _run(
+        self,
+        params: activities_pb2.ExecuteWorkflowInput,
+        hooks: _Hooks,
+        progress: ProgressReporter,
+        reference: int,
+    ) -> activities_pb2.ExecuteWorkflowOutput:
         execution_id = params.execution_id
         context = await self._client.workflow_context(execution_id)
         execution = context.execution
@@ -265,49 +336,60 @@ class WorkflowHost:
             use_environment=self._settings.secrets_from_environment,
             secrets_file=self._settings.secrets_file,
         )
-        resume, sequence = await self._resume_state(execution_id)
-        progress = ProgressReporter(
-            self._client,
-            execution_id,
-            report_prefix,
-            self._settings.delta_flush_interval.total_seconds(),
-        )
+        resume, hooks.sequence = await self._resume_state(execution_id, reference)
         progress.scrub = secrets.scrub
-        hooks = _Hooks(execution_id, progress, self._agents, self._client, sequence)
-        hooks.value_limit = self._settings.task_value_max_bytes
-        workflow_input = json_format.MessageToDict(execution.input)
+        progress.max_output_bytes = hooks.max_output_bytes = context.max_output_bytes
+        # Struct holds numbers as doubles: {"petId": 1} must reach the DSL as 1, not 1.0.
+        workflow_input = struct_to_dict(execution.input)
         async with progress, httpx.AsyncClient(timeout=None) as http:
             if resume is None:
                 progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
             else:
-                logger.info("resuming from checkpoint", extra={"execution_id": execution_id})
-            async with heartbeating(self._settings.heartbeat_interval, hooks.details):
-                try:
-                    engine = Engine(
-                        document,
-                        hooks,
-                        http=http,
-                        env=self._env(),
-                        secrets=secrets.resolved(),
-                        resume=resume,
-                    )
-                    output = await engine.run(workflow_input)
-                except InvalidDocumentError as err:
-                    raise ApplicationError(
-                        str(err), type="InvalidWorkflowDefinition", non_retryable=True
-                    ) from None
-                except ResumeError as err:
-                    raise ApplicationError(
-                        f"cannot resume from the checkpoint: {err}",
-                        type="InvalidWorkflowDefinition",
-                        non_retryable=True,
-                    ) from None
-                except WorkflowError as err:
-                    raise ApplicationError(
-                        str(err), type="WorkflowError", non_retryable=True
-                    ) from None
-            progress.send(common_pb2.ExecutionUpdate(workflow_output=to_value(output)))
+                logger.info(
+                    "resuming from checkpoint %d",
+                    hooks.sequence,
+                    extra={"execution_id": execution_id},
+                )
+            try:
+                engine = Engine(
+                    document,
+                    hooks,
+                    http=http,
+                    env=self._env(),
+                    secrets=secrets.resolved(),
+                    resume=resume,
+                )
+                output = await engine.run(workflow_input)
+            except InvalidDocumentError as err:
+                raise ApplicationError(
+                    str(err), type="InvalidWorkflowDefinition", non_retryable=True
+                ) from None
+            except ResumeError as err:
+                raise ApplicationError(
+                    f"cannot resume from the checkpoint: {err}",
+                    type="InvalidWorkflowDefinition",
+                    non_retryable=True,
+                ) from None
+            except WorkflowError as err:
+                # The problem travels as the failure's details, so the orchestrator records
+                # it field by field in the execution's error.
+                raise ApplicationError(
+                    str(err), err.as_dict(), type="WorkflowError", non_retryable=True
+                ) from None
+            except DslError as err:
+                if isinstance(err.__cause__, OutputTooLargeError):
+                    raise _too_large(err.__cause__) from None
+                raise
+            try:
+                progress.send(common_pb2.ExecutionUpdate(workflow_output=to_value(output)))
+            except OutputTooLargeError as err:
+                raise _too_large(err) from None
         return activities_pb2.ExecuteWorkflowOutput(completed_tasks=hooks.completed_tasks)
+
+
+def _too_large(err: OutputTooLargeError) -> ApplicationError:
+    # Retrying produces the same value: fail the execution with the stable type.
+    return ApplicationError(err.message, type=err.error_type, non_retryable=True)
 
 
 def _checkpoint_ref(details: Sequence[Any]) -> int:

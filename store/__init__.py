@@ -19,6 +19,7 @@ from store.errors import (
 from store.executions import (
     AgentExecutionRepository,
     ExecutionRepository,
+    FirstEvent,
     WorkflowExecutionRepository,
 )
 from store.ids import new_id
@@ -26,6 +27,7 @@ from store.named import AgentRepository, NamedResourceRepository, WorkflowReposi
 from store.sessions import SessionRepository
 from store.store import Store
 from store.threads import ThreadRepository
+from store.views import apply_view
 
 __all__ = [
     "DEFAULT_MAP_SIZE",
@@ -35,6 +37,7 @@ __all__ = [
     "CheckpointRepository",
     "ConflictError",
     "ExecutionRepository",
+    "FirstEvent",
     "InvalidArgumentError",
     "InvalidPageTokenError",
     "NamedResourceRepository",
@@ -47,5 +50,6 @@ __all__ = [
     "ThreadRepository",
     "WorkflowExecutionRepository",
     "WorkflowRepository",
+    "apply_view",
     "new_id",
 ]

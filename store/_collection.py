@@ -197,6 +197,8 @@ class Collection(Generic[T]):
         created_after: int = 0,
         created_before: int = 0,
         match: Callable[[T], bool] | None = None,
+        project: Callable[[T], T] | None = None,
+        max_bytes: int = 0,
     ) -> tuple[list[T], str]:
         """Return one page of resources, newest first, and the token of the next page.
 
@@ -207,6 +209,10 @@ class Collection(Generic[T]):
         ignored, like unset proto3 fields. The next-page token is empty exactly when no further
         resource matches.
 
+        A page ends at ``page_size`` resources or before the resource that would take the
+        serialized size of the page over ``max_bytes``, whichever comes first; a page holds at
+        least one resource, so a single large one is never skipped.
+
         Args:
             txn: The read transaction.
             filters: Field name to required value.
@@ -215,6 +221,9 @@ class Collection(Generic[T]):
             created_after: Unix nanoseconds, inclusive; 0 means unbounded.
             created_before: Unix nanoseconds, exclusive; 0 means unbounded.
             match: When set, only resources for which it returns True.
+            project: When set, maps each matching resource to what is returned (and counted
+                against ``max_bytes``), e.g. a trimmed view.
+            max_bytes: Byte budget of the page's resources; non-positive means unbounded.
 
         Raises:
             InvalidArgumentError: A filter names no index.
@@ -240,6 +249,7 @@ class Collection(Generic[T]):
 
         items: list[T] = []
         last_key = b""
+        used = 0
         with txn.cursor(db=scan.db) as cursor:
             positioned = cursor.set_range(after or scan.start)
             if positioned and after is not None and cursor.key() == after:
@@ -253,7 +263,14 @@ class Collection(Generic[T]):
                 ):
                     if len(items) == limit:
                         return items, _paging.encode_token(scan.name, last_key)
-                    items.append(msg)
+                    item = project(msg) if project is not None else msg
+                    # Repeated fields cost a tag and a length prefix each; 16 bytes covers
+                    # them, so the page serializes within the budget.
+                    size = item.ByteSize() + 16
+                    if items and max_bytes > 0 and used + size > max_bytes:
+                        return items, _paging.encode_token(scan.name, last_key)
+                    items.append(item)
+                    used += size
                     last_key = cursor.key()
                 positioned = cursor.next()
         return items, ""

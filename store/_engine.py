@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,13 @@ DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 # Growth stops here so a runaway writer fails loudly instead of reserving the address space.
 MAX_MAP_SIZE = 1 << 40
 _MAX_DBS = 64
-_READER_THREADS = 4
+READER_THREADS = 4
+# Reader slots in the lock file. Every live read transaction holds one, and at most
+# READER_THREADS run at once (py-lmdb may keep one more as a spare for reuse). The other 27
+# are headroom for read-only tools run beside the orchestrator (mdb_stat, mdb_copy backups)
+# and for slots a killed process left until reader_check() reclaims them. Deliberately far
+# below LMDB's default of 126, so a leak of slots fails loudly in tests instead of hiding.
+MAX_READERS = 32
 
 R = TypeVar("R")
 
@@ -46,7 +53,13 @@ class Engine:
         # sync=True (and metasync, the default) makes every commit durable before it returns:
         # an acknowledged write survives kill -9 and power loss.
         self._env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, lock=True
+            str(path),
+            map_size=map_size,
+            max_dbs=_MAX_DBS,
+            max_readers=MAX_READERS,
+            sync=True,
+            metasync=True,
+            lock=True,
         )
         # A process killed mid-read leaves its reader slot behind; reclaim it now.
         self._env.reader_check()
@@ -56,7 +69,7 @@ class Engine:
         self._remap_lock = ReadWriteLock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._readers = ThreadPoolExecutor(
-            max_workers=_READER_THREADS, thread_name_prefix="store-reader"
+            max_workers=READER_THREADS, thread_name_prefix="store-reader"
         )
         self._close_lock = threading.Lock()
         self._closed = False
@@ -70,6 +83,11 @@ class Engine:
     def map_size(self) -> int:
         """Current size of the memory map in bytes."""
         return self._map_size
+
+    @property
+    def reader_slots(self) -> int:
+        """Reader-table slots handed out so far: LMDB's high-water mark, at most MAX_READERS."""
+        return int(self._env.info()["num_readers"])
 
     def database(self, name: str) -> Database:
         """Open (creating if needed) the named sub-database.
@@ -120,8 +138,20 @@ class Engine:
         return await asyncio.wrap_future(future)
 
     def _run_read(self, fn: Callable[[Txn], R]) -> R:
-        with self._remap_lock.shared(), self._env.begin() as txn:
-            return fn(txn)
+        # A transaction holds its reader slot until the Transaction object is freed, not
+        # merely aborted. An exception's traceback keeps the frames that reference it alive
+        # (until the garbage collector runs, if ever), so a burst of reads that raise, e.g.
+        # NotFoundError, would exhaust the reader table. Free it deterministically instead.
+        with self._remap_lock.shared():
+            txn = self._env.begin()
+            try:
+                return fn(txn)
+            except BaseException as exc:
+                _release_frames(exc)
+                raise
+            finally:
+                txn.abort()
+                del txn
 
     def _run_write(self, fn: Callable[[Txn], R]) -> R:
         while True:
@@ -141,3 +171,21 @@ class Engine:
             self._env.set_mapsize(min(current * 2, MAX_MAP_SIZE))
             self._map_size = self._env.info()["map_size"]
         logger.info("grew LMDB map at %s from %d to %d bytes", self._path, current, self._map_size)
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Drop the locals of the finished frames of ``exc`` and of its cause and context chain.
+
+    The traceback keeps its file and line numbers, so the error stays debuggable, but no
+    longer keeps a transaction (or anything else a frame referenced) alive.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # Frames still executing (this one) are skipped; the caller drops its own locals.
+        traceback.clear_frames(current.__traceback__)
+        pending.extend((current.__cause__, current.__context__))

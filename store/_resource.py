@@ -29,6 +29,8 @@ class Resource(Protocol):
 
     def ParseFromString(self, serialized: bytes, /) -> int: ...  # noqa: N802
 
+    def ByteSize(self) -> int: ...  # noqa: N802
+
     def CopyFrom(self, other_msg: Self, /) -> None: ...  # noqa: N802
 
 

@@ -6,6 +6,8 @@ edge can map each one to a canonical status code without parsing messages.
 
 from __future__ import annotations
 
+from polyfleet.quoting import excerpt, quote
+
 
 class StoreError(Exception):
     """Root of every exception raised by the store."""
@@ -28,7 +30,7 @@ class NotFoundError(StoreError):
     """
 
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {quote(key)} not found")
         self.kind = kind
         self.key = key
 
@@ -43,7 +45,7 @@ class AlreadyExistsError(StoreError):
     """
 
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} already exists")
+        super().__init__(f"{kind} {quote(key)} already exists")
         self.kind = kind
         self.key = key
 
@@ -61,7 +63,7 @@ class ConflictError(StoreError):
 
     def __init__(self, kind: str, key: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"{kind} {key!r} was modified concurrently: expected version {expected}, "
+            f"{kind} {quote(key)} was modified concurrently: expected version {expected}, "
             f"stored version is {actual}"
         )
         self.kind = kind
@@ -80,7 +82,7 @@ class InvalidArgumentError(StoreError):
     """
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"invalid {field}: {reason}")
+        super().__init__(f"invalid {excerpt(field)}: {excerpt(reason, 500)}")
         self.field = field
         self.reason = reason
 
@@ -104,7 +106,7 @@ class RequestKeyConflictError(StoreError):
 
     def __init__(self, kind: str, request_key: str, execution_id: str) -> None:
         super().__init__(
-            f"request key {request_key!r} already created {kind} {execution_id!r} "
+            f"request key {quote(request_key)} already created {kind} {execution_id!r} "
             "from a different request"
         )
         self.kind = kind

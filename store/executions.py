@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
@@ -13,6 +14,7 @@ from store._eventlog import EventLog
 from store._resource import Execution, stamp_replaced
 from store.errors import RequestKeyConflictError, StoreError
 from store.ids import MAX_ID_BYTES, new_id
+from store.views import FULL, ExecutionView, apply_view
 
 if TYPE_CHECKING:
     from store._engine import Engine, Txn
@@ -21,6 +23,25 @@ E = TypeVar("E", bound=Execution)
 ExecutionEvent = common_pb2.ExecutionEvent
 ExecutionUpdate = common_pb2.ExecutionUpdate
 DEFAULT_EVENT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class FirstEvent(Generic[E]):
+    """Event 1 of a new execution's log, written in the transaction that creates it.
+
+    Attributes:
+        update: The delta, recorded in the event as given.
+        merge: Applies the delta to the new execution (as :meth:`ExecutionRepository.
+            apply_report`'s ``merge``); it runs in the writer thread, possibly more than once.
+        source: Who produced it, e.g. ``"api"``.
+        report_id: Its report ID, so a later report with the same ID is not applied again.
+
+    """
+
+    update: ExecutionUpdate
+    merge: Callable[[E, ExecutionUpdate], None]
+    source: str
+    report_id: str = ""
 
 
 class ExecutionRepository(Generic[E]):
@@ -61,14 +82,17 @@ class ExecutionRepository(Generic[E]):
         self._log = EventLog(engine, db_name)
         self._requests = engine.database(f"{db_name}.requests")
 
-    async def create(self, execution: E) -> E:
+    async def create(self, execution: E, first: FirstEvent[E] | None = None) -> E:
         """Store a new execution with version 1, as given (its phase is set by the caller).
 
         Args:
             execution: The execution; its ID is generated when empty. It is not modified.
+            first: When set, event 1 of its log, merged and appended in the same
+                transaction: the execution never exists without it. If its ``merge``
+                raises, nothing is written.
 
         Returns:
-            The stored execution.
+            The stored execution (with ``first`` merged).
 
         Raises:
             AlreadyExistsError: The preset ID is taken.
@@ -77,24 +101,30 @@ class ExecutionRepository(Generic[E]):
         msg = self._items.copy(execution)
         if not msg.id:
             msg.id = new_id(self._id_prefix)
-        return await self._engine.write(lambda txn: self._items.add(txn, self._items.copy(msg)))
+        return await self._engine.write(lambda txn: self._add(txn, msg, first))
 
     async def create_once(
-        self, execution: E, request_key: str, fingerprint: bytes
+        self,
+        execution: E,
+        request_key: str,
+        fingerprint: bytes,
+        first: FirstEvent[E] | None = None,
     ) -> tuple[E, bool]:
         """Create the execution unless this request key already created one.
 
         In one write transaction: if ``request_key`` was used before, the execution it created
         is returned as currently stored (it may have been updated since); otherwise the
-        execution is created exactly like :meth:`create` and the key is recorded with its ID
-        and ``fingerprint``. Concurrent calls with one key therefore create one execution and
-        all return it. Request keys are kept forever.
+        execution (and its ``first`` event) is created exactly like :meth:`create` and the
+        key is recorded with its ID and ``fingerprint``. Concurrent calls with one key
+        therefore create one execution and all return it, and a retry never sees the
+        execution without its first event. Request keys are kept forever.
 
         Args:
             execution: The execution; its ID is generated when empty. It is not modified.
             request_key: The caller's idempotency key, at most 256 bytes.
             fingerprint: Identifies the request's content, e.g. a hash of its fields; a retry
                 must present the same bytes.
+            first: Event 1 of a new execution's log, as for :meth:`create`.
 
         Returns:
             The stored execution, and whether it was created now.
@@ -123,20 +153,22 @@ class ExecutionRepository(Generic[E]):
                         f"request key {request_key!r} names {execution_id!r}, which is gone"
                     )
                 return existing, False
-            created = self._items.add(txn, self._items.copy(msg))
+            created = self._add(txn, msg, first)
             txn.put(key, _keys.encode_request(created.id, wanted), db=self._requests)
             return created, True
 
         return await self._engine.write(create_once)
 
-    async def get(self, execution_id: str) -> E:
-        """Return the execution.
+    async def get(self, execution_id: str, view: ExecutionView.ValueType = FULL) -> E:
+        """Return the execution, trimmed to ``view`` (see :func:`store.views.apply_view`).
 
         Raises:
             NotFoundError: There is no such execution.
 
         """
-        return await self._engine.read(lambda txn: self._items.require(txn, execution_id))
+        return await self._engine.read(
+            lambda txn: apply_view(self._items.require(txn, execution_id), view)
+        )
 
     async def list(
         self,
@@ -147,6 +179,8 @@ class ExecutionRepository(Generic[E]):
         created_after: int = 0,
         created_before: int = 0,
         labels: Mapping[str, str] | None = None,
+        view: ExecutionView.ValueType = FULL,
+        max_bytes: int = 0,
     ) -> tuple[list[E], str]:
         """Return one page of executions, newest first, and the next page token.
 
@@ -169,6 +203,10 @@ class ExecutionRepository(Generic[E]):
                 0 means unbounded (a negative time precedes every execution).
             labels: Only executions carrying every one of these labels with exactly this
                 value; empty or None means any labels.
+            view: How much of each execution to return (see :func:`store.views.apply_view`).
+            max_bytes: Byte budget of the page: it ends before the execution (as trimmed to
+                ``view``) that would take it over, but holds at least one; non-positive
+                means unbounded.
 
         Returns:
             The executions and the next page token, empty on the last page.
@@ -190,6 +228,8 @@ class ExecutionRepository(Generic[E]):
                 created_after=created_after,
                 created_before=created_before,
                 match=match,
+                project=lambda execution: apply_view(execution, view),
+                max_bytes=max_bytes,
             )
         )
 
@@ -240,7 +280,8 @@ class ExecutionRepository(Generic[E]):
             execution_id: The execution.
             report_id: Identifies the report; empty means no deduplication.
             source: Who produced the report, e.g. ``"runner"``.
-            update: The delta, recorded in the event as given. It is not modified.
+            update: The delta, recorded in the event as ``merge`` leaves its copy (a
+                terminal merge adds the items it closes). It is not modified.
             merge: Applies the delta to the execution it is given. It runs in the store's
                 writer thread and may run more than once, each time on a fresh copy.
 
@@ -261,24 +302,50 @@ class ExecutionRepository(Generic[E]):
                 previous = self._log.find_report(txn, execution_id, report_id)
                 if previous is not None:
                     return stored, previous, False
-            updated = self._items.copy(stored)
-            merge(updated, ExecutionUpdate.FromString(delta.SerializeToString()))
-            stamp_replaced(stored, updated)
-            updated.status.last_sequence = stored.status.last_sequence + 1
-            event = ExecutionEvent(
-                execution_id=execution_id,
-                sequence=updated.status.last_sequence,
-                create_time=updated.update_time,
-                report_id=report_id,
-                source=source,
-                update=delta,
-                phase=updated.status.phase,
-            )
-            self._log.append(txn, event)
-            self._items.replace(txn, stored, updated)
+            updated, event = self._append(txn, stored, report_id, source, delta, merge)
             return updated, event, True
 
         return await self._engine.write(apply)
+
+    def _add(self, txn: Txn, msg: E, first: FirstEvent[E] | None) -> E:
+        """Insert a copy of ``msg`` with version 1 and, when given, its first event."""
+        created = self._items.add(txn, self._items.copy(msg))
+        if first is None:
+            return created
+        delta = ExecutionUpdate()
+        delta.CopyFrom(first.update)
+        updated, _ = self._append(txn, created, first.report_id, first.source, delta, first.merge)
+        return updated
+
+    def _append(
+        self,
+        txn: Txn,
+        stored: E,
+        report_id: str,
+        source: str,
+        delta: ExecutionUpdate,
+        merge: Callable[[E, ExecutionUpdate], None],
+    ) -> tuple[E, ExecutionEvent]:
+        """Merge ``delta`` into ``stored`` and log it as the next event, in ``txn``."""
+        updated = self._items.copy(stored)
+        # The event logs the delta as the merge leaves its copy: what a merge adds (the
+        # items a terminal report closes, see orchestrator.status) reaches watchers too.
+        change = ExecutionUpdate.FromString(delta.SerializeToString())
+        merge(updated, change)
+        stamp_replaced(stored, updated)
+        updated.status.last_sequence = stored.status.last_sequence + 1
+        event = ExecutionEvent(
+            execution_id=stored.id,
+            sequence=updated.status.last_sequence,
+            create_time=updated.update_time,
+            report_id=report_id,
+            source=source,
+            update=change,
+            phase=updated.status.phase,
+        )
+        self._log.append(txn, event)
+        self._items.replace(txn, stored, updated)
+        return updated, event
 
     async def events(
         self, execution_id: str, after_sequence: int = 0, limit: int = DEFAULT_EVENT_LIMIT

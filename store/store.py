@@ -69,6 +69,15 @@ class Store:
         """Current map size in bytes."""
         return self._engine.map_size
 
+    @property
+    def reader_slots(self) -> int:
+        """Reader-table slots LMDB has handed out so far (a high-water mark).
+
+        Bounded by the reader threads plus a spare; growth beyond that means transactions
+        outlive their reads.
+        """
+        return self._engine.reader_slots
+
     def close(self) -> None:
         """Wait for queued reads and writes, then close the environment. Idempotent.
 

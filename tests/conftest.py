@@ -130,13 +130,15 @@ async def start_fleet(
     executions: ExecutionSettings | None = None,
     queues: TaskQueueSettings | None = None,
     runner: RunnerSettings | None = None,
+    api_address: str | None = None,
 ) -> Fleet:
     """Start an orchestrator and a runner in this event loop, on unique queues.
 
-    Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it.
+    Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it, and its
+    orchestrator's ``api_address`` to restart it where its runners look for it.
     """
     queues = queues or unique_queues()
-    api = ApiSettings(api_address=f"127.0.0.1:{free_port()}")
+    api = ApiSettings(api_address=api_address or f"127.0.0.1:{free_port()}")
     orchestrator = Orchestrator(
         OrchestratorSettings(
             api=api,

@@ -37,7 +37,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def GetAgentExecution(
         self, request: agent_execution_pb2.GetAgentExecutionRequest, context: Context
     ) -> AgentExecution:
-        return await self._executions.get(request.id)
+        return await self._executions.get(request.id, request.view)
 
     @unary
     async def ListAgentExecutions(

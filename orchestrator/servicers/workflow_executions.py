@@ -37,7 +37,7 @@ class WorkflowExecutionServicer(workflow_execution_pb2_grpc.WorkflowExecutionSer
     async def GetWorkflowExecution(
         self, request: workflow_execution_pb2.GetWorkflowExecutionRequest, context: Context
     ) -> WorkflowExecution:
-        return await self._executions.get(request.id)
+        return await self._executions.get(request.id, request.view)
 
     @unary
     async def ListWorkflowExecutions(

@@ -28,29 +28,25 @@ class AgentExecutionWorkflow:
     ) -> activities_pb2.AgentExecutionWorkflowOutput:
         """Run the execution and return its terminal phase."""
         steps = Steps(Policy.resolve(params.policy, DEFAULT_RUNNER_QUEUE), params.execution_id)
-        policy, queue, execution_id = steps.policy, steps.queue, params.execution_id
+        policy, execution_id = steps.policy, params.execution_id
 
         async def body() -> activities_pb2.ExecuteGraphtonOutput:
-            steps.step = contract.ENSURE_THREAD
-            thread = await workflow.execute_activity(
+            thread = await steps.execute(
                 contract.ENSURE_THREAD,
                 activities_pb2.EnsureThreadInput(
                     execution_id=execution_id, session_id=params.session_id
                 ),
-                result_type=activities_pb2.EnsureThreadOutput,
-                task_queue=queue,
+                activities_pb2.EnsureThreadOutput,
                 start_to_close_timeout=policy.ensure_thread_start_to_close,
                 schedule_to_start_timeout=policy.schedule_to_start,
                 retry_policy=ENSURE_THREAD_RETRY,
             )
-            steps.step = contract.EXECUTE_GRAPHTON
-            output: activities_pb2.ExecuteGraphtonOutput = await workflow.execute_activity(
+            return await steps.execute(
                 contract.EXECUTE_GRAPHTON,
                 activities_pb2.ExecuteGraphtonInput(
                     execution_id=execution_id, thread_id=thread.thread_id
                 ),
-                result_type=activities_pb2.ExecuteGraphtonOutput,
-                task_queue=queue,
+                activities_pb2.ExecuteGraphtonOutput,
                 start_to_close_timeout=policy.execute_graphton_start_to_close,
                 schedule_to_start_timeout=policy.schedule_to_start,
                 heartbeat_timeout=policy.heartbeat,
@@ -59,7 +55,6 @@ class AgentExecutionWorkflow:
                 # that so CANCELLED is persisted after the last runner report.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            return output
 
         result = await steps.run(body)
         return activities_pb2.AgentExecutionWorkflowOutput(

@@ -36,12 +36,10 @@ class WorkflowExecutionWorkflow:
         policy = steps.policy
 
         async def body() -> activities_pb2.ExecuteWorkflowOutput:
-            steps.step = contract.EXECUTE_WORKFLOW
-            output: activities_pb2.ExecuteWorkflowOutput = await workflow.execute_activity(
+            return await steps.execute(
                 contract.EXECUTE_WORKFLOW,
                 activities_pb2.ExecuteWorkflowInput(execution_id=params.execution_id),
-                result_type=activities_pb2.ExecuteWorkflowOutput,
-                task_queue=steps.queue,
+                activities_pb2.ExecuteWorkflowOutput,
                 start_to_close_timeout=policy.execute_workflow_start_to_close,
                 schedule_to_start_timeout=policy.schedule_to_start,
                 heartbeat_timeout=policy.heartbeat,
@@ -52,7 +50,6 @@ class WorkflowExecutionWorkflow:
                 ),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            return output
 
         await steps.run(body)
         return activities_pb2.WorkflowExecutionWorkflowOutput(

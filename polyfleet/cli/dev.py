@@ -46,7 +46,7 @@ from polyfleet.cli.errors import (
 )
 from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
-from polyfleet.config import DEFAULT_API_ADDRESS
+from polyfleet.config import DEFAULT_API_ADDRESS, TaskQueueSettings
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
 from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
 
@@ -233,12 +233,27 @@ def _dev_tips(config: FleetConfig) -> list[str]:
         "" if config.api_address == DEFAULT_API_ADDRESS else f"--address {config.api_address} "
     )
     return [
+        *_no_runner_tip(config),
         "Try:",
         f"  polyfleet {address}apply -f examples/agents/assistant.yaml",
         f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGE}" --follow',
         f'  polyfleet {address}run agent assistant --message "{DEMO_MESSAGES[1]}" --wait',
         f"  polyfleet {address}apply -f examples/workflows/",
         f"  polyfleet {address}run workflow {DEV_WORKFLOW} --input '{DEV_WORKFLOW_INPUT}' --follow",
+        "",
+    ]
+
+
+def _no_runner_tip(config: FleetConfig) -> list[str]:
+    if config.runners:
+        return []
+    queues = TaskQueueSettings()
+    return [
+        "No runners started: executions wait for a runner of your own (docs/contract.md) on",
+        f"  {queues.agent_execution_runner_task_queue} (agents) and "
+        f"{queues.workflow_execution_runner_task_queue} (workflows), with",
+        f"  TEMPORAL_ADDRESS={config.temporal_address} "
+        f"TEMPORAL_NAMESPACE={config.namespace} POLYFLEET_API_ADDRESS={config.api_address}",
         "",
     ]
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TextIO
 
-from google.protobuf.json_format import MessageToDict, MessageToJson
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from polyfleet.structs import message_to_json, struct_to_dict, value_to_data
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 # Either kind of execution: both have an id and a status with a phase.
@@ -151,15 +151,16 @@ def format_tool_call(call: common_pb2.ToolCall) -> str:
         call: The tool call.
 
     Returns:
-        One line; a running call ends in ``...``, a failed one in ``-> error: ...``.
+        One line; a running call ends in ``...``, a failed one in ``-> error: ...``, one
+        left unfinished when its execution ended in ``-> cancelled``.
 
     """
-    arguments = MessageToDict(call.arguments) if call.HasField("arguments") else {}
+    arguments = struct_to_dict(call.arguments) if call.HasField("arguments") else {}
     # Struct is a map without a stable order; sorted keys keep the transcript reproducible.
-    rendered = ", ".join(
-        f"{key}={json.dumps(_tidy(value))}" for key, value in sorted(arguments.items())
-    )
+    rendered = ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(arguments.items()))
     head = f"tool {call.name}({shorten(rendered)})"
+    if call.status == common_pb2.TOOL_CALL_STATUS_CANCELLED:
+        return f"{head} -> cancelled"
     if call.error or call.status == common_pb2.TOOL_CALL_STATUS_FAILED:
         return f"{head} -> error: {shorten(call.error or 'failed')}"
     if call.result or call.status == common_pb2.TOOL_CALL_STATUS_SUCCEEDED:
@@ -177,8 +178,8 @@ def format_arguments(call: common_pb2.ToolCall) -> str:
         JSON with sorted keys, shortened to one line; ``{}`` when there are none.
 
     """
-    arguments = MessageToDict(call.arguments) if call.HasField("arguments") else {}
-    return shorten(json.dumps(_tidy(arguments), ensure_ascii=False, sort_keys=True))
+    arguments = struct_to_dict(call.arguments) if call.HasField("arguments") else {}
+    return shorten(json.dumps(arguments, ensure_ascii=False, sort_keys=True))
 
 
 def format_usage(usage: common_pb2.Usage) -> str:
@@ -232,7 +233,7 @@ def struct_json(struct: Struct) -> str:
 
     """
     # Struct is a map without a stable order; sorted keys keep the output reproducible.
-    return json.dumps(_tidy(MessageToDict(struct)), ensure_ascii=False, sort_keys=True)
+    return json.dumps(struct_to_dict(struct), ensure_ascii=False, sort_keys=True)
 
 
 def json_of_value(value: Value) -> object:
@@ -245,7 +246,7 @@ def json_of_value(value: Value) -> object:
         The data, integral numbers as integers.
 
     """
-    return _tidy(MessageToDict(value))
+    return value_to_data(value)
 
 
 def value_json(value: Value, *, indent: int | None = None) -> str:
@@ -260,17 +261,6 @@ def value_json(value: Value, *, indent: int | None = None) -> str:
 
     """
     return json.dumps(json_of_value(value), ensure_ascii=False, sort_keys=True, indent=indent)
-
-
-def _tidy(value: object) -> object:
-    # protobuf Struct stores every number as a double; show 3, not 3.0.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_tidy(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _tidy(item) for key, item in value.items()}
-    return value
 
 
 def format_error(error: common_pb2.ExecutionError) -> str:
@@ -294,10 +284,11 @@ def to_json(message: ProtoMessage) -> str:
         message: Any protobuf message.
 
     Returns:
-        Indented JSON text.
+        Indented JSON text; integral numbers (Struct/Value hold them as doubles) print as
+        integers, e.g. ``"petId": 1``, not ``1.0``.
 
     """
-    return MessageToJson(message)
+    return message_to_json(message)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -332,7 +332,12 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "in the data directory, so a restart loses nothing.",
     )
     dev_parser.add_argument(
-        "--runners", type=_positive_int, default=1, metavar="N", help="runner processes"
+        "--runners",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="runner processes; 0 runs Temporal and the orchestrator only, e.g. to test a "
+        "runner written in another language against them",
     )
     dev_parser.add_argument(
         "--data-dir",

@@ -42,7 +42,13 @@ from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 _BULLET = "●"
 _ARROWS = ("→", "←")
 _ASCII_ARROWS = ("->", "<-")
-_TOOL_DONE = frozenset({common_pb2.TOOL_CALL_STATUS_SUCCEEDED, common_pb2.TOOL_CALL_STATUS_FAILED})
+_TOOL_DONE = frozenset(
+    {
+        common_pb2.TOOL_CALL_STATUS_SUCCEEDED,
+        common_pb2.TOOL_CALL_STATUS_FAILED,
+        common_pb2.TOOL_CALL_STATUS_CANCELLED,
+    }
+)
 
 
 class ProgressPrinter:
@@ -182,7 +188,9 @@ class ProgressPrinter:
         if not done or key in self._ended:
             return
         self._ended.add(key)
-        if failed:
+        if call.status == common_pb2.TOOL_CALL_STATUS_CANCELLED:
+            self._line(f"{self._return} {call.name} cancelled")
+        elif failed:
             self._line(f"{self._return} {call.name} failed: {shorten(call.error or 'no details')}")
         else:
             self._show_result((call.name, shorten(call.result)), self._results_from_calls)

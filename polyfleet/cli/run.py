@@ -9,20 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 
 from polyfleet.cli import api, follow
 from polyfleet.cli.commands import api_address, exit_code_for
 from polyfleet.cli.errors import EXIT_OK, CliError
 from polyfleet.cli.output import Console, Execution, format_error, phase_name, to_json, value_json
 from polyfleet.cli.progress import ProgressPrinter, final_answer
+from polyfleet.error_details import EXECUTION_ID, error_info
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import common_pb2, workflow_execution_pb2
 
 _STRATEGIES = {
@@ -30,9 +30,6 @@ _STRATEGIES = {
     "enqueue": common_pb2.MULTITASK_STRATEGY_ENQUEUE,
     "interrupt": common_pb2.MULTITASK_STRATEGY_INTERRUPT,
 }
-
-# How the API names an execution in messages, e.g. ExecuteAgent's DEADLINE_EXCEEDED.
-_EXECUTION_ID_RE = re.compile(r"\b((?:aex|wex)-[A-Za-z0-9_-]+)")
 
 
 def cmd_run_agent(args: argparse.Namespace, console: Console) -> int:
@@ -170,16 +167,18 @@ def still_running(exc: grpc.aio.AioRpcError, list_filter: str) -> CliError:
     Args:
         exc: The error of the call.
         list_filter: Options of ``executions list`` that find the execution when the
-            message does not name it, e.g. ``--workflow order-flow``.
+            error does not name it, e.g. ``--workflow order-flow``.
 
     Returns:
         The error, with a hint how to follow the execution.
 
     """
     details = exc.details() or "the execution did not finish in time"
-    found = _EXECUTION_ID_RE.search(details)
-    if found:
-        hint = f"it keeps running; follow it with: polyfleet executions watch {found.group(1)}"
+    # The server names the execution in the error's ErrorInfo, as data.
+    info = error_info(exc)
+    execution_id = info.metadata.get(EXECUTION_ID, "") if info else ""
+    if execution_id:
+        hint = f"it keeps running; follow it with: polyfleet executions watch {execution_id}"
     else:
         # The client's own deadline fired first, so no server message names the execution.
         hint = (
@@ -207,6 +206,6 @@ def _result(execution: Execution) -> str:
         return value_json(execution.status.output, indent=2)
     status = execution.status
     if status.HasField("output"):
-        output = MessageToDict(status.output)
+        output = struct_to_dict(status.output)
         return json.dumps(output, indent=2, ensure_ascii=False, sort_keys=True)
     return final_answer(status)

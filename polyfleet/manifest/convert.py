@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 from pydantic import JsonValue
 
@@ -20,6 +19,7 @@ from polyfleet.manifest.schema import (
     ScriptedModel,
     SubAgent,
 )
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_pb2
 
 _RELATIVE_PREFIXES = ("./", "../")
@@ -304,20 +304,17 @@ def _sub_agent_to_manifest(sub: agent_pb2.SubAgent) -> dict[str, Any]:
 
 
 def _struct_to_manifest(struct: Struct) -> dict[str, Any]:
-    tidied: dict[str, Any] = _tidy(MessageToDict(struct))
+    # struct_to_dict gives `maxItems: 3` back as 3, not 3.0.
+    tidied: dict[str, Any] = _sorted_keys(struct_to_dict(struct))
     return tidied
 
 
-def _tidy(value: Any) -> Any:
-    # Struct stores every number as a double; give integral ones back as integers, so
-    # `maxItems: 3` does not come back as `3.0`.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+def _sorted_keys(value: Any) -> Any:
     if isinstance(value, list):
-        return [_tidy(item) for item in value]
+        return [_sorted_keys(item) for item in value]
     if isinstance(value, dict):
         # Struct is a map without a stable order: sorted keys make the output reproducible.
-        return {key: _tidy(value[key]) for key in sorted(value)}
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
     return value
 
 

@@ -342,18 +342,24 @@ def _error_message(error: ErrorDetails) -> str:
 
 
 def _line_of(node: yaml.Node, loc: Sequence[int | str]) -> int:
-    # Walk the YAML node graph along loc; a missing field reports its parent's line.
+    # Walk the YAML node graph along loc; a missing field reports its parent's line. A field
+    # is on its key's line: a mapping or list value starts on the next line.
     current = node
+    line = int(node.start_mark.line)
     for item in loc:
         child: yaml.Node | None = None
         if isinstance(current, yaml.MappingNode):
-            child = next((v for k, v in current.value if k.value == item), None)
+            pair = next(((k, v) for k, v in current.value if k.value == item), None)
+            if pair is not None:
+                key, child = pair
+                line = int(key.start_mark.line)
         elif isinstance(current, yaml.SequenceNode):
             # JSON pointers spell indexes as strings ("/do/0").
             index = int(item) if isinstance(item, str) and item.isdigit() else item
             if isinstance(index, int) and 0 <= index < len(current.value):
                 child = current.value[index]
+                line = int(child.start_mark.line)
         if child is None:
             break
         current = child
-    return int(current.start_mark.line) + 1
+    return line + 1

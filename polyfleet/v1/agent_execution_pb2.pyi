@@ -239,15 +239,19 @@ class GetAgentExecutionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    view: _common_pb2.ExecutionView.ValueType
+    """How much to return; unset means EXECUTION_VIEW_FULL."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        view: _common_pb2.ExecutionView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -285,6 +289,7 @@ class ListAgentExecutionsRequest(_message.Message):
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     agent: _builtins.str
@@ -293,6 +298,8 @@ class ListAgentExecutionsRequest(_message.Message):
     """Only executions of this session."""
     phase: _common_pb2.ExecutionPhase.ValueType
     """Only executions in this phase."""
+    view: _common_pb2.ExecutionView.ValueType
+    """How much of each execution to return; unset means EXECUTION_VIEW_BASIC."""
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only executions created at or after this time."""
@@ -316,10 +323,11 @@ class ListAgentExecutionsRequest(_message.Message):
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        view: _common_pb2.ExecutionView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_after", b"created_after", "created_before", b"created_before", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "phase", b"phase", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "created_after", b"created_after", "created_before", b"created_before", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "phase", b"phase", "session_id", b"session_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -332,6 +340,9 @@ class ListAgentExecutionsResponse(_message.Message):
     EXECUTIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Set when more executions match: a page ends at page_size executions or when the
+    next one would take it over the server's byte budget, whichever comes first.
+    """
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentExecution]: ...
     def __init__(

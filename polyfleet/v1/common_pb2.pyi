@@ -80,6 +80,10 @@ class _ToolCallStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolCa
     TOOL_CALL_STATUS_RUNNING: _ToolCallStatus.ValueType  # 1
     TOOL_CALL_STATUS_SUCCEEDED: _ToolCallStatus.ValueType  # 2
     TOOL_CALL_STATUS_FAILED: _ToolCallStatus.ValueType  # 3
+    TOOL_CALL_STATUS_CANCELLED: _ToolCallStatus.ValueType  # 4
+    """The execution ended (cancelled, failed, timed out, or completed) before the call
+    finished; its end_time is the time the execution ended.
+    """
 
 class ToolCallStatus(_ToolCallStatus, metaclass=_ToolCallStatusEnumTypeWrapper):
     """ToolCallStatus is the state of one tool call."""
@@ -88,7 +92,41 @@ TOOL_CALL_STATUS_UNSPECIFIED: ToolCallStatus.ValueType  # 0
 TOOL_CALL_STATUS_RUNNING: ToolCallStatus.ValueType  # 1
 TOOL_CALL_STATUS_SUCCEEDED: ToolCallStatus.ValueType  # 2
 TOOL_CALL_STATUS_FAILED: ToolCallStatus.ValueType  # 3
+TOOL_CALL_STATUS_CANCELLED: ToolCallStatus.ValueType  # 4
+"""The execution ended (cancelled, failed, timed out, or completed) before the call
+finished; its end_time is the time the execution ended.
+"""
 Global___ToolCallStatus: _TypeAlias = ToolCallStatus  # noqa: Y015
+
+class _ExecutionView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExecutionViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExecutionView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXECUTION_VIEW_UNSPECIFIED: _ExecutionView.ValueType  # 0
+    """The method's default: FULL for Get, BASIC for List."""
+    EXECUTION_VIEW_BASIC: _ExecutionView.ValueType  # 1
+    """Identity, phase, times, usage, errors and the shape of the status: message contents,
+    tool call arguments and results, task inputs and outputs, sub-agent inputs and
+    outputs, and outputs (output_text, output) are left empty.
+    """
+    EXECUTION_VIEW_FULL: _ExecutionView.ValueType  # 2
+    """Everything stored."""
+
+class ExecutionView(_ExecutionView, metaclass=_ExecutionViewEnumTypeWrapper):
+    """ExecutionView selects how much of an execution Get and List return (AIP-157)."""
+
+EXECUTION_VIEW_UNSPECIFIED: ExecutionView.ValueType  # 0
+"""The method's default: FULL for Get, BASIC for List."""
+EXECUTION_VIEW_BASIC: ExecutionView.ValueType  # 1
+"""Identity, phase, times, usage, errors and the shape of the status: message contents,
+tool call arguments and results, task inputs and outputs, sub-agent inputs and
+outputs, and outputs (output_text, output) are left empty.
+"""
+EXECUTION_VIEW_FULL: ExecutionView.ValueType  # 2
+"""Everything stored."""
+Global___ExecutionView: _TypeAlias = ExecutionView  # noqa: Y015
 
 class _MultitaskStrategy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -159,14 +197,26 @@ class Message(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable identifier; reports upsert messages by this ID."""
     role: Global___MessageRole.ValueType
     content: _builtins.str
     name: _builtins.str
     """Tool name for MESSAGE_ROLE_TOOL messages, agent name for assistant messages."""
+    tool_call_id: _builtins.str
+    """Tool messages: the ID of the call (in an earlier assistant message's tool_calls)
+    that this message is the result of.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageToolCall]:
+        """Assistant messages: the tool calls the model asked for, in the order it asked.
+        A thread keeps them so a later turn can replay the conversation exactly.
+        """
+
     def __init__(
         self,
         *,
@@ -175,14 +225,47 @@ class Message(_message.Message):
         content: _builtins.str = ...,
         name: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        tool_calls: _abc.Iterable[Global___MessageToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "create_time", b"create_time", "id", b"id", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "create_time", b"create_time", "id", b"id", "name", b"name", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class MessageToolCall(_message.Message):
+    """MessageToolCall is one tool call requested by an assistant message: what the model
+    asked for, not its outcome (see ToolCall for that).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The provider's call ID; the tool message answering it carries it as tool_call_id."""
+    name: _builtins.str
+    @_builtins.property
+    def arguments(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageToolCall: _TypeAlias = MessageToolCall  # noqa: Y015
 
 @_typing.final
 class ToolCall(_message.Message):
@@ -321,21 +404,42 @@ class ExecutionError(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Stable machine-readable type, e.g. "AgentNotFound", "ActivityTimeout"."""
     message: _builtins.str
     step: _builtins.str
     """The step that failed, e.g. "EnsureThread" or "ExecuteGraphton"."""
+    status: _builtins.int
+    """RFC 7807 problem details of a workflow error (a DSL `raise`, an HTTP call's error),
+    so clients read them as data instead of parsing `message`. The problem's type URI
+    is in the failing task's error `type`; at the execution level `type` stays the
+    stable "WorkflowError".
+    The problem's status code (HTTP-like), 0 when it has none.
+    """
+    title: _builtins.str
+    """Short human summary of the problem type."""
+    detail: _builtins.str
+    """Explanation of this occurrence."""
+    instance: _builtins.str
+    """JSON pointer of the task that raised the problem, e.g. "/do/1/check"."""
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
         message: _builtins.str = ...,
         step: _builtins.str = ...,
+        status: _builtins.int = ...,
+        title: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "step", b"step", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "instance", b"instance", "message", b"message", "status", b"status", "step", b"step", "title", b"title", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,7 +29,7 @@ from polyfleet.v1 import workflow_pb2 as polyfleet_dot_v1_dot_workflow__pb2
 from polyfleet.v1 import workflow_execution_pb2 as polyfleet_dot_v1_dot_workflow__execution__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/runner.proto\x12\x0cpolyfleet.v1\x1a\x18polyfleet/v1/agent.proto\x1a\"polyfleet/v1/agent_execution.proto\x1a\x19polyfleet/v1/common.proto\x1a\x1bpolyfleet/v1/workflow.proto\x1a%polyfleet/v1/workflow_execution.proto\"L\n\x14PutCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x17\n\x15PutCheckpointResponse\",\n\x14GetCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"F\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\"GetWorkflowExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x83\x01\n#GetWorkflowExecutionContextResponse\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12(\n\x08workflow\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\"7\n\x1fGetAgentExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x9f\x01\n GetAgentExecutionContextResponse\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\"\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12&\n\x07history\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\"+\n\x13\x45nsureThreadRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"Q\n\x14\x45nsureThreadResponse\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x15\n\rmessage_count\x18\x03 \x01(\x05\"o\n\x15ReportProgressRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"h\n\x16ReportProgressResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"l\n\x1b\x41ppendThreadMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\"5\n\x1c\x41ppendThreadMessagesResponse\x12\x15\n\rmessage_count\x18\x01 \x01(\x05\x32\xe6\x05\n\rRunnerService\x12y\n\x18GetAgentExecutionContext\x12-.polyfleet.v1.GetAgentExecutionContextRequest\x1a..polyfleet.v1.GetAgentExecutionContextResponse\x12U\n\x0c\x45nsureThread\x12!.polyfleet.v1.EnsureThreadRequest\x1a\".polyfleet.v1.EnsureThreadResponse\x12[\n\x0eReportProgress\x12#.polyfleet.v1.ReportProgressRequest\x1a$.polyfleet.v1.ReportProgressResponse\x12m\n\x14\x41ppendThreadMessages\x12).polyfleet.v1.AppendThreadMessagesRequest\x1a*.polyfleet.v1.AppendThreadMessagesResponse\x12\x82\x01\n\x1bGetWorkflowExecutionContext\x12\x30.polyfleet.v1.GetWorkflowExecutionContextRequest\x1a\x31.polyfleet.v1.GetWorkflowExecutionContextResponse\x12X\n\rPutCheckpoint\x12\".polyfleet.v1.PutCheckpointRequest\x1a#.polyfleet.v1.PutCheckpointResponse\x12X\n\rGetCheckpoint\x12\".polyfleet.v1.GetCheckpointRequest\x1a#.polyfleet.v1.GetCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/runner.proto\x12\x0cpolyfleet.v1\x1a\x18polyfleet/v1/agent.proto\x1a\"polyfleet/v1/agent_execution.proto\x1a\x19polyfleet/v1/common.proto\x1a\x1bpolyfleet/v1/workflow.proto\x1a%polyfleet/v1/workflow_execution.proto\"L\n\x14PutCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x17\n\x15PutCheckpointResponse\",\n\x14GetCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"F\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\"GetWorkflowExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x9d\x01\n#GetWorkflowExecutionContextResponse\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12(\n\x08workflow\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"7\n\x1fGetAgentExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\xb9\x01\n GetAgentExecutionContextResponse\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\"\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12&\n\x07history\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\"+\n\x13\x45nsureThreadRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"Q\n\x14\x45nsureThreadResponse\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x15\n\rmessage_count\x18\x03 \x01(\x05\"o\n\x15ReportProgressRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"h\n\x16ReportProgressResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"l\n\x1b\x41ppendThreadMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\"5\n\x1c\x41ppendThreadMessagesResponse\x12\x15\n\rmessage_count\x18\x01 \x01(\x05\x32\xe6\x05\n\rRunnerService\x12y\n\x18GetAgentExecutionContext\x12-.polyfleet.v1.GetAgentExecutionContextRequest\x1a..polyfleet.v1.GetAgentExecutionContextResponse\x12U\n\x0c\x45nsureThread\x12!.polyfleet.v1.EnsureThreadRequest\x1a\".polyfleet.v1.EnsureThreadResponse\x12[\n\x0eReportProgress\x12#.polyfleet.v1.ReportProgressRequest\x1a$.polyfleet.v1.ReportProgressResponse\x12m\n\x14\x41ppendThreadMessages\x12).polyfleet.v1.AppendThreadMessagesRequest\x1a*.polyfleet.v1.AppendThreadMessagesResponse\x12\x82\x01\n\x1bGetWorkflowExecutionContext\x12\x30.polyfleet.v1.GetWorkflowExecutionContextRequest\x1a\x31.polyfleet.v1.GetWorkflowExecutionContextResponse\x12X\n\rPutCheckpoint\x12\".polyfleet.v1.PutCheckpointRequest\x1a#.polyfleet.v1.PutCheckpointResponse\x12X\n\rGetCheckpoint\x12\".polyfleet.v1.GetCheckpointRequest\x1a#.polyfleet.v1.GetCheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,23 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_start=421
   _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_end=479
   _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_start=482
-  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_end=613
-  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_start=615
-  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_end=670
-  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_start=673
-  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_end=832
-  _globals['_ENSURETHREADREQUEST']._serialized_start=834
-  _globals['_ENSURETHREADREQUEST']._serialized_end=877
-  _globals['_ENSURETHREADRESPONSE']._serialized_start=879
-  _globals['_ENSURETHREADRESPONSE']._serialized_end=960
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=962
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1073
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1075
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1179
-  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_start=1181
-  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_end=1289
-  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_start=1291
-  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_end=1344
-  _globals['_RUNNERSERVICE']._serialized_start=1347
-  _globals['_RUNNERSERVICE']._serialized_end=2089
+  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_end=639
+  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_start=641
+  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_end=696
+  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_start=699
+  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_end=884
+  _globals['_ENSURETHREADREQUEST']._serialized_start=886
+  _globals['_ENSURETHREADREQUEST']._serialized_end=929
+  _globals['_ENSURETHREADRESPONSE']._serialized_start=931
+  _globals['_ENSURETHREADRESPONSE']._serialized_end=1012
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1014
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1125
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1127
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1231
+  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_start=1233
+  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_end=1341
+  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_start=1343
+  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_end=1396
+  _globals['_RUNNERSERVICE']._serialized_start=1399
+  _globals['_RUNNERSERVICE']._serialized_end=2141
 # @@protoc_insertion_point(module_scope)

@@ -134,6 +134,11 @@ class GetWorkflowExecutionContextResponse(_message.Message):
 
     EXECUTION_FIELD_NUMBER: _builtins.int
     WORKFLOW_FIELD_NUMBER: _builtins.int
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
+    max_output_bytes: _builtins.int
+    """Largest workflow output or task result the orchestrator accepts, in bytes of JSON;
+    a larger one must fail the execution with error type "OutputTooLarge". 0: no limit.
+    """
     @_builtins.property
     def execution(self) -> _workflow_execution_pb2.WorkflowExecution: ...
     @_builtins.property
@@ -143,10 +148,11 @@ class GetWorkflowExecutionContextResponse(_message.Message):
         *,
         execution: _workflow_execution_pb2.WorkflowExecution | None = ...,
         workflow: _workflow_pb2.Workflow | None = ...,
+        max_output_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "max_output_bytes", b"max_output_bytes", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,6 +184,11 @@ class GetAgentExecutionContextResponse(_message.Message):
     EXECUTION_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
+    max_output_bytes: _builtins.int
+    """Largest final answer (output_text, UTF-8 bytes) the orchestrator accepts; a larger one
+    must fail the execution with error type "OutputTooLarge". 0: no limit.
+    """
     @_builtins.property
     def execution(self) -> _agent_execution_pb2.AgentExecution: ...
     @_builtins.property
@@ -192,10 +203,11 @@ class GetAgentExecutionContextResponse(_message.Message):
         execution: _agent_execution_pb2.AgentExecution | None = ...,
         agent: _agent_pb2.Agent | None = ...,
         history: _abc.Iterable[_common_pb2.Message] | None = ...,
+        max_output_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "execution", b"execution", "history", b"history"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "execution", b"execution", "history", b"history", "max_output_bytes", b"max_output_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from polyfleet import contract
 from runner.errors import RunnerError
 
 
@@ -92,6 +93,29 @@ class MaxStepsExceededError(GraphtonError):
     """The agent needed more steps than ``limits.max_steps`` allows."""
 
     default_type = "MaxStepsExceeded"
+
+
+class OutputTooLargeError(GraphtonError):
+    """An answer, output or task result is larger than the orchestrator accepts."""
+
+    default_type = contract.OUTPUT_TOO_LARGE
+
+    @classmethod
+    def check(cls, what: str, size: int, limit: int) -> None:
+        """Raise when ``size`` bytes of ``what`` exceed ``limit`` (0: no limit).
+
+        Raises:
+            OutputTooLargeError: Says what, its size and the limit.
+
+        """
+        if limit and size > limit:
+            raise cls(
+                f"{what} is {size} bytes ({size / _MIB:.1f} MiB); the limit is {limit} bytes "
+                f"({limit / _MIB:.1f} MiB, POLYFLEET_MAX_OUTPUT_BYTES)"
+            )
+
+
+_MIB = 1024 * 1024
 
 
 class StructuredOutputError(GraphtonError):

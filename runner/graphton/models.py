@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from langchain_core.language_models import BaseChatModel
 
 # Imported eagerly (it is a core dependency): the import takes over a second, which
@@ -27,6 +26,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_pb2
 from runner.graphton.errors import ModelError
 from runner.graphton.retry import RetryPolicy
@@ -57,21 +57,10 @@ class ModelSpec:
     pricing: agent_pb2.ModelPricing
 
 
-def _plain(value: Any) -> Any:
-    # Struct numbers are doubles; providers want max_tokens=256, not 256.0.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def model_parameters(config: agent_pb2.ModelConfig) -> dict[str, Any]:
     """The provider parameters (temperature, max_tokens, …) as keyword arguments."""
-    parameters: dict[str, Any] = _plain(MessageToDict(config.parameters))
-    return parameters
+    # Struct numbers are doubles; providers want max_tokens=256, not 256.0.
+    return struct_to_dict(config.parameters)
 
 
 def describe(config: agent_pb2.ModelConfig) -> str:

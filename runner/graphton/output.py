@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 import jsonschema
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 
+from polyfleet.structs import struct_to_dict
 from runner.graphton.errors import StructuredOutputError
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -26,7 +26,7 @@ def schema_instructions(schema: Struct) -> str:
     return (
         "When you give your final answer, reply with only a JSON object, no prose and no "
         "code fence, that conforms to this JSON Schema:\n"
-        + json.dumps(MessageToDict(schema), sort_keys=True)
+        + json.dumps(struct_to_dict(schema), sort_keys=True)
     )
 
 
@@ -60,7 +60,7 @@ def structured_output(text: str, schema: Struct) -> Struct:
 
     """
     value = _parse(text)
-    schema_dict = MessageToDict(schema)
+    schema_dict = struct_to_dict(schema)
     try:
         jsonschema.validate(value, schema_dict)
     except jsonschema.SchemaError as err:

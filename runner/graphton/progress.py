@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from polyfleet.v1 import common_pb2
+from runner.graphton.errors import OutputTooLargeError
 
 
 class ReportSink(Protocol):
@@ -49,6 +50,24 @@ def scrub_update(update: common_pb2.ExecutionUpdate, scrub: Callable[[str], str]
         update.error.message = scrub(update.error.message)
 
 
+def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
+    """Fail before sending an output the orchestrator would refuse (0: no limit).
+
+    Raises:
+        OutputTooLargeError: Names the output, its size and the limit.
+
+    """
+    if not limit:
+        return
+    OutputTooLargeError.check("the final answer", len(update.output_text.encode()), limit)
+    for message in update.messages:
+        OutputTooLargeError.check(f"message {message.id}", len(message.content.encode()), limit)
+    if update.HasField("output"):
+        OutputTooLargeError.check("the structured output", update.output.ByteSize(), limit)
+    if update.HasField("workflow_output"):
+        OutputTooLargeError.check("the workflow output", update.workflow_output.ByteSize(), limit)
+
+
 class _Flushed:
     """Outbox marker: resolved once every report queued before it was sent."""
 
@@ -77,6 +96,8 @@ class ProgressReporter:
     ) -> None:
         self.execution_id = execution_id
         self.scrub: Callable[[str], str] = _no_scrub
+        # The orchestrator's limit on outputs (its context response says it); 0: none.
+        self.max_output_bytes = 0
         self.usage = common_pb2.Usage()
         self._sink = sink
         self._prefix = prefix
@@ -114,10 +135,13 @@ class ProgressReporter:
         """Queue a report after any pending delta.
 
         Raises:
+            OutputTooLargeError: An output or message in ``update`` is over
+                ``max_output_bytes``: the orchestrator would refuse it.
             Exception: The sender already failed (e.g. ``ExecutionClosedError``).
 
         """
         self._raise_if_failed()
+        check_output_size(update, self.max_output_bytes)
         self._flush_deltas()
         self._enqueue(update)
 

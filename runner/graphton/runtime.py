@@ -31,7 +31,7 @@ from runner.graphton.errors import (
     MaxStepsExceededError,
 )
 from runner.graphton.graphs import load_graph
-from runner.graphton.history import to_langchain, user_message
+from runner.graphton.history import to_langchain, to_thread, user_message
 from runner.graphton.mcp import open_mcp_tools
 from runner.graphton.models import ModelSpec, build_model
 from runner.graphton.output import schema_instructions, structured_output
@@ -219,6 +219,7 @@ async def run_graphton(
         secrets_file=settings.secrets_file,
     )
     progress.scrub = secrets.scrub
+    progress.max_output_bytes = context.max_output_bytes
     progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
     log.info("running agent %s", agent.name)
     run = _Run(agent, secrets, progress, settings, log)
@@ -239,18 +240,13 @@ async def run_graphton(
         raise _unexpected(leaf if isinstance(leaf, Exception) else err, secrets) from None
     progress.send(update)
     await progress.flush()
-    turn = [user_message(execution_id, context.execution.message)]
-    final_id = ""
-    if answer is not None and answer.text:
-        final_id = ids.assistant(answer)
-        reply = common_pb2.Message(
-            id=final_id,
-            role=common_pb2.MESSAGE_ROLE_ASSISTANT,
-            content=secrets.scrub(answer.text),
-            name=agent.name,
-        )
-        reply.create_time.GetCurrentTime()
-        turn.append(reply)
+    # The whole turn, tool calls and their results included, so a later turn can
+    # refer back to what the tools returned.
+    turn = [
+        user_message(execution_id, context.execution.message),
+        *to_thread(final[len(messages) :], ids, agent.name, secrets.scrub),
+    ]
+    final_id = ids.assistant(answer) if answer is not None and answer.text else ""
     await client.append_thread(params.thread_id, progress.next_id(), turn)
     return activities_pb2.ExecuteGraphtonOutput(
         final_message_id=final_id,

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
@@ -35,6 +34,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
+from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_pb2
 from runner.graphton.errors import MODEL_PROVIDER_ERROR, ModelError
 
@@ -114,7 +114,7 @@ def plan_turn(script: agent_pb2.ScriptedModel, messages: Sequence[BaseMessage]) 
             call = ScriptedToolCall(
                 id=f"call_{uuid.uuid4().hex[:20]}",
                 name=rule.tool_call.name,
-                arguments=MessageToDict(rule.tool_call.arguments),
+                arguments=struct_to_dict(rule.tool_call.arguments),
             )
             return ScriptedTurn("", [], call, input_tokens, 1)
     result = "\n".join(m.text for m in tool_results)

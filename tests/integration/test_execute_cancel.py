@@ -9,6 +9,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio.client import WorkflowExecutionStatus
 
+from polyfleet.error_details import DOMAIN, EXECUTION_ID, error_info, field_violations
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent
 from tests.helpers import assert_eventually
@@ -62,6 +63,11 @@ async def test_execute_deadline_names_the_execution_which_then_completes(fleet: 
     )
     (execution,) = listed.executions
     assert execution.id in details
+    # ... and names it as data, so clients never parse the message.
+    info = error_info(raised.value)
+    assert info is not None
+    assert (info.domain, info.reason) == (DOMAIN, "EXECUTION_DEADLINE")
+    assert info.metadata[EXECUTION_ID] == execution.id
     done = await assert_eventually(
         lambda: _get(fleet, execution.id),
         lambda e: e.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED,
@@ -76,6 +82,7 @@ async def test_execute_rejects_a_timeout_over_the_limit(fleet: Fleet) -> None:
         await fleet.executions.ExecuteAgent(_execute_request("assistant", "hi", 301))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "timeout" in (raised.value.details() or "")
+    assert [v.field for v in field_violations(raised.value)] == ["timeout"]
 
 
 async def test_cancel_mid_run_ends_cancelled_within_seconds(fleet: Fleet) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from mcp.server.fastmcp import FastMCP
@@ -19,6 +20,13 @@ def add(a: int, b: int) -> int:
 def weather(city: str) -> str:
     """Today's weather in a city."""
     return f"Sunny and 21 degrees in {city}"
+
+
+@server.tool()
+async def hang(label: str) -> str:
+    """Never return: a tool call still running when its execution ends."""
+    await asyncio.Event().wait()
+    return label
 
 
 @server.tool()

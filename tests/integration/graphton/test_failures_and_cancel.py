@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import psutil
 import pytest
+from google.protobuf.struct_pb2 import Struct
 from temporalio.client import WorkflowExecutionStatus
 
-from polyfleet.v1 import agent_execution_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent
 from tests.helpers import assert_eventually
 from tests.integration.graphton.conftest import (
@@ -28,6 +29,7 @@ from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
 
 FAILED = common_pb2.EXECUTION_PHASE_FAILED
 CANCELLED = common_pb2.EXECUTION_PHASE_CANCELLED
+TOOL_RUNNING = common_pb2.TOOL_CALL_STATUS_RUNNING
 
 
 def _echo_key_401(request: Recorded) -> Reply:
@@ -152,6 +154,46 @@ async def test_workflow_cancel_mid_model_call_stops_the_request_and_mcp(gfleet: 
         started = time.monotonic()
         await gfleet.temporal.get_workflow_handle(execution.workflow_id).cancel()
         await _assert_cancelled_promptly(gfleet, server, execution_id, started)
+
+
+async def test_cancel_while_a_tool_runs_ends_the_tool_call_cancelled(gfleet: Fleet) -> None:
+    agent = scripted_agent(name="stuck")
+    arguments = Struct()
+    arguments.update({"label": "forever"})
+    agent.model.scripted.rules.add(
+        pattern="hang",
+        reply="unreachable",
+        tool_call=agent_pb2.ScriptedToolCall(name="hang", arguments=arguments),
+    )
+    agent.mcp_servers.append(stdio_mcp("tools", "hang"))
+    await apply(gfleet, agent)
+    created = await create(gfleet, "stuck", "please hang")
+    await assert_eventually(
+        lambda: get(gfleet, created.id),
+        lambda e: any(c.status == TOOL_RUNNING for c in e.status.tool_calls),
+        timeout=20,
+        message="the tool call did not start",
+    )
+    await gfleet.executions.CancelAgentExecution(
+        agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)
+    )
+    done = await wait_terminal(gfleet, created.id)
+
+    assert done.status.phase == CANCELLED
+    [call] = done.status.tool_calls
+    assert call.name == "hang"
+    assert call.status == common_pb2.TOOL_CALL_STATUS_CANCELLED
+    assert call.end_time == done.status.end_time
+    assert "ended CANCELLED" in call.error
+    # A watcher replaying the event log sees the call close too.
+    closed = [
+        item.event.update
+        async for item in gfleet.executions.WatchAgentExecution(
+            agent_execution_pb2.WatchAgentExecutionRequest(id=created.id)
+        )
+        if item.HasField("event") and item.event.phase == CANCELLED
+    ]
+    assert [c.status for c in closed[0].tool_calls] == [common_pb2.TOOL_CALL_STATUS_CANCELLED]
 
 
 async def test_model_failure_with_open_mcp_sessions_keeps_its_type(gfleet: Fleet) -> None:

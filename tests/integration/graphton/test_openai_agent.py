@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
@@ -142,3 +143,30 @@ async def test_streamable_http_mcp_server_with_a_secret_header(gfleet: Fleet) ->
     # The model was offered exactly the allowed tool.
     offered = [t["function"]["name"] for t in server.requests[0].body["tools"]]
     assert offered == ["greet"]
+
+
+async def test_a_later_turn_replays_the_earlier_tool_call_and_its_result(gfleet: Fleet) -> None:
+    responder = tool_then_answer("add", {"a": 2, "b": 3}, "The sum is {tool_result}.")
+    with FakeOpenAI(responder) as server:
+        agent = openai_agent("adder", server)
+        agent.mcp_servers.append(stdio_mcp("tools", "add"))
+        await apply(gfleet, agent)
+        one = await wait_terminal(gfleet, (await create(gfleet, "adder", "Add 2 and 3")).id)
+        assert one.status.phase == COMPLETED, one.status.error
+        two = await create(gfleet, "adder", "What did the tool return?", one.session_id)
+        assert (await wait_terminal(gfleet, two.id)).status.phase == COMPLETED
+
+    # Turn two's first request holds turn one whole, as LangGraph would replay it.
+    replayed = server.requests[2].messages
+    roles = [m["role"] for m in replayed]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+    (call,) = replayed[2]["tool_calls"]
+    assert call["function"]["name"] == "add"
+    assert json.loads(call["function"]["arguments"]) == {"a": 2, "b": 3}
+    assert "2.0" not in call["function"]["arguments"]  # integers stay integers
+    assert replayed[3]["tool_call_id"] == call["id"]
+    assert content_text(replayed[3]) == "5"
+    assert content_text(replayed[4]) == "The sum is 5."
+    # The same call ID the model gave in turn one.
+    first_call = server.requests[1].messages[2]["tool_calls"][0]
+    assert call["id"] == first_call["id"]

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from temporalio.client import Client
 
+from polyfleet.error_details import EXECUTION_ID, error_info
 from polyfleet.v1 import agent_execution_pb2, common_pb2
 from tests.conftest import Fleet, start_fleet, stop_fleet
 from tests.integration.lifecycle.conftest import (
@@ -78,6 +79,9 @@ async def test_reject_names_the_execution_in_flight(fleet: Fleet) -> None:
         )
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert running.id in (raised.value.details() or "")
+    info = error_info(raised.value)
+    assert info is not None and info.reason == "SESSION_BUSY"
+    assert info.metadata[EXECUTION_ID] == running.id
 
 
 async def test_enqueue_runs_one_after_another_in_creation_order(fleet: Fleet) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from datetime import timedelta
@@ -9,9 +10,9 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from polyfleet.config import ExecutionSettings
+from polyfleet.config import ExecutionSettings, RunnerSettings
 from polyfleet.v1 import common_pb2
-from tests.conftest import Fleet, start_fleet, stop_fleet
+from tests.conftest import Fleet, add_runner, start_fleet, stop_fleet
 from tests.helpers import assert_eventually
 from tests.http_server import Server
 from tests.integration.workflows.conftest import apply_workflow, finish, output, start
@@ -85,5 +86,48 @@ async def test_sigkilled_runner_is_resumed_without_repeating_completed_tasks(
             if e.HasField("activity_task_started_event_attributes")
         ]
         assert attempts == [2]
+    finally:
+        await stop_fleet(fleet)
+
+
+async def test_a_checkpoint_no_heartbeat_carried_is_still_resumed_from(
+    temporal_client: Client, tmp_path: Path, http: Server
+) -> None:
+    fleet = await start_fleet(
+        temporal_client,
+        tmp_path,
+        with_runner=False,
+        executions=ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3)),
+    )
+    try:
+        await apply_workflow(
+            fleet,
+            "two",
+            f"""
+            do:
+              - one:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/count/one"}}
+              - two:
+                  call: http
+                  with: {{method: get, endpoint: "{http.url}/count/two"}}
+            """,
+        )
+        only_workflows = {"POLYFLEET_RUNNER_AGENTS": "false"}
+        # Runner A dies right after storing the checkpoint of task one, before a heartbeat
+        # could carry its reference (heartbeats are throttled, so this happens for real).
+        dies = {**only_workflows, "POLYFLEET_RUNNER_FAULT_KILL_AFTER_CHECKPOINT": "1"}
+        async with runner_process(fleet, tmp_path / "runner-a.log", **dies) as a:
+            created = await start(fleet, "two")
+            await asyncio.to_thread(a.wait, 30)
+        assert a.returncode == -signal.SIGKILL
+        assert http.calls["one"] == 1
+        assert await _heartbeat_details(fleet, created.workflow_id) == 0
+        await add_runner(
+            fleet, RunnerSettings(agents=False, heartbeat_interval=timedelta(seconds=1))
+        )
+        done = await finish(fleet, created.id, timeout=60)
+        assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
+        assert (http.calls["one"], http.calls["two"]) == (1, 1)  # task one did not run again
     finally:
         await stop_fleet(fleet)

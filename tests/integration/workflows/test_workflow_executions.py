@@ -7,6 +7,7 @@ import time
 import grpc
 import pytest
 
+from polyfleet.error_details import field_violations
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_pb2,
@@ -90,6 +91,32 @@ async def test_sequence_set_http_for_wait_switch_and_flow(fleet: Fleet, http: Se
     assert by_id["/do/1/fetch"].type.startswith("call")
     assert "/do/5/never" not in by_id
     assert http.calls["echo"] == 1
+
+
+async def test_integer_input_stays_an_integer_in_urls_and_expressions(
+    fleet: Fleet, http: Server
+) -> None:
+    # Struct holds {"petId": 1} as 1.0: the DSL must still see 1, not call /count/1.0.
+    await apply_workflow(
+        fleet,
+        "pets",
+        f"""
+        do:
+          - fetch:
+              call: http
+              with:
+                method: get
+                endpoint: "{http.url}/count/{{petId}}"
+          - label:
+              set:
+                fetched: ${{ .name }}
+                label: ${{ "pet \\($workflow.input.petId)" }}
+        """,
+    )
+    done = await finish(fleet, (await start(fleet, "pets", {"petId": 1})).id)
+    assert done.status.phase == COMPLETED, done.status.error
+    assert output(done) == {"fetched": "1", "label": "pet 1"}
+    assert http.calls["1"] == 1
 
 
 async def test_call_agent_answer_feeds_a_later_set(fleet: Fleet) -> None:
@@ -219,6 +246,13 @@ async def test_retry_recovers_from_two_503s_and_exhaustion_fails(
     assert http.calls["bad"] == 3
     assert "503" in failed.status.error.message
     assert failed.status.error.type == "WorkflowError"
+    # The HTTP error's problem details arrive as data, in the execution and in its task.
+    error = failed.status.error
+    assert (error.status, error.title) == (503, "HTTP 503 Service Unavailable")
+    assert error.instance.endswith("/callApi") and "503" in error.detail
+    task_error = tasks(failed)[error.instance].error
+    assert task_error.type == "https://serverlessworkflow.io/spec/1.0.0/errors/communication"
+    assert (task_error.status, task_error.instance) == (503, error.instance)
 
 
 async def test_twenty_tasks_are_all_reported_in_order_on_watch(fleet: Fleet) -> None:
@@ -313,8 +347,38 @@ async def test_invalid_documents_are_rejected_naming_the_pointer(
         )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"workflow.document{pointer}" in (raised.value.details() or "")
+    assert [v.field for v in field_violations(raised.value)] == [f"workflow.document{pointer}"]
     listed = await fleet.workflows.ListWorkflows(workflow_pb2.ListWorkflowsRequest())
     assert list(listed.workflows) == []
+
+
+async def test_a_raise_fails_the_execution_with_its_problem_as_data(fleet: Fleet) -> None:
+    await apply_workflow(
+        fleet,
+        "refuse",
+        """
+        do:
+          - check:
+              raise:
+                error:
+                  type: https://example.com/errors/bad-order
+                  status: 422
+                  title: Bad order
+                  detail: order is empty
+        """,
+    )
+    failed = await finish(fleet, (await start(fleet, "refuse")).id)
+    assert failed.status.phase == FAILED
+    error = failed.status.error
+    assert (error.type, error.status, error.title, error.detail, error.instance) == (
+        "WorkflowError",
+        422,
+        "Bad order",
+        "order is empty",
+        "/do/0/check",
+    )
+    task_error = tasks(failed)["/do/0/check"].error
+    assert (task_error.type, task_error.status) == ("https://example.com/errors/bad-order", 422)
 
 
 async def test_unknown_workflow_is_not_found(fleet: Fleet) -> None:

@@ -42,6 +42,8 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health_pb2_grpc,
 )
 
+from orchestrator.errors import ExecutionDeadlineError
+from orchestrator.servicers.errors import error_status
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_execution_pb2_grpc,
@@ -219,11 +221,9 @@ class FakeExecutionService(agent_execution_pb2_grpc.AgentExecutionServiceService
         message = request.request.execution.message
         if "deadline" in message or "hang" in message:
             waited = request.timeout.ToTimedelta().total_seconds() or 60
-            execution_id = run.execution.id
-            context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"execution {execution_id} did not finish within {waited:g}s; it is still "
-                f"running (watch it with `polyfleet executions watch {execution_id}`)",
+            # The real API's status: the message, and the ID in ErrorInfo.
+            context.abort_with_status(
+                error_status(ExecutionDeadlineError(run.execution.id, waited))
             )
         return run.execution
 

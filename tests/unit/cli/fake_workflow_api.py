@@ -30,6 +30,8 @@ import grpc
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 
+from orchestrator.errors import ExecutionDeadlineError
+from orchestrator.servicers.errors import error_status
 from polyfleet.v1 import (
     common_pb2,
     workflow_execution_pb2,
@@ -185,10 +187,9 @@ class FakeWorkflowExecutionService(workflow_execution_pb2_grpc.WorkflowExecution
         steer = request.request.execution.input
         if "hang" in steer.fields or "deadline" in steer.fields:
             waited = request.timeout.ToTimedelta().total_seconds() or 60
-            context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"execution {run.execution.id} did not finish within {waited:g}s; it is still "
-                f"running (watch it with `polyfleet executions watch {run.execution.id}`)",
+            # The real API's status: the message, and the ID in ErrorInfo.
+            context.abort_with_status(
+                error_status(ExecutionDeadlineError(run.execution.id, waited))
             )
         return run.execution
 

@@ -484,6 +484,22 @@ def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
     assert "polyfleet executions list --agent assistant --phase running" in error.hint
 
 
+def test_run_wait_timeout_reads_the_execution_from_error_info_not_the_message() -> None:
+    class Expired(grpc.aio.AioRpcError):
+        def __init__(self) -> None:
+            super().__init__(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="execution aex-from-text did not finish",
+            )
+
+    error = run.still_running(Expired(), "--agent assistant")
+
+    assert "aex-from-text" not in error.hint
+    assert "polyfleet executions list --agent assistant --phase running" in error.hint
+
+
 def test_run_timeout_needs_wait(run_cli: Run) -> None:
     result = run_cli(*"run agent assistant -m hi --timeout 5".split())
 

@@ -312,6 +312,47 @@ def test_dev_runs_until_sigint_and_a_second_sigint_is_absorbed(
     assert not _processes_mentioning(str(data))
 
 
+def test_dev_with_zero_runners_runs_temporal_and_the_orchestrator_only(
+    fake_children: FleetConfig,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = fake_children.data_dir
+    # `dev` checks its children only once the fleet is up and the banner is printed.
+    up = threading.Event()
+    check = Fleet.check
+
+    def checked(fleet: Fleet) -> None:
+        up.set()
+        check(fleet)
+
+    monkeypatch.setattr(Fleet, "check", checked)
+
+    def interrupt_once_up() -> None:
+        assert up.wait(timeout=30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_up, daemon=True)
+    sender.start()
+    code = main(
+        [
+            *("--address", fake_children.api_address, "dev", "--runners", "0"),
+            *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
+            *("--ui-port", str(fake_children.temporal_ui_port)),
+        ]
+    )
+    sender.join(timeout=5)
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "  runners        0" in out
+    assert "No runners started: executions wait for a runner of your own" in out
+    assert (data / "stops.log").read_text().split() == ["orchestrator", "temporal"]
+    assert not list(data.glob("runner-*.started"))
+    assert not (data / "logs" / "runner-1.log").exists()
+    assert not _processes_mentioning(str(data))
+
+
 def test_demo_applies_runs_and_stops_everything(
     fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -254,3 +254,20 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="file not found"):
         load_manifests(tmp_path / "absent.yaml")
+
+
+def test_unknown_field_with_a_nested_value_is_on_its_key_line(tmp_path: Path) -> None:
+    # The misspelled key is on line 9; its mapping value starts on line 10.
+    error = error_for(tmp_path, VALID.replace("  model:\n", "  modle:\n", 1))
+
+    assert "spec.modle" in {error.field, *(e.field for e in error.additional)}
+    unknown = next(e for e in (error, *error.additional) if e.field == "spec.modle")
+    assert unknown.message == "unknown field"
+    assert unknown.line == 9
+
+
+def test_missing_field_under_a_list_item_is_on_the_item_line(tmp_path: Path) -> None:
+    error = error_for(tmp_path, VALID.replace("          reply: Hi!\n", ""))
+
+    assert error.field == "spec.model.scripted.rules[0]"
+    assert error.line == 18

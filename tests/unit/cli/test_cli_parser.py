@@ -67,7 +67,7 @@ def test_help_exits_zero(command: list[str], capsys: pytest.CaptureFixture[str])
         ["executions", "list", "--page-size", "0"],
         ["executions", "watch", "aex-1", "--after", "-1"],
         ["agents", "get"],
-        ["dev", "--runners", "0"],
+        ["dev", "--runners", "-1"],
         ["dev", "--temporal-port", "70000"],
         ["demo", "--timeout", "soon"],
     ],
@@ -146,6 +146,10 @@ def test_dev_defaults() -> None:
     assert args.handler is dev.cmd_dev
     assert (args.runners, args.temporal_port, args.ui_port) == (1, 7233, 8233)
     assert args.data_dir == ".polyfleet/dev"
+
+
+def test_dev_accepts_zero_runners() -> None:
+    assert build_parser().parse_args(["dev", "--runners", "0"]).runners == 0
 
 
 def test_demo_defaults_to_the_example_assistant() -> None:

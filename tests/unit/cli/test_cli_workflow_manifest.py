@@ -267,7 +267,8 @@ def test_every_document_problem_is_listed(tmp_path: Path) -> None:
     error = error_for(tmp_path, text)
 
     assert [(e.field, e.line) for e in (error, *error.additional)] == [
-        ("spec.document/do/0/prepare", 12),
+        # A field is on its key's line, not on the line where its value starts.
+        ("spec.document/do/0/prepare", 11),
         ("spec.document/do/1/ask/with/extra", 19),
     ]
     assert "unknown task type" in error.message

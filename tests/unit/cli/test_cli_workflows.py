@@ -309,6 +309,16 @@ def test_unknown_workflow_reports_the_grpc_status(applied: FakeApi, run_cli: Run
 # --- executions -----------------------------------------------------------------------------
 
 
+def test_json_output_keeps_integers_integers(flows: FakeApi, run_cli: Run) -> None:
+    # Struct holds numbers as doubles; `-o json` must not turn an ID of 1 into 1.0.
+    _, created, _ = cli(flows, run_cli, "run", "workflow", "greet", "--input", '{"petId": 1}')
+    _, raw, _ = cli(flows, run_cli, "executions", "get", created.strip(), "-o", "json")
+
+    assert '"petId": 1.0' not in raw
+    pet_id = json.loads(raw)["input"]["petId"]
+    assert (pet_id, type(pet_id)) == (1, int)
+
+
 def test_executions_get_picks_the_service_by_id_prefix(flows: FakeApi, run_cli: Run) -> None:
     cli(flows, run_cli, "run", "workflow", "greet", "--input", '{"n": 1}')
     cli(flows, run_cli, "run", "agent", "assistant", "-m", "hello")

@@ -8,9 +8,10 @@ from orchestrator.status import (
     IllegalTransitionError,
     can_transition,
     merge_agent_update,
+    merge_workflow_update,
     phase_name,
 )
-from polyfleet.v1 import agent_execution_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 P = common_pb2
 
@@ -79,3 +80,105 @@ def test_running_cannot_go_back_to_pending() -> None:
 
 def test_phase_name() -> None:
     assert phase_name(P.EXECUTION_PHASE_CANCELLED) == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    "terminal",
+    [P.EXECUTION_PHASE_CANCELLED, P.EXECUTION_PHASE_FAILED, P.EXECUTION_PHASE_COMPLETED],
+)
+def test_terminal_phase_closes_open_tool_calls_and_sub_agents(terminal: int) -> None:
+    execution = _execution(P.EXECUTION_PHASE_RUNNING)
+    merge_agent_update(
+        execution,
+        P.ExecutionUpdate(
+            tool_calls=[
+                P.ToolCall(id="done", status=P.TOOL_CALL_STATUS_SUCCEEDED, result="ok"),
+                P.ToolCall(id="slow", status=P.TOOL_CALL_STATUS_RUNNING),
+            ],
+            sub_agent_executions=[
+                P.SubAgentExecution(id="sub", phase=P.EXECUTION_PHASE_RUNNING),
+                P.SubAgentExecution(id="sub-done", phase=P.EXECUTION_PHASE_COMPLETED),
+            ],
+        ),
+    )
+    update = P.ExecutionUpdate(phase=terminal)  # type: ignore[arg-type]
+
+    merge_agent_update(execution, update)
+
+    status = execution.status
+    calls = {call.id: call for call in status.tool_calls}
+    assert calls["slow"].status == P.TOOL_CALL_STATUS_CANCELLED
+    assert calls["slow"].end_time == status.end_time == status.transitions[-1].time
+    assert phase_name(terminal) in calls["slow"].error
+    assert (calls["done"].status, calls["done"].HasField("end_time")) == (
+        P.TOOL_CALL_STATUS_SUCCEEDED,
+        False,
+    )
+    runs = {run.id: run for run in status.sub_agent_executions}
+    assert runs["sub"].phase == P.EXECUTION_PHASE_CANCELLED
+    assert runs["sub"].end_time == status.end_time
+    assert runs["sub-done"].phase == P.EXECUTION_PHASE_COMPLETED
+    # The report is extended with what it closed, so its event tells watchers too.
+    assert [call.id for call in update.tool_calls] == ["slow"]
+    assert [run.id for run in update.sub_agent_executions] == ["sub"]
+
+
+def test_a_tool_call_finished_in_the_terminal_report_itself_stays_finished() -> None:
+    execution = _execution(P.EXECUTION_PHASE_RUNNING)
+    merge_agent_update(
+        execution,
+        P.ExecutionUpdate(tool_calls=[P.ToolCall(id="c", status=P.TOOL_CALL_STATUS_RUNNING)]),
+    )
+    merge_agent_update(
+        execution,
+        P.ExecutionUpdate(
+            phase=P.EXECUTION_PHASE_COMPLETED,
+            tool_calls=[P.ToolCall(id="c", status=P.TOOL_CALL_STATUS_SUCCEEDED)],
+        ),
+    )
+    assert execution.status.tool_calls[0].status == P.TOOL_CALL_STATUS_SUCCEEDED
+
+
+def test_terminal_phase_closes_open_workflow_tasks() -> None:
+    execution = workflow_execution_pb2.WorkflowExecution(id="wex-1")
+    execution.status.phase = P.EXECUTION_PHASE_PENDING
+    merge_workflow_update(execution, P.ExecutionUpdate(phase=P.EXECUTION_PHASE_RUNNING))
+    merge_workflow_update(
+        execution,
+        P.ExecutionUpdate(
+            tasks=[
+                P.TaskStatus(id="/do/0/a", phase=P.TASK_PHASE_COMPLETED),
+                P.TaskStatus(id="/do/1/b", phase=P.TASK_PHASE_RUNNING),
+                P.TaskStatus(id="/do/2/c", phase=P.TASK_PHASE_PENDING),
+            ]
+        ),
+    )
+
+    merge_workflow_update(execution, P.ExecutionUpdate(phase=P.EXECUTION_PHASE_CANCELLED))
+
+    phases = {task.id: task.phase for task in execution.status.tasks}
+    assert phases == {
+        "/do/0/a": P.TASK_PHASE_COMPLETED,
+        "/do/1/b": P.TASK_PHASE_CANCELLED,
+        "/do/2/c": P.TASK_PHASE_CANCELLED,
+    }
+    assert execution.status.tasks[1].end_time == execution.status.end_time
+
+
+@pytest.mark.parametrize("answer_first", [False, True])
+def test_the_answer_is_stored_once_in_output_text(answer_first: bool) -> None:
+    execution = _execution(P.EXECUTION_PHASE_RUNNING)
+    answer = "the answer " * 1000
+    earlier = P.Message(id="aex-1/assistant-1", role=P.MESSAGE_ROLE_ASSISTANT, content="let me see")
+    final = P.Message(id="aex-1/assistant-2", role=P.MESSAGE_ROLE_ASSISTANT, content=answer)
+    reports = [P.ExecutionUpdate(messages=[earlier, final]), P.ExecutionUpdate(output_text=answer)]
+    for update in reversed(reports) if answer_first else reports:
+        merge_agent_update(execution, update)
+
+    status = execution.status
+    assert status.output_text == answer
+    assert [(m.id, m.content) for m in status.messages] == [
+        ("aex-1/assistant-1", "let me see"),
+        ("aex-1/assistant-2", ""),
+    ], "the final message keeps its identity; its body lives in output_text"
+    assert status.ByteSize() < 2 * len(answer)

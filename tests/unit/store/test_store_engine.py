@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from store import DEFAULT_MAP_SIZE, NotFoundError, Store, StoreClosedError
+from store._engine import READER_THREADS
 
 AgentExecution = agent_execution_pb2.AgentExecution
 TINY_MAP = 64 * 1024
@@ -138,3 +140,28 @@ async def test_close_waits_for_queued_writes(tmp_path: Path) -> None:
     with Store.open(tmp_path / "store") as reopened:
         agents, _ = await reopened.agents.list()
         assert len(agents) == 20
+
+
+async def test_reads_that_raise_release_their_reader_slots(tmp_path: Path) -> None:
+    # With the collector off, only deterministic release frees a slot: a transaction kept
+    # alive by an exception's traceback would hold its slot until the table is full.
+    gc.disable()
+    try:
+        with Store.open(tmp_path / "store") as db:
+            existing = await db.agent_executions.create(AgentExecution(agent="a"))
+
+            async def miss(client: int) -> int:
+                misses = 0
+                for call in range(100):
+                    try:
+                        await db.agents.get(f"missing-{client}-{call}")
+                    except NotFoundError:
+                        misses += 1
+                return misses
+
+            assert await asyncio.gather(*(miss(c) for c in range(16))) == [100] * 16
+
+            assert db.reader_slots <= READER_THREADS + 1, "one slot per reader thread"
+            assert await db.agent_executions.get(existing.id) == existing
+    finally:
+        gc.enable()
