@@ -52,7 +52,9 @@ def _workflow_input(
 def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
     """Event 1 of an agent execution: PENDING (or queued) with the user message."""
     user_message = common_pb2.Message(
-        id=f"{execution.id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=execution.message
+        id=contract.user_message_id(execution.id),
+        role=common_pb2.MESSAGE_ROLE_USER,
+        content=execution.message,
     )
     user_message.create_time.GetCurrentTime()
     queued_behind = execution.status.queued_behind

@@ -40,3 +40,8 @@ def agent_workflow_id(execution_id: str) -> str:
 def workflow_execution_workflow_id(execution_id: str) -> str:
     """Deterministic Temporal workflow ID of a workflow execution."""
     return f"workflow-execution/{execution_id}"
+
+
+def user_message_id(execution_id: str) -> str:
+    """ID of an agent execution's user message, in its status and in its session's thread."""
+    return f"{execution_id}/user"

@@ -11,6 +11,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -200,14 +201,20 @@ async def stop_fleet(fleet: Fleet) -> None:
     await asyncio.wait_for(asyncio.gather(*fleet.tasks), timeout=30)
 
 
+@asynccontextmanager
+async def stopping(fleet: Fleet) -> AsyncIterator[Fleet]:
+    """Hand ``fleet`` to the block and stop it when the block ends, however it ends."""
+    try:
+        yield fleet
+    finally:
+        await stop_fleet(fleet)
+
+
 @pytest_asyncio.fixture
 async def fleet(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
     """An orchestrator and one runner on unique queues, with an empty store."""
-    started = await start_fleet(temporal_client, tmp_path)
-    try:
+    async with stopping(await start_fleet(temporal_client, tmp_path)) as started:
         yield started
-    finally:
-        await stop_fleet(started)
 
 
 def scripted_agent(name: str = "assistant", **rules: str) -> agent_pb2.Agent:

@@ -1,4 +1,4 @@
-"""Test helpers: polling assertions and free ports, instead of sleeps."""
+"""Test helpers: polling assertions and free ports, instead of sleeps; gRPC errors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+import grpc
 
 T = TypeVar("T")
 
@@ -35,3 +37,8 @@ async def assert_eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} within {timeout}s; last value: {last!r}")
         await asyncio.sleep(interval)
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """An error as a gRPC call raises it, without metadata (so without error details)."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)

@@ -18,6 +18,7 @@ from google.protobuf.struct_pb2 import Struct
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall
 
+from polyfleet import contract
 from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import common_pb2
 from runner.graphton.stream import MessageIds
@@ -129,7 +130,9 @@ def to_thread(
 def user_message(execution_id: str, content: str) -> common_pb2.Message:
     """The execution's user message as it is kept in the thread."""
     message = common_pb2.Message(
-        id=f"{execution_id}/user", role=common_pb2.MESSAGE_ROLE_USER, content=content
+        id=contract.user_message_id(execution_id),
+        role=common_pb2.MESSAGE_ROLE_USER,
+        content=content,
     )
     message.create_time.GetCurrentTime()
     return message

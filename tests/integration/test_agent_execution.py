@@ -20,7 +20,7 @@ from polyfleet.v1 import (
     agent_pb2,
     common_pb2,
 )
-from tests.conftest import Fleet, scripted_agent, start_fleet, stop_fleet
+from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
 from tests.helpers import assert_eventually
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
@@ -230,13 +230,9 @@ async def test_agent_that_raises_ends_failed_via_local_update_status(fleet: Flee
 async def test_no_runner_fails_after_schedule_to_start_naming_the_queue(
     temporal_client: Client, tmp_path: Path
 ) -> None:
-    fleet = await start_fleet(
-        temporal_client,
-        tmp_path,
-        with_runner=False,
-        executions=ExecutionSettings(activity_schedule_to_start_timeout=timedelta(seconds=2)),
-    )
-    try:
+    executions = ExecutionSettings(activity_schedule_to_start_timeout=timedelta(seconds=2))
+    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False, executions=executions)
+    async with stopping(fleet):
         await _apply(fleet, scripted_agent())
         created = await _create(fleet, "assistant", "anyone there?")
         done = await _wait_terminal(fleet, created.id)
@@ -246,8 +242,6 @@ async def test_no_runner_fails_after_schedule_to_start_naming_the_queue(
         assert done.status.error.step == "EnsureThread"
         assert f"'{queue}'" in done.status.error.message
         assert "schedule-to-start" in done.status.error.message
-    finally:
-        await stop_fleet(fleet)
 
 
 async def test_watch_from_zero_middle_and_after_terminal_replays_the_log(fleet: Fleet) -> None:

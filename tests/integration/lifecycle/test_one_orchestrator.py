@@ -12,9 +12,11 @@ import functools
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo
 from temporalio.client import Client
@@ -30,7 +32,7 @@ from orchestrator.ownership import (
 )
 from polyfleet.config import ApiSettings, StoreSettings, TaskQueueSettings
 from polyfleet.v1 import agent_pb2
-from tests.conftest import Fleet, start_fleet, stop_fleet, unique_queues
+from tests.conftest import Fleet, start_fleet, stop_fleet, stopping, unique_queues
 from tests.helpers import assert_eventually, free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,6 +95,14 @@ async def assert_serves(fleet: Fleet) -> None:
     await fleet.agents.ListAgents(agent_pb2.ListAgentsRequest())
 
 
+@pytest_asyncio.fixture
+async def first(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """The running orchestrator (no runner) that a second one is started beside."""
+    fleet = await start_fleet(temporal_client, tmp_path / "first", with_runner=False)
+    async with stopping(fleet):
+        yield fleet
+
+
 async def test_orchestrator_queues_have_workflow_pollers_and_no_activity_poller(
     fleet: Fleet,
 ) -> None:
@@ -103,92 +113,76 @@ async def test_orchestrator_queues_have_workflow_pollers_and_no_activity_poller(
 
 
 async def test_a_second_orchestrator_on_the_same_data_dir_is_refused(
-    temporal_client: Client, tmp_path: Path
+    temporal_client: Client, first: Fleet
 ) -> None:
-    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False)
-    try:
-        error = await refusal(second_orchestrator(temporal_client, tmp_path, unique_queues()))
+    data_dir = first.orchestrator.settings.store.data_dir
+    error = await refusal(second_orchestrator(temporal_client, data_dir, unique_queues()))
 
-        assert isinstance(error, DataDirLockedError)
-        assert error.holder_pid == os.getpid()
-        assert str(tmp_path) in str(error)
-        await assert_serves(fleet)
-    finally:
-        await stop_fleet(fleet)
+    assert isinstance(error, DataDirLockedError)
+    assert error.holder_pid == os.getpid()
+    assert str(data_dir) in str(error)
+    await assert_serves(first)
 
 
 async def test_a_second_orchestrator_process_on_the_same_data_dir_exits_naming_the_holder(
-    temporal_client: Client, tmp_path: Path
+    temporal_client: Client, first: Fleet
 ) -> None:
-    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False)
-    try:
-        env = {
-            **os.environ,
-            "TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
-            "POLYFLEET_DATA_DIR": str(tmp_path),
-            "POLYFLEET_API_ADDRESS": f"127.0.0.1:{free_port()}",
-        }
-        second = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "orchestrator"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    data_dir = first.orchestrator.settings.store.data_dir
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
+        "POLYFLEET_DATA_DIR": str(data_dir),
+        "POLYFLEET_API_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    second = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "orchestrator"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-        assert second.returncode == 2, second.stderr
-        assert f"the data directory {tmp_path} is in use by process {os.getpid()}" in (
-            second.stderr
-        )
-        assert "Traceback" not in second.stderr
-        await assert_serves(fleet)
-    finally:
-        await stop_fleet(fleet)
+    assert second.returncode == 2, second.stderr
+    assert f"the data directory {data_dir} is in use by process {os.getpid()}" in second.stderr
+    assert "Traceback" not in second.stderr
+    await assert_serves(first)
 
 
 async def test_a_second_orchestrator_on_the_same_port_is_refused(
-    temporal_client: Client, tmp_path: Path
+    temporal_client: Client, tmp_path: Path, first: Fleet
 ) -> None:
-    fleet = await start_fleet(temporal_client, tmp_path / "first", with_runner=False)
-    try:
-        address = fleet.orchestrator.address
-        second = second_orchestrator(temporal_client, tmp_path / "second", unique_queues(), address)
+    address = first.orchestrator.address
+    second = second_orchestrator(temporal_client, tmp_path / "second", unique_queues(), address)
 
-        error = await refusal(second)
+    error = await refusal(second)
 
-        assert isinstance(error, ApiAddressInUseError)
-        assert f"cannot listen on POLYFLEET_API_ADDRESS={address}: Address already in use" in (
-            str(error)
-        )
-        await assert_serves(fleet)
-    finally:
-        await stop_fleet(fleet)
+    assert isinstance(error, ApiAddressInUseError)
+    assert f"cannot listen on POLYFLEET_API_ADDRESS={address}: Address already in use" in (
+        str(error)
+    )
+    await assert_serves(first)
 
 
 async def test_another_store_on_the_same_queues_is_refused_while_the_first_runs(
-    temporal_client: Client, tmp_path: Path
+    temporal_client: Client, tmp_path: Path, first: Fleet
 ) -> None:
-    fleet = await start_fleet(temporal_client, tmp_path / "first", with_runner=False)
-    try:
-        await wait_polling(fleet)
+    await wait_polling(first)
 
-        # Its own connection, as another process would have: the SDK refuses two workers on
-        # one queue through one client before any of polyfleet's checks could run.
-        other = await Client.connect(
-            temporal_client.service_client.config.target_host,
-            namespace=temporal_client.namespace,
-        )
-        error = await refusal(second_orchestrator(other, tmp_path / "second", fleet.queues))
+    # Its own connection, as another process would have: the SDK refuses two workers on
+    # one queue through one client before any of polyfleet's checks could run.
+    other = await Client.connect(
+        temporal_client.service_client.config.target_host,
+        namespace=temporal_client.namespace,
+    )
+    error = await refusal(second_orchestrator(other, tmp_path / "second", first.queues))
 
-        assert isinstance(error, TaskQueueTakenError)
-        assert error.task_queue == fleet.queues.agent_execution_orchestrator_task_queue
-        assert store_id_of(error.identity) == fleet.orchestrator.store_id
-        assert error.task_queue in str(error) and error.identity in str(error)
-        await assert_serves(fleet)
-    finally:
-        await stop_fleet(fleet)
+    assert isinstance(error, TaskQueueTakenError)
+    assert error.task_queue == first.queues.agent_execution_orchestrator_task_queue
+    assert store_id_of(error.identity) == first.orchestrator.store_id
+    assert error.task_queue in str(error) and error.identity in str(error)
+    await assert_serves(first)
 
 
 async def test_a_restart_of_the_same_store_starts_at_once_despite_its_old_pollers(

@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest_asyncio
 from temporalio.client import Client
 
 from polyfleet.config import ExecutionSettings, RunnerSettings
 from polyfleet.v1 import common_pb2
-from tests.conftest import Fleet, add_runner, start_fleet, stop_fleet
+from tests.conftest import Fleet, add_runner, start_fleet, stopping
 from tests.helpers import assert_eventually
 from tests.http_server import Server
 from tests.integration.workflows.conftest import apply_workflow, finish, output, start
 from tests.processes import runner_process
+
+# Runner processes of these tests take workflow activities only.
+ONLY_WORKFLOWS = {"POLYFLEET_RUNNER_AGENTS": "false"}
+
+
+@pytest_asyncio.fixture
+async def runnerless(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """An orchestrator without a runner that gives up on a silent activity after 3 s."""
+    executions = ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3))
+    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False, executions=executions)
+    async with stopping(fleet):
+        yield fleet
 
 
 async def _calls(http: Server, name: str) -> int:
@@ -30,104 +44,84 @@ async def _heartbeat_details(fleet: Fleet, workflow_id: str) -> int:
 
 
 async def test_sigkilled_runner_is_resumed_without_repeating_completed_tasks(
-    temporal_client: Client, tmp_path: Path, http: Server
+    runnerless: Fleet, tmp_path: Path, http: Server
 ) -> None:
-    fleet = await start_fleet(
-        temporal_client,
-        tmp_path,
-        with_runner=False,
-        executions=ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3)),
+    await apply_workflow(
+        runnerless,
+        "five",
+        f"""
+        do:
+          - one:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/count/one"}}
+          - two:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/count/two"}}
+          - three:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/hold/three"}}
+          - four:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/count/four"}}
+          - five:
+              set:
+                last: ${{ .count }}
+                first: ${{ $workflow.input.order }}
+        """,
     )
-    try:
-        await apply_workflow(
-            fleet,
-            "five",
-            f"""
-            do:
-              - one:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/count/one"}}
-              - two:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/count/two"}}
-              - three:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/hold/three"}}
-              - four:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/count/four"}}
-              - five:
-                  set:
-                    last: ${{ .count }}
-                    first: ${{ $workflow.input.order }}
-            """,
+    async with runner_process(runnerless, tmp_path / "runner-a.log", **ONLY_WORKFLOWS) as a:
+        created = await start(runnerless, "five", {"order": 42})
+        await assert_eventually(lambda: _calls(http, "three"), lambda n: n == 1, timeout=30)
+        # The checkpoint taken after task 2 has reached Temporal with a heartbeat.
+        await assert_eventually(
+            lambda: _heartbeat_details(runnerless, created.workflow_id), lambda n: n > 0
         )
-        only_workflows = {"POLYFLEET_RUNNER_AGENTS": "false"}
-        async with runner_process(fleet, tmp_path / "runner-a.log", **only_workflows) as a:
-            created = await start(fleet, "five", {"order": 42})
-            await assert_eventually(lambda: _calls(http, "three"), lambda n: n == 1, timeout=30)
-            # The checkpoint taken after task 2 has reached Temporal with a heartbeat.
-            await assert_eventually(
-                lambda: _heartbeat_details(fleet, created.workflow_id), lambda n: n > 0
-            )
-            os.kill(a.pid, signal.SIGKILL)
-            a.wait(10)
-        async with runner_process(fleet, tmp_path / "runner-b.log", **only_workflows):
-            done = await finish(fleet, created.id, timeout=60)
-        assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
-        assert (http.calls["one"], http.calls["two"]) == (1, 1)  # not executed again
-        assert http.calls["three"] == 2  # the task that was running when the runner died
-        assert http.calls["four"] == 1
-        assert output(done) == {"last": 1, "first": 42}
-        history = await fleet.temporal.get_workflow_handle(created.workflow_id).fetch_history()
-        attempts = [
-            e.activity_task_started_event_attributes.attempt
-            for e in history.events
-            if e.HasField("activity_task_started_event_attributes")
-        ]
-        assert attempts == [2]
-    finally:
-        await stop_fleet(fleet)
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+    async with runner_process(runnerless, tmp_path / "runner-b.log", **ONLY_WORKFLOWS):
+        done = await finish(runnerless, created.id, timeout=60)
+    assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
+    assert (http.calls["one"], http.calls["two"]) == (1, 1)  # not executed again
+    assert http.calls["three"] == 2  # the task that was running when the runner died
+    assert http.calls["four"] == 1
+    assert output(done) == {"last": 1, "first": 42}
+    history = await runnerless.temporal.get_workflow_handle(created.workflow_id).fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts == [2]
 
 
 async def test_a_checkpoint_no_heartbeat_carried_is_still_resumed_from(
-    temporal_client: Client, tmp_path: Path, http: Server
+    runnerless: Fleet, tmp_path: Path, http: Server
 ) -> None:
-    fleet = await start_fleet(
-        temporal_client,
-        tmp_path,
-        with_runner=False,
-        executions=ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3)),
+    await apply_workflow(
+        runnerless,
+        "two",
+        f"""
+        do:
+          - one:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/count/one"}}
+          - two:
+              call: http
+              with: {{method: get, endpoint: "{http.url}/count/two"}}
+        """,
     )
-    try:
-        await apply_workflow(
-            fleet,
-            "two",
-            f"""
-            do:
-              - one:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/count/one"}}
-              - two:
-                  call: http
-                  with: {{method: get, endpoint: "{http.url}/count/two"}}
-            """,
-        )
-        only_workflows = {"POLYFLEET_RUNNER_AGENTS": "false"}
-        # Runner A dies right after storing the checkpoint of task one, before a heartbeat
-        # could carry its reference (heartbeats are throttled, so this happens for real).
-        dies = {**only_workflows, "POLYFLEET_RUNNER_FAULT_KILL_AFTER_CHECKPOINT": "1"}
-        async with runner_process(fleet, tmp_path / "runner-a.log", **dies) as a:
-            created = await start(fleet, "two")
-            await asyncio.to_thread(a.wait, 30)
-        assert a.returncode == -signal.SIGKILL
-        assert http.calls["one"] == 1
-        assert await _heartbeat_details(fleet, created.workflow_id) == 0
-        await add_runner(
-            fleet, RunnerSettings(agents=False, heartbeat_interval=timedelta(seconds=1))
-        )
-        done = await finish(fleet, created.id, timeout=60)
-        assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
-        assert (http.calls["one"], http.calls["two"]) == (1, 1)  # task one did not run again
-    finally:
-        await stop_fleet(fleet)
+    # Runner A dies right after storing the checkpoint of task one, before a heartbeat
+    # could carry its reference (heartbeats are throttled, so this happens for real).
+    dies = {**ONLY_WORKFLOWS, "POLYFLEET_RUNNER_FAULT_KILL_AFTER_CHECKPOINT": "1"}
+    async with runner_process(runnerless, tmp_path / "runner-a.log", **dies) as a:
+        created = await start(runnerless, "two")
+        await asyncio.to_thread(a.wait, 30)
+    assert a.returncode == -signal.SIGKILL
+    assert http.calls["one"] == 1
+    assert await _heartbeat_details(runnerless, created.workflow_id) == 0
+    await add_runner(
+        runnerless, RunnerSettings(agents=False, heartbeat_interval=timedelta(seconds=1))
+    )
+    done = await finish(runnerless, created.id, timeout=60)
+    assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
+    assert (http.calls["one"], http.calls["two"]) == (1, 1)  # task one did not run again

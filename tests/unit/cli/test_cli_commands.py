@@ -14,6 +14,7 @@ import pytest
 from polyfleet.cli import follow, run
 from polyfleet.manifest import parse_manifests
 from polyfleet.v1 import common_pb2
+from tests.helpers import rpc_error
 from tests.unit.cli.support import EXAMPLE_MANIFEST, FakeApi, Run
 
 BROKEN = """\
@@ -469,32 +470,18 @@ def test_run_wait_timeout_names_the_execution_and_exits_two(applied: FakeApi, ru
 
 
 def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
-    class Expired(grpc.aio.AioRpcError):
-        def __init__(self) -> None:
-            super().__init__(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.aio.Metadata(),
-                grpc.aio.Metadata(),
-                details="Deadline Exceeded",
-            )
+    expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
-    error = run.still_running(Expired(), "--agent assistant")
+    error = run.still_running(expired, "--agent assistant")
 
     assert error.message == "DEADLINE_EXCEEDED: Deadline Exceeded"
     assert "polyfleet executions list --agent assistant --phase running" in error.hint
 
 
 def test_run_wait_timeout_reads_the_execution_from_error_info_not_the_message() -> None:
-    class Expired(grpc.aio.AioRpcError):
-        def __init__(self) -> None:
-            super().__init__(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.aio.Metadata(),
-                grpc.aio.Metadata(),
-                details="execution aex-from-text did not finish",
-            )
+    expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "execution aex-from-text did not finish")
 
-    error = run.still_running(Expired(), "--agent assistant")
+    error = run.still_running(expired, "--agent assistant")
 
     assert "aex-from-text" not in error.hint
     assert "polyfleet executions list --agent assistant --phase running" in error.hint

@@ -279,6 +279,21 @@ def fake_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FleetConfi
     return template
 
 
+def run_dev(children: FleetConfig, runners: int, interrupt: Callable[[], None]) -> int:
+    """Run `polyfleet dev` on the fakes while ``interrupt`` signals it from a thread."""
+    sender = threading.Thread(target=interrupt, daemon=True)
+    sender.start()
+    code = main(
+        [
+            *("--address", children.api_address, "dev", "--runners", str(runners)),
+            *("--data-dir", str(children.data_dir), "--temporal-port", str(children.temporal_port)),
+            *("--ui-port", str(children.temporal_ui_port)),
+        ]
+    )
+    sender.join(timeout=5)
+    return code
+
+
 def test_dev_runs_until_sigint_and_a_second_sigint_is_absorbed(
     fake_children: FleetConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -291,16 +306,7 @@ def test_dev_runs_until_sigint_and_a_second_sigint_is_absorbed(
         wait_until(lambda: (data / "stops.log").exists())
         os.kill(os.getpid(), signal.SIGINT)
 
-    sender = threading.Thread(target=interrupt_twice, daemon=True)
-    sender.start()
-    code = main(
-        [
-            *("--address", fake_children.api_address, "dev", "--runners", "2"),
-            *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
-            *("--ui-port", str(fake_children.temporal_ui_port)),
-        ]
-    )
-    sender.join(timeout=5)
+    code = run_dev(fake_children, 2, interrupt_twice)
 
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -332,16 +338,7 @@ def test_dev_with_zero_runners_runs_temporal_and_the_orchestrator_only(
         assert up.wait(timeout=30)
         os.kill(os.getpid(), signal.SIGINT)
 
-    sender = threading.Thread(target=interrupt_once_up, daemon=True)
-    sender.start()
-    code = main(
-        [
-            *("--address", fake_children.api_address, "dev", "--runners", "0"),
-            *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
-            *("--ui-port", str(fake_children.temporal_ui_port)),
-        ]
-    )
-    sender.join(timeout=5)
+    code = run_dev(fake_children, 0, interrupt_once_up)
 
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -13,6 +13,7 @@ import yaml
 from polyfleet.cli import follow, run
 from polyfleet.manifest import parse_resources
 from polyfleet.v1 import common_pb2, workflow_pb2
+from tests.helpers import rpc_error
 from tests.unit.cli.support import EXAMPLE_MANIFEST, EXAMPLE_WORKFLOWS, FakeApi, Run
 
 FLOW = """\
@@ -277,16 +278,9 @@ def test_run_wait_timeout_names_the_execution_and_exits_two(flows: FakeApi, run_
 
 
 def test_run_wait_timeout_without_an_id_suggests_listing_the_workflow() -> None:
-    class Expired(grpc.aio.AioRpcError):
-        def __init__(self) -> None:
-            super().__init__(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.aio.Metadata(),
-                grpc.aio.Metadata(),
-                details="Deadline Exceeded",
-            )
+    expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
-    error = run.still_running(Expired(), "--workflow greet")
+    error = run.still_running(expired, "--workflow greet")
 
     assert error.hint == (
         "it may still be running; find it with: "

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from polyfleet.v1 import common_pb2, runner_pb2
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 from runner.reporter import RunnerClient, activity_time_left
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, rpc_error
 
 _UPDATE = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING)
 
@@ -38,12 +38,7 @@ class FlakyChannel:
         async def call(request: Any, timeout: float | None = None) -> Any:
             self.calls.append((method, request, timeout))
             if len(self.calls) <= self.failures:
-                raise grpc.aio.AioRpcError(
-                    self.code,
-                    grpc.aio.Metadata(),
-                    grpc.aio.Metadata(),
-                    details=f"{self.code.name.lower()} #{len(self.calls)}",
-                )
+                raise rpc_error(self.code, f"{self.code.name.lower()} #{len(self.calls)}")
             return response_deserializer(b"")
 
         return call
