@@ -11,7 +11,7 @@ PROTO_STAMP := $(VENV)/.synced
 .PHONY: help setup uv proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
 
 help: ## Show the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 uv: ## Install uv if it is missing
 	@command -v $(UV) >/dev/null 2>&1 || { echo "bootstrapping uv into .tools/"; \
@@ -48,6 +48,9 @@ test-unit: setup ## Unit tests only
 
 test-integration: setup ## Integration tests (real Temporal dev server, LMDB, gRPC)
 	$(VENV)/bin/pytest tests/integration
+
+test-e2e: setup ## End-to-end tests (the whole fleet as processes; the installed wheel)
+	$(VENV)/bin/pytest tests/e2e
 
 demo: setup ## Start the fleet, run the example agent and workflow live, stop everything
 	$(VENV)/bin/polyfleet demo

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +36,10 @@ import psutil
 from google.protobuf.duration_pb2 import Duration
 
 from bench.report import write_section
-from polyfleet.channel import create_channel
-from polyfleet.cli.api import every_page
+from polyfleet.client import Client, is_terminal
+from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import Fleet, FleetConfig, free_port
-from polyfleet.v1 import (
-    agent_execution_pb2,
-    agent_execution_pb2_grpc,
-    agent_pb2,
-    agent_pb2_grpc,
-    common_pb2,
-)
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
 
 EXECUTIONS = int(os.environ.get("BENCH_EXECUTIONS", "1000"))
@@ -54,11 +48,6 @@ CREATE_CONCURRENCY = 50
 RSS_TARGET_MB = 500
 HOLD_TIMEOUT = 600.0
 WAIT_TIMEOUT = 1800.0
-TERMINAL = (
-    common_pb2.EXECUTION_PHASE_COMPLETED,
-    common_pb2.EXECUTION_PHASE_FAILED,
-    common_pb2.EXECUTION_PHASE_CANCELLED,
-)
 MB = 1024 * 1024
 
 
@@ -187,39 +176,26 @@ class Bench:
         stop_runner: Callable[[], None],
         pids: dict[str, int],
     ):
-        self.channel = create_channel(address)
-        self.agents = agent_pb2_grpc.AgentServiceStub(self.channel)
-        self.executions = agent_execution_pb2_grpc.AgentExecutionServiceStub(self.channel)
+        self.address = address
         self.start_runner = start_runner
         self.stop_runner = stop_runner
         # The fleet's processes and this one (client and fake model server).
         self.pids = {**pids, "benchmark": os.getpid()}
 
-    def _request(self, agent: str) -> agent_execution_pb2.CreateAgentExecutionRequest:
-        return agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=agent_execution_pb2.AgentExecution(agent=agent, message="go")
-        )
+    async def _list(self, client: Client, agent: str) -> list[agent_execution_pb2.AgentExecution]:
+        request = agent_execution_pb2.ListAgentExecutionsRequest(agent=agent, page_size=1000)
+        return [e async for e in client.agent_executions.list_all(request)]
 
-    async def _list(self, agent: str) -> list[agent_execution_pb2.AgentExecution]:
-        async def page(token: str) -> tuple[Iterable[agent_execution_pb2.AgentExecution], str]:
-            request = agent_execution_pb2.ListAgentExecutionsRequest(
-                agent=agent, page_size=1000, page_token=token
-            )
-            response = await self.executions.ListAgentExecutions(request)
-            return response.executions, response.next_page_token
-
-        return await every_page(page)
-
-    async def scenario(self, agent: str, server: FakeOpenAI) -> Outcome:
+    async def scenario(self, client: Client, agent: str, server: FakeOpenAI) -> Outcome:
         """Queue the executions, start a runner, wait until every one is terminal."""
-        await self.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=_agent(agent, server.url)))
+        await client.agents.apply(_agent(agent, server.url))
         # Queue every execution before the runner starts, so it is handed all of them at
         # once (and the create rate does not limit the concurrency measured).
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create() -> None:
             async with gate:
-                await self.executions.CreateAgentExecution(self._request(agent))
+                await client.agent_executions.create(agent, "go")
 
         started = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
@@ -235,8 +211,8 @@ class Bench:
         # One List page per second, not a Get per execution: the benchmark's own load on
         # the orchestrator stays small next to the runner's.
         while time.perf_counter() - started < WAIT_TIMEOUT:
-            executions = await self._list(agent)
-            if sum(e.status.phase in TERMINAL for e in executions) >= EXECUTIONS:
+            executions = await self._list(client, agent)
+            if sum(is_terminal(e.status.phase) for e in executions) >= EXECUTIONS:
                 break
             await asyncio.sleep(1)
         wall = time.perf_counter() - started
@@ -247,23 +223,21 @@ class Bench:
             executions, creates_per_second, wall, server.max_in_flight, idle, sampler.peak, cpu
         )
 
-    async def alone(self, agent: str) -> float:
+    async def alone(self, client: Client, agent: str) -> float:
         """Runner time (RUNNING to terminal) of one execution on an idle runner."""
-        execution = await self.executions.ExecuteAgent(
-            agent_execution_pb2.ExecuteAgentRequest(request=self._request(agent))
-        )
-        return _seconds(execution)
+        request = AgentExecutions.request(agent, "go")
+        return _seconds(await client.agent_executions.execute(request))
 
     async def run(self) -> list[str]:
         """Both scenarios, then the report lines."""
         barrier = Barrier(EXECUTIONS, HOLD_TIMEOUT)
-        with FakeOpenAI(_answer) as plain, FakeOpenAI(_answer, gate=barrier) as held:
-            latency = await self.scenario("bench-latency", plain)
-            baseline = await self.alone("bench-latency")
-            await asyncio.to_thread(self.stop_runner)
-            hold = await self.scenario("bench-hold", held)
-            await asyncio.to_thread(self.stop_runner)
-        await self.channel.close()
+        async with await Client.connect(self.address) as client:
+            with FakeOpenAI(_answer) as plain, FakeOpenAI(_answer, gate=barrier) as held:
+                latency = await self.scenario(client, "bench-latency", plain)
+                baseline = await self.alone(client, "bench-latency")
+                await asyncio.to_thread(self.stop_runner)
+                hold = await self.scenario(client, "bench-hold", held)
+                await asyncio.to_thread(self.stop_runner)
         gathered = barrier.all_at - barrier.first_at if barrier.all_at else float("nan")
         return _report(latency, hold, baseline, gathered)
 

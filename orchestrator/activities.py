@@ -6,7 +6,7 @@ import logging
 
 from temporalio import activity
 
-from orchestrator.executions import ExecutionRegistry
+from orchestrator.executions import ExecutionRegistry, ReportResult
 from orchestrator.status import IllegalTransitionError
 from polyfleet import contract
 from polyfleet.v1 import activities_pb2
@@ -46,9 +46,5 @@ class StatusActivities:
                 },
             )
             current = await service.get(params.execution_id)
-            return activities_pb2.UpdateStatusOutput(applied=False, phase=current.status.phase)
-        return activities_pb2.UpdateStatusOutput(
-            sequence=result.event.sequence if result.event else 0,
-            applied=result.applied,
-            phase=result.execution.status.phase,
-        )
+            result = ReportResult(execution=current, event=None, applied=False)
+        return result.as_message(activities_pb2.UpdateStatusOutput)

@@ -6,16 +6,12 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import store
-from orchestrator.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    WorkflowStartError,
-)
-from orchestrator.executions import DEFAULT_PRIORITY, Executions, Kind
+from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, WorkflowStartError
+from orchestrator.executions import DEFAULT_PRIORITY, Executions, request_fingerprint
 from orchestrator.status import merge_agent_update
 from orchestrator.validation import validate_create_agent_execution
 from polyfleet import contract
@@ -23,15 +19,8 @@ from polyfleet.quoting import quote
 from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, session_pb2
 
 AgentExecution = agent_execution_pb2.AgentExecution
+CreateRequest = agent_execution_pb2.CreateAgentExecutionRequest
 logger = logging.getLogger(__name__)
-
-
-def request_fingerprint(request: agent_execution_pb2.CreateAgentExecutionRequest) -> bytes:
-    """Digest of what a Create request asks for, to tell a retry from a different request."""
-    body = agent_execution_pb2.CreateAgentExecutionRequest()
-    body.CopyFrom(request)
-    body.ClearField("request_id")
-    return hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
 
 
 def _session_for_request(request_id: str) -> str:
@@ -39,14 +28,6 @@ def _session_for_request(request_id: str) -> str:
     if not request_id:
         return ""
     return "ses-" + hashlib.sha256(request_id.encode()).hexdigest()[:20]
-
-
-def _workflow_input(
-    execution: AgentExecution, policy: activities_pb2.ActivityPolicy
-) -> activities_pb2.AgentExecutionWorkflowInput:
-    return activities_pb2.AgentExecutionWorkflowInput(
-        execution_id=execution.id, session_id=execution.session_id, policy=policy
-    )
 
 
 def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
@@ -65,23 +46,10 @@ def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
     )
 
 
-AGENT_KIND: Kind[AgentExecution] = Kind(
-    name="agent execution",
-    repository=lambda db: db.agent_executions,
-    merge=merge_agent_update,
-    workflow_type=contract.AGENT_EXECUTION_WORKFLOW,
-    workflow_id=contract.agent_workflow_id,
-    orchestrator_queue=lambda q: q.agent_execution_orchestrator_task_queue,
-    runner_queue=lambda q: q.agent_execution_runner_task_queue,
-    run_timeout=lambda s: s.agent_run_timeout,
-    workflow_input=_workflow_input,
-)
-
-
-class AgentExecutions(Executions[AgentExecution]):
+class AgentExecutions(Executions[AgentExecution, CreateRequest]):
     """Agent executions: the shared service plus agent and session handling on Create."""
 
-    kind = AGENT_KIND
+    workflow_type = contract.AGENT_EXECUTION_WORKFLOW
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,15 +58,42 @@ class AgentExecutions(Executions[AgentExecution]):
         self._session_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def create_from(
-        self, request: agent_execution_pb2.CreateAgentExecutionRequest
-    ) -> AgentExecution:
+    def _repository(self, db: store.Store) -> store.AgentExecutionRepository:
+        return db.agent_executions
+
+    def merge(
+        self, execution: AgentExecution, update: common_pb2.ExecutionUpdate, source: str
+    ) -> None:
+        """Merge a report into an agent execution (see :func:`merge_agent_update`)."""
+        merge_agent_update(execution, update, source)
+
+    def orchestrator_queue(self) -> str:
+        """The agent execution orchestrator queue."""
+        return self._queues.agent_execution_orchestrator_task_queue
+
+    def runner_queue(self) -> str:
+        """The default agent runner queue."""
+        return self._queues.agent_execution_runner_task_queue
+
+    def run_timeout(self) -> timedelta:
+        """The agent workflow's run timeout."""
+        return self.settings.agent_run_timeout
+
+    def workflow_input(
+        self, execution: AgentExecution, policy: activities_pb2.ActivityPolicy
+    ) -> activities_pb2.AgentExecutionWorkflowInput:
+        """The agent workflow's input: the execution, its session and the policy."""
+        return activities_pb2.AgentExecutionWorkflowInput(
+            execution_id=execution.id, session_id=execution.session_id, policy=policy
+        )
+
+    async def create(self, request: CreateRequest) -> AgentExecution:
         """Validate a Create request, persist PENDING, start the workflow (or enqueue it).
 
         Raises:
             InvalidArgumentError: A field of the request is invalid, or its request_id was
                 used for another request.
-            NotFoundError: The agent or session does not exist.
+            store.NotFoundError: The agent or session does not exist.
             FailedPreconditionError: The session has an execution in flight and the
                 request's multitask strategy is reject.
             WorkflowStartError: Temporal did not start the workflow; the execution is
@@ -106,10 +101,7 @@ class AgentExecutions(Executions[AgentExecution]):
         """
         validate_create_agent_execution(request, self.settings.max_message_chars)
         spec = request.execution
-        try:
-            agent = await self._db.agents.get(spec.agent)
-        except store.NotFoundError:
-            raise NotFoundError("agent", spec.agent) from None
+        agent = await self._db.agents.get(spec.agent)
         session_id = spec.session_id or _session_for_request(request.request_id)
         async with self._session_locks[session_id or "-"]:
             session = await self._session_for(spec.session_id, session_id, agent.name)
@@ -119,7 +111,7 @@ class AgentExecutions(Executions[AgentExecution]):
                     return await self.create_duplicate(execution, request)
             queued_behind = await self._multitask(request, in_flight)
             execution = self._new_execution(request, agent.name, session.id, queued_behind)
-            return await self.create(
+            return await self.persist_and_start(
                 execution,
                 _first_update(execution),
                 request_key=request.request_id,
@@ -128,7 +120,7 @@ class AgentExecutions(Executions[AgentExecution]):
             )
 
     async def create_duplicate(
-        self, original: AgentExecution, request: agent_execution_pb2.CreateAgentExecutionRequest
+        self, original: AgentExecution, request: CreateRequest
     ) -> AgentExecution:
         """Answer a repeated request_id with the original execution, if the bodies agree."""
         execution = self._new_execution(request, original.agent, original.session_id, "")
@@ -142,13 +134,13 @@ class AgentExecutions(Executions[AgentExecution]):
 
     def _new_execution(
         self,
-        request: agent_execution_pb2.CreateAgentExecutionRequest,
+        request: CreateRequest,
         agent: str,
         session_id: str,
         queued_behind: str,
     ) -> AgentExecution:
         spec = request.execution
-        execution_id = store.new_id("aex")
+        execution_id = store.new_id(contract.AGENT_EXECUTION_ID_PREFIX)
         return AgentExecution(
             id=execution_id,
             agent=agent,
@@ -157,7 +149,7 @@ class AgentExecutions(Executions[AgentExecution]):
             labels=dict(spec.labels),
             request_id=request.request_id,
             priority=spec.priority or DEFAULT_PRIORITY,
-            workflow_id=AGENT_KIND.workflow_id(execution_id),
+            workflow_id=contract.agent_workflow_id(execution_id),
             status=agent_execution_pb2.AgentExecutionStatus(
                 phase=common_pb2.EXECUTION_PHASE_PENDING, queued_behind=queued_behind
             ),
@@ -165,7 +157,7 @@ class AgentExecutions(Executions[AgentExecution]):
 
     async def _multitask(
         self,
-        request: agent_execution_pb2.CreateAgentExecutionRequest,
+        request: CreateRequest,
         in_flight: list[AgentExecution],
     ) -> str:
         """Apply the multitask strategy; return the execution to queue behind, if any."""
@@ -189,14 +181,7 @@ class AgentExecutions(Executions[AgentExecution]):
         """The session's PENDING and RUNNING executions, oldest first."""
         found: list[AgentExecution] = []
         for phase in (common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING):
-            token = ""
-            while True:
-                items, token = await self.list(
-                    {"session_id": session_id, "phase": phase}, 500, token
-                )
-                found.extend(items)
-                if not token:
-                    break
+            found += await self.list_all({"session_id": session_id, "phase": phase})
         return sorted(found, key=lambda e: (e.create_time.ToNanoseconds(), e.id))
 
     async def on_terminal(self, execution: AgentExecution) -> None:
@@ -237,16 +222,10 @@ class AgentExecutions(Executions[AgentExecution]):
                 pass  # persisted FAILED; its on_terminal dequeues the next one
             return head.id
 
-    async def execute(self, request: agent_execution_pb2.ExecuteAgentRequest) -> AgentExecution:
-        """Create an execution and wait for its terminal state (see ``execute_wait``)."""
-        wait = self.execute_wait(request.timeout if request.HasField("timeout") else None)
-        execution = await self.create_from(request.request)
-        return await self.wait_terminal(execution.id, wait)
-
-    async def list_from(
+    async def list(
         self, request: agent_execution_pb2.ListAgentExecutionsRequest
     ) -> agent_execution_pb2.ListAgentExecutionsResponse:
-        """List executions for a List request."""
+        """The List RPC: one page, filtered by agent, session and phase."""
         filters: dict[str, str | int] = {}
         if request.agent:
             filters["agent"] = request.agent
@@ -254,7 +233,7 @@ class AgentExecutions(Executions[AgentExecution]):
             filters["session_id"] = request.session_id
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list_for(filters, request)
+        items, token = await self.list_page(filters, request)
         return agent_execution_pb2.ListAgentExecutionsResponse(
             executions=items, next_page_token=token
         )
@@ -271,10 +250,7 @@ class AgentExecutions(Executions[AgentExecution]):
             except store.AlreadyExistsError:
                 return await self._db.sessions.get(session_id)
         session_id = requested
-        try:
-            session = await self._db.sessions.get(session_id)
-        except store.NotFoundError:
-            raise NotFoundError("session", session_id) from None
+        session = await self._db.sessions.get(session_id)
         if session.agent and session.agent != agent:
             raise InvalidArgumentError(
                 "execution.session_id",

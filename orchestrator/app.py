@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -28,16 +29,23 @@ from orchestrator.ownership import (
     worker_identity,
 )
 from orchestrator.reconciler import Reconciler
+from orchestrator.runner_operations import RunnerOperations
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
 from orchestrator.servicers.errors import MalformedRequestInterceptor
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
 from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
-from orchestrator.threads import RunnerOperations
 from orchestrator.workflow_executions import WorkflowExecutions
 from orchestrator.workflows import AgentExecutionWorkflow, WorkflowExecutionWorkflow
+from polyfleet import contract
 from polyfleet.channel import channel_options
-from polyfleet.config import ApiSettings, ExecutionSettings, StoreSettings, TaskQueueSettings
+from polyfleet.config import (
+    ApiSettings,
+    ExecutionSettings,
+    ReconcilerSettings,
+    StoreSettings,
+    TaskQueueSettings,
+)
 from polyfleet.temporal import connect
 from polyfleet.v1 import (
     agent_execution_pb2,
@@ -77,6 +85,7 @@ class OrchestratorSettings:
     store: StoreSettings = field(default_factory=StoreSettings)
     queues: TaskQueueSettings = field(default_factory=TaskQueueSettings)
     executions: ExecutionSettings = field(default_factory=ExecutionSettings)
+    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     # Seconds in-flight RPCs get to finish on shutdown.
     shutdown_grace: float = 5.0
 
@@ -93,11 +102,25 @@ class Orchestrator:
 
     ``run()`` serves until ``shutdown()`` (idempotent) is called, e.g. from a
     SIGTERM handler; shutdown drains RPCs, stops the workers, closes the store.
+
+    Args:
+        settings: The process's settings.
+        temporal: A connected client; None connects from the environment.
+        after_persist: Called with a new execution's ID between persisting it and starting
+            its workflow: a hook for tests (tests/faults.py), never set in production.
+
     """
 
-    def __init__(self, settings: OrchestratorSettings, temporal: Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        temporal: Client | None = None,
+        *,
+        after_persist: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._temporal = temporal
+        self._after_persist = after_persist
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._stopped = False
@@ -162,7 +185,7 @@ class Orchestrator:
             )
         ]
         self.reconciler = Reconciler(
-            temporal, [services.agent_executions, services.workflow_executions]
+            temporal, [services.agent_executions, services.workflow_executions], s.reconciler
         )
         # Before the API serves, so no Create is between persisting and starting.
         await self.reconciler.reconcile(startup=True)
@@ -180,9 +203,7 @@ class Orchestrator:
                     queues.agent_execution_orchestrator_task_queue,
                     queues.workflow_execution_orchestrator_task_queue,
                 )
-                periodic = asyncio.create_task(
-                    self.reconciler.run_forever(s.executions.reconcile_interval.total_seconds())
-                )
+                periodic = asyncio.create_task(self.reconciler.run_forever())
                 self._ready.set()
                 await self._stop.wait()
                 periodic.cancel()
@@ -202,9 +223,19 @@ class Orchestrator:
     def _services(self, db: store.Store, temporal: Client) -> _Services:
         s = self.settings
         hub = EventHub()
-        agent_executions = AgentExecutions(db, temporal, hub, s.queues, s.executions)
-        workflow_executions = WorkflowExecutions(db, temporal, hub, s.queues, s.executions)
-        registry = ExecutionRegistry({"aex": agent_executions, "wex": workflow_executions})
+        hook = self._after_persist
+        agent_executions = AgentExecutions(
+            db, temporal, hub, s.queues, s.executions, after_persist=hook
+        )
+        workflow_executions = WorkflowExecutions(
+            db, temporal, hub, s.queues, s.executions, after_persist=hook
+        )
+        registry = ExecutionRegistry(
+            {
+                contract.AGENT_EXECUTION_ID_PREFIX: agent_executions,
+                contract.WORKFLOW_EXECUTION_ID_PREFIX: workflow_executions,
+            }
+        )
         return _Services(agent_executions, workflow_executions, registry)
 
     def _build_server(

@@ -1,20 +1,20 @@
 """The execution service shared by agent and workflow executions.
 
-Create, Execute, Get, List, Cancel, Watch and progress reports have one code path for
-both kinds; a :class:`Kind` describes what differs (protobuf type, repository, merge
-rules, Temporal workflow and queues).
+Execute, Get, List, Cancel, Watch and progress reports have one code path for both
+kinds; each kind's subclass of :class:`Executions` overrides its hooks for what differs
+(repository, merge rules, Temporal workflow, queues and timeout, and Create itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import os
-import signal
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message as ProtoMessage
@@ -33,12 +33,20 @@ from orchestrator.errors import (
     invalid_page_token,
 )
 from orchestrator.events import EventHub
-from orchestrator.status import IllegalTransitionError, is_terminal
+from orchestrator.paging import every_page
+from orchestrator.status import IllegalTransitionError
 from orchestrator.validation import duration_seconds, timestamp_nanos
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
+from polyfleet.contract import is_terminal
 from polyfleet.quoting import quote
-from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2, workflow_execution_pb2
+from polyfleet.v1 import (
+    activities_pb2,
+    agent_execution_pb2,
+    common_pb2,
+    runner_pb2,
+    workflow_execution_pb2,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +58,14 @@ _POLL_SECONDS = 5.0
 
 # Every execution message has id, workflow_id and status.phase/last_sequence.
 E = TypeVar("E", agent_execution_pb2.AgentExecution, workflow_execution_pb2.WorkflowExecution)
-
-
-@dataclass(frozen=True)
-class Kind(Generic[E]):
-    """What differs between agent and workflow executions."""
-
-    name: str
-    repository: Callable[[store.Store], store.ExecutionRepository[E]]
-    # (execution, update, source) -> None; mutates the execution.
-    merge: Callable[[E, common_pb2.ExecutionUpdate, str], None]
-    workflow_type: str
-    workflow_id: Callable[[str], str]
-    orchestrator_queue: Callable[[TaskQueueSettings], str]
-    runner_queue: Callable[[TaskQueueSettings], str]
-    run_timeout: Callable[[ExecutionSettings], timedelta]
-    workflow_input: Callable[[E, activities_pb2.ActivityPolicy], ProtoMessage]
+# The kind's Create request; both have request_id.
+C = TypeVar(
+    "C",
+    agent_execution_pb2.CreateAgentExecutionRequest,
+    workflow_execution_pb2.CreateWorkflowExecutionRequest,
+)
+# The answers to a progress report: RunnerService's and the local UpdateStatus's.
+_Ack = TypeVar("_Ack", runner_pb2.ReportProgressResponse, activities_pb2.UpdateStatusOutput)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,22 @@ class ReportResult(Generic[E]):
     execution: E
     event: common_pb2.ExecutionEvent | None
     applied: bool
+
+    def as_message(self, message_type: type[_Ack]) -> _Ack:
+        """This outcome as ``message_type``: both answers carry sequence, applied, phase."""
+        return message_type(
+            sequence=self.event.sequence if self.event else 0,
+            applied=self.applied,
+            phase=self.execution.status.phase,
+        )
+
+
+def request_fingerprint(request: C) -> bytes:
+    """Digest of what a Create request asks for, to tell a retry from a different request."""
+    body = type(request)()
+    body.CopyFrom(request)
+    body.ClearField("request_id")
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
 
 
 def _duration(value: timedelta) -> Duration:
@@ -141,13 +157,16 @@ class ListRequest(Protocol):
         """How much of each execution to return; unset means BASIC."""
 
 
-class Executions(Generic[E]):
+class Executions(ABC, Generic[E, C]):
     """Persists executions of one kind, starts their workflows and serves their status.
 
-    Subclasses set ``kind`` and add the kind's own Create logic.
+    A subclass per kind sets ``workflow_type`` and overrides the abstract hooks (Create,
+    repository, merge rules, queues, run timeout, workflow input); ``on_terminal`` and
+    ``release_if_queued`` are hooks with a default for kinds without queues.
     """
 
-    kind: Kind[E]
+    # The Temporal workflow type that runs an execution of this kind.
+    workflow_type: ClassVar[str]
 
     def __init__(
         self,
@@ -156,15 +175,62 @@ class Executions(Generic[E]):
         hub: EventHub,
         queues: TaskQueueSettings,
         settings: ExecutionSettings,
+        *,
+        after_persist: Callable[[str], None] | None = None,
     ) -> None:
         self._db = db
-        self._repo: store.ExecutionRepository[E] = self.kind.repository(db)
+        self._repo: store.ExecutionRepository[E] = self._repository(db)
         self._temporal = temporal
         self._hub = hub
         self._queues = queues
         self.settings = settings
+        # Called with a new execution's ID between persisting it and starting its workflow;
+        # tests kill the process there to prove the reconciler repairs that window.
+        self._after_persist = after_persist
 
-    async def create(
+    @abstractmethod
+    def _repository(self, db: store.Store) -> store.ExecutionRepository[E]:
+        """The store's repository of this kind."""
+
+    @abstractmethod
+    def merge(self, execution: E, update: common_pb2.ExecutionUpdate, source: str) -> None:
+        """Merge a report from ``source`` into ``execution`` (see orchestrator.status)."""
+
+    @abstractmethod
+    def orchestrator_queue(self) -> str:
+        """The task queue of this kind's workflows."""
+
+    @abstractmethod
+    def runner_queue(self) -> str:
+        """The default runner task queue of this kind, put in the workflow memo."""
+
+    @abstractmethod
+    def run_timeout(self) -> timedelta:
+        """The run timeout of this kind's workflows."""
+
+    @abstractmethod
+    def workflow_input(self, execution: E, policy: activities_pb2.ActivityPolicy) -> ProtoMessage:
+        """The input message of this kind's workflow."""
+
+    @abstractmethod
+    async def create(self, request: C) -> E:
+        """The Create RPC: validate ``request``, then :meth:`persist_and_start`."""
+
+    async def execute(self, request: C, max_wait: Duration | None) -> E:
+        """The Execute RPC: :meth:`create`, then wait for the terminal state.
+
+        Args:
+            request: The Create request.
+            max_wait: The client's timeout; None for the default (see :meth:`execute_wait`).
+
+        Raises:
+            ExecutionDeadlineError: Not terminal in time; the execution keeps running.
+        """
+        wait = self.execute_wait(max_wait)
+        execution = await self.create(request)
+        return await self.wait_terminal(execution.id, wait)
+
+    async def persist_and_start(
         self,
         execution: E,
         first: common_pb2.ExecutionUpdate,
@@ -209,9 +275,8 @@ class Executions(Generic[E]):
             stored = await self._repo.create(execution, event)
         execution_id = stored.id
         self._hub.publish(execution_id)
-        if self.settings.fault_kill_before_workflow_start:
-            # Test hook: die exactly between persisting and starting (see the reconciler).
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self._after_persist:
+            self._after_persist(execution_id)
         if start:
             await self.start_workflow(stored)
         return await self.get(execution_id)
@@ -220,7 +285,7 @@ class Executions(Generic[E]):
         """Event 1 of a new execution's log: ``update``, from the API."""
         return store.FirstEvent(
             update=update,
-            merge=lambda execution, change: self.kind.merge(execution, change, "api"),
+            merge=lambda execution, change: self.merge(execution, change, "api"),
             source="api",
             report_id="created",
         )
@@ -233,16 +298,16 @@ class Executions(Generic[E]):
         """
         execution_id = execution.id
         workflow_id = execution.workflow_id
-        runner_queue = self.kind.runner_queue(self._queues)
+        runner_queue = self.runner_queue()
         extra = {"execution_id": execution_id, "workflow_id": workflow_id}
         try:
             await self._temporal.start_workflow(
-                self.kind.workflow_type,
-                self.kind.workflow_input(execution, activity_policy(self.settings, runner_queue)),
+                self.workflow_type,
+                self.workflow_input(execution, activity_policy(self.settings, runner_queue)),
                 id=workflow_id,
-                task_queue=self.kind.orchestrator_queue(self._queues),
+                task_queue=self.orchestrator_queue(),
                 memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
-                run_timeout=self.kind.run_timeout(self.settings),
+                run_timeout=self.run_timeout(),
                 priority=Priority(priority_key=execution.priority or DEFAULT_PRIORITY),
             )
         except WorkflowAlreadyStartedError:
@@ -258,7 +323,7 @@ class Executions(Generic[E]):
                 common_pb2.ExecutionUpdate(
                     phase=common_pb2.EXECUTION_PHASE_FAILED,
                     error=common_pb2.ExecutionError(
-                        type="WorkflowStartFailed", message=reason, step="StartWorkflow"
+                        type=contract.WORKFLOW_START_FAILED, message=reason, step="StartWorkflow"
                     ),
                     messages=[
                         system_message(
@@ -280,68 +345,65 @@ class Executions(Generic[E]):
 
         Raises:
             InvalidArgumentError: The ID is empty, or the view is not one this API knows.
-            NotFoundError: No such execution.
+            store.NotFoundError: No such execution.
         """
         if not execution_id:
             raise InvalidArgumentError("id", "must not be empty")
         resolved = _resolve_view(view, common_pb2.EXECUTION_VIEW_FULL)
-        try:
-            execution: E = await self._repo.get(execution_id, resolved)
-        except store.NotFoundError:
-            raise NotFoundError(self.kind.name, execution_id) from None
+        execution: E = await self._repo.get(execution_id, resolved)
         return execution
 
-    async def list_for(
+    async def list_page(
         self, filters: Mapping[str, str | int], request: ListRequest
     ) -> tuple[list[E], str]:
-        """``list`` with a List request's paging, created-time range, labels and view.
+        """One page of a List request, narrowed to ``filters`` (the kind's filter fields).
 
-        An unset time bound is the zero timestamp, which ``list`` treats as no bound; an
-        unset view is BASIC (AIP-157's List default), so a page of large executions stays
-        small.
+        One filter is served from its index (``session_id``, ``agent``/``workflow``, then
+        ``phase``); the created-time range narrows that index scan (an unset bound is the
+        zero timestamp: no bound); labels are checked on the executions the scan yields.
+        An unset view is BASIC (AIP-157's List default), so a page of large executions
+        stays small. A page also ends early, with a next page token, before the execution
+        that would take it over the byte budget ``list_page_max_bytes``, so it always fits
+        in a gRPC message.
+
+        Returns:
+            The executions, newest first, and the next page token ("" after the last).
         """
-        return await self.list(
+        view = _resolve_view(request.view, common_pb2.EXECUTION_VIEW_BASIC)
+        if request.page_size < 0:
+            raise InvalidArgumentError("page_size", "must not be negative")
+        return await self._read_page(
             filters,
             request.page_size,
             request.page_token,
-            created_after=request.created_after,
-            created_before=request.created_before,
+            created_after=timestamp_nanos(request.created_after, "created_after"),
+            created_before=timestamp_nanos(request.created_before, "created_before"),
             labels=dict(request.labels),
-            view=_resolve_view(request.view, common_pb2.EXECUTION_VIEW_BASIC),
+            view=view,
         )
 
-    async def list(
+    async def list_all(self, filters: Mapping[str, str | int]) -> list[E]:
+        """Every execution matching ``filters``, newest first, in full (all pages)."""
+        return await every_page(lambda token: self._read_page(filters, 500, token))
+
+    async def _read_page(
         self,
         filters: Mapping[str, str | int],
         page_size: int,
         page_token: str,
         *,
-        created_after: Timestamp | None = None,
-        created_before: Timestamp | None = None,
+        created_after: int = 0,
+        created_before: int = 0,
         labels: Mapping[str, str] | None = None,
         view: common_pb2.ExecutionView.ValueType = common_pb2.EXECUTION_VIEW_FULL,
     ) -> tuple[list[E], str]:
-        """List executions newest first, filtered and paginated.
-
-        One filter is served from its index (``session_id``, ``agent``/``workflow``, then
-        ``phase``); the created-time range narrows that index scan; labels are checked on
-        the executions the scan yields. A page also ends early, with a next page token,
-        before the execution (in ``view``) that would take it over the byte budget
-        ``list_page_max_bytes``, so it always fits in a gRPC message.
-        """
-        if page_size < 0:
-            raise InvalidArgumentError("page_size", "must not be negative")
         try:
             items, token = await self._repo.list(
                 filters=dict(filters),
                 page_size=page_size,
                 page_token=page_token,
-                created_after=timestamp_nanos(created_after, "created_after")
-                if created_after
-                else 0,
-                created_before=timestamp_nanos(created_before, "created_before")
-                if created_before
-                else 0,
+                created_after=created_after,
+                created_before=created_before,
                 labels=labels or None,
                 view=view,
                 max_bytes=self.settings.list_page_max_bytes,
@@ -362,7 +424,7 @@ class Executions(Generic[E]):
         A report whose ``report_id`` was applied before is acknowledged, not re-applied.
 
         Raises:
-            NotFoundError: No such execution.
+            store.NotFoundError: No such execution.
             InvalidArgumentError: An output in the report is over ``max_output_bytes``
                 (a runner must fail the execution with OutputTooLarge instead).
             IllegalTransitionError: The report would change a terminal execution or
@@ -375,10 +437,8 @@ class Executions(Generic[E]):
                 report_id,
                 source,
                 update,
-                lambda execution, change: self.kind.merge(execution, change, source),
+                lambda execution, change: self.merge(execution, change, source),
             )
-        except store.NotFoundError:
-            raise NotFoundError(self.kind.name, execution_id) from None
         except IllegalTransitionError as err:
             logger.warning(
                 "report %s from %s not applied: %s",
@@ -429,7 +489,7 @@ class Executions(Generic[E]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
-            signal = self._hub.signal(execution_id)
+            changed = self._hub.signal(execution_id)
             execution = await self.get(execution_id)
             if is_terminal(execution.status.phase):
                 return execution
@@ -437,7 +497,7 @@ class Executions(Generic[E]):
             if remaining <= 0:
                 raise ExecutionDeadlineError(execution_id, wait_seconds)
             try:
-                await asyncio.wait_for(signal.wait(), min(remaining, _POLL_SECONDS))
+                await asyncio.wait_for(changed.wait(), min(remaining, _POLL_SECONDS))
             except TimeoutError:
                 pass
 
@@ -494,7 +554,7 @@ class Executions(Generic[E]):
         last = after_sequence
         terminal = is_terminal(snapshot.status.phase)
         while True:
-            signal = self._hub.signal(execution_id)
+            changed = self._hub.signal(execution_id)
             events = await self._repo.events(execution_id, after_sequence=last)
             for event in events:
                 yield event
@@ -507,7 +567,7 @@ class Executions(Generic[E]):
                 # The terminal event is at or before `last`; nothing more will come.
                 return
             try:
-                await asyncio.wait_for(signal.wait(), _POLL_SECONDS)
+                await asyncio.wait_for(changed.wait(), _POLL_SECONDS)
             except TimeoutError:
                 current = await self.get(execution_id)
                 terminal = is_terminal(current.status.phase)
@@ -522,22 +582,12 @@ def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
     Raises:
         InvalidArgumentError: Names the field, its size and the limit.
     """
-    sizes = [("update.output_text", len(update.output_text.encode()))]
-    sizes += [
-        (f"update.messages[{i}].content", len(message.content.encode()))
-        for i, message in enumerate(update.messages)
-    ]
-    if update.HasField("output"):
-        sizes.append(("update.output", update.output.ByteSize()))
-    if update.HasField("workflow_output"):
-        sizes.append(("update.workflow_output", update.workflow_output.ByteSize()))
-    for field, size in sizes:
-        if size > limit:
-            raise InvalidArgumentError(
-                field,
-                f"is {size} bytes; the limit is {limit} bytes (POLYFLEET_MAX_OUTPUT_BYTES): "
-                f"fail the execution with error type {contract.OUTPUT_TOO_LARGE} instead",
-            )
+    for field, _, size in contract.oversized_outputs(update, limit)[:1]:
+        raise InvalidArgumentError(
+            field,
+            f"is {size} bytes; the limit is {limit} bytes (POLYFLEET_MAX_OUTPUT_BYTES): "
+            f"fail the execution with error type {contract.OUTPUT_TOO_LARGE} instead",
+        )
 
 
 def _resolve_view(
@@ -553,10 +603,10 @@ def _resolve_view(
 class ExecutionRegistry:
     """Finds the service of an execution from its ID prefix (``aex-`` or ``wex-``)."""
 
-    def __init__(self, by_prefix: Mapping[str, Executions[Any]]) -> None:
+    def __init__(self, by_prefix: Mapping[str, Executions[Any, Any]]) -> None:
         self._by_prefix = dict(by_prefix)
 
-    def for_id(self, execution_id: str) -> Executions[Any]:
+    def for_id(self, execution_id: str) -> Executions[Any, Any]:
         """The service owning ``execution_id``.
 
         Raises:

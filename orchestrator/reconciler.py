@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.executions import Executions, system_message
 from orchestrator.status import IllegalTransitionError
+from polyfleet.config import ReconcilerSettings
 from polyfleet.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
@@ -56,15 +57,21 @@ _CLOSED = {
 class Reconciler:
     """Repairs executions whose stored phase disagrees with their Temporal workflow."""
 
-    def __init__(self, temporal: Client, services: list[Executions[Any]]) -> None:
+    def __init__(
+        self,
+        temporal: Client,
+        services: list[Executions[Any, Any]],
+        settings: ReconcilerSettings,
+    ) -> None:
         self._temporal = temporal
         self._services = services
+        self._settings = settings
         self.totals: Counter[str] = Counter()
 
-    async def run_forever(self, interval: float) -> None:
-        """Reconcile every ``interval`` seconds until cancelled."""
+    async def run_forever(self) -> None:
+        """Reconcile every ``interval`` of the settings until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._settings.interval.total_seconds())
             try:
                 await self.reconcile(startup=False)
             except Exception:
@@ -75,7 +82,7 @@ class Reconciler:
         counts: Counter[str] = Counter()
         for service in self._services:
             for phase in (common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING):
-                for execution in await _all(service, phase):
+                for execution in await service.list_all({"phase": phase}):
                     outcome = await self._check(service, execution, startup=startup)
                     if outcome:
                         counts[outcome] += 1
@@ -90,10 +97,9 @@ class Reconciler:
             )
         return counts
 
-    async def _check(self, service: Executions[Any], execution: Any, *, startup: bool) -> str:
-        settings = service.settings
+    async def _check(self, service: Executions[Any, Any], execution: Any, *, startup: bool) -> str:
         age = time.time() - execution.create_time.ToNanoseconds() / 1e9
-        if not startup and age < settings.reconcile_min_age.total_seconds():
+        if not startup and age < self._settings.min_age.total_seconds():
             return ""  # a Create may still be starting its workflow
         if execution.status.phase == common_pb2.EXECUTION_PHASE_PENDING:
             released = await service.release_if_queued(execution)
@@ -109,9 +115,9 @@ class Reconciler:
             return ""
         return await self._closed(service, execution, description.status, description.run_id)
 
-    async def _missing(self, service: Executions[Any], execution: Any, age: float) -> str:
+    async def _missing(self, service: Executions[Any, Any], execution: Any, age: float) -> str:
         pending = execution.status.phase == common_pb2.EXECUTION_PHASE_PENDING
-        if pending and age < service.settings.reconcile_start_grace.total_seconds():
+        if pending and age < self._settings.start_grace.total_seconds():
             logger.info("starting a workflow that was never started", extra=_ids(execution))
             with contextlib.suppress(Exception):  # a failed start is persisted FAILED
                 await service.start_workflow(execution)
@@ -127,7 +133,7 @@ class Reconciler:
 
     async def _closed(
         self,
-        service: Executions[Any],
+        service: Executions[Any, Any],
         execution: Any,
         status: WorkflowExecutionStatus,
         run_id: str | None,
@@ -151,7 +157,7 @@ class Reconciler:
 
     async def _persist(
         self,
-        service: Executions[Any],
+        service: Executions[Any, Any],
         execution: Any,
         report_id: str,
         phase: common_pb2.ExecutionPhase.ValueType,
@@ -172,16 +178,6 @@ class Reconciler:
         name = common_pb2.ExecutionPhase.Name(phase).removeprefix("EXECUTION_PHASE_").lower()
         logger.warning("reconciled to %s: %s", name, reason, extra=_ids(execution))
         return name
-
-
-async def _all(service: Executions[Any], phase: int) -> list[Any]:
-    found: list[Any] = []
-    token = ""
-    while True:
-        items, token = await service.list({"phase": phase}, 500, token)
-        found.extend(items)
-        if not token:
-            return found
 
 
 def _ids(execution: Any) -> dict[str, str]:

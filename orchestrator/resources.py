@@ -1,4 +1,8 @@
-"""Agents, workflows and sessions: validated CRUD over the store."""
+"""Agents, workflows and sessions: validated CRUD over the store.
+
+A missing resource raises the store's ``NotFoundError`` (kind and key), which the API
+edge answers NOT_FOUND like the orchestrator's own.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import store
-from orchestrator.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    invalid_page_token,
-)
+from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, invalid_page_token
+from orchestrator.paging import every_page
 from orchestrator.validation import validate_agent, validate_workflow
 from polyfleet.quoting import quote
 from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
@@ -58,10 +58,7 @@ class NamedResources(Generic[N]):
         """Read a resource by ID or name."""
         if not name:
             raise InvalidArgumentError("name", "must not be empty")
-        try:
-            return await self._repo.get(name)
-        except store.NotFoundError:
-            raise NotFoundError(self._kind, name) from None
+        return await self._repo.get(name)
 
     async def list(self, page_size: int, page_token: str) -> tuple[list[N], str]:
         """List resources, newest first."""
@@ -73,17 +70,11 @@ class NamedResources(Generic[N]):
     async def update(self, resource: N) -> N:
         """Replace a definition; a set ``version`` must match the stored one."""
         await self._validate(resource)
-        try:
-            return await self._repo.update(resource, expected_version=resource.version or None)
-        except store.NotFoundError:
-            raise NotFoundError(self._kind, resource.id or resource.name) from None
+        return await self._repo.update(resource, expected_version=resource.version or None)
 
     async def delete(self, name: str) -> None:
         """Delete a resource by ID or name."""
-        try:
-            await self._repo.delete(name)
-        except store.NotFoundError:
-            raise NotFoundError(self._kind, name) from None
+        await self._repo.delete(name)
 
 
 def agents(db: store.Store) -> NamedResources[agent_pb2.Agent]:
@@ -105,13 +96,8 @@ def workflows(db: store.Store) -> NamedResources[workflow_pb2.Workflow]:
 
 
 async def _agent_names(db: store.Store) -> list[str]:
-    names: list[str] = []
-    token = ""
-    while True:
-        items, token = await db.agents.list(page_size=1000, page_token=token)
-        names.extend(agent.name for agent in items)
-        if not token:
-            return names
+    agents = await every_page(lambda token: db.agents.list(page_size=1000, page_token=token))
+    return [agent.name for agent in agents]
 
 
 class Sessions:
@@ -124,10 +110,7 @@ class Sessions:
         """Create a session for an existing agent."""
         if not session.agent:
             raise InvalidArgumentError("session.agent", "must not be empty")
-        try:
-            agent = await self._db.agents.get(session.agent)
-        except store.NotFoundError:
-            raise NotFoundError("agent", session.agent) from None
+        agent = await self._db.agents.get(session.agent)
         fresh = session_pb2.Session(agent=agent.name, labels=dict(session.labels))
         return await self._db.sessions.create(fresh)
 
@@ -135,10 +118,7 @@ class Sessions:
         """Read a session."""
         if not session_id:
             raise InvalidArgumentError("id", "must not be empty")
-        try:
-            return await self._db.sessions.get(session_id)
-        except store.NotFoundError:
-            raise NotFoundError("session", session_id) from None
+        return await self._db.sessions.get(session_id)
 
     async def list(
         self, agent: str, page_size: int, page_token: str

@@ -13,16 +13,9 @@ from typing import TypeVar
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from polyfleet.contract import TERMINAL_PHASES, is_terminal, phase_name
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 from store.views import store_answer_once
-
-TERMINAL_PHASES = frozenset(
-    {
-        common_pb2.EXECUTION_PHASE_COMPLETED,
-        common_pb2.EXECUTION_PHASE_FAILED,
-        common_pb2.EXECUTION_PHASE_CANCELLED,
-    }
-)
 
 _ALLOWED: dict[int, frozenset[int]] = {
     common_pb2.EXECUTION_PHASE_PENDING: frozenset(
@@ -49,16 +42,6 @@ class IllegalTransitionError(Exception):
                 f"{phase_name(current)} -> {phase_name(requested)}"
             )
         super().__init__(detail)
-
-
-def phase_name(phase: int) -> str:
-    """Short phase name, e.g. ``RUNNING``."""
-    return common_pb2.ExecutionPhase.Name(phase).removeprefix("EXECUTION_PHASE_")  # type: ignore[arg-type]
-
-
-def is_terminal(phase: int) -> bool:
-    """Whether no further change may happen to an execution in ``phase``."""
-    return phase in TERMINAL_PHASES
 
 
 def can_transition(current: int, requested: int) -> bool:

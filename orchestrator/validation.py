@@ -10,10 +10,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.errors import InvalidArgumentError
+from polyfleet.dsl import InvalidDocumentError, load_document, validate_document
 from polyfleet.quoting import quote
 from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, workflow_pb2
-from runner.dsl import InvalidDocumentError, load_document, validate_document
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # Tool names as model providers accept them (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).

@@ -2,51 +2,60 @@
 
 from __future__ import annotations
 
-import hashlib
+from datetime import timedelta
 
 import store
-from orchestrator.errors import InvalidArgumentError, NotFoundError
-from orchestrator.executions import DEFAULT_PRIORITY, Executions, Kind
+from orchestrator.errors import InvalidArgumentError
+from orchestrator.executions import DEFAULT_PRIORITY, Executions, request_fingerprint
 from orchestrator.status import merge_workflow_update
 from orchestrator.validation import validate_priority
 from polyfleet import contract
 from polyfleet.v1 import activities_pb2, common_pb2, workflow_execution_pb2
 
 WorkflowExecution = workflow_execution_pb2.WorkflowExecution
+CreateRequest = workflow_execution_pb2.CreateWorkflowExecutionRequest
 
 
-def _workflow_input(
-    execution: WorkflowExecution, policy: activities_pb2.ActivityPolicy
-) -> activities_pb2.WorkflowExecutionWorkflowInput:
-    return activities_pb2.WorkflowExecutionWorkflowInput(execution_id=execution.id, policy=policy)
-
-
-WORKFLOW_KIND: Kind[WorkflowExecution] = Kind(
-    name="workflow execution",
-    repository=lambda db: db.workflow_executions,
-    merge=merge_workflow_update,
-    workflow_type=contract.WORKFLOW_EXECUTION_WORKFLOW,
-    workflow_id=contract.workflow_execution_workflow_id,
-    orchestrator_queue=lambda q: q.workflow_execution_orchestrator_task_queue,
-    runner_queue=lambda q: q.workflow_execution_runner_task_queue,
-    run_timeout=lambda s: s.workflow_run_timeout,
-    workflow_input=_workflow_input,
-)
-
-
-class WorkflowExecutions(Executions[WorkflowExecution]):
+class WorkflowExecutions(Executions[WorkflowExecution, CreateRequest]):
     """Workflow executions: the shared service plus workflow lookup on Create."""
 
-    kind = WORKFLOW_KIND
+    workflow_type = contract.WORKFLOW_EXECUTION_WORKFLOW
 
-    async def create_from(
-        self, request: workflow_execution_pb2.CreateWorkflowExecutionRequest
-    ) -> WorkflowExecution:
+    def _repository(self, db: store.Store) -> store.WorkflowExecutionRepository:
+        return db.workflow_executions
+
+    def merge(
+        self, execution: WorkflowExecution, update: common_pb2.ExecutionUpdate, source: str
+    ) -> None:
+        """Merge a report into a workflow execution (see :func:`merge_workflow_update`)."""
+        merge_workflow_update(execution, update, source)
+
+    def orchestrator_queue(self) -> str:
+        """The workflow execution orchestrator queue."""
+        return self._queues.workflow_execution_orchestrator_task_queue
+
+    def runner_queue(self) -> str:
+        """The default workflow runner queue."""
+        return self._queues.workflow_execution_runner_task_queue
+
+    def run_timeout(self) -> timedelta:
+        """The workflow-execution workflow's run timeout."""
+        return self.settings.workflow_run_timeout
+
+    def workflow_input(
+        self, execution: WorkflowExecution, policy: activities_pb2.ActivityPolicy
+    ) -> activities_pb2.WorkflowExecutionWorkflowInput:
+        """The workflow-execution workflow's input: the execution and the policy."""
+        return activities_pb2.WorkflowExecutionWorkflowInput(
+            execution_id=execution.id, policy=policy
+        )
+
+    async def create(self, request: CreateRequest) -> WorkflowExecution:
         """Validate a Create request, persist PENDING, start the workflow.
 
         Raises:
             InvalidArgumentError: A field of the request is invalid.
-            NotFoundError: The workflow does not exist.
+            store.NotFoundError: The workflow does not exist.
             WorkflowStartError: Temporal did not start the workflow; the execution is
                 persisted FAILED with the reason.
         """
@@ -61,18 +70,15 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
                 f"is {size} bytes; the limit is {limit} (POLYFLEET_MAX_INPUT_BYTES)",
             )
         validate_priority(spec.priority, "execution.priority")
-        try:
-            definition = await self._db.workflows.get(spec.workflow)
-        except store.NotFoundError:
-            raise NotFoundError("workflow", spec.workflow) from None
-        execution_id = store.new_id("wex")
+        definition = await self._db.workflows.get(spec.workflow)
+        execution_id = store.new_id(contract.WORKFLOW_EXECUTION_ID_PREFIX)
         execution = WorkflowExecution(
             id=execution_id,
             workflow=definition.name,
             input=spec.input,
             labels=dict(spec.labels),
             request_id=request.request_id,
-            workflow_id=WORKFLOW_KIND.workflow_id(execution_id),
+            workflow_id=contract.workflow_execution_workflow_id(execution_id),
             document=definition.document,
             priority=spec.priority or DEFAULT_PRIORITY,
             status=workflow_execution_pb2.WorkflowExecutionStatus(
@@ -82,34 +88,23 @@ class WorkflowExecutions(Executions[WorkflowExecution]):
         first = common_pb2.ExecutionUpdate(
             phase=common_pb2.EXECUTION_PHASE_PENDING, reason="created"
         )
-        body = workflow_execution_pb2.CreateWorkflowExecutionRequest()
-        body.CopyFrom(request)
-        body.ClearField("request_id")
-        return await self.create(
+        return await self.persist_and_start(
             execution,
             first,
             request_key=request.request_id,
-            fingerprint=hashlib.sha256(body.SerializeToString(deterministic=True)).digest(),
+            fingerprint=request_fingerprint(request),
         )
 
-    async def execute(
-        self, request: workflow_execution_pb2.ExecuteWorkflowRequest
-    ) -> WorkflowExecution:
-        """Create an execution and wait for its terminal state (see ``execute_wait``)."""
-        wait = self.execute_wait(request.timeout if request.HasField("timeout") else None)
-        execution = await self.create_from(request.request)
-        return await self.wait_terminal(execution.id, wait)
-
-    async def list_from(
+    async def list(
         self, request: workflow_execution_pb2.ListWorkflowExecutionsRequest
     ) -> workflow_execution_pb2.ListWorkflowExecutionsResponse:
-        """List executions for a List request."""
+        """The List RPC: one page, filtered by workflow and phase."""
         filters: dict[str, str | int] = {}
         if request.workflow:
             filters["workflow"] = request.workflow
         if request.phase:
             filters["phase"] = int(request.phase)
-        items, token = await self.list_for(filters, request)
+        items, token = await self.list_page(filters, request)
         return workflow_execution_pb2.ListWorkflowExecutionsResponse(
             executions=items, next_page_token=token
         )

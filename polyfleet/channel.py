@@ -29,19 +29,25 @@ def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
 
 
 def create_channel(
-    address: str | None = None, settings: ApiSettings | None = None
+    address: str | None = None,
+    settings: ApiSettings | None = None,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """Open an asyncio gRPC channel to the orchestrator API.
 
     Args:
         address: `host:port`; defaults to `POLYFLEET_API_ADDRESS`.
         settings: API settings; read from the environment when omitted.
+        credentials: TLS credentials; None opens a plaintext channel.
 
     Returns:
-        An insecure (loopback / private network) asyncio channel.
+        A TLS channel with ``credentials``, else an insecure (loopback / private network)
+        asyncio channel.
 
     """
     settings = settings or ApiSettings()
-    return grpc.aio.insecure_channel(
-        address or settings.api_address, options=channel_options(settings)
-    )
+    target = address or settings.api_address
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=channel_options(settings))
+    return grpc.aio.insecure_channel(target, options=channel_options(settings))

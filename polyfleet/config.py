@@ -1,162 +1,386 @@
 """Settings for every polyfleet process, read from the environment and `.env` files.
 
 Each subsystem has its own settings class with its own environment prefix, so SREs
-tune one part without touching another. Temporal's connection (address, namespace,
-API key, TLS) is deliberately *not* here: it comes from the Temporal SDK's own
-environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+tune one part without touching another. Every field carries a description: the README's
+configuration table is generated from them (``scripts/gen_config_docs.py``). Temporal's
+connection (address, namespace, API key, TLS) is deliberately *not* here: it comes from the
+Temporal SDK's own environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), see :func:`polyfleet.temporal.connect`.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
+import logging
+import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from polyfleet import contract
+from polyfleet.durations import parse_duration
 
 DEFAULT_API_ADDRESS = "127.0.0.1:7234"
+# Variables with this prefix are polyfleet's: an unknown one is most likely a misspelling.
+PREFIX = "POLYFLEET_"
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A duration setting, in any form :func:`polyfleet.durations.parse_duration` reads."""
+
+logger = logging.getLogger(__name__)
 
 
-def _seconds_or_iso(value: Any) -> Any:
-    # Environment values are strings: accept "30" / "1.5" as seconds besides ISO 8601 "PT30S".
-    if isinstance(value, str):
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names its environment variable."""
+
+
+class EnvironmentSettings(BaseSettings):
+    """The deployment environment, which picks the `.env` files the other settings read."""
+
+    # From the process environment only: it decides which files are read.
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    env: str = Field(
+        default="",
+        description="deployment environment: `.env.<env>` is read after `.env` and wins over it",
+    )
+
+    def env_files(self) -> tuple[str, ...]:
+        """The `.env` files to read, later ones winning."""
+        return (".env", f".env.{self.env}") if self.env else (".env",)
+
+
+class Settings(BaseSettings):
+    """Base of the settings classes: `.env` files, and errors that name the variable."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        """Read the environment and `.env` files; ``values`` win over both.
+
+        Raises:
+            ConfigError: A value is invalid; the message names the variable and the value.
+
+        """
         try:
-            return timedelta(seconds=float(value))
-        except ValueError:
-            return value
-    return value
+            # The files are chosen now, not at import, so POLYFLEET_ENV is read when used.
+            super().__init__(_env_file=EnvironmentSettings().env_files(), **values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(type(self), exc)) from None
+        except SettingsError as exc:  # a list or other JSON value that does not parse
+            # pydantic-settings names only the field, in its message.
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = variable_name(type(self), field.group(1)) if field else "a setting"
+            raise ConfigError(f"{name}: not valid JSON ({exc.__cause__ or exc})") from None
 
 
-Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
-"""A duration setting: ISO 8601 (``PT30S``) or a number of seconds (``30``)."""
+def _describe(settings: type[Settings], exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable_name(settings, field)}={error['input']!r}: {message}")
+    return "; ".join(problems)
 
 
-def _env_files() -> tuple[str, ...]:
-    # `.env` holds shared settings; `.env.<POLYFLEET_ENV>` overrides them per environment.
-    env = os.environ.get("POLYFLEET_ENV", "")
-    return (".env", f".env.{env}") if env else (".env",)
+class TaskQueueSettings(Settings):
+    """Temporal task queue names (docs/contract.md, "Queues and names")."""
+
+    model_config = SettingsConfigDict(env_prefix="TEMPORAL_")
+
+    agent_execution_orchestrator_task_queue: str = Field(
+        default="agent_execution_orchestrator", description="queue of the agent workflows"
+    )
+    agent_execution_runner_task_queue: str = Field(
+        default="agent_execution_runner",
+        description="runner queue of EnsureThread and ExecuteGraphton, put in the memo",
+    )
+    workflow_execution_orchestrator_task_queue: str = Field(
+        default="workflow_execution_orchestrator",
+        description="queue of the workflow-execution workflows",
+    )
+    workflow_execution_runner_task_queue: str = Field(
+        default="workflow_execution_runner", description="runner queue of ExecuteWorkflow"
+    )
 
 
-class TaskQueueSettings(BaseSettings):
-    """Temporal task queue names (DESIGN: Configuration)."""
-
-    model_config = SettingsConfigDict(env_prefix="TEMPORAL_", env_file=_env_files(), extra="ignore")
-
-    agent_execution_orchestrator_task_queue: str = "agent_execution_orchestrator"
-    agent_execution_runner_task_queue: str = "agent_execution_runner"
-    workflow_execution_orchestrator_task_queue: str = "workflow_execution_orchestrator"
-    workflow_execution_runner_task_queue: str = "workflow_execution_runner"
-
-
-class ApiSettings(BaseSettings):
+class ApiSettings(Settings):
     """Where the orchestrator's gRPC API listens and how clients reach it."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    api_address: str = Field(
+        default=DEFAULT_API_ADDRESS,
+        description="where the orchestrator listens; where the CLI and runners connect",
+    )
+    grpc_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="gRPC send/receive limit, set deliberately on server and clients alike",
+    )
+    # How clients (polyfleet.client, the CLI) reach the API. Passed through as they are
+    # until the API checks them (docs/client.md, "Connect").
+    api_tls: bool = Field(
+        default=False, description="clients speak TLS to the API (docs/client.md)"
+    )
+    api_tls_root_cert: Path | None = Field(
+        default=None,
+        description="PEM file of the CA of the API's certificate; unset: the system roots",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token clients send on every call (`authorization: Bearer …`)",
     )
 
-    api_address: str = DEFAULT_API_ADDRESS
-    # gRPC message size limit, set deliberately on server and clients alike.
-    grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
-
-class StoreSettings(BaseSettings):
+class StoreSettings(Settings):
     """The embedded LMDB store."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    data_dir: Path = Field(
+        default=Path(".polyfleet"), description="orchestrator data (LMDB in `store/`)"
+    )
+    store_map_size_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="initial LMDB map size; the store doubles it when it fills up",
     )
 
-    data_dir: Path = Path(".polyfleet")
-    # Initial LMDB map size; the store doubles it when it fills up.
-    store_map_size_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
+class ExecutionSettings(Settings):
+    """Timeouts of executions and of the activity contract (docs/contract.md)."""
 
-class ExecutionSettings(BaseSettings):
-    """Timeouts of executions and of the activity contract (DESIGN: activity contract)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="POLYFLEET_", env_file=_env_files(), extra="ignore"
+    agent_run_timeout: Duration = Field(
+        default=contract.AGENT_RUN_TIMEOUT, description="agent workflow run timeout"
+    )
+    workflow_run_timeout: Duration = Field(
+        default=contract.WORKFLOW_RUN_TIMEOUT,
+        description="workflow-execution workflow run timeout",
+    )
+    activity_schedule_to_start_timeout: Duration = Field(
+        default=contract.SCHEDULE_TO_START,
+        description="how long an activity may wait for a runner",
+    )
+    ensure_thread_start_to_close_timeout: Duration = Field(
+        default=contract.ENSURE_THREAD_START_TO_CLOSE,
+        description="EnsureThread start-to-close timeout",
+    )
+    execute_graphton_start_to_close_timeout: Duration = Field(
+        default=contract.EXECUTE_GRAPHTON_START_TO_CLOSE,
+        description="ExecuteGraphton start-to-close timeout",
+    )
+    execute_workflow_start_to_close_timeout: Duration = Field(
+        default=contract.EXECUTE_WORKFLOW_START_TO_CLOSE,
+        description="ExecuteWorkflow start-to-close timeout",
+    )
+    activity_heartbeat_timeout: Duration = Field(
+        default=contract.HEARTBEAT_TIMEOUT,
+        description="heartbeat timeout of the long activities",
+    )
+    update_status_start_to_close_timeout: Duration = Field(
+        default=contract.UPDATE_STATUS_START_TO_CLOSE,
+        description="UpdateStatus (a local activity) timeout",
+    )
+    execute_default_wait: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how long a synchronous Execute waits when the request sets no wait",
+    )
+    execute_max_wait: Duration = Field(
+        default=timedelta(seconds=300), description="longest wait a synchronous Execute accepts"
+    )
+    execute_workflow_max_attempts: int = Field(
+        default=3,
+        gt=0,
+        description="ExecuteWorkflow attempts; each retry, on any runner, resumes from the "
+        "last checkpoint",
+    )
+    # Content lives in the store, never in Temporal payloads, but it travels in every
+    # status read: hence limits on what Create accepts.
+    max_message_chars: int = Field(
+        default=100_000, gt=0, description="largest user message (characters) Create accepts"
+    )
+    max_input_bytes: int = Field(
+        default=256 * 1024, gt=0, description="largest workflow input (bytes) Create accepts"
+    )
+    # Keep it well under POLYFLEET_GRPC_MAX_MESSAGE_BYTES: a FULL read carries it besides
+    # the rest of the execution.
+    max_output_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="largest agent answer (UTF-8 bytes), workflow output or task result "
+        "(bytes of JSON); over it the execution fails with `OutputTooLarge`",
+    )
+    list_page_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="byte budget of one List page: it ends early, with a next page token, "
+        "before the execution that would take it over",
     )
 
-    agent_run_timeout: Duration = timedelta(minutes=10)
-    workflow_run_timeout: Duration = timedelta(minutes=30)
-    activity_schedule_to_start_timeout: Duration = timedelta(minutes=1)
-    ensure_thread_start_to_close_timeout: Duration = timedelta(seconds=30)
-    execute_graphton_start_to_close_timeout: Duration = timedelta(minutes=10)
-    execute_workflow_start_to_close_timeout: Duration = timedelta(minutes=30)
-    activity_heartbeat_timeout: Duration = timedelta(seconds=30)
-    update_status_start_to_close_timeout: Duration = timedelta(seconds=30)
-    execute_default_wait: Duration = timedelta(seconds=60)
-    execute_max_wait: Duration = timedelta(seconds=300)
-    # Attempts of ExecuteWorkflow; each retry on another runner resumes from the checkpoint.
-    execute_workflow_max_attempts: int = Field(default=3, gt=0)
-    # Largest user message (characters) and workflow input (bytes) Create accepts. Content
-    # lives in the store, never in Temporal payloads, but it travels in every status read.
-    max_message_chars: int = Field(default=100_000, gt=0)
-    max_input_bytes: int = Field(default=256 * 1024, gt=0)
-    # Largest agent answer (UTF-8 bytes), workflow output or task result (bytes of JSON)
-    # an execution may produce; a larger one fails it with error type OutputTooLarge. Keep
-    # it well under POLYFLEET_GRPC_MAX_MESSAGE_BYTES: a FULL read carries it besides the
-    # rest of the execution.
-    max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # Byte budget of one List page: a page ends early (with a next page token) before the
-    # execution that would take it over. Well under the gRPC message limit.
-    list_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # The reconciler: how often it looks for executions whose state disagrees with Temporal,
-    # how old an execution must be before a periodic pass touches it (a Create may still be
-    # starting its workflow), and how long a never-started execution may still be started.
-    reconcile_interval: Duration = timedelta(seconds=60)
-    reconcile_min_age: Duration = timedelta(seconds=30)
-    reconcile_start_grace: Duration = timedelta(minutes=10)
-    # Test hook only: SIGKILL the orchestrator between persisting an execution and starting
-    # its workflow, to prove the reconciler repairs that window.
-    fault_kill_before_workflow_start: bool = False
+
+class ReconcilerSettings(Settings):
+    """The reconciler, which repairs executions whose state disagrees with Temporal."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}RECONCILE_")
+
+    interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how often the reconciler checks PENDING and RUNNING executions "
+        "against Temporal (see docs/operations.md)",
+    )
+    min_age: Duration = Field(
+        default=timedelta(seconds=30),
+        description="how old an execution must be before a periodic pass touches it "
+        "(a Create may still be starting its workflow)",
+    )
+    start_grace: Duration = Field(
+        default=timedelta(minutes=10),
+        description="how long an execution whose workflow never started may still be "
+        "started; after it, the execution fails",
+    )
 
 
-class RunnerSettings(BaseSettings):
+class RunnerSettings(Settings):
     """A runner worker: which queues it polls and how much it runs at once."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="POLYFLEET_RUNNER_", env_file=_env_files(), extra="ignore"
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}RUNNER_")
+
+    agents: bool = Field(
+        default=True, description="poll the agent runner queue (EnsureThread, ExecuteGraphton)"
+    )
+    workflows: bool = Field(
+        default=True, description="poll the workflow runner queue (ExecuteWorkflow)"
+    )
+    max_concurrent_activities: int = Field(
+        default=50, gt=0, description="activities run at once, per runner and queue"
+    )
+    # Cancellation reaches an activity only through a heartbeat.
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="how often long activities heartbeat; keep it well inside the heartbeat "
+        "timeout; it also bounds how fast a cancel reaches a running execution",
+    )
+    # The SDK's default throttles to 80% of the heartbeat timeout (24 s of 30 s), which
+    # would delay cancellation as long.
+    heartbeat_throttle_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description="longest the Temporal SDK holds back a heartbeat (and so a cancellation)",
+    )
+    task_value_max_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="largest task input/output (bytes of JSON) copied into a workflow "
+        "execution's status",
+    )
+    workflow_env: list[str] = Field(
+        default=[],
+        description="JSON list of environment variables a workflow document may read as "
+        "`$env` (an allow-list)",
+    )
+    report_max_backoff: Duration = Field(
+        default=timedelta(seconds=5),
+        description="longest pause between retries of a RunnerService call while the "
+        "orchestrator is unreachable; calls are retried until the activity's own deadline",
+    )
+    delta_flush_interval: Duration = Field(
+        default=timedelta(milliseconds=100),
+        description="streamed tokens are batched into one report per message per interval",
+    )
+    secrets_file: Path | None = Field(
+        default=None,
+        description="dotenv file of agent secret values (`NAME=value`) for agents' declared "
+        "secrets",
+    )
+    secrets_from_environment: bool = Field(
+        default=True,
+        description="also resolve agent secrets from the runner's environment (it wins over "
+        "the file)",
+    )
+    # The number of attempts and the per-call timeout are per agent (ModelConfig.retry:
+    # default 3 attempts, 120 s).
+    model_retry_initial_backoff: Duration = Field(
+        default=timedelta(seconds=1),
+        description="first backoff after a transient model-provider error (429, 5xx, "
+        "timeout); doubles per attempt",
+    )
+    model_retry_max_backoff: Duration = Field(
+        default=timedelta(seconds=30),
+        description="longest backoff between model-call attempts; caps a Retry-After too",
+    )
+    mcp_connect_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="time for an MCP server to start (or accept the connection) and list its tools",
     )
 
-    # Poll the agent runner queue (EnsureThread, ExecuteGraphton).
-    agents: bool = True
-    # Poll the workflow runner queue (ExecuteWorkflow).
-    workflows: bool = True
-    max_concurrent_activities: int = Field(default=50, gt=0)
-    # How often long activities heartbeat; keep it well inside the heartbeat timeout.
-    # Cancellation reaches an activity only through a heartbeat, so this is also about
-    # how long a cancelled execution keeps running.
-    heartbeat_interval: Duration = timedelta(seconds=2)
-    # Longest time the Temporal SDK holds back a heartbeat. Its default throttles to 80%
-    # of the heartbeat timeout (24 s of 30 s), which would delay cancellation as long.
-    heartbeat_throttle_interval: Duration = timedelta(seconds=1)
-    # Largest task input/output shown in a workflow execution's status (bytes of JSON).
-    task_value_max_bytes: int = Field(default=256 * 1024, gt=0)
-    # Environment variables a workflow document may read as `$env` (an allow-list).
-    workflow_env: list[str] = []
-    # Longest pause between retries of a RunnerService call that met a transient error
-    # (the orchestrator restarting). Calls are retried until the activity's own deadline.
-    report_max_backoff: Duration = timedelta(seconds=5)
-    # Test hook only: SIGKILL the runner right after it stored workflow checkpoint N of an
-    # execution, before any heartbeat carried it, to prove resume finds it (0 = off).
-    fault_kill_after_checkpoint: int = Field(default=0, ge=0)
-    # Streamed tokens are batched into one report per message per interval.
-    delta_flush_interval: Duration = timedelta(milliseconds=100)
-    # Dotenv-format file of secret values (NAME=value) for agents' declared secrets.
-    secrets_file: Path | None = None
-    # Also resolve declared secrets from the runner's environment (it wins over the file).
-    secrets_from_environment: bool = True
-    # Backoff between attempts of a model call that failed transiently (429, 5xx,
-    # timeouts): doubles per attempt up to the maximum; a Retry-After is honoured up to
-    # the maximum. The number of attempts and the per-call timeout are per agent
-    # (ModelConfig.retry: default 3 attempts, 120 s).
-    model_retry_initial_backoff: Duration = timedelta(seconds=1)
-    model_retry_max_backoff: Duration = timedelta(seconds=30)
-    # Time for an MCP server to start (or accept the connection) and list its tools.
-    mcp_connect_timeout: Duration = timedelta(seconds=30)
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class LogSettings(Settings):
+    """Process-wide logging."""
+
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+    ] = Field(default="INFO", description="level of the lines logged to stderr")
+
+
+ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
+    TaskQueueSettings,
+    ApiSettings,
+    StoreSettings,
+    ExecutionSettings,
+    ReconcilerSettings,
+    RunnerSettings,
+    LogSettings,
+    EnvironmentSettings,
+)
+"""Every settings class, in the order the README documents them."""
+
+
+def variable_name(settings: type[BaseSettings], field: str) -> str:
+    """The environment variable of ``field`` of ``settings``."""
+    return f"{settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def known_variables() -> list[str]:
+    """Every environment variable the settings classes read."""
+    return [variable_name(cls, field) for cls in ALL_SETTINGS for field in cls.model_fields]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """``POLYFLEET_*`` variables of ``environ`` no setting reads, each with the closest known.
+
+    Args:
+        environ: The environment, e.g. ``os.environ``.
+
+    Returns:
+        Each unknown variable and the known variable it most resembles (None: none does).
+
+    """
+    known = known_variables()
+    # Compared without the shared prefix, which would make every name look alike.
+    suffixes = {name.removeprefix(PREFIX): name for name in known if name.startswith(PREFIX)}
+    unknown = sorted(
+        name for name in environ if name.upper().startswith(PREFIX) and name.upper() not in known
+    )
+    return {
+        name: next(
+            (
+                suffixes[match]
+                for match in difflib.get_close_matches(
+                    name.upper().removeprefix(PREFIX), suffixes, n=1, cutoff=0.75
+                )
+            ),
+            None,
+        )
+        for name in unknown
+    }
+
+
+def warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Log a warning for each ``POLYFLEET_*`` variable no setting reads (a likely typo)."""
+    for name, closest in unknown_variables(environ).items():
+        hint = f"; did you mean {closest}?" if closest else ""
+        logger.warning("ignoring unknown environment variable %s%s", name, hint)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
+
+from polyfleet.config import LogSettings
 
 _IDS = ("execution_id", "workflow_id", "run_id")
 
@@ -18,7 +19,12 @@ class _IdsFilter(logging.Filter):
 
 
 def configure_logging(level: str | None = None) -> None:
-    """Log to stderr at ``POLYFLEET_LOG_LEVEL`` (default INFO)."""
+    """Log to stderr at ``level``, else at :class:`~polyfleet.config.LogSettings`' level.
+
+    Raises:
+        ConfigError: ``POLYFLEET_LOG_LEVEL`` is no logging level.
+
+    """
     handler = logging.StreamHandler()
     handler.addFilter(_IdsFilter())
     handler.setFormatter(
@@ -26,4 +32,4 @@ def configure_logging(level: str | None = None) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("POLYFLEET_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level or LogSettings().log_level)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Protocol
 
+from polyfleet.config import ConfigError, warn_unknown_variables
 from polyfleet.logs import configure_logging
+
+# Exit status when a setting is invalid (sysexits' EX_CONFIG).
+EXIT_CONFIG = 78
+
+logger = logging.getLogger(__name__)
 
 
 class Process(Protocol):
@@ -18,8 +26,11 @@ class Process(Protocol):
 
 
 def serve(factory: Callable[[], Process]) -> None:
-    """Configure logging, run the process, and drain it gracefully on SIGTERM/SIGINT."""
-    configure_logging()
+    """Configure logging, run the process, and drain it gracefully on SIGTERM/SIGINT.
+
+    An invalid setting (including one ``factory`` reads) ends the process with one line
+    naming its variable and exit status :data:`EXIT_CONFIG`, not with a traceback.
+    """
 
     async def main() -> None:
         process = factory()
@@ -28,4 +39,10 @@ def serve(factory: Callable[[], Process]) -> None:
             loop.add_signal_handler(sig, process.shutdown)
         await process.run()
 
-    asyncio.run(main())
+    try:
+        configure_logging()
+        warn_unknown_variables(os.environ)
+        asyncio.run(main())
+    except ConfigError as exc:
+        logger.error("invalid configuration: %s", exc)
+        raise SystemExit(EXIT_CONFIG) from None

@@ -10,10 +10,11 @@ from temporalio.exceptions import ApplicationError
 from polyfleet import contract
 from polyfleet.config import RunnerSettings
 from polyfleet.v1 import activities_pb2
-from runner.errors import ExecutionClosedError
-from runner.graphton import GraphtonError, ProgressReporter, execution_logger, run_graphton
+from runner.errors import ActivityFailedError, ExecutionClosedError
+from runner.graphton import execution_logger, run_graphton
 from runner.heartbeat import heartbeating
-from runner.reporter import RunnerClient
+from runner.progress import ProgressReporter
+from runner.runner_client import RunnerClient
 from runner.workflow_host import WorkflowHost
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,10 @@ class RunnerActivities:
         except ExecutionClosedError as err:
             raise ApplicationError(
                 f"the execution ended while the agent ran: {err}",
-                type="ExecutionClosed",
+                type=contract.EXECUTION_CLOSED,
                 non_retryable=True,
             ) from err
-        except GraphtonError as err:
+        except ActivityFailedError as err:
             log.warning("agent failed (%s): %s", err.error_type, err.message)
             # No cause chain: a provider exception's text may hold what was scrubbed here.
             raise ApplicationError(err.message, type=err.error_type, non_retryable=True) from None

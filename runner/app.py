@@ -14,11 +14,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from polyfleet.channel import create_channel
+from polyfleet.client import Client as PolyfleetClient
 from polyfleet.config import ApiSettings, RunnerSettings, TaskQueueSettings
 from polyfleet.temporal import connect
-from polyfleet.v1 import agent_execution_pb2_grpc
 from runner.activities import RunnerActivities
-from runner.reporter import RunnerClient
+from runner.runner_client import RunnerClient
 from runner.workflow_host import WorkflowHost
 
 logger = logging.getLogger(__name__)
@@ -44,11 +44,27 @@ def runner_activities(activities: RunnerActivities) -> dict[str, list[Callable[.
 
 
 class Runner:
-    """One runner process polling the agent and/or workflow runner queues."""
+    """One runner process polling the agent and/or workflow runner queues.
 
-    def __init__(self, settings: RunnerAppSettings, temporal: Client | None = None) -> None:
+    Args:
+        settings: The process's settings.
+        temporal: A connected client; None connects from the environment.
+        after_checkpoint: Called with the sequence of each workflow checkpoint once it is
+            stored, before a heartbeat carries it: a hook for tests (tests/faults.py),
+            never set in production.
+
+    """
+
+    def __init__(
+        self,
+        settings: RunnerAppSettings,
+        temporal: Client | None = None,
+        *,
+        after_checkpoint: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._temporal = temporal
+        self._after_checkpoint = after_checkpoint
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self.workers: list[Worker] = []
@@ -65,7 +81,11 @@ class Runner:
         try:
             client = RunnerClient(channel, max_backoff=s.runner.report_max_backoff.total_seconds())
             host = WorkflowHost(
-                client, agent_execution_pb2_grpc.AgentExecutionServiceStub(channel), s.runner
+                client,
+                # `call: agent` uses the public API through the Python client.
+                PolyfleetClient(channel).agent_executions,
+                s.runner,
+                after_checkpoint=self._after_checkpoint,
             )
             activities = RunnerActivities(client, s.runner, host)
             by_kind = runner_activities(activities)

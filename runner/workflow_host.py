@@ -13,8 +13,7 @@ import asyncio
 import json
 import logging
 import os
-import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,9 @@ from google.protobuf import json_format, struct_pb2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from polyfleet import contract
 from polyfleet.config import RunnerSettings
-from polyfleet.structs import struct_to_dict
-from polyfleet.v1 import activities_pb2, agent_execution_pb2, common_pb2
-from runner.dsl import (
+from polyfleet.dsl import (
     RUNTIME,
     DslError,
     Engine,
@@ -36,14 +34,16 @@ from runner.dsl import (
     WorkflowError,
     load_document,
 )
-from runner.graphton.errors import OutputTooLargeError
-from runner.graphton.progress import ProgressReporter
-from runner.graphton.secrets import Secrets
+from polyfleet.structs import struct_to_dict
+from polyfleet.v1 import activities_pb2, common_pb2
+from runner.errors import OutputTooLargeError
 from runner.heartbeat import heartbeating
-from runner.reporter import RunnerClient
+from runner.progress import ProgressReporter
+from runner.runner_client import RunnerClient
+from runner.secrets import Secrets
 
 if TYPE_CHECKING:
-    from polyfleet.v1.agent_execution_pb2_grpc import AgentExecutionServiceAsyncStub
+    from polyfleet.client.executions import AgentExecutions
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ _TASK_PHASES = {
     "SKIPPED": common_pb2.TASK_PHASE_SKIPPED,
     "CANCELLED": common_pb2.TASK_PHASE_CANCELLED,
 }
-_TERMINAL_AGENT_PHASES = (
-    common_pb2.EXECUTION_PHASE_COMPLETED,
-    common_pb2.EXECUTION_PHASE_FAILED,
-    common_pb2.EXECUTION_PHASE_CANCELLED,
-)
 
 
 def to_value(data: Any) -> struct_pb2.Value:
@@ -146,7 +141,7 @@ class _Hooks:
         self,
         execution_id: str,
         progress: ProgressReporter,
-        agents: AgentExecutionServiceAsyncStub,
+        agents: AgentExecutions,
         client: RunnerClient,
         sequence: int,
     ) -> None:
@@ -160,8 +155,8 @@ class _Hooks:
         self.checkpoint_ref: dict[str, Any] | None = None
         self.value_limit = 256 * 1024
         self.completed_tasks = 0
-        # Test hook (RunnerSettings.fault_kill_after_checkpoint): 0 = off.
-        self.kill_after_checkpoint = 0
+        # Test hook (see WorkflowHost): called once a checkpoint is stored.
+        self.after_checkpoint: Callable[[int], None] | None = None
         # The orchestrator's limit on a task result (bytes of JSON); 0: none.
         self.max_output_bytes = 0
 
@@ -189,38 +184,30 @@ class _Hooks:
         self.sequence += 1
         data = json.dumps(state, separators=(",", ":")).encode()
         await self._client.put_checkpoint(self._execution_id, self.sequence, data)
-        if self.sequence == self.kill_after_checkpoint:
-            # Test hook: die with the checkpoint stored but not yet referenced by a heartbeat.
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.after_checkpoint:
+            self.after_checkpoint(self.sequence)
         self.checkpoint_ref = {CHECKPOINT_REF: self.sequence}
         # Send it now rather than at the next beat: the SDK throttles the actual calls.
         activity.heartbeat(self.checkpoint_ref)
 
     async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
-        created = await self._agents.CreateAgentExecution(
-            agent_execution_pb2.CreateAgentExecutionRequest(
-                execution=agent_execution_pb2.AgentExecution(
-                    agent=agent,
-                    message=message,
-                    labels={
-                        "polyfleet.parent-execution": self._execution_id,
-                        "polyfleet.parent-task": task_id.replace("/", ".").strip("."),
-                    },
-                )
-            )
+        created = await self._agents.create(
+            agent,
+            message,
+            labels={
+                "polyfleet.parent-execution": self._execution_id,
+                "polyfleet.parent-task": task_id.replace("/", ".").strip("."),
+            },
         )
         self._links[task_id] = created.id
         if task_id in self._last:
             self._send(self._last[task_id])
         try:
-            done = await self._wait(created.id)
+            # The watch resumes after a broken stream (an orchestrator restart).
+            done = await self._agents.watch(created.id).result()
         except asyncio.CancelledError:
             # The child must not outlive the task that asked for it.
-            await asyncio.shield(
-                self._agents.CancelAgentExecution(
-                    agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)
-                )
-            )
+            await asyncio.shield(self._agents.cancel(created.id))
             raise
         if done.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
             phase = common_pb2.ExecutionPhase.Name(done.status.phase)
@@ -235,17 +222,6 @@ class _Hooks:
             return struct_to_dict(done.status.output)
         return done.status.output_text
 
-    async def _wait(self, execution_id: str) -> agent_execution_pb2.AgentExecution:
-        stream = self._agents.WatchAgentExecution(
-            agent_execution_pb2.WatchAgentExecutionRequest(id=execution_id)
-        )
-        async for item in stream:
-            if item.HasField("event") and item.event.phase in _TERMINAL_AGENT_PHASES:
-                break
-        return await self._agents.GetAgentExecution(
-            agent_execution_pb2.GetAgentExecutionRequest(id=execution_id)
-        )
-
 
 class WorkflowHost:
     """Runs ExecuteWorkflow attempts."""
@@ -253,12 +229,16 @@ class WorkflowHost:
     def __init__(
         self,
         client: RunnerClient,
-        agents: AgentExecutionServiceAsyncStub,
+        agents: AgentExecutions,
         settings: RunnerSettings,
+        *,
+        after_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
         self._agents = agents
         self._settings = settings
+        # Tests kill the runner here: the checkpoint is stored, no heartbeat carried it yet.
+        self._after_checkpoint = after_checkpoint
 
     async def _resume_state(
         self, execution_id: str, reference: int
@@ -276,7 +256,7 @@ class WorkflowHost:
             raise ApplicationError(
                 f"checkpoint {reference} of execution {execution_id} is missing from the "
                 "orchestrator's store",
-                type="InvalidWorkflowDefinition",
+                type=contract.INVALID_WORKFLOW_DEFINITION,
                 non_retryable=True,
             )
         if not stored.found:
@@ -302,7 +282,7 @@ class WorkflowHost:
         )
         hooks = _Hooks(execution_id, progress, self._agents, self._client, 0)
         hooks.value_limit = self._settings.task_value_max_bytes
-        hooks.kill_after_checkpoint = self._settings.fault_kill_after_checkpoint
+        hooks.after_checkpoint = self._after_checkpoint
         reference = _checkpoint_ref(activity.info().heartbeat_details)
         if reference:
             # Until this attempt stores its own checkpoint, keep the earlier reference in
@@ -328,7 +308,7 @@ class WorkflowHost:
             document = load_document(text)
         except InvalidDocumentError as err:
             raise ApplicationError(
-                str(err), type="InvalidWorkflowDefinition", non_retryable=True
+                str(err), type=contract.INVALID_WORKFLOW_DEFINITION, non_retryable=True
             ) from None
         declared = document.get("use", {}).get("secrets", []) if isinstance(document, dict) else []
         secrets = Secrets.load(
@@ -362,19 +342,19 @@ class WorkflowHost:
                 output = await engine.run(workflow_input)
             except InvalidDocumentError as err:
                 raise ApplicationError(
-                    str(err), type="InvalidWorkflowDefinition", non_retryable=True
+                    str(err), type=contract.INVALID_WORKFLOW_DEFINITION, non_retryable=True
                 ) from None
             except ResumeError as err:
                 raise ApplicationError(
                     f"cannot resume from the checkpoint: {err}",
-                    type="InvalidWorkflowDefinition",
+                    type=contract.INVALID_WORKFLOW_DEFINITION,
                     non_retryable=True,
                 ) from None
             except WorkflowError as err:
                 # The problem travels as the failure's details, so the orchestrator records
                 # it field by field in the execution's error.
                 raise ApplicationError(
-                    str(err), err.as_dict(), type="WorkflowError", non_retryable=True
+                    str(err), err.as_dict(), type=contract.WORKFLOW_ERROR, non_retryable=True
                 ) from None
             except DslError as err:
                 if isinstance(err.__cause__, OutputTooLargeError):

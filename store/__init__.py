@@ -5,7 +5,7 @@ never block the event loop.
 """
 
 from store._engine import DEFAULT_MAP_SIZE
-from store.checkpoints import CheckpointRepository
+from store.checkpoints import Checkpoint, CheckpointRepository
 from store.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,6 +34,7 @@ __all__ = [
     "AgentExecutionRepository",
     "AgentRepository",
     "AlreadyExistsError",
+    "Checkpoint",
     "CheckpointRepository",
     "ConflictError",
     "ExecutionRepository",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from polyfleet import contract
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 from store import _keys
 from store._collection import Collection, FieldIndex, FilterValue
@@ -375,7 +376,7 @@ class AgentExecutionRepository(ExecutionRepository[agent_execution_pb2.AgentExec
             engine,
             kind="agent execution",
             factory=agent_execution_pb2.AgentExecution,
-            id_prefix="aex",
+            id_prefix=contract.AGENT_EXECUTION_ID_PREFIX,
             db_name="agent_executions",
             indexes=[
                 FieldIndex("session_id", _session_id),
@@ -394,7 +395,7 @@ class WorkflowExecutionRepository(ExecutionRepository[workflow_execution_pb2.Wor
             engine,
             kind="workflow execution",
             factory=workflow_execution_pb2.WorkflowExecution,
-            id_prefix="wex",
+            id_prefix=contract.WORKFLOW_EXECUTION_ID_PREFIX,
             db_name="workflow_executions",
             indexes=[FieldIndex("workflow", _workflow), FieldIndex("phase", _phase)],
         )

@@ -25,9 +25,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from orchestrator import Orchestrator, OrchestratorSettings
 from polyfleet.channel import create_channel
+from polyfleet.client import Client as PolyfleetClient
 from polyfleet.config import (
     ApiSettings,
     ExecutionSettings,
+    ReconcilerSettings,
     RunnerSettings,
     StoreSettings,
     TaskQueueSettings,
@@ -93,6 +95,11 @@ class Fleet:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
+    def client(self) -> PolyfleetClient:
+        """The Python client over the fleet's channel (which the fleet closes)."""
+        return PolyfleetClient(self.channel)
+
+    @property
     def agents(self) -> AgentServiceAsyncStub:
         return agent_pb2_grpc.AgentServiceStub(self.channel)
 
@@ -129,6 +136,7 @@ async def start_fleet(
     *,
     with_runner: bool = True,
     executions: ExecutionSettings | None = None,
+    reconciler: ReconcilerSettings | None = None,
     queues: TaskQueueSettings | None = None,
     runner: RunnerSettings | None = None,
     api_address: str | None = None,
@@ -146,6 +154,7 @@ async def start_fleet(
             store=StoreSettings(data_dir=data_dir),
             queues=queues,
             executions=executions or ExecutionSettings(),
+            reconciler=reconciler or ReconcilerSettings(),
             shutdown_grace=1.0,
         ),
         temporal=temporal,

@@ -1,4 +1,4 @@
-"""Test helpers: polling assertions and free ports, instead of sleeps; gRPC errors."""
+"""Test helpers: polling assertions, waits and free ports, instead of sleeps; gRPC errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import TypeVar
 
 import grpc
 
+from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
+from polyfleet.client.watch import wait_terminal as client_wait_terminal
+
 T = TypeVar("T")
+E = TypeVar("E", bound=Execution)
 
 
 def free_port() -> int:
@@ -42,3 +46,21 @@ async def assert_eventually(
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     """An error as a gRPC call raises it, without metadata (so without error details)."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+async def wait_terminal(executions: ExecutionCalls[E], execution_id: str, timeout: float = 60) -> E:
+    """Wait with the Python client until an execution is terminal, or fail the test.
+
+    Args:
+        executions: ``fleet.client.agent_executions`` or ``fleet.client.workflow_executions``.
+        execution_id: The execution.
+        timeout: Seconds before the test fails.
+
+    Returns:
+        The execution in its terminal phase.
+
+    """
+    try:
+        return await client_wait_terminal(executions, execution_id, timeout, poll_interval=0.1)
+    except WaitTimeoutError as exc:
+        raise AssertionError(f"{exc}; it did not finish") from exc

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,12 +17,14 @@ from tests.conftest import Fleet
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(env: dict[str, str], log: Path, module: Sequence[str]) -> subprocess.Popen[bytes]:
     with log.open("wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "runner"], cwd=REPO, env=env, stderr=stderr)
+        return subprocess.Popen([sys.executable, "-m", *module], cwd=REPO, env=env, stderr=stderr)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    # Generous: a runner's imports (LangChain, LangGraph, jq) took 15 s on a loaded 2-core
+    # machine; the bound only decides how long a broken start takes to be reported.
     deadline = time.monotonic() + timeout
     while "runner polling" not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -42,9 +44,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @asynccontextmanager
 async def runner_process(
-    fleet: Fleet, log: Path, **overrides: str
+    fleet: Fleet, log: Path, module: Sequence[str] = ("runner",), **overrides: str
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """Start ``python -m runner`` on the fleet's queues; ``overrides`` add environment."""
+    """Start ``python -m runner`` on the fleet's queues; ``overrides`` add environment.
+
+    ``module`` is what ``python -m`` runs, with its arguments: e.g. a runner with a fault
+    hook (``("tests.faults", "kill-after-checkpoint", "1")``).
+    """
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": fleet.temporal.service_client.config.target_host,
@@ -60,7 +66,7 @@ async def runner_process(
         "POLYFLEET_LOG_LEVEL": "INFO",
         **overrides,
     }
-    process = await asyncio.to_thread(_spawn, env, log)
+    process = await asyncio.to_thread(_spawn, env, log, module)
     try:
         await asyncio.to_thread(_wait_ready, process, log)
         yield process

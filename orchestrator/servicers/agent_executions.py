@@ -25,13 +25,14 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def CreateAgentExecution(
         self, request: agent_execution_pb2.CreateAgentExecutionRequest, context: Context
     ) -> AgentExecution:
-        return await self._executions.create_from(request)
+        return await self._executions.create(request)
 
     @unary
     async def ExecuteAgent(
         self, request: agent_execution_pb2.ExecuteAgentRequest, context: Context
     ) -> AgentExecution:
-        return await self._executions.execute(request)
+        timeout = request.timeout if request.HasField("timeout") else None
+        return await self._executions.execute(request.request, timeout)
 
     @unary
     async def GetAgentExecution(
@@ -43,7 +44,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def ListAgentExecutions(
         self, request: agent_execution_pb2.ListAgentExecutionsRequest, context: Context
     ) -> agent_execution_pb2.ListAgentExecutionsResponse:
-        return await self._executions.list_from(request)
+        return await self._executions.list(request)
 
     @unary
     async def CancelAgentExecution(

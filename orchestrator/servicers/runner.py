@@ -7,8 +7,8 @@ from typing import Any
 import grpc
 
 from orchestrator.executions import ExecutionRegistry
+from orchestrator.runner_operations import RunnerOperations
 from orchestrator.servicers.errors import unary
-from orchestrator.threads import RunnerOperations
 from polyfleet.v1 import runner_pb2, runner_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -40,11 +40,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         result = await self._executions.for_id(request.execution_id).report(
             request.execution_id, request.report_id, "runner", request.update
         )
-        return runner_pb2.ReportProgressResponse(
-            sequence=result.event.sequence if result.event else 0,
-            applied=result.applied,
-            phase=result.execution.status.phase,
-        )
+        return result.as_message(runner_pb2.ReportProgressResponse)
 
     @unary
     async def AppendThreadMessages(

@@ -25,13 +25,14 @@ class WorkflowExecutionServicer(workflow_execution_pb2_grpc.WorkflowExecutionSer
     async def CreateWorkflowExecution(
         self, request: workflow_execution_pb2.CreateWorkflowExecutionRequest, context: Context
     ) -> WorkflowExecution:
-        return await self._executions.create_from(request)
+        return await self._executions.create(request)
 
     @unary
     async def ExecuteWorkflow(
         self, request: workflow_execution_pb2.ExecuteWorkflowRequest, context: Context
     ) -> WorkflowExecution:
-        return await self._executions.execute(request)
+        timeout = request.timeout if request.HasField("timeout") else None
+        return await self._executions.execute(request.request, timeout)
 
     @unary
     async def GetWorkflowExecution(
@@ -43,7 +44,7 @@ class WorkflowExecutionServicer(workflow_execution_pb2_grpc.WorkflowExecutionSer
     async def ListWorkflowExecutions(
         self, request: workflow_execution_pb2.ListWorkflowExecutionsRequest, context: Context
     ) -> workflow_execution_pb2.ListWorkflowExecutionsResponse:
-        return await self._executions.list_from(request)
+        return await self._executions.list(request)
 
     @unary
     async def CancelWorkflowExecution(

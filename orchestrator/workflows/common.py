@@ -31,14 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from polyfleet import contract
     from polyfleet.v1 import activities_pb2, common_pb2
 
-# Defaults of the activity contract (DESIGN: the activity contract).
-SCHEDULE_TO_START = timedelta(minutes=1)
-ENSURE_THREAD_START_TO_CLOSE = timedelta(seconds=30)
-EXECUTE_GRAPHTON_START_TO_CLOSE = timedelta(minutes=10)
-EXECUTE_WORKFLOW_START_TO_CLOSE = timedelta(minutes=30)
-HEARTBEAT = timedelta(seconds=30)
-UPDATE_STATUS_START_TO_CLOSE = timedelta(seconds=30)
-
 ENSURE_THREAD_RETRY = RetryPolicy(
     maximum_attempts=3, initial_interval=timedelta(seconds=5), backoff_coefficient=2.0
 )
@@ -68,19 +60,21 @@ class Policy:
         """Fill unset fields of the frozen policy with the contract's defaults."""
         return cls(
             default_queue=policy.default_activity_task_queue or fallback_queue,
-            schedule_to_start=_or(policy.schedule_to_start_timeout, SCHEDULE_TO_START),
+            schedule_to_start=_or(policy.schedule_to_start_timeout, contract.SCHEDULE_TO_START),
             ensure_thread_start_to_close=_or(
-                policy.ensure_thread_start_to_close_timeout, ENSURE_THREAD_START_TO_CLOSE
+                policy.ensure_thread_start_to_close_timeout, contract.ENSURE_THREAD_START_TO_CLOSE
             ),
             execute_graphton_start_to_close=_or(
-                policy.execute_graphton_start_to_close_timeout, EXECUTE_GRAPHTON_START_TO_CLOSE
+                policy.execute_graphton_start_to_close_timeout,
+                contract.EXECUTE_GRAPHTON_START_TO_CLOSE,
             ),
             execute_workflow_start_to_close=_or(
-                policy.execute_workflow_start_to_close_timeout, EXECUTE_WORKFLOW_START_TO_CLOSE
+                policy.execute_workflow_start_to_close_timeout,
+                contract.EXECUTE_WORKFLOW_START_TO_CLOSE,
             ),
-            heartbeat=_or(policy.heartbeat_timeout, HEARTBEAT),
+            heartbeat=_or(policy.heartbeat_timeout, contract.HEARTBEAT_TIMEOUT),
             update_status_start_to_close=_or(
-                policy.update_status_start_to_close_timeout, UPDATE_STATUS_START_TO_CLOSE
+                policy.update_status_start_to_close_timeout, contract.UPDATE_STATUS_START_TO_CLOSE
             ),
             execute_workflow_max_attempts=policy.execute_workflow_max_attempts or 3,
         )
@@ -133,10 +127,10 @@ def describe_failure(step: str, queue: str, err: BaseException) -> common_pb2.Ex
                 "schedule-to-close timeout"
             ),
         }.get(cause.type or TimeoutType.START_TO_CLOSE, f"{step} timed out on task queue '{queue}'")
-        return common_pb2.ExecutionError(type="ActivityTimeout", message=kind, step=step)
+        return common_pb2.ExecutionError(type=contract.ACTIVITY_TIMEOUT, message=kind, step=step)
     if isinstance(cause, ApplicationError):
         error = common_pb2.ExecutionError(
-            type=cause.type or "ActivityFailed",
+            type=cause.type or contract.ACTIVITY_FAILED,
             message=f"{step} failed on task queue '{queue}': {cause.message}",
             step=step,
         )
@@ -144,7 +138,7 @@ def describe_failure(step: str, queue: str, err: BaseException) -> common_pb2.Ex
         return error
     message = str(cause) or type(cause).__name__
     return common_pb2.ExecutionError(
-        type="ActivityFailed",
+        type=contract.ACTIVITY_FAILED,
         message=f"{step} failed on task queue '{queue}': {message}",
         step=step,
     )

@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
 # Used only when an execution was started without a policy and without a memo.
 DEFAULT_RUNNER_QUEUE = "workflow_execution_runner"
 # Failures a retry on another runner cannot fix.
-NON_RETRYABLE = ["InvalidWorkflowDefinition", "WorkflowError", "ExecutionClosed", "NotImplemented"]
 
 
 @workflow.defn(name=contract.WORKFLOW_EXECUTION_WORKFLOW)
@@ -46,7 +45,7 @@ class WorkflowExecutionWorkflow:
                 retry_policy=RetryPolicy(
                     maximum_attempts=policy.execute_workflow_max_attempts,
                     initial_interval=timedelta(seconds=1),
-                    non_retryable_error_types=NON_RETRYABLE,
+                    non_retryable_error_types=list(contract.WORKFLOW_NON_RETRYABLE),
                 ),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )

@@ -25,27 +25,26 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
 
 from polyfleet.cli import api, follow
-from polyfleet.cli.commands import (
-    api_address,
-    exit_code_for,
-    load_manifest_files,
-    split_resources,
-)
+from polyfleet.cli.api import api_address
 from polyfleet.cli.errors import (
     EXIT_ERROR,
     EXIT_EXECUTION_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     CliError,
+    exit_code_for,
     print_error,
 )
+from polyfleet.cli.manifests import load_manifest_files, split_resources
 from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
+from polyfleet.client import Client
 from polyfleet.config import DEFAULT_API_ADDRESS, TaskQueueSettings
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
 from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
@@ -71,7 +70,16 @@ _T = TypeVar("_T")
 
 
 def examples_dir() -> Path:
-    """Return the repository's ``examples/`` directory, located from this package."""
+    """Return the ``examples/`` directory: the installed package's copy, else the source tree's.
+
+    A wheel carries the top-level ``examples/`` as ``polyfleet/examples`` (a hatch
+    force-include), so ``polyfleet demo`` works from an installed package; a source checkout,
+    editable installs included, has no such copy and uses the one beside the package.
+    """
+    packaged = resources.files("polyfleet") / "examples"
+    # Only a directory on disk will do: the demo hands these paths to child processes.
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -346,8 +354,9 @@ async def _demo(
     out: TextIO,
     workflow: workflow_pb2.Workflow | None = None,
 ) -> int:
-    async with api.connect(fleet.config.api_address) as clients:
-        for stored in await api.apply_agents(clients.agents, agents):
+    async with api.connect(fleet.config.api_address) as client:
+        for agent in agents:
+            stored = await client.agents.apply(agent)
             print(f"agent/{stored.name} configured (version {stored.version})", file=out)
         session = ""
         for message in messages:
@@ -357,40 +366,37 @@ async def _demo(
                 f'\n$ polyfleet run agent {agent_name}{flag} --message "{message}" --follow',
                 file=out,
             )
-            execution = await api.create_agent_execution(
-                clients.executions, agent_name, message, session
+            execution = await client.agent_executions.create(
+                agent_name, message, session_id=session
             )
             print(f"execution/{execution.id} created", file=out, flush=True)
-            final = await follow.watch_agent_execution(
-                clients.executions, execution.id, ProgressPrinter(out)
+            final = await follow.watch_execution(
+                client.agent_executions, execution.id, ProgressPrinter(out)
             )
             if final.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
                 return exit_code_for(final)
             session = session or final.session_id or execution.session_id
         if workflow is not None:
-            return await _demo_run_workflow(clients, workflow, out)
+            return await _demo_run_workflow(client, workflow, out)
     return EXIT_OK
 
 
-async def _demo_run_workflow(
-    clients: api.Clients, workflow: workflow_pb2.Workflow, out: TextIO
-) -> int:
+async def _demo_run_workflow(client: Client, workflow: workflow_pb2.Workflow, out: TextIO) -> int:
     # The catalog the workflow's `call: http` task reads, on the loopback interface only.
     http_dir = demo_http_dir()
     with serve_directory(http_dir) as catalog:
         print(f"\nServing {_shown_path(http_dir)}/ at {catalog}", file=out)
         print(f"$ polyfleet apply -f {_shown_path(demo_workflow_manifest())}", file=out)
-        (stored,) = await api.apply_workflows(clients.workflows, [workflow])
+        stored = await client.workflows.apply(workflow)
         print(f"workflow/{stored.name} configured (version {stored.version})", file=out)
         workflow_input = {**DEMO_ORDER, "catalog": catalog}
         text = json.dumps(workflow_input, ensure_ascii=False)
         print(f"\n$ polyfleet run workflow {stored.name} --follow --input '{text}'", file=out)
-        execution = await api.create_workflow_execution(
-            clients.workflow_executions, stored.name, workflow_input
-        )
+        execution = await client.workflow_executions.create(stored.name, workflow_input)
         print(f"execution/{execution.id} created", file=out, flush=True)
-        calls = follow.WorkflowExecutionCalls(clients.workflow_executions)
-        final = await follow.watch_execution(calls, execution.id, ProgressPrinter(out))
+        final = await follow.watch_execution(
+            client.workflow_executions, execution.id, ProgressPrinter(out)
+        )
     return exit_code_for(final)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from polyfleet.contract import Execution
+from polyfleet.v1 import common_pb2
+
 EXIT_OK = 0
 # The command worked but the execution it ran or watched ended FAILED or CANCELLED.
 EXIT_EXECUTION_FAILED = 1
@@ -11,6 +14,21 @@ EXIT_EXECUTION_FAILED = 1
 EXIT_ERROR = 2
 # Conventional code for a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(execution: Execution) -> int:
+    """Map an execution's final phase to the CLI's exit code.
+
+    Args:
+        execution: A terminal agent or workflow execution.
+
+    Returns:
+        0 when COMPLETED, 1 when FAILED or CANCELLED.
+
+    """
+    if execution.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED:
+        return EXIT_OK
+    return EXIT_EXECUTION_FAILED
 
 
 class CliError(Exception):

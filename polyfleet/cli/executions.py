@@ -11,9 +11,9 @@ import argparse
 import asyncio
 
 from polyfleet.cli import api, follow
-from polyfleet.cli.commands import api_address, exit_code_for
-from polyfleet.cli.errors import EXIT_OK, CliError
-from polyfleet.cli.output import Console, Execution, is_terminal, phase_name, to_json
+from polyfleet.cli.api import api_address
+from polyfleet.cli.errors import EXIT_OK, CliError, exit_code_for
+from polyfleet.cli.output import Console, to_json
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.cli.views import (
     describe_execution,
@@ -21,6 +21,8 @@ from polyfleet.cli.views import (
     execution_table,
     workflow_execution_table,
 )
+from polyfleet.client import WaitTimeoutError
+from polyfleet.contract import Execution, is_terminal, phase_name
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 
@@ -30,8 +32,8 @@ def cmd_executions_get(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _executions_get(args: argparse.Namespace, console: Console) -> int:
-    async with api.connect(api_address(args)) as clients:
-        execution = await follow.calls_for(clients, args.id).get(args.id)
+    async with api.connect(api_address(args)) as client:
+        execution = await client.get(args.id)
     if args.output == "json":
         text = to_json(execution)
     elif isinstance(execution, workflow_execution_pb2.WorkflowExecution):
@@ -64,8 +66,8 @@ async def _agent_executions_list(args: argparse.Namespace, console: Console) -> 
         labels=dict(args.label or []),
     )
     _set_range(request, args)
-    async with api.connect(api_address(args)) as clients:
-        response = await clients.executions.ListAgentExecutions(request, timeout=api.UNARY_TIMEOUT)
+    async with api.connect(api_address(args)) as client:
+        response = await client.agent_executions.list(request)
     table = execution_table(response.executions) if response.executions else ""
     _print_page(console, args.output, response, table)
     return EXIT_OK
@@ -80,10 +82,8 @@ async def _workflow_executions_list(args: argparse.Namespace, console: Console) 
         labels=dict(args.label or []),
     )
     _set_range(request, args)
-    async with api.connect(api_address(args)) as clients:
-        response = await clients.workflow_executions.ListWorkflowExecutions(
-            request, timeout=api.UNARY_TIMEOUT
-        )
+    async with api.connect(api_address(args)) as client:
+        response = await client.workflow_executions.list(request)
     executions = response.executions
     table = workflow_execution_table(executions) if executions else ""
     _print_page(console, args.output, response, table)
@@ -127,9 +127,9 @@ def cmd_executions_watch(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _executions_watch(args: argparse.Namespace, console: Console) -> int:
-    async with api.connect(api_address(args)) as clients:
+    async with api.connect(api_address(args)) as client:
         final = await follow.follow(
-            follow.calls_for(clients, args.id),
+            client.executions(args.id),
             args.id,
             ProgressPrinter(console.out),
             console.err,
@@ -144,11 +144,15 @@ def cmd_executions_cancel(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _executions_cancel(args: argparse.Namespace, console: Console) -> int:
-    async with api.connect(api_address(args)) as clients:
-        calls = follow.calls_for(clients, args.id)
-        execution = await calls.cancel(args.id)
+    async with api.connect(api_address(args)) as client:
+        execution = await client.cancel(args.id)
         if args.wait and not is_terminal(execution.status.phase):
-            execution = await follow.wait_until_terminal(calls, args.id, args.timeout)
+            try:
+                execution = await client.wait(args.id, args.timeout)
+            except WaitTimeoutError as exc:
+                raise CliError(
+                    str(exc), hint=f"follow it with: polyfleet executions watch {args.id}"
+                ) from exc
     if args.output == "json":
         print(to_json(execution), file=console.out)
     else:

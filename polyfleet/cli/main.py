@@ -7,11 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-import pydantic
-
 from polyfleet.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, CliError, print_error
 from polyfleet.cli.output import Console
 from polyfleet.cli.parser import Handler, build_parser
+from polyfleet.config import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,9 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print_error(exc, console.err)
         return exc.exit_code
-    except pydantic.ValidationError as exc:
-        # Raised by the settings classes when an environment variable is malformed.
-        print_error(CliError(f"invalid settings: {exc}"), console.err)
+    except ConfigError as exc:
+        # The settings classes name the malformed environment variable.
+        print_error(CliError(f"invalid configuration: {exc}"), console.err)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=console.err)

@@ -12,20 +12,10 @@ from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from polyfleet.contract import PHASE_NAME_PREFIX
 from polyfleet.structs import message_to_json, struct_to_dict, value_to_data
-from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+from polyfleet.v1 import common_pb2
 
-# Either kind of execution: both have an id and a status with a phase.
-Execution = agent_execution_pb2.AgentExecution | workflow_execution_pb2.WorkflowExecution
-
-_PHASE_PREFIX = "EXECUTION_PHASE_"
-TERMINAL_PHASES: frozenset[common_pb2.ExecutionPhase.ValueType] = frozenset(
-    {
-        common_pb2.EXECUTION_PHASE_COMPLETED,
-        common_pb2.EXECUTION_PHASE_FAILED,
-        common_pb2.EXECUTION_PHASE_CANCELLED,
-    }
-)
 # Long tool results would drown the live transcript; the full value stays in `get -o json`.
 _MAX_INLINE_CHARS = 200
 
@@ -38,26 +28,10 @@ class Console:
     err: TextIO
 
 
-def phase_name(phase: common_pb2.ExecutionPhase.ValueType) -> str:
-    """Return the short name of a phase, e.g. ``RUNNING``.
-
-    Args:
-        phase: An ExecutionPhase value.
-
-    Returns:
-        The enum name without the ``EXECUTION_PHASE_`` prefix, or the number if unknown.
-
-    """
-    try:
-        return common_pb2.ExecutionPhase.Name(phase).removeprefix(_PHASE_PREFIX)
-    except ValueError:
-        return str(int(phase))
-
-
 def phase_choices() -> list[str]:
     """Return the phase names a user may filter on, e.g. ``["PENDING", "RUNNING", ...]``."""
     return [
-        name.removeprefix(_PHASE_PREFIX)
+        name.removeprefix(PHASE_NAME_PREFIX)
         for name in common_pb2.ExecutionPhase.keys()
         if name != "EXECUTION_PHASE_UNSPECIFIED"
     ]
@@ -76,23 +50,10 @@ def parse_phase(text: str) -> common_pb2.ExecutionPhase.ValueType:
         ValueError: The name is not a known phase.
 
     """
-    name = text.strip().upper().removeprefix(_PHASE_PREFIX)
+    name = text.strip().upper().removeprefix(PHASE_NAME_PREFIX)
     if name not in phase_choices():
         raise ValueError(f"unknown phase {text!r} (choose from {', '.join(phase_choices())})")
-    return common_pb2.ExecutionPhase.Value(_PHASE_PREFIX + name)
-
-
-def is_terminal(phase: common_pb2.ExecutionPhase.ValueType) -> bool:
-    """Tell whether a phase is final (COMPLETED, FAILED or CANCELLED).
-
-    Args:
-        phase: An ExecutionPhase value.
-
-    Returns:
-        True for terminal phases.
-
-    """
-    return phase in TERMINAL_PHASES
+    return common_pb2.ExecutionPhase.Value(PHASE_NAME_PREFIX + name)
 
 
 def role_name(role: common_pb2.MessageRole.ValueType) -> str:

@@ -24,19 +24,17 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from polyfleet.cli.output import (
-    Execution,
     format_arguments,
     format_error,
     format_usage,
     has_usage,
-    is_terminal,
-    phase_name,
     role_name,
     shorten,
     struct_json,
     value_json,
 )
 from polyfleet.cli.tasks import TASK_SYMBOLS, TaskProgress
+from polyfleet.contract import Execution, is_terminal, phase_name
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 _BULLET = "●"

@@ -17,11 +17,13 @@ from typing import Any, TextIO
 import grpc
 
 from polyfleet.cli import api, follow
-from polyfleet.cli.commands import api_address, exit_code_for
-from polyfleet.cli.errors import EXIT_OK, CliError
-from polyfleet.cli.output import Console, Execution, format_error, phase_name, to_json, value_json
+from polyfleet.cli.api import api_address
+from polyfleet.cli.errors import EXIT_OK, CliError, exit_code_for
+from polyfleet.cli.output import Console, format_error, to_json, value_json
 from polyfleet.cli.progress import ProgressPrinter, final_answer
-from polyfleet.error_details import EXECUTION_ID, error_info
+from polyfleet.client import Client, PolyfleetError
+from polyfleet.client.executions import AgentExecutions, WorkflowExecutions
+from polyfleet.contract import Execution, phase_name
 from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import common_pb2, workflow_execution_pb2
 
@@ -36,26 +38,20 @@ def cmd_run_agent(args: argparse.Namespace, console: Console) -> int:
     """``polyfleet run agent NAME --message TEXT``: start an execution, maybe follow it."""
     _check_timeout(args)
 
-    options = api.RunOptions(
+    request = AgentExecutions.request(
+        args.name,
+        args.message,
+        session_id=args.session or "",
         priority=args.priority or 0,
         request_id=args.request_id or "",
-        strategy=_STRATEGIES[args.strategy] if args.strategy else 0,
+        strategy=_STRATEGIES.get(args.strategy or "", common_pb2.MULTITASK_STRATEGY_UNSPECIFIED),
     )
 
-    async def create(clients: api.Clients) -> Execution:
-        return await api.create_agent_execution(
-            clients.executions, args.name, args.message, args.session or "", options
-        )
+    async def create(client: Client) -> Execution:
+        return await client.agent_executions.create_from(request)
 
-    async def execute(clients: api.Clients) -> Execution:
-        return await api.execute_agent(
-            clients.executions,
-            args.name,
-            args.message,
-            args.session or "",
-            args.timeout,
-            options,
-        )
+    async def execute(client: Client) -> Execution:
+        return await client.agent_executions.execute(request, args.timeout)
 
     return asyncio.run(_run(args, console, create, execute, "--agent"))
 
@@ -65,15 +61,13 @@ def cmd_run_workflow(args: argparse.Namespace, console: Console) -> int:
     _check_timeout(args)
     workflow_input = parse_input(args.input)
 
-    async def create(clients: api.Clients) -> Execution:
-        return await api.create_workflow_execution(
-            clients.workflow_executions, args.name, workflow_input
-        )
+    request = WorkflowExecutions.request(args.name, workflow_input)
 
-    async def execute(clients: api.Clients) -> Execution:
-        return await api.execute_workflow(
-            clients.workflow_executions, args.name, workflow_input, args.timeout
-        )
+    async def create(client: Client) -> Execution:
+        return await client.workflow_executions.create_from(request)
+
+    async def execute(client: Client) -> Execution:
+        return await client.workflow_executions.execute(request, args.timeout)
 
     return asyncio.run(_run(args, console, create, execute, "--workflow"))
 
@@ -128,18 +122,18 @@ def _check_timeout(args: argparse.Namespace) -> None:
 async def _run(
     args: argparse.Namespace,
     console: Console,
-    create: Callable[[api.Clients], Awaitable[Execution]],
-    execute: Callable[[api.Clients], Awaitable[Execution]],
+    create: Callable[[Client], Awaitable[Execution]],
+    execute: Callable[[Client], Awaitable[Execution]],
     list_filter: str,
 ) -> int:
     as_json = args.output == "json"
-    async with api.connect(api_address(args)) as clients:
+    async with api.connect(api_address(args)) as client:
         if args.wait:
             # The synchronous Execute call: the server waits for the terminal phase.
             try:
-                final = await execute(clients)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                final = await execute(client)
+            except PolyfleetError as exc:
+                if exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise
                 raise still_running(exc, f"{list_filter} {args.name}") from exc
             if as_json:
@@ -147,21 +141,21 @@ async def _run(
             else:
                 _print_outcome(final, console)
             return exit_code_for(final)
-        execution = await create(clients)
+        execution = await create(client)
         if not args.follow:
             print(to_json(execution) if as_json else execution.id, file=console.out)
             return EXIT_OK
         # With JSON output, stdout carries only the final document; progress goes to stderr.
         progress = console.err if as_json else console.out
         print(f"execution/{execution.id} created", file=progress)
-        calls = follow.calls_for(clients, execution.id)
+        calls = client.executions(execution.id)
         final = await follow.follow(calls, execution.id, ProgressPrinter(progress), console.err)
         if as_json:
             print(to_json(final), file=console.out)
         return exit_code_for(final)
 
 
-def still_running(exc: grpc.aio.AioRpcError, list_filter: str) -> CliError:
+def still_running(exc: PolyfleetError, list_filter: str) -> CliError:
     """Describe an Execute call's DEADLINE_EXCEEDED: the execution keeps running.
 
     Args:
@@ -173,10 +167,9 @@ def still_running(exc: grpc.aio.AioRpcError, list_filter: str) -> CliError:
         The error, with a hint how to follow the execution.
 
     """
-    details = exc.details() or "the execution did not finish in time"
+    details = exc.details or "the execution did not finish in time"
     # The server names the execution in the error's ErrorInfo, as data.
-    info = error_info(exc)
-    execution_id = info.metadata.get(EXECUTION_ID, "") if info else ""
+    execution_id = exc.execution_id
     if execution_id:
         hint = f"it keeps running; follow it with: polyfleet executions watch {execution_id}"
     else:

@@ -13,13 +13,13 @@ from polyfleet.cli.output import (
     format_tool_call,
     format_usage,
     has_usage,
-    phase_name,
     role_name,
     shorten,
     struct_json,
     value_json,
 )
 from polyfleet.cli.tasks import task_summary
+from polyfleet.contract import phase_name
 from polyfleet.manifest import parse_document_text
 from polyfleet.v1 import (
     agent_execution_pb2,

@@ -55,7 +55,7 @@ from polyfleet.manifest.loader import (
     parse_resources,
 )
 from polyfleet.manifest.rules import PYTHON_PLACEHOLDER
-from polyfleet.manifest.schema import API_VERSION, PROVIDERS, parse_duration
+from polyfleet.manifest.schema import API_VERSION, PROVIDERS
 from polyfleet.manifest.workflow import parse_document_text, workflow_to_manifest
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
     "load_manifests",
     "load_resources",
     "parse_document_text",
-    "parse_duration",
     "parse_manifests",
     "parse_resources",
     "resolve_relative_paths",

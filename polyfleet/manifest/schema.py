@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from polyfleet.durations import parse_duration
+
 API_VERSION = "polyfleet/v1"
 SCRIPTED_PROVIDER = "scripted"
 PROVIDERS = (SCRIPTED_PROVIDER, "openai", "anthropic", "ollama")
@@ -41,51 +43,6 @@ MAX_STEPS = 1000
 MAX_MODEL_ATTEMPTS = 10
 MAX_CHUNK_DELAY_MS = 10_000
 _MAX_DURATION = timedelta(days=365)
-
-_ISO_DURATION_RE = re.compile(
-    r"P(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?",
-    re.IGNORECASE,
-)
-_UNIT_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+")
-_UNIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: object) -> timedelta:
-    """Read a duration as manifests write it.
-
-    Args:
-        value: Seconds as a number (``30``, ``1.5``) or string (``"30"``), units
-            (``30s``, ``5m``, ``1h30m``, ``500ms``) or ISO 8601 (``PT30S``, ``PT1M30S``).
-
-    Returns:
-        The duration.
-
-    Raises:
-        ValueError: The value is none of those forms.
-
-    """
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return timedelta(seconds=float(text))
-        if _UNIT_DURATION_RE.fullmatch(text):
-            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _UNIT_PART_RE.findall(text))
-            return timedelta(seconds=seconds)
-        iso = _ISO_DURATION_RE.fullmatch(text)
-        if iso and any(iso.groupdict().values()) and not text.upper().endswith("T"):
-            parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-            return timedelta(**parts)
-    raise ValueError(
-        f"invalid duration {value!r}: use seconds (30), units (30s, 5m, 1h30m, 500ms) "
-        "or ISO 8601 (PT30S)"
-    )
 
 
 def _positive_duration(value: timedelta) -> timedelta:

@@ -2,9 +2,10 @@
 
 The document of a ``kind: Workflow`` manifest is a CNCF Serverless Workflow DSL 1.0
 document, written inline under ``spec.document`` or kept in its own file named by
-``spec.documentFile``. It is checked here with the runner's own DSL validation (the same
-check the API runs on ApplyWorkflow, minus the lookup of ``call: agent`` names, which only
-the server can do), so a broken document fails before anything is sent.
+``spec.documentFile``. It is checked here with the DSL's own validation
+(:mod:`polyfleet.dsl`, the same check the API runs on ApplyWorkflow, minus the lookup of
+``call: agent`` names, which only the server can do), so a broken document fails before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def document_problems(text: str) -> list[DocumentProblem]:
 
     """
     # Imported on first use: only workflow manifests need the DSL runtime.
-    from runner.dsl import InvalidDocumentError, load_document, validate_document
+    from polyfleet.dsl import InvalidDocumentError, load_document, validate_document
 
     try:
         document = load_document(text)

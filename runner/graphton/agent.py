@@ -24,7 +24,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 
-from runner.graphton.errors import GraphtonError
+from runner.errors import ActivityFailedError
 from runner.graphton.retry import ModelCall
 
 MODEL_NODE = "model"
@@ -57,7 +57,7 @@ async def _run_tool(
     tool = tools.get(name) or _unknown_tool(name, sorted(tools))
     try:
         result = await tool.ainvoke({**call, "type": "tool_call"}, config)
-    except GraphtonError:
+    except ActivityFailedError:
         raise  # e.g. a sub-agent's provider rejected its key: not the model's to fix
     except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
         return ToolMessage(

@@ -16,7 +16,7 @@ from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from polyfleet.v1 import agent_pb2, common_pb2
-from runner.graphton.progress import ProgressReporter
+from runner.progress import ProgressReporter
 
 DEFAULT_CURRENCY = "USD"
 

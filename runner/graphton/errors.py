@@ -1,32 +1,15 @@
 """Graphton's errors: each carries the stable ``type`` the workflow puts into the status.
 
-Every message here must already be free of secret values: the activity copies it into
-an ``ApplicationError``, Temporal's history and the execution's status.
+Failures the workflow host raises too (secrets, output size) live in :mod:`runner.errors`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from polyfleet import contract
-from runner.errors import RunnerError
+from runner.errors import ActivityFailedError
 
 
-class GraphtonError(RunnerError):
-    """An execution failure that retrying the activity cannot fix.
-
-    Attributes:
-        error_type: Stable machine-readable type, e.g. ``ModelAuthenticationError``.
-        message: What failed and why, without secret values.
-
-    """
-
-    default_type: ClassVar[str] = "AgentRuntimeError"
-
-    def __init__(self, message: str, *, error_type: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type or self.default_type
+class GraphtonError(ActivityFailedError):
+    """A failure of the agent runtime that retrying the activity cannot fix."""
 
 
 class ModelError(GraphtonError):
@@ -65,12 +48,6 @@ MODEL_PROVIDER_UNAVAILABLE = "ModelProviderUnavailable"
 MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
 
 
-class SecretError(GraphtonError):
-    """A secret is not declared by the agent or has no value on this runner."""
-
-    default_type = "SecretNotFound"
-
-
 class McpServerError(GraphtonError):
     """An MCP server could not be started, reached or listed."""
 
@@ -93,29 +70,6 @@ class MaxStepsExceededError(GraphtonError):
     """The agent needed more steps than ``limits.max_steps`` allows."""
 
     default_type = "MaxStepsExceeded"
-
-
-class OutputTooLargeError(GraphtonError):
-    """An answer, output or task result is larger than the orchestrator accepts."""
-
-    default_type = contract.OUTPUT_TOO_LARGE
-
-    @classmethod
-    def check(cls, what: str, size: int, limit: int) -> None:
-        """Raise when ``size`` bytes of ``what`` exceed ``limit`` (0: no limit).
-
-        Raises:
-            OutputTooLargeError: Says what, its size and the limit.
-
-        """
-        if limit and size > limit:
-            raise cls(
-                f"{what} is {size} bytes ({size / _MIB:.1f} MiB); the limit is {limit} bytes "
-                f"({limit / _MIB:.1f} MiB, POLYFLEET_MAX_OUTPUT_BYTES)"
-            )
-
-
-_MIB = 1024 * 1024
 
 
 class StructuredOutputError(GraphtonError):

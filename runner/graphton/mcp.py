@@ -25,8 +25,9 @@ from langchain_mcp_adapters.sessions import (
 from langchain_mcp_adapters.tools import load_mcp_tools
 
 from polyfleet.v1 import agent_pb2
-from runner.graphton.errors import GraphtonError, McpServerError
-from runner.graphton.secrets import Secrets
+from runner.errors import ActivityFailedError
+from runner.graphton.errors import McpServerError
+from runner.secrets import Secrets
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ async def open_mcp_tools(
             raise McpServerError(
                 f"{_describe(server)} did not start and list its tools within {connect_timeout:g} s"
             ) from None
-        except GraphtonError:
+        except ActivityFailedError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure to connect is the server's
             raise McpServerError(

@@ -31,7 +31,7 @@ from polyfleet.v1 import agent_pb2
 from runner.graphton.errors import ModelError
 from runner.graphton.retry import RetryPolicy
 from runner.graphton.scripted import ScriptedChatModel
-from runner.graphton.secrets import Secrets
+from runner.secrets import Secrets
 
 SCRIPTED = "scripted"
 # OpenAI-compatible servers that need no key still expect the header.

@@ -35,13 +35,13 @@ from runner.graphton.history import to_langchain, to_thread, user_message
 from runner.graphton.mcp import open_mcp_tools
 from runner.graphton.models import ModelSpec, build_model
 from runner.graphton.output import schema_instructions, structured_output
-from runner.graphton.progress import ProgressReporter
 from runner.graphton.provider_errors import classify_model_error
 from runner.graphton.retry import Log, ModelCall, retrying_model_call
-from runner.graphton.secrets import Secrets
 from runner.graphton.stream import MessageIds, stream_graph
 from runner.graphton.subagents import sub_agent_tool
-from runner.reporter import RunnerClient
+from runner.progress import ProgressReporter
+from runner.runner_client import RunnerClient
+from runner.secrets import Secrets
 
 DEFAULT_MAX_STEPS = 25
 

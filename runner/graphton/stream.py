@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Tool
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from polyfleet.v1 import common_pb2
-from runner.graphton.progress import ProgressReporter
+from runner.progress import ProgressReporter
 
 
 class MessageIds:

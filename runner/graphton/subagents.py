@@ -21,8 +21,8 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 from langgraph.errors import GraphRecursionError
 
 from polyfleet.v1 import agent_pb2, common_pb2
-from runner.graphton.errors import GraphtonError
-from runner.graphton.progress import ProgressReporter
+from runner.errors import ActivityFailedError
+from runner.progress import ProgressReporter
 
 
 def _final_text(state: dict[str, Any]) -> str:
@@ -33,7 +33,7 @@ def _final_text(state: dict[str, Any]) -> str:
 
 
 def _error_of(err: BaseException) -> common_pb2.ExecutionError:
-    if isinstance(err, GraphtonError):
+    if isinstance(err, ActivityFailedError):
         return common_pb2.ExecutionError(type=err.error_type, message=err.message)
     if isinstance(err, GraphRecursionError):
         return common_pb2.ExecutionError(type="MaxStepsExceeded", message=str(err))

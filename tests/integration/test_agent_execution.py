@@ -21,7 +21,7 @@ from polyfleet.v1 import (
     common_pb2,
 )
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
-from tests.helpers import assert_eventually
+from tests.helpers import wait_terminal
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
 FAILED = common_pb2.EXECUTION_PHASE_FAILED
@@ -40,14 +40,7 @@ async def _create(fleet: Fleet, agent: str, message: str) -> agent_execution_pb2
 
 
 async def _wait_terminal(fleet: Fleet, execution_id: str) -> agent_execution_pb2.AgentExecution:
-    return await assert_eventually(
-        lambda: fleet.executions.GetAgentExecution(
-            agent_execution_pb2.GetAgentExecutionRequest(id=execution_id)
-        ),
-        lambda e: e.status.phase in (COMPLETED, FAILED, common_pb2.EXECUTION_PHASE_CANCELLED),
-        timeout=60,
-        message=f"execution {execution_id} did not finish",
-    )
+    return await wait_terminal(fleet.client.agent_executions, execution_id)
 
 
 async def _watch(

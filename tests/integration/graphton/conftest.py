@@ -13,22 +13,16 @@ from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
 from polyfleet.config import ApiSettings, RunnerSettings
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, agent_pb2
 from runner import Runner, RunnerAppSettings
+from tests import helpers
 from tests.conftest import Fleet, _ready, start_fleet, stop_fleet
-from tests.helpers import assert_eventually
 from tests.integration.graphton.fake_openai import FakeOpenAI
 
 # Recognisable, so a test can prove it never shows up where it must not.
 FAKE_API_KEY = "sk-test-FAKE-KEY-0123456789abcdef"
 TOOL_TOKEN = "tool-token-SECRET-9876"
 MCP_SERVER = Path(__file__).with_name("mcp_server.py")
-
-TERMINAL = (
-    common_pb2.EXECUTION_PHASE_COMPLETED,
-    common_pb2.EXECUTION_PHASE_FAILED,
-    common_pb2.EXECUTION_PHASE_CANCELLED,
-)
 
 
 def write_secrets(path: Path) -> Path:
@@ -138,12 +132,7 @@ async def get(fleet: Fleet, execution_id: str) -> agent_execution_pb2.AgentExecu
 async def wait_terminal(
     fleet: Fleet, execution_id: str, timeout: float = 30
 ) -> agent_execution_pb2.AgentExecution:
-    return await assert_eventually(
-        lambda: get(fleet, execution_id),
-        lambda e: e.status.phase in TERMINAL,
-        timeout=timeout,
-        message=f"execution {execution_id} did not finish",
-    )
+    return await helpers.wait_terminal(fleet.client.agent_executions, execution_id, timeout)
 
 
 def as_json(execution: agent_execution_pb2.AgentExecution) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
-from tests.conftest import Fleet, scripted_agent
-from tests.helpers import assert_eventually
+from collections.abc import Collection
 
-TERMINAL = (
-    common_pb2.EXECUTION_PHASE_COMPLETED,
-    common_pb2.EXECUTION_PHASE_FAILED,
-    common_pb2.EXECUTION_PHASE_CANCELLED,
-)
+from polyfleet import contract
+from polyfleet.v1 import agent_execution_pb2, agent_pb2
+from tests.conftest import Fleet, scripted_agent
+from tests.helpers import assert_eventually, wait_terminal
 
 
 def slow_agent(name: str = "slow", seconds: float = 2.0) -> agent_pb2.Agent:
@@ -62,9 +59,14 @@ async def get(fleet: Fleet, execution_id: str) -> agent_execution_pb2.AgentExecu
 
 
 async def wait_phase(
-    fleet: Fleet, execution_id: str, phases: tuple[int, ...] = TERMINAL, timeout: float = 60
+    fleet: Fleet,
+    execution_id: str,
+    phases: Collection[int] = contract.TERMINAL_PHASES,
+    timeout: float = 60,
 ) -> agent_execution_pb2.AgentExecution:
     """Wait until the execution is in one of ``phases``."""
+    if phases == contract.TERMINAL_PHASES:
+        return await wait_terminal(fleet.client.agent_executions, execution_id, timeout)
     return await assert_eventually(
         lambda: get(fleet, execution_id),
         lambda e: e.status.phase in phases,

@@ -16,7 +16,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 
 from polyfleet.channel import create_channel
-from polyfleet.config import ExecutionSettings, TaskQueueSettings
+from polyfleet.config import ReconcilerSettings, TaskQueueSettings
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_execution_pb2_grpc,
@@ -44,13 +44,15 @@ async def _crash_after_persisting(
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "POLYFLEET_API_ADDRESS": address,
         "POLYFLEET_DATA_DIR": str(data_dir),
-        "POLYFLEET_FAULT_KILL_BEFORE_WORKFLOW_START": "true",
     }
 
     def spawn() -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "orchestrator"], cwd=REPO, env=env, stderr=out
+                [sys.executable, "-m", "tests.faults", "kill-before-workflow-start"],
+                cwd=REPO,
+                env=env,
+                stderr=out,
             )
 
     process = await asyncio.to_thread(spawn)
@@ -87,7 +89,7 @@ async def test_execution_persisted_but_never_started_is_repaired_after_restart(
         temporal_client,
         tmp_path,
         queues=queues,
-        executions=ExecutionSettings(reconcile_start_grace=grace),
+        reconciler=ReconcilerSettings(start_grace=grace),
     )
     try:
         listed = await fleet.executions.ListAgentExecutions(

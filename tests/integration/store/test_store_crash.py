@@ -1,4 +1,4 @@
-"""kill -9 at any moment loses no acknowledged write (DESIGN: Store)."""
+"""kill -9 at any moment loses no acknowledged write (store/README.md, "Threads and durability")."""
 
 from __future__ import annotations
 

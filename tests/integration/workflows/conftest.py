@@ -11,14 +11,8 @@ from google.protobuf import json_format, struct_pb2
 
 from polyfleet.v1 import common_pb2, workflow_execution_pb2, workflow_pb2
 from tests.conftest import Fleet
-from tests.helpers import assert_eventually
+from tests.helpers import wait_terminal
 from tests.http_server import Server
-
-TERMINAL = (
-    common_pb2.EXECUTION_PHASE_COMPLETED,
-    common_pb2.EXECUTION_PHASE_FAILED,
-    common_pb2.EXECUTION_PHASE_CANCELLED,
-)
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +68,7 @@ async def finish(
     fleet: Fleet, execution_id: str, timeout: float = 60
 ) -> workflow_execution_pb2.WorkflowExecution:
     """Wait for the terminal state."""
-    return await assert_eventually(
-        lambda: get(fleet, execution_id),
-        lambda e: e.status.phase in TERMINAL,
-        timeout=timeout,
-        message=f"workflow execution {execution_id} did not finish",
-    )
+    return await wait_terminal(fleet.client.workflow_executions, execution_id, timeout)
 
 
 def output(execution: workflow_execution_pb2.WorkflowExecution) -> Any:

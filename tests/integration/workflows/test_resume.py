@@ -112,8 +112,8 @@ async def test_a_checkpoint_no_heartbeat_carried_is_still_resumed_from(
     )
     # Runner A dies right after storing the checkpoint of task one, before a heartbeat
     # could carry its reference (heartbeats are throttled, so this happens for real).
-    dies = {**ONLY_WORKFLOWS, "POLYFLEET_RUNNER_FAULT_KILL_AFTER_CHECKPOINT": "1"}
-    async with runner_process(runnerless, tmp_path / "runner-a.log", **dies) as a:
+    dies = ("tests.faults", "kill-after-checkpoint", "1")
+    async with runner_process(runnerless, tmp_path / "runner-a.log", dies, **ONLY_WORKFLOWS) as a:
         created = await start(runnerless, "two")
         await asyncio.to_thread(a.wait, 30)
     assert a.returncode == -signal.SIGKILL

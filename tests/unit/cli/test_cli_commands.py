@@ -11,7 +11,9 @@ from types import ModuleType
 import grpc
 import pytest
 
-from polyfleet.cli import follow, run
+from polyfleet.cli import run
+from polyfleet.client import PolyfleetError
+from polyfleet.client import watch as client_watch
 from polyfleet.manifest import parse_manifests
 from polyfleet.v1 import common_pb2
 from tests.helpers import rpc_error
@@ -65,7 +67,7 @@ def test_apply_reads_a_directory_and_stdin(
     (tmp_path / "one.yaml").write_text(
         EXAMPLE_MANIFEST.read_text().replace("name: assistant", "name: one"), encoding="utf-8"
     )
-    monkeypatch.setattr("sys.stdin", open(EXAMPLE_MANIFEST, encoding="utf-8"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(EXAMPLE_MANIFEST.read_text(encoding="utf-8")))
 
     result = run_cli("--address", fake_server.address, "apply", "-f", str(tmp_path), "-f", "-")
 
@@ -116,6 +118,18 @@ def test_address_defaults_to_the_environment(run_cli: Run, monkeypatch: pytest.M
     result = run_cli("agents", "list")
 
     assert "running at 127.0.0.1:2?" in result.err
+
+
+def test_a_malformed_setting_is_an_error_naming_the_variable(
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYFLEET_GRPC_MAX_MESSAGE_BYTES", "lots")
+
+    result = run_cli("agents", "list")
+
+    assert result.code == 2
+    assert result.err.startswith("error: invalid configuration: POLYFLEET_GRPC_MAX_MESSAGE_BYTES=")
+    assert "Traceback" not in result.err
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -315,7 +329,7 @@ def test_executions_watch_after_shows_only_later_events(applied: FakeApi, run_cl
 def test_watch_resumes_after_the_last_event_when_the_stream_breaks(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "WATCH_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(client_watch, "WATCH_BACKOFF_SECONDS", 0.01)
 
     result = run_cli(
         "--address", applied.address, *"run agent assistant --follow -m".split(), "flaky hello"
@@ -365,7 +379,7 @@ def test_cancel_of_a_still_running_execution_points_at_watch(
 def test_cancel_wait_waits_for_the_terminal_phase(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(client_watch, "POLL_INTERVAL", 0.01)
     run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang graceful")
 
     result = run_cli("--address", applied.address, "executions", "cancel", "aex-1", "--wait")
@@ -376,7 +390,7 @@ def test_cancel_wait_waits_for_the_terminal_phase(
 def test_cancel_wait_gives_up_after_its_timeout(
     applied: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(client_watch, "POLL_INTERVAL", 0.01)
     run_cli("--address", applied.address, "run", "agent", "assistant", "-m", "hang stubborn")
 
     result = run_cli(
@@ -472,7 +486,7 @@ def test_run_wait_timeout_names_the_execution_and_exits_two(applied: FakeApi, ru
 def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
     expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
-    error = run.still_running(expired, "--agent assistant")
+    error = run.still_running(PolyfleetError.from_rpc(expired), "--agent assistant")
 
     assert error.message == "DEADLINE_EXCEEDED: Deadline Exceeded"
     assert "polyfleet executions list --agent assistant --phase running" in error.hint
@@ -481,7 +495,7 @@ def test_run_wait_timeout_without_an_execution_id_suggests_listing() -> None:
 def test_run_wait_timeout_reads_the_execution_from_error_info_not_the_message() -> None:
     expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "execution aex-from-text did not finish")
 
-    error = run.still_running(expired, "--agent assistant")
+    error = run.still_running(PolyfleetError.from_rpc(expired), "--agent assistant")
 
     assert "aex-from-text" not in error.hint
     assert "polyfleet executions list --agent assistant --phase running" in error.hint

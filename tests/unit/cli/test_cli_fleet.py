@@ -242,20 +242,23 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(600)
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert parent.stdout is not None
-        pids = json.loads(parent.stdout.readline())
-        assert len(pids) == 3
-        assert not any(gone(pid) for pid in pids)
+    # The context manager closes the stdout pipe too, once the parent is reaped.
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            pids = json.loads(parent.stdout.readline())
+            assert len(pids) == 3
+            assert not any(gone(pid) for pid in pids)
 
-        parent.kill()
-        parent.wait()
+            parent.kill()
+            parent.wait()
 
-        wait_until(lambda: all(gone(pid) for pid in pids))
-    finally:
-        parent.kill()
-        parent.wait()
+            wait_until(lambda: all(gone(pid) for pid in pids))
+        finally:
+            parent.kill()
+            parent.wait()
 
 
 # --- the dev and demo commands, in-process --------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from polyfleet.manifest import (
     ManifestError,
     agent_to_manifest,
     load_manifests,
-    parse_duration,
     parse_manifests,
 )
 from polyfleet.v1 import agent_pb2
@@ -222,33 +220,6 @@ def test_example_openai_compatible_agent_loads() -> None:
     assert [s.name for s in agent.sub_agents] == ["summarizer"]
     assert agent.output_schema.fields["type"].string_value == "object"
     assert agent.limits.timeout.seconds == 300
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        (30, 30),
-        (1.5, 1.5),
-        ("30", 30),
-        ("30s", 30),
-        ("500ms", 0.5),
-        ("5m", 300),
-        ("1h30m", 5400),
-        ("2h", 7200),
-        ("PT30S", 30),
-        ("pt1m30s", 90),
-        ("PT0.5S", 0.5),
-        ("P1D", 86400),
-    ],
-)
-def test_durations(text: object, seconds: float) -> None:
-    assert parse_duration(text) == timedelta(seconds=seconds)
-
-
-@pytest.mark.parametrize("text", ["thirty", "30 s", "-5s", "P", "PT", "1d", "", True])
-def test_invalid_durations(text: object) -> None:
-    with pytest.raises(ValueError, match="invalid duration"):
-        parse_duration(text)
 
 
 # --- relative paths -------------------------------------------------------------------------

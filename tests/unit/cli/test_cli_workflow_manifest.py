@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from polyfleet.dsl import load_document, validate_document
 from polyfleet.manifest import (
     ManifestError,
     load_manifests,
@@ -18,7 +19,6 @@ from polyfleet.manifest import (
 )
 from polyfleet.manifest.workflow import dump_yaml
 from polyfleet.v1 import agent_pb2, workflow_pb2
-from runner.dsl import load_document, validate_document
 from tests.unit.cli.support import EXAMPLE_MANIFEST, EXAMPLE_WORKFLOWS
 
 VALID = """\

@@ -10,7 +10,9 @@ import grpc
 import pytest
 import yaml
 
-from polyfleet.cli import follow, run
+from polyfleet.cli import run
+from polyfleet.client import PolyfleetError
+from polyfleet.client import watch as client_watch
 from polyfleet.manifest import parse_resources
 from polyfleet.v1 import common_pb2, workflow_pb2
 from tests.helpers import rpc_error
@@ -230,7 +232,7 @@ def test_run_follow_json_keeps_stdout_parseable(flows: FakeApi, run_cli: Run) ->
 def test_run_follow_resumes_after_a_broken_watch(
     flows: FakeApi, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follow, "WATCH_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(client_watch, "WATCH_BACKOFF_SECONDS", 0.01)
 
     code, out, err = cli(
         flows, run_cli, "run", "workflow", "greet", "--follow", "--input", '{"flaky": true}'
@@ -280,7 +282,7 @@ def test_run_wait_timeout_names_the_execution_and_exits_two(flows: FakeApi, run_
 def test_run_wait_timeout_without_an_id_suggests_listing_the_workflow() -> None:
     expired = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
-    error = run.still_running(expired, "--workflow greet")
+    error = run.still_running(PolyfleetError.from_rpc(expired), "--workflow greet")
 
     assert error.hint == (
         "it may still be running; find it with: "

@@ -17,9 +17,9 @@ from mcp.client.stdio import stdio_client
 from mcp.types import TextContent
 
 from polyfleet.cli import dev
+from polyfleet.dsl import Engine, load_document
 from polyfleet.manifest import PYTHON_PLACEHOLDER, load_manifests, load_resources, parse_resources
 from polyfleet.v1 import workflow_pb2
-from runner.dsl import Engine, load_document
 from tests.unit.dsl.support import Hooks
 
 REPO = Path(__file__).resolve().parents[3]

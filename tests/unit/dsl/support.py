@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from runner.dsl import Engine, TaskReport, load_document
+from polyfleet.dsl import Engine, TaskReport, load_document
 from tests.http_server import Server
 
 HEADER = 'document: {dsl: "1.0.0", namespace: test, name: wf, version: "1.0.0"}\n'

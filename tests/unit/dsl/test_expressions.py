@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.dsl.durations import DurationError, parse_duration
-from runner.dsl.expressions import (
+from polyfleet.dsl.durations import DurationError, parse_duration
+from polyfleet.dsl.expressions import (
     ExpressionError,
     check,
     evaluate,

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from runner.dsl import TIMEOUT, Engine, WorkflowError
+from polyfleet.dsl import TIMEOUT, Engine, WorkflowError
 from tests.helpers import assert_eventually
 from tests.unit.dsl.support import Hooks, Server, doc, run
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from runner.dsl import COMMUNICATION, TIMEOUT, WorkflowError
+from polyfleet.dsl import COMMUNICATION, TIMEOUT, WorkflowError
 from tests.unit.dsl.support import Hooks, Server, doc, run
 
 

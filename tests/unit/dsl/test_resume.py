@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.dsl import Engine, ResumeError, WorkflowError
+from polyfleet.dsl import Engine, ResumeError, WorkflowError
 from tests.helpers import assert_eventually
 from tests.unit.dsl.support import Hooks, Server, doc, run
 

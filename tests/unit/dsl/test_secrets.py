@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from runner.dsl import CONFIGURATION, WorkflowError
+from polyfleet.dsl import CONFIGURATION, WorkflowError
 from tests.unit.dsl.support import Hooks, Server, doc, run
 
 SECRET = "s3cr3t-token-value"
@@ -40,16 +40,16 @@ async def test_secrets_are_usable_but_never_reported_or_checkpointed(
     assert server.echoed[0]["authorization"] == f"Bearer {SECRET}"
     assert server.echoed[0]["x-key"] == SECRET
     # ...and flow through the data, but the output handed back is redacted.
-    assert result["auth"] == "Bearer [redacted]"
+    assert result["auth"] == "Bearer [REDACTED]"
     assert "authorization" not in {k.lower() for k in result["request"]["headers"]}
     assert hooks.last("/do/0/keyed").output == {"len": len(SECRET), "other": None}
     # ...the host never does.
     dumped = hooks.dump()
     assert SECRET not in dumped
     assert OTHER not in dumped
-    assert hooks.last("/do/0/keyed").input == "[redacted]"
-    assert "[redacted]" in str(hooks.last("/do/2/keep").output)
-    assert hooks.checkpoints[-1]["context"] == {"leak": "Bearer [redacted]"}
+    assert hooks.last("/do/0/keyed").input == "[REDACTED]"
+    assert "[REDACTED]" in str(hooks.last("/do/2/keep").output)
+    assert hooks.checkpoints[-1]["context"] == {"leak": "Bearer [REDACTED]"}
 
 
 async def test_secrets_are_removed_from_raised_errors() -> None:
@@ -62,7 +62,7 @@ async def test_secrets_are_removed_from_raised_errors() -> None:
     with pytest.raises(WorkflowError) as caught:
         await run(document, hooks=hooks, secrets={"apiToken": SECRET})
     assert SECRET not in str(caught.value.as_dict())
-    assert caught.value.detail == "token is [redacted]"
+    assert caught.value.detail == "token is [REDACTED]"
     assert SECRET not in hooks.dump()
 
 

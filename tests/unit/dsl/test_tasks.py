@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.dsl import EXPRESSION, VALIDATION, DslError, Engine, WorkflowError
+from polyfleet.dsl import EXPRESSION, VALIDATION, DslError, Engine, WorkflowError
 from tests.unit.dsl.support import Hooks, doc, run
 
 

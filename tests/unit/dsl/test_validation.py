@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.dsl import Engine, InvalidDocumentError, Problem, load_document, validate_document
+from polyfleet.dsl import Engine, InvalidDocumentError, Problem, load_document, validate_document
 from tests.unit.dsl.support import HEADER, Hooks, doc
 
 

@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import store
 from orchestrator.agent_executions import AgentExecutions
-from orchestrator.errors import InvalidArgumentError, NotFoundError, WorkflowStartError
+from orchestrator.errors import InvalidArgumentError, WorkflowStartError
 from orchestrator.events import EventHub
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
@@ -61,7 +61,7 @@ async def test_a_failed_start_is_persisted_failed_with_the_reason(db: store.Stor
     temporal = RefusingTemporal()
     service = _service(db, temporal)
     with pytest.raises(WorkflowStartError, match="connection refused") as raised:
-        await service.create_from(_request())
+        await service.create(_request())
     execution = await db.agent_executions.get(raised.value.execution_id)
     assert execution.status.phase == common_pb2.EXECUTION_PHASE_FAILED
     assert execution.status.error.type == "WorkflowStartFailed"
@@ -81,10 +81,10 @@ async def test_a_failed_start_is_persisted_failed_with_the_reason(db: store.Stor
 async def test_invalid_requests_store_nothing(db: store.Store) -> None:
     service = _service(db, RefusingTemporal())
     with pytest.raises(InvalidArgumentError, match=r"execution\.message"):
-        await service.create_from(_request(message=""))
+        await service.create(_request(message=""))
     with pytest.raises(InvalidArgumentError, match=r"execution\.agent"):
-        await service.create_from(_request(agent=""))
-    with pytest.raises(NotFoundError, match="agent 'ghost' not found"):
-        await service.create_from(_request(agent="ghost"))
+        await service.create(_request(agent=""))
+    with pytest.raises(store.NotFoundError, match="agent 'ghost' not found"):
+        await service.create(_request(agent="ghost"))
     items, _ = await db.agent_executions.list(filters={}, page_size=10, page_token="")
     assert items == []

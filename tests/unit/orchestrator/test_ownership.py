@@ -65,21 +65,22 @@ def test_the_lock_is_free_again_once_released(tmp_path: Path) -> None:
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    holder = subprocess.Popen(
+    # The context manager closes the stdout pipe too, once the holder is reaped.
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(DataDirLockedError) as refused:
-            DataDirLock(tmp_path).acquire()
-        assert refused.value.holder_pid == holder.pid
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "locked"
+            with pytest.raises(DataDirLockedError) as refused:
+                DataDirLock(tmp_path).acquire()
+            assert refused.value.holder_pid == holder.pid
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
 
     with DataDirLock(tmp_path):
         pass

@@ -1,8 +1,9 @@
 """Replay committed workflow histories to catch non-deterministic workflow changes.
 
-The histories were recorded from real runs on the Temporal dev server. When a
-workflow change is intentionally incompatible, version it with `workflow.patched`
-rather than re-recording these files.
+The histories were recorded from real runs on the Temporal dev server; the
+workflow-execution ones by tests/integration/workflows/test_histories.py with
+``POLYFLEET_RECORD_HISTORIES=1``. When a workflow change is intentionally incompatible,
+version it with `workflow.patched` rather than re-recording these files.
 """
 
 from __future__ import annotations
@@ -32,4 +33,9 @@ async def test_history_replays_without_nondeterminism(path: Path) -> None:
 
 
 def test_histories_are_committed() -> None:
-    assert {p.stem for p in HISTORIES} >= {"agent_execution_completed", "agent_execution_failed"}
+    # A completed and a failed run of each orchestrator workflow.
+    assert {p.stem for p in HISTORIES} >= {
+        f"{kind}_execution_{outcome}"
+        for kind in ("agent", "workflow")
+        for outcome in ("completed", "failed")
+    }

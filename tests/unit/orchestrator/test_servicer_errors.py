@@ -81,6 +81,20 @@ def test_a_busy_session_names_the_execution_in_flight() -> None:
     assert (info.reason, info.metadata[EXECUTION_ID]) == ("SESSION_BUSY", "aex-9")
 
 
+def test_a_missing_resource_from_the_store_is_answered_like_the_orchestrators_own() -> None:
+    # Services let the store's NotFoundError through untranslated: the edge must answer it
+    # with the same code, message and ErrorInfo (naming the resource) as NotFoundError.
+    ours = error_status(NotFoundError("agent execution", "aex-404"))
+    theirs = error_status(store.NotFoundError("agent execution", "aex-404"))
+    assert theirs.code == ours.code == grpc.StatusCode.NOT_FOUND
+    assert theirs.details == ours.details == "agent execution 'aex-404' not found"
+    assert _info(theirs) == _info(ours)
+    assert (_info(theirs).reason, dict(_info(theirs).metadata)) == (
+        "NOT_FOUND",
+        {"kind": "agent execution", "key": "aex-404"},
+    )
+
+
 def test_other_errors_get_reasons_from_their_type() -> None:
     assert error_reason(WorkflowStartError("wex-1", "down")) == "WORKFLOW_START"
     assert error_reason(NotFoundError("agent", "x")) == "NOT_FOUND"

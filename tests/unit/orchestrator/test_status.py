@@ -9,8 +9,8 @@ from orchestrator.status import (
     can_transition,
     merge_agent_update,
     merge_workflow_update,
-    phase_name,
 )
+from polyfleet.contract import phase_name
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 P = common_pb2

@@ -12,12 +12,13 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from polyfleet.v1 import agent_pb2
+from runner.errors import SecretError
 from runner.graphton.callbacks import priced_usage
-from runner.graphton.errors import ModelError, SecretError, StructuredOutputError
+from runner.graphton.errors import ModelError, StructuredOutputError
 from runner.graphton.models import build_model
 from runner.graphton.output import structured_output
 from runner.graphton.scripted import ScriptedChatModel
-from runner.graphton.secrets import Secrets
+from runner.secrets import Secrets
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -6,7 +6,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from orchestrator.workflows.common import describe_failure
-from runner.dsl import COMMUNICATION, WorkflowError
+from polyfleet.dsl import COMMUNICATION, WorkflowError
 from runner.workflow_host import problem_error, task_status
 from tests.unit.dsl.support import Hooks, doc, run
 

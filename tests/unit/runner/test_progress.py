@@ -8,7 +8,7 @@ import pytest
 
 from polyfleet.v1 import common_pb2
 from runner.errors import ExecutionClosedError
-from runner.graphton.progress import ProgressReporter
+from runner.progress import ProgressReporter
 
 
 class Sink:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.graphton.errors import SecretError
-from runner.graphton.secrets import REDACTED, Secrets, read_secrets_file
+from polyfleet.redaction import REDACTED
+from runner.errors import SecretError
+from runner.secrets import Secrets, read_secrets_file
 
 
 def test_only_declared_secrets_resolve_and_the_environment_wins(tmp_path: Path) -> None:

@@ -1,0 +1,106 @@
+"""The client's channel and the one place its calls meet gRPC: metadata, deadlines, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from polyfleet.channel import create_channel
+from polyfleet.client.errors import PolyfleetError
+from polyfleet.config import ApiSettings
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+# Unary calls are quick lookups or writes; thirty seconds without an answer means trouble.
+UNARY_TIMEOUT = 30.0
+
+
+def open_channel(settings: ApiSettings) -> grpc.aio.Channel:
+    """Open a channel to the API as the settings describe (plaintext or TLS).
+
+    Args:
+        settings: Address, message limit and TLS settings.
+
+    Returns:
+        An asyncio channel; the caller closes it.
+
+    """
+    credentials = None
+    if settings.api_tls:
+        root = settings.api_tls_root_cert.read_bytes() if settings.api_tls_root_cert else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=root)
+    return create_channel(settings.api_address, settings, credentials=credentials)
+
+
+@dataclass(frozen=True)
+class Transport:
+    """Makes calls with the client's metadata and turns their failures into PolyfleetError.
+
+    Attributes:
+        metadata: Sent with every call (the bearer token, when there is one).
+        timeout: Deadline of unary calls, in seconds.
+
+    """
+
+    metadata: tuple[tuple[str, str], ...] = ()
+    timeout: float = UNARY_TIMEOUT
+
+    @classmethod
+    def for_settings(cls, settings: ApiSettings) -> Transport:
+        """The transport of a client configured by ``settings``."""
+        token = settings.api_token.get_secret_value() if settings.api_token else ""
+        return cls(metadata=(("authorization", f"Bearer {token}"),) if token else ())
+
+    async def unary(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
+        request: _Req,
+        *,
+        deadline: float | None = None,
+    ) -> _Resp:
+        """Make a unary call.
+
+        Args:
+            method: The stub's method.
+            request: Its request.
+            deadline: The call's deadline in seconds; None uses :attr:`timeout`.
+
+        Returns:
+            The response.
+
+        Raises:
+            PolyfleetError: The call failed.
+
+        """
+        try:
+            return await method(
+                request, timeout=deadline or self.timeout, metadata=self.metadata or None
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise PolyfleetError.from_rpc(exc) from exc
+
+    async def stream(
+        self, method: grpc.aio.UnaryStreamMultiCallable[_Req, _Resp], request: _Req
+    ) -> AsyncIterator[_Resp]:
+        """Make a server-streaming call, without a deadline (streams last as long as needed).
+
+        Args:
+            method: The stub's method.
+            request: Its request.
+
+        Yields:
+            Each response of the stream.
+
+        Raises:
+            PolyfleetError: The call failed or the stream broke.
+
+        """
+        try:
+            async for response in method(request, metadata=self.metadata or None):
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise PolyfleetError.from_rpc(exc) from exc

@@ -1,0 +1,182 @@
+"""Static validation of workflow documents: every problem named by its JSON pointer.
+
+Validation is the runtime's contract: whatever passes here, the engine runs; whatever
+the engine cannot run (unsupported tasks, properties, options) is a problem here, so a
+document is never half-run or silently simplified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from polyfleet.dsl.checks import Checker
+from polyfleet.dsl.errors import Problem
+from polyfleet.dsl.expressions import BASE_VARIABLES, escape
+from polyfleet.dsl.model import COMMON_KEYS, UNSUPPORTED_TYPES
+from polyfleet.dsl.registry import keywords, task_type, type_of
+from polyfleet.dsl.tasks.basic import check_error_object
+from polyfleet.dsl.tasks.try_catch import check_retry
+
+_DSL_VERSION = re.compile(r"^1\.0(\.\d+)?$")
+_TOP_KEYS = frozenset({"document", "input", "output", "use", "do", "timeout", "evaluate"})
+_DOCUMENT_KEYS = frozenset(
+    {"dsl", "namespace", "name", "version", "title", "summary", "tags", "metadata"}
+)
+_USE_SUPPORTED = frozenset({"secrets", "errors", "retries", "timeouts"})
+_USE_UNSUPPORTED = frozenset({"authentications", "catalogs", "extensions", "functions"})
+
+
+def validate_document(
+    doc: Mapping[str, Any], *, known_agents: Collection[str] | None = None
+) -> list[Problem]:
+    """Every reason ``doc`` cannot be run, in document order.
+
+    Args:
+        doc: the parsed document (see :func:`polyfleet.dsl.load_document`).
+        known_agents: names `call: agent` may refer to; None skips that check.
+
+    Returns:
+        The problems found; empty when the engine can run the document.
+    """
+    checker = DocumentChecker(doc, known_agents)
+    checker.document()
+    return checker.problems
+
+
+class DocumentChecker(Checker):
+    """Walks a document and its task lists; each task type checks its own properties.
+
+    The types are looked up in the registry, which importing :mod:`polyfleet.dsl.tasks` (as
+    this module does, for the `use` definitions it checks) fills.
+    """
+
+    # -- document -------------------------------------------------------------------
+
+    def document(self) -> None:
+        """Check the whole document."""
+        doc = self.doc
+        self.keys("", doc, _TOP_KEYS, required=("document", "do"), unsupported={"schedule"})
+        if "document" in doc:
+            header = self.mapping("/document", doc["document"], "'document'")
+            if header is not None:
+                self._header(header)
+        variables = frozenset(BASE_VARIABLES)
+        if "input" in doc:
+            self.io("/input", doc["input"], "from", variables)
+        if "output" in doc:
+            self.io("/output", doc["output"], "as", variables)
+        if "timeout" in doc:
+            self.timeout("/timeout", doc["timeout"])
+        if "evaluate" in doc:
+            self._evaluate(doc["evaluate"])
+        if "use" in doc and self.mapping("/use", doc["use"], "'use'") is not None:
+            self._use()
+        if "do" in doc:
+            self.task_list("/do", doc["do"], variables)
+
+    def _header(self, header: Mapping[str, Any]) -> None:
+        required = ("dsl", "namespace", "name", "version")
+        self.keys("/document", header, _DOCUMENT_KEYS, required=required)
+        for key in ("dsl", "namespace", "name", "version"):
+            value = header.get(key)
+            if key in header and not isinstance(value, str):
+                hint = " (quote it in YAML)" if isinstance(value, int | float) else ""
+                self.add(f"/document/{key}", f"'{key}' must be a string{hint}")
+        dsl = header.get("dsl")
+        if isinstance(dsl, str) and not _DSL_VERSION.match(dsl):
+            self.add("/document/dsl", f"unsupported DSL version '{dsl}'; this runtime runs 1.0.x")
+
+    def _evaluate(self, value: Any) -> None:
+        block = self.mapping("/evaluate", value, "'evaluate'")
+        if block is None:
+            return
+        self.keys("/evaluate", block, {"language", "mode"})
+        if block.get("language", "jq") != "jq":
+            self.add("/evaluate/language", "only jq expressions are supported")
+        if block.get("mode", "strict") != "strict":
+            self.add("/evaluate/mode", "only the 'strict' evaluation mode is supported")
+
+    def _use(self) -> None:
+        use = self.use
+        self.keys("/use", use, _USE_SUPPORTED, unsupported=_USE_UNSUPPORTED)
+        secrets = use.get("secrets")
+        if "secrets" in use and (
+            not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets)
+        ):
+            self.add("/use/secrets", "'secrets' must be a list of secret names")
+        for kind in ("errors", "retries", "timeouts"):
+            if kind not in use:
+                continue
+            named = self.mapping(f"/use/{kind}", use[kind], f"'{kind}'")
+            for name, item in (named or {}).items():
+                pointer = f"/use/{kind}/{escape(str(name))}"
+                if kind == "errors":
+                    check_error_object(self, pointer, item, frozenset(BASE_VARIABLES))
+                elif kind == "retries":
+                    check_retry(self, pointer, item, frozenset(BASE_VARIABLES))
+                else:
+                    self.timeout(pointer, item)
+
+    # -- tasks ----------------------------------------------------------------------
+
+    def task_list(self, pointer: str, value: Any, variables: frozenset[str]) -> None:
+        """A list of named tasks run in sequence; `then` targets must be siblings."""
+        if not isinstance(value, list) or not value:
+            self.add(pointer, "must be a non-empty list of tasks")
+            return
+        names: list[str] = []
+        tasks: list[tuple[str, str, Mapping[str, Any]]] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping) or len(item) != 1:
+                self.add(f"{pointer}/{index}", "a task list item must map one task name to a task")
+                continue
+            ((name, task),) = item.items()
+            name = str(name)
+            if name in names:
+                self.add(f"{pointer}/{index}/{escape(name)}", f"duplicate task name '{name}'")
+            names.append(name)
+            tasks.append((f"{pointer}/{index}/{escape(name)}", name, task))
+        for task_pointer, _name, task in tasks:
+            self.task(task_pointer, task, variables, names)
+
+    def task(
+        self, pointer: str, task: Any, variables: frozenset[str], siblings: Collection[str]
+    ) -> None:
+        """One task: its type, its common properties, then the checks of its type."""
+        if not isinstance(task, Mapping):
+            self.add(pointer, "a task must be an object")
+            return
+        kind = task_type(task)
+        if kind is None:
+            self.add(pointer, "unknown task type: expected one of " + ", ".join(keywords()))
+            return
+        spec = type_of(task)
+        if spec is None:
+            self.add(f"{pointer}/{kind}", f"the '{kind}' task is not supported by this runtime")
+            return
+        own = COMMON_KEYS | spec.keys
+        type_words = frozenset(keywords()) | frozenset(UNSUPPORTED_TYPES)
+        for key in task:
+            if key in type_words and key not in own:
+                self.add(
+                    f"{pointer}/{key}", f"a task has one type: '{key}' conflicts with '{kind}'"
+                )
+        rest = {k: v for k, v in task.items() if k in own or k not in type_words}
+        self.keys(pointer, rest, own)
+        if "if" in task:
+            self.expression(f"{pointer}/if", task["if"], variables)
+        if "input" in task:
+            self.io(f"{pointer}/input", task["input"], "from", variables)
+        if "output" in task:
+            self.io(f"{pointer}/output", task["output"], "as", variables)
+        if "export" in task:
+            self.io(f"{pointer}/export", task["export"], "as", variables | {"output"})
+        if "timeout" in task:
+            self.timeout(f"{pointer}/timeout", task["timeout"])
+        if "metadata" in task:
+            self.mapping(f"{pointer}/metadata", task["metadata"], "'metadata'")
+        if "then" in task:
+            self.directive(f"{pointer}/then", task["then"], siblings)
+        spec.check(self, pointer, task, variables, siblings)

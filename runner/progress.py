@@ -1,0 +1,237 @@
+"""Ordered, batched progress reports to RunnerService.
+
+The agent's graph must not wait for the orchestrator on every token, so reports go
+into an outbox that one sender task drains in order. Token deltas are coalesced per
+message for ``flush_interval`` (about 100 ms) so a long answer is a handful of
+reports, not one per token; any other report first flushes the pending delta, so a
+watcher always sees a message's deltas before the message itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from typing import Protocol
+
+from polyfleet import contract
+from polyfleet.v1 import common_pb2
+from runner.errors import OutputTooLargeError
+
+
+class ReportSink(Protocol):
+    """Where reports go: :class:`runner.runner_client.RunnerClient` in production."""
+
+    async def report(
+        self, execution_id: str, report_id: str, update: common_pb2.ExecutionUpdate
+    ) -> object:
+        """Deliver one report; retries inside must reuse ``report_id``."""
+
+
+def _no_scrub(text: str) -> str:
+    return text
+
+
+def scrub_update(update: common_pb2.ExecutionUpdate, scrub: Callable[[str], str]) -> None:
+    """Remove secret values from every free-text field of ``update``, in place."""
+    for message in update.messages:
+        message.content = scrub(message.content)
+    for call in update.tool_calls:
+        call.result = scrub(call.result)
+        call.error = scrub(call.error)
+    for run in update.sub_agent_executions:
+        run.input = scrub(run.input)
+        run.output = scrub(run.output)
+        if run.HasField("error"):  # touching an unset sub-message would set it
+            run.error.message = scrub(run.error.message)
+    update.output_text = scrub(update.output_text)
+    update.content_delta = scrub(update.content_delta)
+    if update.HasField("error"):
+        update.error.message = scrub(update.error.message)
+
+
+def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
+    """Fail before sending an output the orchestrator would refuse (0: no limit).
+
+    Raises:
+        OutputTooLargeError: Names the output, its size and the limit.
+
+    """
+    for _, what, size in contract.oversized_outputs(update, limit)[:1]:
+        OutputTooLargeError.check(what, size, limit)
+
+
+class _Flushed:
+    """Outbox marker: resolved once every report queued before it was sent."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class ProgressReporter:
+    """Sends one execution's progress reports in order, with batched token deltas.
+
+    Report IDs are ``<prefix>/<n>``, numbered when a report is queued, so the IDs of
+    one activity attempt are deterministic and a report retried by the RunnerService
+    client keeps its ID. Use as an async context manager; ``close()`` sends whatever
+    is pending, ``abort()`` drops it (cancellation).
+    """
+
+    # Seconds a failing run may spend sending its last reports.
+    _FAILURE_FLUSH_TIMEOUT = 5.0
+
+    def __init__(
+        self,
+        sink: ReportSink,
+        execution_id: str,
+        prefix: str,
+        flush_interval: float = 0.1,
+    ) -> None:
+        self.execution_id = execution_id
+        self.scrub: Callable[[str], str] = _no_scrub
+        # The orchestrator's limit on outputs (its context response says it); 0: none.
+        self.max_output_bytes = 0
+        self.usage = common_pb2.Usage()
+        self._sink = sink
+        self._prefix = prefix
+        self._counter = itertools.count(1)
+        self._interval = flush_interval
+        self._outbox: asyncio.Queue[tuple[str, common_pb2.ExecutionUpdate] | _Flushed] = (
+            asyncio.Queue()
+        )
+        self._sender: asyncio.Task[None] | None = None
+        self._delta_id = ""
+        self._delta_parts: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> ProgressReporter:
+        self._sender = asyncio.create_task(self._send_all(), name=f"progress {self.execution_id}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            await self.close()
+        elif isinstance(exc[1], asyncio.CancelledError):
+            await self.abort()  # stop promptly; the workflow records the cancellation
+        else:
+            # A failing run still reports what it did up to the failure (the failed
+            # tool call, the sub-agent run); the original error is what propagates.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.close(), self._FAILURE_FLUSH_TIMEOUT)
+            await self.abort()
+
+    def next_id(self) -> str:
+        """A fresh report ID, also used for idempotent thread appends."""
+        return f"{self._prefix}/{next(self._counter)}"
+
+    def send(self, update: common_pb2.ExecutionUpdate) -> None:
+        """Queue a report after any pending delta.
+
+        Raises:
+            OutputTooLargeError: An output or message in ``update`` is over
+                ``max_output_bytes``: the orchestrator would refuse it.
+            Exception: The sender already failed (e.g. ``ExecutionClosedError``).
+
+        """
+        self._raise_if_failed()
+        check_output_size(update, self.max_output_bytes)
+        self._flush_deltas()
+        self._enqueue(update)
+
+    def delta(self, message_id: str, text: str) -> None:
+        """Queue streamed text of ``message_id``; sent within ``flush_interval``."""
+        self._raise_if_failed()
+        if not text:
+            return
+        if self._delta_parts and message_id != self._delta_id:
+            self._flush_deltas()
+        self._delta_id = message_id
+        self._delta_parts.append(text)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._flush_deltas)
+
+    async def flush(self) -> None:
+        """Wait until every report queued so far was acknowledged.
+
+        Raises:
+            Exception: Sending a report failed.
+
+        """
+        self._raise_if_failed()
+        self._flush_deltas()
+        marker = _Flushed()
+        self._outbox.put_nowait(marker)
+        sender = self._sender
+        if sender is None:
+            raise RuntimeError("ProgressReporter used outside 'async with'")
+        await asyncio.wait({marker.done, sender}, return_when=asyncio.FIRST_COMPLETED)
+        self._raise_if_failed()
+
+    async def close(self) -> None:
+        """Send everything pending, then stop the sender."""
+        try:
+            await self.flush()
+        finally:
+            await self.abort()
+
+    async def abort(self) -> None:
+        """Stop at once, dropping reports not sent yet."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._delta_parts.clear()
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    @property
+    def failed(self) -> bool:
+        """Whether sending stopped on an error; ``send`` and ``delta`` would raise it."""
+        sender = self._sender
+        return sender is not None and sender.done() and not sender.cancelled()
+
+    def _raise_if_failed(self) -> None:
+        sender = self._sender
+        if sender is not None and sender.done() and not sender.cancelled():
+            error = sender.exception()
+            if error is not None:
+                raise error
+
+    def _flush_deltas(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._delta_parts:
+            return
+        text = "".join(self._delta_parts)
+        self._delta_parts.clear()
+        self._enqueue(
+            common_pb2.ExecutionUpdate(content_delta=text, delta_message_id=self._delta_id)
+        )
+
+    def _enqueue(self, update: common_pb2.ExecutionUpdate) -> None:
+        scrub_update(update, self.scrub)
+        if update.HasField("usage"):
+            _add_usage(self.usage, update.usage)
+        self._outbox.put_nowait((self.next_id(), update))
+
+    async def _send_all(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, _Flushed):
+                item.done.set_result(None)
+                continue
+            report_id, update = item
+            await self._sink.report(self.execution_id, report_id, update)
+
+
+def _add_usage(total: common_pb2.Usage, usage: common_pb2.Usage) -> None:
+    # The same arithmetic the orchestrator applies when it merges usage reports.
+    total.input_tokens += usage.input_tokens
+    total.output_tokens += usage.output_tokens
+    total.total_tokens += usage.total_tokens
+    total.cost += usage.cost
+    total.model_calls += usage.model_calls
+    total.currency = usage.currency or total.currency
