@@ -36,7 +36,7 @@ import psutil
 from google.protobuf.duration_pb2 import Duration
 
 from bench.report import write_section
-from polyfleet.client import Client, is_terminal
+from polyfleet.client import Client, is_terminal, phase_name
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import Fleet, FleetConfig, free_port
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
@@ -261,7 +261,7 @@ def _report(latency: Outcome, hold: Outcome, baseline: float, gathered: float) -
 
     verdict = "met" if hold.met() else "NOT met"
     failures = Counter(
-        f"{o_name}: {common_pb2.ExecutionPhase.Name(e.status.phase)} "
+        f"{o_name}: {phase_name(e.status.phase)} "
         f"{e.status.error.type} {e.status.error.message}".rstrip()
         for o_name, o in (("1 s model", latency), ("hold", hold))
         for e in o.executions

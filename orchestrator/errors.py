@@ -8,6 +8,8 @@ Each error maps to one canonical gRPC status code at the API edge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from polyfleet.quoting import excerpt, quote
 
 
@@ -31,13 +33,42 @@ class InvalidArgumentError(OrchestratorError):
         field: Path of the offending field, e.g. ``execution.message``: clients get it as
             the ``BadRequest`` field violation, so it is data, not text to parse.
         problem: What is wrong with it.
+        violations: Every ``(field, problem)`` found, the first being ``field`` and
+            ``problem``: clients get one ``BadRequest`` field violation each.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
+    # A status travels in HTTP/2 trailers, which clients cap (8 KB by default, the details
+    # base64-encoded): the violations after the first stop at this many characters.
+    MAX_VIOLATION_CHARS = 3000
+
+    def __init__(
+        self, field: str, problem: str, *, violations: Sequence[tuple[str, str]] = ()
+    ) -> None:
         # Field paths can embed caller input (map keys, document pointers).
         self.field = excerpt(field, 200)
         self.problem = excerpt(problem, 500)
-        super().__init__(f"{self.field}: {self.problem}")
+        kept = [(self.field, self.problem)]
+        size = len(self.field) + len(self.problem)
+        for f, p in violations[1:]:
+            pair = (excerpt(f, 200), excerpt(p, 500))
+            size += len(pair[0]) + len(pair[1])
+            if size > self.MAX_VIOLATION_CHARS:
+                break
+            kept.append(pair)
+        self.violations = tuple(kept)
+        more = len(violations) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        super().__init__(f"{self.field}: {self.problem}{suffix}")
+
+    @classmethod
+    def of(cls, violations: Sequence[tuple[str, str]]) -> InvalidArgumentError:
+        """One error for several invalid fields, the first one leading.
+
+        Args:
+            violations: At least one ``(field, problem)``.
+        """
+        field, problem = violations[0]
+        return cls(field, problem, violations=violations)
 
 
 class NotFoundError(OrchestratorError):

@@ -425,11 +425,13 @@ class Executions(ABC, Generic[E, C]):
 
         Raises:
             store.NotFoundError: No such execution.
-            InvalidArgumentError: An output in the report is over ``max_output_bytes``
-                (a runner must fail the execution with OutputTooLarge instead).
+            InvalidArgumentError: A runner's report sets a terminal phase, or an output
+                in the report is over ``max_output_bytes`` (a runner must fail the
+                execution with OutputTooLarge instead).
             IllegalTransitionError: The report would change a terminal execution or
                 make an illegal phase change; it is not applied.
         """
+        check_report_source(source, update)
         check_output_size(update, self.settings.max_output_bytes)
         try:
             execution, event, applied = await self._repo.apply_report(
@@ -571,6 +573,27 @@ class Executions(ABC, Generic[E, C]):
             except TimeoutError:
                 current = await self.get(execution_id)
                 terminal = is_terminal(current.status.phase)
+
+
+# Report sources that may end an execution: its workflow (UpdateStatus), the API (a
+# failed start, a cancel without a workflow) and the reconciler. A runner reports
+# progress only; its activity's result is what the workflow turns into the end.
+RUNNER_SOURCE = "runner"
+
+
+def check_report_source(source: str, update: common_pb2.ExecutionUpdate) -> None:
+    """Refuse a runner's report that sets a terminal phase, whoever sent it.
+
+    Raises:
+        InvalidArgumentError: Names ``update.phase``; nothing of the report is applied.
+    """
+    if source == RUNNER_SOURCE and is_terminal(update.phase):
+        raise InvalidArgumentError(
+            "update.phase",
+            f"{contract.phase_name(update.phase)} is terminal: only the execution's workflow "
+            "ends an execution; a runner reports progress and returns its result (or "
+            "raises its error) from its activity instead",
+        )
 
 
 def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:

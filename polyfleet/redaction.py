@@ -38,6 +38,31 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         return value
 
+    def stream_cut(self, text: str) -> int:
+        """How much of ``text``, a stream's pending text, may be redacted and sent now.
+
+        More text may follow, so a secret can be split across pieces. The cut leaves out
+        every tail that could still begin a secret, and never falls inside a secret that
+        ``text`` holds whole: redacting ``text[:cut]`` now and the rest together with what
+        follows hides every secret however the stream is split. The tail is at most the
+        longest secret's length long unless it holds that secret whole.
+        """
+        cut = len(text)
+        for secret in self._values:
+            for k in range(min(len(secret) - 1, len(text)), 0, -1):
+                if text.endswith(secret[:k]):
+                    cut = min(cut, len(text) - k)
+                    break
+        moved = True
+        while moved:  # the cut only moves back, to the start of a secret it would split
+            moved = False
+            for secret in self._values:
+                start = text.find(secret, max(0, cut - len(secret) + 1))
+                if 0 <= start < cut:
+                    cut = start
+                    moved = True
+        return cut
+
     def data(self, value: Any) -> Any:
         """A copy of JSON-like ``value`` (strings, keys, nested containers) without secrets."""
         if not self._values:

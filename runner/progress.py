@@ -5,6 +5,12 @@ into an outbox that one sender task drains in order. Token deltas are coalesced 
 message for ``flush_interval`` (about 100 ms) so a long answer is a handful of
 reports, not one per token; any other report first flushes the pending delta, so a
 watcher always sees a message's deltas before the message itself.
+
+A message's deltas are redacted as one stream, not batch by batch: a secret split
+across two batches would match in neither. Each flush sends the part of the message's
+text that cannot hold the start of a secret (``Redactor.stream_cut``) and holds the
+rest back, raw and never sent, until more text arrives, the completed message is sent,
+or the reporter is flushed or closed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from polyfleet import contract
+from polyfleet.redaction import Redactor
 from polyfleet.v1 import common_pb2
 from runner.errors import OutputTooLargeError
 
@@ -27,10 +34,6 @@ class ReportSink(Protocol):
         self, execution_id: str, report_id: str, update: common_pb2.ExecutionUpdate
     ) -> object:
         """Deliver one report; retries inside must reuse ``report_id``."""
-
-
-def _no_scrub(text: str) -> str:
-    return text
 
 
 def scrub_update(update: common_pb2.ExecutionUpdate, scrub: Callable[[str], str]) -> None:
@@ -89,7 +92,8 @@ class ProgressReporter:
         flush_interval: float = 0.1,
     ) -> None:
         self.execution_id = execution_id
-        self.scrub: Callable[[str], str] = _no_scrub
+        # The secrets to hide (``Secrets.redactor``); none until the runner sets them.
+        self.redactor = Redactor(())
         # The orchestrator's limit on outputs (its context response says it); 0: none.
         self.max_output_bytes = 0
         self.usage = common_pb2.Usage()
@@ -103,6 +107,8 @@ class ProgressReporter:
         self._sender: asyncio.Task[None] | None = None
         self._delta_id = ""
         self._delta_parts: list[str] = []
+        # Per message: streamed text held back, unredacted and unsent (see the module doc).
+        self._held: dict[str, str] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> ProgressReporter:
@@ -137,6 +143,9 @@ class ProgressReporter:
         self._raise_if_failed()
         check_output_size(update, self.max_output_bytes)
         self._flush_deltas()
+        # A completed message ends its stream: what was held back goes before it.
+        for message in update.messages:
+            self._release(message.id)
         self._enqueue(update)
 
     def delta(self, message_id: str, text: str) -> None:
@@ -160,6 +169,8 @@ class ProgressReporter:
         """
         self._raise_if_failed()
         self._flush_deltas()
+        for message_id in list(self._held):
+            self._release(message_id)
         marker = _Flushed()
         self._outbox.put_nowait(marker)
         sender = self._sender
@@ -181,6 +192,7 @@ class ProgressReporter:
             self._timer.cancel()
             self._timer = None
         self._delta_parts.clear()
+        self._held.clear()
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,14 +217,25 @@ class ProgressReporter:
             self._timer = None
         if not self._delta_parts:
             return
-        text = "".join(self._delta_parts)
+        text = self._held.pop(self._delta_id, "") + "".join(self._delta_parts)
         self._delta_parts.clear()
-        self._enqueue(
-            common_pb2.ExecutionUpdate(content_delta=text, delta_message_id=self._delta_id)
-        )
+        cut = self.redactor.stream_cut(text)
+        if cut < len(text):
+            self._held[self._delta_id] = text[cut:]
+        self._send_delta(self._delta_id, text[:cut])
+
+    def _release(self, message_id: str) -> None:
+        """Send what is held back of ``message_id``'s stream: the message is complete."""
+        self._send_delta(message_id, self._held.pop(message_id, ""))
+
+    def _send_delta(self, message_id: str, text: str) -> None:
+        if text:
+            self._enqueue(
+                common_pb2.ExecutionUpdate(content_delta=text, delta_message_id=message_id)
+            )
 
     def _enqueue(self, update: common_pb2.ExecutionUpdate) -> None:
-        scrub_update(update, self.scrub)
+        scrub_update(update, self.redactor.text)
         if update.HasField("usage"):
             _add_usage(self.usage, update.usage)
         self._outbox.put_nowait((self.next_id(), update))

@@ -115,6 +115,11 @@ class Secrets:
         """The declared secrets that have a value on this runner, by name."""
         return dict(self._values)
 
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor of these secrets' values (``ProgressReporter.redactor`` takes it)."""
+        return self._redactor
+
     def scrub(self, text: str) -> str:
         """``text`` with every secret value redacted (see :mod:`polyfleet.redaction`)."""
         return self._redactor.text(text)

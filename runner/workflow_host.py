@@ -317,7 +317,7 @@ class WorkflowHost:
             secrets_file=self._settings.secrets_file,
         )
         resume, hooks.sequence = await self._resume_state(execution_id, reference)
-        progress.scrub = secrets.scrub
+        progress.redactor = secrets.redactor
         progress.max_output_bytes = hooks.max_output_bytes = context.max_output_bytes
         # Struct holds numbers as doubles: {"petId": 1} must reach the DSL as 1, not 1.0.
         workflow_input = struct_to_dict(execution.input)

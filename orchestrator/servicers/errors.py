@@ -107,10 +107,15 @@ def error_status(err: Exception) -> grpc.Status:
     if code is grpc.StatusCode.INVALID_ARGUMENT and isinstance(field, str):
         # orchestrator errors call the why "problem", store errors "reason".
         why = getattr(err, "problem", None) or getattr(err, "reason", "")
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=excerpt(field, 200), description=excerpt(str(why), 500)
-        )
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+        # An agent definition reports every invalid field, one violation each.
+        pairs = getattr(err, "violations", None) or ((field, str(why)),)
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=excerpt(str(f), 200), description=excerpt(str(p), 500)
+            )
+            for f, p in pairs
+        ]
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted

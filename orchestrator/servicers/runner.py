@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from orchestrator.executions import ExecutionRegistry
+from orchestrator.executions import RUNNER_SOURCE, ExecutionRegistry
 from orchestrator.runner_operations import RunnerOperations
 from orchestrator.servicers.errors import unary
 from polyfleet.v1 import runner_pb2, runner_pb2_grpc
@@ -38,7 +38,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self, request: runner_pb2.ReportProgressRequest, context: Context
     ) -> runner_pb2.ReportProgressResponse:
         result = await self._executions.for_id(request.execution_id).report(
-            request.execution_id, request.report_id, "runner", request.update
+            request.execution_id, request.report_id, RUNNER_SOURCE, request.update
         )
         return result.as_message(runner_pb2.ReportProgressResponse)
 

@@ -19,7 +19,7 @@ from polyfleet.client.executions import (
     WorkflowExecutions,
 )
 from polyfleet.client.transport import Transport, open_channel
-from polyfleet.client.watch import ExecutionCalls, ExecutionWatch, wait_terminal
+from polyfleet.client.watch import E, ExecutionCalls, ExecutionWatch, wait_terminal
 from polyfleet.config import ApiSettings
 from polyfleet.contract import Execution, is_workflow_execution
 from polyfleet.v1 import common_pb2
@@ -210,16 +210,9 @@ class Client:
     ) -> AgentExecution:
         """Start an agent execution and, with ``wait``, return it once terminal.
 
-        Args:
-            agent: Agent name.
-            message: The user message.
-            session_id: Session to continue; empty lets the server create one.
-            labels: Labels of the execution.
-            priority: 1 (highest) .. 5; 0 leaves the server's default (3).
-            request_id: Idempotency key: a repeated one returns the original execution.
-            strategy: What to do when the session is busy (default: enqueue).
-            wait: Wait for the terminal phase (client side, so without the server's limit).
-            timeout: With ``wait``: give up after this many seconds (None: no limit).
+        The arguments before ``wait`` are those of :meth:`AgentExecutions.create`. With
+        ``wait`` the client waits for the terminal phase (so without the server's limit),
+        giving up after ``timeout`` seconds (None: no limit).
 
         Returns:
             The new execution (normally PENDING), or with ``wait`` the terminal one.
@@ -238,9 +231,7 @@ class Client:
             request_id=request_id,
             strategy=strategy,
         )
-        if not wait:
-            return created
-        return await self.agent_executions.wait(created.id, timeout)
+        return await _settled(self.agent_executions, created, wait, timeout)
 
     async def run_workflow(
         self,
@@ -255,26 +246,22 @@ class Client:
     ) -> WorkflowExecution:
         """Start a workflow execution and, with ``wait``, return it once terminal.
 
-        Args:
-            workflow: Workflow name.
-            workflow_input: The workflow's input (a JSON object); None sends none.
-            labels: Labels of the execution.
-            priority: 1 (highest) .. 5; 0 leaves the server's default (3).
-            request_id: Idempotency key: a repeated one returns the original execution.
-            wait: Wait for the terminal phase (client side, so without the server's limit).
-            timeout: With ``wait``: give up after this many seconds (None: no limit).
-
-        Returns:
-            The new execution (normally PENDING), or with ``wait`` the terminal one.
-
-        Raises:
-            PolyfleetError: The API refused the request or a call failed.
-            WaitTimeoutError: With ``wait``: not terminal within ``timeout``.
-
+        As :meth:`run_agent`, with the arguments of :meth:`WorkflowExecutions.create` before
+        ``wait``.
         """
         created = await self.workflow_executions.create(
             workflow, workflow_input, labels=labels, priority=priority, request_id=request_id
         )
-        if not wait:
-            return created
-        return await self.workflow_executions.wait(created.id, timeout)
+        return await _settled(self.workflow_executions, created, wait, timeout)
+
+
+async def _settled(
+    calls: ExecutionCalls[E],
+    created: E,
+    wait: bool,
+    timeout: float | None,  # noqa: ASYNC109 - named as in Temporal's SDK
+) -> E:
+    """``created`` itself, or with ``wait`` the same execution once terminal."""
+    if not wait:
+        return created
+    return await wait_terminal(calls, created.id, timeout)

@@ -80,6 +80,21 @@ class Checker(ABC):
             elif key not in allowed_set:
                 self.add(f"{pointer}/{escape(str(key))}", f"unknown property '{key}'")
 
+    def members(
+        self,
+        pointer: str,
+        value: Any,
+        what: str,
+        allowed: Iterable[str],
+        required: Iterable[str] = (),
+        unsupported: Iterable[str] = (),
+    ) -> Mapping[str, Any] | None:
+        """:meth:`mapping`, then :meth:`keys` on the mapping: the checked mapping or None."""
+        block = self.mapping(pointer, value, what)
+        if block is not None:
+            self.keys(pointer, block, allowed, required, unsupported)
+        return block
+
     def string(self, pointer: str, value: Any, what: str) -> bool:
         """Whether ``value`` is a non-empty string (a problem is recorded if not)."""
         if isinstance(value, str) and value.strip():

@@ -130,17 +130,23 @@ def evaluate_template(value: Any, data: Any, variables: Mapping[str, Any]) -> An
     return value
 
 
-def iter_template_expressions(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    """Each `${ }` string inside ``value`` as (JSON pointer, jq source)."""
+def iter_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """Each string inside ``value``, recursively, as (JSON pointer, string)."""
     if isinstance(value, str):
-        if is_expression(value):
-            yield pointer, expression_text(value)
+        yield pointer, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from iter_template_expressions(item, f"{pointer}/{escape(str(key))}")
+            yield from iter_strings(item, f"{pointer}/{escape(str(key))}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from iter_template_expressions(item, f"{pointer}/{index}")
+            yield from iter_strings(item, f"{pointer}/{index}")
+
+
+def iter_template_expressions(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """Each `${ }` string inside ``value`` as (JSON pointer, jq source)."""
+    for at, text in iter_strings(value, pointer):
+        if is_expression(text):
+            yield at, expression_text(text)
 
 
 def iter_embedded(value: Any, pointer: str) -> Iterator[str]:
@@ -149,15 +155,9 @@ def iter_embedded(value: Any, pointer: str) -> Iterator[str]:
     The DSL's strict mode evaluates only whole-value expressions; such strings would be
     sent literally, which is never what their author meant.
     """
-    if isinstance(value, str):
-        if "${" in value and not is_expression(value):
-            yield pointer
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from iter_embedded(item, f"{pointer}/{escape(str(key))}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from iter_embedded(item, f"{pointer}/{index}")
+    for at, text in iter_strings(value, pointer):
+        if "${" in text and not is_expression(text):
+            yield at
 
 
 def mentions(value: Any, variable: str) -> bool:

@@ -1,8 +1,9 @@
 """The pydantic schemas of Agent and Workflow manifests: field types and single-field rules.
 
-Rules of an Agent that need more than one field (secret references, unique names,
-provider-specific fields) live in :mod:`polyfleet.manifest.rules`, where they can name the
-exact field; a Workflow's document is checked by the DSL runtime's own validation (see
+Rules of an Agent that need more than one field (secret references, literal credentials,
+unique names, provider-specific fields) are the API's, in :mod:`polyfleet.agent_rules`;
+:mod:`polyfleet.manifest.rules` maps their field paths to the manifest's; a Workflow's
+document is checked by the DSL runtime's own validation (see
 :mod:`polyfleet.manifest.workflow`).
 """
 

@@ -218,7 +218,7 @@ async def run_graphton(
         use_environment=settings.secrets_from_environment,
         secrets_file=settings.secrets_file,
     )
-    progress.scrub = secrets.scrub
+    progress.redactor = secrets.redactor
     progress.max_output_bytes = context.max_output_bytes
     progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
     log.info("running agent %s", agent.name)

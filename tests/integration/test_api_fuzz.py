@@ -298,7 +298,8 @@ async def test_known_bad_inputs_get_invalid_argument_naming_the_field(
         code, err = await _call(seeded_fleet.channel, method, request.SerializeToString())
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, code, err)
         assert err is not None
-        assert [v.field for v in field_violations(err)] == [expected], method.name
+        # An agent definition names every invalid field; the one targeted comes first.
+        assert [v.field for v in field_violations(err)][:1] == [expected], method.name
         assert len(err.details() or "") < 2000
 
 

@@ -55,10 +55,9 @@ async def run_wait(rt: Runtime, call: TaskCall) -> StepResult:
 def _check_raise(
     c: Checker, p: str, task: Mapping[str, Any], variables: frozenset[str], _s: Collection[str]
 ) -> None:
-    block = c.mapping(f"{p}/raise", task.get("raise"), "'raise'")
+    block = c.members(f"{p}/raise", task.get("raise"), "'raise'", {"error"}, required=("error",))
     if block is None:
         return
-    c.keys(f"{p}/raise", block, {"error"}, required=("error",))
     error = block.get("error")
     if isinstance(error, str):
         if error not in c.named("errors"):
@@ -69,10 +68,9 @@ def _check_raise(
 
 def check_error_object(c: Checker, p: str, value: Any, variables: frozenset[str]) -> None:
     """An RFC 7807 error definition, as `raise.error` or in `use.errors`."""
-    error = c.mapping(p, value, "an error")
+    error = c.members(p, value, "an error", ERROR_FIELDS, required=("type", "status"))
     if error is None:
         return
-    c.keys(p, error, ERROR_FIELDS, required=("type", "status"))
     if "type" in error:
         c.string(f"{p}/type", error["type"], "'type'")
     status = error.get("status")
@@ -122,10 +120,9 @@ def _check_switch(
             continue
         ((name, case),) = item.items()
         cp = f"{p}/switch/{index}/{escape(str(name))}"
-        body = c.mapping(cp, case, "a switch case")
+        body = c.members(cp, case, "a switch case", {"when", "then"}, required=("then",))
         if body is None:
             continue
-        c.keys(cp, body, {"when", "then"}, required=("then",))
         if "when" in body:
             c.expression(f"{cp}/when", body["when"], variables)
         else:

@@ -34,10 +34,9 @@ async def run_do(rt: Runtime, call: TaskCall) -> StepResult:
 def _check_for(
     c: Checker, p: str, task: Mapping[str, Any], variables: frozenset[str], _s: Collection[str]
 ) -> None:
-    loop = c.mapping(f"{p}/for", task.get("for"), "'for'")
+    loop = c.members(f"{p}/for", task.get("for"), "'for'", {"each", "in", "at"}, required=("in",))
     names = {"item", "index"}
     if loop is not None:
-        c.keys(f"{p}/for", loop, {"each", "in", "at"}, required=("in",))
         for key, default in (("each", "item"), ("at", "index")):
             name = loop.get(key, default)
             if not isinstance(name, str) or not IDENTIFIER.match(name):

@@ -26,10 +26,11 @@ from polyfleet.dsl.runtime import Runtime, TaskCall
 def _check_fork(
     c: Checker, p: str, task: Mapping[str, Any], variables: frozenset[str], _s: Collection[str]
 ) -> None:
-    fork = c.mapping(f"{p}/fork", task.get("fork"), "'fork'")
+    fork = c.members(
+        f"{p}/fork", task.get("fork"), "'fork'", {"branches", "compete"}, required=("branches",)
+    )
     if fork is None:
         return
-    c.keys(f"{p}/fork", fork, {"branches", "compete"}, required=("branches",))
     if "compete" in fork and not isinstance(fork["compete"], bool):
         c.add(f"{p}/fork/compete", "'compete' must be true or false")
     branches = fork.get("branches")

@@ -63,25 +63,32 @@ def _endpoint(c: Checker, p: str, value: Any, variables: frozenset[str]) -> None
         if c.string(p, value, "'endpoint'"):
             c.template(p, value, variables)
         return
-    endpoint = c.mapping(p, value, "'endpoint' (a URI or {uri})")
+    endpoint = c.members(
+        p, value, "'endpoint' (a URI or {uri})", {"uri", "authentication"}, required=("uri",)
+    )
     if endpoint is None:
         return
-    c.keys(p, endpoint, {"uri", "authentication"}, required=("uri",))
     if "uri" in endpoint and c.string(f"{p}/uri", endpoint["uri"], "'uri'"):
         c.template(f"{p}/uri", endpoint["uri"], variables)
     if "authentication" in endpoint:
         auth_p = f"{p}/authentication"
-        auth = c.mapping(auth_p, endpoint["authentication"], "'authentication'")
+        auth = c.members(
+            auth_p,
+            endpoint["authentication"],
+            "'authentication'",
+            _AUTH_SUPPORTED,
+            unsupported=_AUTH_UNSUPPORTED,
+        )
         if auth is None:
             return
-        c.keys(auth_p, auth, _AUTH_SUPPORTED, unsupported=_AUTH_UNSUPPORTED)
         if len(auth) != 1:
             c.add(auth_p, "'authentication' needs exactly one scheme (basic or bearer)")
         for scheme, fields in _AUTH_SUPPORTED.items():
             if scheme in auth:
-                block = c.mapping(f"{auth_p}/{scheme}", auth[scheme], f"'{scheme}'")
+                block = c.members(
+                    f"{auth_p}/{scheme}", auth[scheme], f"'{scheme}'", fields, required=fields
+                )
                 if block is not None:
-                    c.keys(f"{auth_p}/{scheme}", block, fields, required=fields)
                     c.template(f"{auth_p}/{scheme}", block, variables)
 
 

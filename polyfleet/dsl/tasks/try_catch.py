@@ -46,25 +46,24 @@ def _check_try(
     if "catch" not in task:
         c.add(f"{p}/catch", "missing required property 'catch'")
         return
-    catch = c.mapping(f"{p}/catch", task["catch"], "'catch'")
+    cp = f"{p}/catch"
+    catch = c.members(
+        cp, task["catch"], "'catch'", {"errors", "as", "when", "exceptWhen", "retry", "do"}
+    )
     if catch is None:
         return
-    cp = f"{p}/catch"
-    c.keys(cp, catch, {"errors", "as", "when", "exceptWhen", "retry", "do"})
     name = catch.get("as", "error")
     if not isinstance(name, str) or not IDENTIFIER.match(name):
         c.add(f"{cp}/as", "'as' must be a variable name such as 'error'")
         name = "error"
     inner = variables | {name}
     if "errors" in catch:
-        errors = c.mapping(f"{cp}/errors", catch["errors"], "'errors'")
+        errors = c.members(f"{cp}/errors", catch["errors"], "'errors'", {"with"})
         if errors is not None:
-            c.keys(f"{cp}/errors", errors, {"with"})
             if "with" in errors:
                 wp = f"{cp}/errors/with"
-                flt = c.mapping(wp, errors["with"], "'with'")
+                flt = c.members(wp, errors["with"], "'with'", ERROR_FIELDS)
                 if flt is not None:
-                    c.keys(wp, flt, ERROR_FIELDS)
                     if "status" in flt and not isinstance(flt["status"], int):
                         c.add(f"{wp}/status", "'status' must be an integer")
     for key in ("when", "exceptWhen"):
@@ -83,16 +82,16 @@ def _check_try(
 
 def check_retry(c: Checker, p: str, value: Any, variables: frozenset[str]) -> None:
     """A retry policy, inline in `catch.retry` or in `use.retries`."""
-    retry = c.mapping(p, value, "a retry policy")
+    retry = c.members(
+        p, value, "a retry policy", {"delay", "backoff", "limit", "jitter", "when", "exceptWhen"}
+    )
     if retry is None:
         return
-    c.keys(p, retry, {"delay", "backoff", "limit", "jitter", "when", "exceptWhen"})
     if "delay" in retry:
         c.duration(f"{p}/delay", retry["delay"])
     if "backoff" in retry:
-        backoff = c.mapping(f"{p}/backoff", retry["backoff"], "'backoff'")
+        backoff = c.members(f"{p}/backoff", retry["backoff"], "'backoff'", _BACKOFFS)
         if backoff is not None:
-            c.keys(f"{p}/backoff", backoff, _BACKOFFS)
             if len(backoff) != 1:
                 c.add(
                     f"{p}/backoff", "'backoff' needs exactly one of constant, linear, exponential"
@@ -103,9 +102,10 @@ def check_retry(c: Checker, p: str, value: Any, variables: frozenset[str]) -> No
     if "limit" in retry:
         _retry_limit(c, f"{p}/limit", retry["limit"])
     if "jitter" in retry:
-        jitter = c.mapping(f"{p}/jitter", retry["jitter"], "'jitter'")
+        jitter = c.members(
+            f"{p}/jitter", retry["jitter"], "'jitter'", {"from", "to"}, required=("from", "to")
+        )
         if jitter is not None:
-            c.keys(f"{p}/jitter", jitter, {"from", "to"}, required=("from", "to"))
             for key in ("from", "to"):
                 if key in jitter:
                     c.duration(f"{p}/jitter/{key}", jitter[key])
@@ -115,16 +115,16 @@ def check_retry(c: Checker, p: str, value: Any, variables: frozenset[str]) -> No
 
 
 def _retry_limit(c: Checker, p: str, value: Any) -> None:
-    limit = c.mapping(p, value, "'limit'")
+    limit = c.members(p, value, "'limit'", {"attempt", "duration"})
     if limit is None:
         return
-    c.keys(p, limit, {"attempt", "duration"})
     if "duration" in limit:
         c.duration(f"{p}/duration", limit["duration"])
     if "attempt" in limit:
-        attempt = c.mapping(f"{p}/attempt", limit["attempt"], "'attempt'")
+        attempt = c.members(
+            f"{p}/attempt", limit["attempt"], "'attempt'", {"count"}, unsupported={"duration"}
+        )
         if attempt is not None:
-            c.keys(f"{p}/attempt", attempt, {"count"}, unsupported={"duration"})
             count = attempt.get("count")
             if "count" in attempt and (
                 not isinstance(count, int) or isinstance(count, bool) or count < 0

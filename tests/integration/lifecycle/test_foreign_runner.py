@@ -1,10 +1,13 @@
-"""A foreign runner that breaks the payload contract fails the execution, at once and clearly."""
+"""Foreign runners: one that breaks the payload contract fails the execution, at once and
+clearly; one that reports a terminal phase is refused, and the workflow still ends it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import grpc
 import pytest
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
@@ -14,9 +17,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from polyfleet import contract
-from polyfleet.v1 import activities_pb2, common_pb2
+from polyfleet.error_details import field_violations
+from polyfleet.v1 import activities_pb2, common_pb2, runner_pb2, runner_pb2_grpc
 from tests.conftest import scripted_agent, start_fleet, stop_fleet
-from tests.integration.lifecycle.conftest import apply, create, request, wait_phase
+from tests.integration.lifecycle.conftest import apply, create, get, request, wait_phase
 
 
 def _json_plain(value: dict[str, str]) -> RawValue:
@@ -78,5 +82,86 @@ async def test_an_undecodable_result_fails_the_execution_naming_activity_queue_a
         cause = raised.value.cause
         assert isinstance(cause, ApplicationError)
         assert cause.type == contract.INVALID_ACTIVITY_RESULT
+    finally:
+        await stop_fleet(fleet)
+
+
+class HeldRunner:
+    """A runner whose agent execution reports RUNNING, then waits to be released."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @activity.defn(name=contract.ENSURE_THREAD)
+    async def ensure_thread(
+        self, params: activities_pb2.EnsureThreadInput
+    ) -> activities_pb2.EnsureThreadOutput:
+        return activities_pb2.EnsureThreadOutput(thread_id="thread-1", created=True)
+
+    @activity.defn(name=contract.EXECUTE_GRAPHTON)
+    async def execute_graphton(
+        self, params: activities_pb2.ExecuteGraphtonInput
+    ) -> activities_pb2.ExecuteGraphtonOutput:
+        self.running.set()
+        await self.release.wait()
+        return activities_pb2.ExecuteGraphtonOutput(final_message_id="m1")
+
+
+@pytest.mark.parametrize(
+    "phase",
+    [
+        common_pb2.EXECUTION_PHASE_COMPLETED,
+        common_pb2.EXECUTION_PHASE_FAILED,
+        common_pb2.EXECUTION_PHASE_CANCELLED,
+    ],
+)
+async def test_report_progress_with_a_terminal_phase_is_refused_and_changes_nothing(
+    temporal_client: Client, tmp_path: Path, phase: int
+) -> None:
+    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False)
+    held = HeldRunner()
+    runner_service = runner_pb2_grpc.RunnerServiceStub(fleet.channel)
+    try:
+        await apply(fleet, scripted_agent())
+        async with Worker(
+            temporal_client,
+            task_queue=fleet.queues.agent_execution_runner_task_queue,
+            activities=[held.ensure_thread, held.execute_graphton],
+        ):
+            created = await create(fleet, request("assistant"))
+            await held.running.wait()
+            await runner_service.ReportProgress(
+                runner_pb2.ReportProgressRequest(
+                    execution_id=created.id,
+                    report_id="r/1",
+                    update=common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING),
+                )
+            )
+            before = await get(fleet, created.id)
+            assert before.status.phase == common_pb2.EXECUTION_PHASE_RUNNING
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await runner_service.ReportProgress(
+                    runner_pb2.ReportProgressRequest(
+                        execution_id=created.id,
+                        report_id="r/2",
+                        update=common_pb2.ExecutionUpdate(
+                            phase=phase,  # type: ignore[arg-type]
+                            output_text="forged answer",
+                        ),
+                    )
+                )
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert [v.field for v in field_violations(raised.value)] == ["update.phase"]
+            assert await get(fleet, created.id) == before  # nothing was applied
+            held.release.set()
+            done = await wait_phase(fleet, created.id, timeout=30)
+        assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED
+        assert "forged answer" not in str(done)
+        events = [e async for e in fleet.client.agent_executions.events(created.id)]
+        ended = [e for e in events if e.phase and contract.is_terminal(e.phase)]
+        assert [(e.phase, e.source) for e in ended] == [
+            (common_pb2.EXECUTION_PHASE_COMPLETED, "orchestrator")
+        ]
     finally:
         await stop_fleet(fleet)

@@ -30,6 +30,19 @@ def http(_server: Server) -> Server:
     return _server
 
 
+# A workflow body whose one task raises a problem (type, status 422, title, detail).
+RAISE_BAD_ORDER = """
+do:
+  - check:
+      raise:
+        error:
+          type: https://example.com/errors/bad-order
+          status: 422
+          title: Bad order
+          detail: order is empty
+"""
+
+
 def document(name: str, body: str) -> str:
     """A workflow document with the standard header and ``body`` (YAML, dedented)."""
     header = f'document: {{dsl: "1.0.0", namespace: test, name: {name}, version: "1.0.0"}}\n'

@@ -20,7 +20,7 @@ from temporalio.worker import Replayer
 from orchestrator.workflows import WORKFLOWS
 from polyfleet.v1 import common_pb2
 from tests.conftest import Fleet
-from tests.integration.workflows.conftest import apply_workflow, finish, start
+from tests.integration.workflows.conftest import RAISE_BAD_ORDER, apply_workflow, finish, start
 
 HISTORIES = Path(__file__).resolve().parents[2] / "unit" / "orchestrator" / "histories"
 RECORD = os.environ.get("POLYFLEET_RECORD_HISTORIES") == "1"
@@ -38,16 +38,7 @@ RUNS = {
     ),
     "failed": (
         common_pb2.EXECUTION_PHASE_FAILED,
-        """
-        do:
-          - check:
-              raise:
-                error:
-                  type: https://example.com/errors/bad-order
-                  status: 422
-                  title: Bad order
-                  detail: order is empty
-        """,
+        RAISE_BAD_ORDER,
     ),
 }
 

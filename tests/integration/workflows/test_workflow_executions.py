@@ -19,6 +19,7 @@ from tests.conftest import Fleet, scripted_agent
 from tests.helpers import assert_eventually
 from tests.http_server import Server
 from tests.integration.workflows.conftest import (
+    RAISE_BAD_ORDER,
     apply_workflow,
     document,
     finish,
@@ -353,20 +354,7 @@ async def test_invalid_documents_are_rejected_naming_the_pointer(
 
 
 async def test_a_raise_fails_the_execution_with_its_problem_as_data(fleet: Fleet) -> None:
-    await apply_workflow(
-        fleet,
-        "refuse",
-        """
-        do:
-          - check:
-              raise:
-                error:
-                  type: https://example.com/errors/bad-order
-                  status: 422
-                  title: Bad order
-                  detail: order is empty
-        """,
-    )
+    await apply_workflow(fleet, "refuse", RAISE_BAD_ORDER)
     failed = await finish(fleet, (await start(fleet, "refuse")).id)
     assert failed.status.phase == FAILED
     error = failed.status.error

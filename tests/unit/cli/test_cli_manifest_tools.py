@@ -343,7 +343,7 @@ INVALID = [
         'env: {TOKEN: "${TOKEN}"}',
         'env: {TOKEN: "${OTHER}"}',
         "spec.mcpServers[0].stdio.env.TOKEN",
-        "${OTHER}, which is not declared in spec.secrets",
+        "${OTHER}, which is not declared in the agent's secrets",
     ),
     (
         "undeclared header secret",
@@ -378,7 +378,7 @@ INVALID = [
         "    model: gpt-4o-mini\n",
         "    model: gpt-4o-mini\n    parameters: {api_key: sk-123}\n",
         "spec.model.parameters.api_key",
-        "apiKeySecret",
+        "api_key_secret",
     ),
     (
         "secret reference in args",
@@ -442,7 +442,7 @@ INVALID = [
         "apiKeySecret: TOKEN",
         "apiKeySecret: OPENAI_API_KEY",
         "spec.model.apiKeySecret",
-        "'OPENAI_API_KEY' is not declared in spec.secrets",
+        "'OPENAI_API_KEY' is not declared in the agent's secrets",
     ),
     (
         "invalid secret name",

@@ -15,6 +15,8 @@ import store
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.errors import InvalidArgumentError, WorkflowStartError
 from orchestrator.events import EventHub
+from orchestrator.executions import RUNNER_SOURCE, check_report_source
+from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
@@ -88,3 +90,34 @@ async def test_invalid_requests_store_nothing(db: store.Store) -> None:
         await service.create(_request(agent="ghost"))
     items, _ = await db.agent_executions.list(filters={}, page_size=10, page_token="")
     assert items == []
+
+
+@pytest.mark.parametrize("phase", sorted(contract.TERMINAL_PHASES))
+def test_only_a_runner_is_refused_a_terminal_phase(phase: int) -> None:
+    terminal = common_pb2.ExecutionUpdate(phase=phase)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError) as raised:
+        check_report_source(RUNNER_SOURCE, terminal)
+    assert raised.value.field == "update.phase"
+    assert contract.phase_name(phase) in raised.value.problem
+    for source in ("orchestrator", "api", "reconciler"):  # the workflow and its helpers
+        check_report_source(source, terminal)
+    for allowed in (common_pb2.EXECUTION_PHASE_UNSPECIFIED, common_pb2.EXECUTION_PHASE_RUNNING):
+        check_report_source(RUNNER_SOURCE, common_pb2.ExecutionUpdate(phase=allowed))
+
+
+async def test_a_runner_report_with_a_terminal_phase_is_refused_before_the_store(
+    db: store.Store,
+) -> None:
+    service = _service(db, RefusingTemporal())
+    with pytest.raises(WorkflowStartError) as raised:
+        await service.create(_request())
+    execution_id = raised.value.execution_id
+    before = await db.agent_executions.events(execution_id)
+    with pytest.raises(InvalidArgumentError, match=r"update\.phase: COMPLETED is terminal"):
+        await service.report(
+            execution_id,
+            "r/1",
+            RUNNER_SOURCE,
+            common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_COMPLETED),
+        )
+    assert await db.agent_executions.events(execution_id) == before

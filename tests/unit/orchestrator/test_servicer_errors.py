@@ -53,6 +53,23 @@ def test_invalid_argument_names_the_field_as_a_bad_request() -> None:
     assert (info.reason, info.domain) == ("INVALID_ARGUMENT", DOMAIN)
 
 
+def test_several_invalid_fields_are_one_violation_each() -> None:
+    err = InvalidArgumentError.of([("agent.name", "must not be empty"), ("agent.graph", "bad")])
+    status = error_status(err)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert _violations(status) == [("agent.name", "must not be empty"), ("agent.graph", "bad")]
+    assert status.details == "agent.name: must not be empty (and 1 more problem)"
+
+
+def test_many_violations_stay_within_the_trailers() -> None:
+    many = [(f"agent.secrets[{i}]", "x" * 1000) for i in range(100)]
+    status = error_status(InvalidArgumentError.of(many))
+    violations = _violations(status)
+    assert 1 < len(violations) < 100
+    assert sum(len(f) + len(d) for f, d in violations) <= InvalidArgumentError.MAX_VIOLATION_CHARS
+    assert len(_details(status).SerializeToString()) < 6000
+
+
 def test_store_invalid_arguments_name_their_field_too() -> None:
     status = error_status(store.InvalidPageTokenError("garbled"))
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -49,7 +49,7 @@ CASES: list[tuple[str, Callable[[agent_pb2.Agent], None]]] = [
     ("agent.sub_agents[0].description", lambda a: a.sub_agents[0].ClearField("description")),
     ("agent.sub_agents[0].name", lambda a: setattr(a.sub_agents[0], "name", "has space")),
     ("agent.graph", lambda a: setattr(a, "graph", "no-colon")),
-    ("agent.output_schema", _bad_schema),
+    ("agent.output_schema[type]", _bad_schema),
     ("agent.limits.max_steps", lambda a: setattr(a.limits, "max_steps", 5000)),
     ("agent.secrets[2]", lambda a: a.secrets.append("bad-name")),
 ]

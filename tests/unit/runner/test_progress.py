@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from polyfleet.redaction import REDACTED, Redactor
 from polyfleet.v1 import common_pb2
 from runner.errors import ExecutionClosedError
 from runner.progress import ProgressReporter
+from tests.helpers import assert_eventually
 
 
 class Sink:
@@ -125,7 +128,7 @@ async def test_a_failing_run_still_sends_its_last_reports() -> None:
 async def test_scrub_and_usage_totals() -> None:
     sink = Sink()
     async with ProgressReporter(sink, "aex-1", "p") as progress:
-        progress.scrub = lambda text: text.replace("s3cret", "[REDACTED]")
+        progress.redactor = Redactor(["s3cret"])
         progress.send(_message("key s3cret"))
         progress.delta("m1", "s3cret")
         progress.send(
@@ -151,3 +154,81 @@ async def test_scrub_and_usage_totals() -> None:
     text = "".join(str(u) for u in sink.updates)
     assert "s3cret" not in text
     assert not sink.updates[0].HasField("error")  # scrubbing does not invent an error
+
+
+SECRET = "sk-live-0123456789abcdef"
+STREAMED = f"Your key is {SECRET}, keep {SECRET[:6]} safe."
+
+
+def _splits() -> list[list[str]]:
+    """The streamed text split at every boundary, in three pieces, and one char a delta."""
+    cases = [[STREAMED[:i], STREAMED[i:]] for i in range(1, len(STREAMED))]
+    start = STREAMED.index(SECRET)
+    for i in range(start + 1, start + len(SECRET)):  # two cuts inside the secret
+        cases += [[STREAMED[:i], STREAMED[i:j], STREAMED[j:]] for j in range(i + 1, len(STREAMED))]
+    cases.append(list(STREAMED))
+    return cases
+
+
+def _count(sink: Sink) -> Callable[[], Awaitable[int]]:
+    async def probe() -> int:
+        return len(sink.updates)
+
+    return probe
+
+
+def _assert_no_secret(sink: Sink) -> None:
+    for update in sink.updates:
+        assert SECRET not in str(update)
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["message-sent", "closed"])
+async def test_a_secret_split_across_delta_batches_never_leaks(complete: bool) -> None:
+    # Each send() between deltas is a batch boundary, as the flush timer is.
+    scrubbed = STREAMED.replace(SECRET, REDACTED)
+    for pieces in _splits():
+        sink = Sink()
+        async with ProgressReporter(sink, "aex-1", "p", flush_interval=10) as progress:
+            progress.redactor = Redactor(["short", SECRET])
+            for piece in pieces:
+                progress.delta("m1", piece)
+                progress.send(common_pb2.ExecutionUpdate(usage=common_pb2.Usage(model_calls=1)))
+            if complete:
+                progress.send(_message(STREAMED))
+        _assert_no_secret(sink)
+        deltas = [u.content_delta for u in sink.updates if u.content_delta]
+        assert "".join(deltas) == scrubbed, pieces
+        if complete:
+            assert sink.updates[-1].messages[0].content == scrubbed
+            assert not sink.updates[-2].messages  # the last delta came before the message
+
+
+async def test_held_back_text_waits_for_its_message_while_another_streams() -> None:
+    sink = Sink()
+    async with ProgressReporter(sink, "aex-1", "p", flush_interval=10) as progress:
+        progress.redactor = Redactor([SECRET])
+        progress.delta("m1", f"a {SECRET[:5]}")
+        progress.delta("m2", "other")  # flushes m1 up to where a secret may begin
+        progress.delta("m1", f"{SECRET[5:]} b")
+        progress.send(_message("done"))
+        assert progress.redactor.stream_cut("no secret here") == len("no secret here")
+    _assert_no_secret(sink)
+    by_id: dict[str, str] = {}
+    for update in sink.updates:
+        if update.content_delta:
+            by_id[update.delta_message_id] = (
+                by_id.get(update.delta_message_id, "") + update.content_delta
+            )
+    assert by_id == {"m1": f"a {REDACTED} b", "m2": "other"}
+
+
+async def test_deltas_on_the_flush_timer_are_redacted_as_a_stream() -> None:
+    sink = Sink()
+    async with ProgressReporter(sink, "aex-1", "p", flush_interval=0.01) as progress:
+        progress.redactor = Redactor([SECRET])
+        half = len(STREAMED) // 2
+        progress.delta("m1", STREAMED[:half])
+        await assert_eventually(_count(sink), lambda n: n == 1, timeout=5, interval=0.01)
+        progress.delta("m1", STREAMED[half:])
+    _assert_no_secret(sink)
+    assert "".join(u.content_delta for u in sink.updates) == STREAMED.replace(SECRET, REDACTED)
