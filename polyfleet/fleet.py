@@ -9,7 +9,6 @@ so that even a ``kill -9`` of the CLI leaves no orphans behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -37,7 +36,6 @@ __all__ = ["ChildProcess", "Fleet", "FleetConfig", "FleetError", "find_temporal"
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 30
 _POLL_INTERVAL = 0.2
 
@@ -332,15 +330,17 @@ class Fleet:
             started = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(f"==== {started} polyfleet starts: {' '.join(command)}\n".encode())
             log.flush()
+            executable = shutil.which(command[0], path=env.get("PATH"))
+            if executable is None:
+                raise FleetError(f"cannot start {name} ({command[0]}): not found")
             try:
                 popen = subprocess.Popen(
-                    list(command),
+                    _dying_with_parent([executable, *command[1:]]),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=dict(env),
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(os.getpid()),
                 )
             except OSError as exc:
                 raise FleetError(f"cannot start {name} ({command[0]}): {exc}") from exc
@@ -449,19 +449,23 @@ def _signal_group(child: ChildProcess, sig: signal.Signals) -> None:
         os.killpg(child.pid, sig)
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+# Run by a fresh interpreter between the fleet and the child: the child gets SIGTERM when the
+# fleet dies (the death signal survives exec), then becomes the command. Done here rather than in
+# a preexec_fn: a preexec_fn makes Python fork() instead of vfork(), which runs gRPC's fork
+# handlers in the child, and those crash (SIGABRT, an epoll EBADF) once close_fds has run.
+_EXEC_DYING_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(143)  # the fleet died before the death signal was set: no signal would come
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _dying_with_parent(command: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
-        return None
-    # Loaded before fork: the child must not do anything heavy between fork and exec.
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def set_parent_death_signal() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        # The parent may have died between fork and prctl; then no signal would ever come.
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal
+        return command
+    return [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]
 
 
 def _split_address(address: str) -> tuple[str, int]:

@@ -484,3 +484,27 @@ def _processes_mentioning(text: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_children_are_started_without_a_preexec_fn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a preexec_fn, Python fork()s instead of vfork()ing, so gRPC's fork handlers run in
+    # the child between fork and exec; with gRPC live in the parent they crashed 5 of 300 such
+    # children here (SIGSEGV or SIGABRT on an epoll fd that close_fds had closed), which is how
+    # a fleet test once lost its fake orchestrator at random. The fleet must never use one.
+    seen: list[dict[str, Any]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        seen.append(kwargs)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr("polyfleet.fleet.subprocess.Popen", recording_popen)
+    config = fake_config(tmp_path)
+    config.log_dir.mkdir(parents=True)
+    child = Fleet(config)._spawn("echo", [sys.executable, "-c", "print('up')"], dict(os.environ))
+
+    assert child.popen.wait(timeout=30) == 0
+    assert "up" in child.log_path.read_text()
+    assert [kwargs.get("preexec_fn") for kwargs in seen] == [None]
