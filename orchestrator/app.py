@@ -35,6 +35,7 @@ from orchestrator.servicers.errors import MalformedRequestInterceptor
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
 from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
+from orchestrator.tls import CertificateFiles
 from orchestrator.workflow_executions import WorkflowExecutions
 from orchestrator.workflows import AgentExecutionWorkflow, WorkflowExecutionWorkflow
 from polyfleet import contract
@@ -130,6 +131,7 @@ class Orchestrator:
         self.reconciler: Reconciler | None = None
         # Read from the data directory when run() starts.
         self.store_id = ""
+        self._certificates: CertificateFiles | None = None
 
     async def wait_ready(self) -> None:
         """Return once the API serves and the workers poll."""
@@ -141,9 +143,15 @@ class Orchestrator:
         Raises:
             StartupRefusedError: Another orchestrator holds the data directory, polls the
                 orchestrator queues for another store, or listens on the API address.
+            ConfigError: Plaintext on a non-loopback address without
+                ``POLYFLEET_API_ALLOW_INSECURE``, or a TLS file that cannot be read.
 
         """
         s = self.settings
+        # First of all: plaintext only on loopback unless allowed, and TLS files that
+        # cannot be read are a ConfigError naming the variable and the path.
+        s.api.check_bind(self.address)
+        self._certificates = CertificateFiles(s.api) if s.api.server_tls else None
         # Held until the process ends: a second orchestrator on this directory is refused
         # before it touches the store.
         with DataDirLock(s.store.data_dir):
@@ -272,8 +280,12 @@ class Orchestrator:
         reflection.enable_server_reflection(
             (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        credentials = self._certificates.credentials() if self._certificates else None
         try:
-            port = server.add_insecure_port(self.address)
+            if credentials is not None:
+                port = server.add_secure_port(self.address, credentials)
+            else:
+                port = server.add_insecure_port(self.address)
         except RuntimeError:
             port = 0
         if port == 0:

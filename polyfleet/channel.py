@@ -1,10 +1,12 @@
-"""The one factory for gRPC channels to the orchestrator API."""
+"""The one factory for gRPC channels to the orchestrator API, and their TLS credentials."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 
-from polyfleet.config import ApiSettings
+from polyfleet.config import ApiSettings, ConfigError
 
 
 def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
@@ -28,26 +30,111 @@ def channel_options(settings: ApiSettings) -> list[tuple[str, int]]:
     ]
 
 
+def read_pem(variable: str, path: Path) -> bytes:
+    """Read a PEM file named by a setting.
+
+    Args:
+        variable: The environment variable that names it, for the error.
+        path: The file.
+
+    Returns:
+        Its bytes.
+
+    Raises:
+        ConfigError: The file cannot be read or is empty; the message names the variable
+            and the path (never the contents).
+
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path}: cannot read it: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{variable}={path}: not a PEM file")
+    return data
+
+
+def client_credentials(settings: ApiSettings) -> grpc.ChannelCredentials | None:
+    """The TLS credentials every client of the API uses, from ``settings``.
+
+    ``POLYFLEET_API_TLS`` turns TLS on; ``POLYFLEET_API_TLS_ROOT_CERT`` is the CA to trust
+    (unset: the system roots); ``POLYFLEET_API_TLS_CLIENT_CERT`` and ``_KEY`` are presented
+    for mTLS. Setting a client certificate or a root certificate implies TLS.
+
+    Args:
+        settings: The API settings.
+
+    Returns:
+        Credentials for a secure channel, or None for plaintext.
+
+    Raises:
+        ConfigError: A PEM file cannot be read.
+
+    """
+    if not (settings.api_tls or settings.api_tls_root_cert or settings.api_tls_client_cert):
+        return None
+    root = (
+        read_pem("POLYFLEET_API_TLS_ROOT_CERT", settings.api_tls_root_cert)
+        if settings.api_tls_root_cert
+        else None
+    )
+    chain = key = None
+    if settings.api_tls_client_cert and settings.api_tls_client_key:
+        chain = read_pem("POLYFLEET_API_TLS_CLIENT_CERT", settings.api_tls_client_cert)
+        key = read_pem("POLYFLEET_API_TLS_CLIENT_KEY", settings.api_tls_client_key)
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=key, certificate_chain=chain
+    )
+
+
+def _client_options(settings: ApiSettings, secure: bool) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = [*channel_options(settings)]
+    if secure and settings.api_tls_server_name:
+        options.append(("grpc.ssl_target_name_override", settings.api_tls_server_name))
+    return options
+
+
 def create_channel(
     address: str | None = None,
     settings: ApiSettings | None = None,
-    *,
-    credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """Open an asyncio gRPC channel to the orchestrator API.
 
     Args:
         address: `host:port`; defaults to `POLYFLEET_API_ADDRESS`.
-        settings: API settings; read from the environment when omitted.
-        credentials: TLS credentials; None opens a plaintext channel.
+        settings: API settings; read from the environment when omitted. Their TLS
+            settings decide the credentials (:func:`client_credentials`).
 
     Returns:
-        A TLS channel with ``credentials``, else an insecure (loopback / private network)
-        asyncio channel.
+        A TLS channel when the settings ask for TLS, else a plaintext asyncio channel.
+
+    Raises:
+        ConfigError: A TLS file of the settings cannot be read.
 
     """
     settings = settings or ApiSettings()
     target = address or settings.api_address
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=channel_options(settings))
-    return grpc.aio.insecure_channel(target, options=channel_options(settings))
+    creds = client_credentials(settings)
+    if creds is not None:
+        return grpc.aio.secure_channel(target, creds, options=_client_options(settings, True))
+    return grpc.aio.insecure_channel(target, options=_client_options(settings, False))
+
+
+def create_sync_channel(address: str, settings: ApiSettings) -> grpc.Channel:
+    """Open a blocking channel to the API with the same credentials (health checks).
+
+    Args:
+        address: `host:port`.
+        settings: API settings.
+
+    Returns:
+        A blocking channel; the caller closes it.
+
+    Raises:
+        ConfigError: A TLS file of the settings cannot be read.
+
+    """
+    creds = client_credentials(settings)
+    if creds is not None:
+        return grpc.secure_channel(address, creds, options=_client_options(settings, True))
+    return grpc.insecure_channel(address, options=_client_options(settings, False))

@@ -11,6 +11,7 @@ Temporal SDK's own environment configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAME
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import re
 from collections.abc import Mapping
@@ -120,8 +121,28 @@ class ApiSettings(Settings):
         gt=0,
         description="gRPC send/receive limit, set deliberately on server and clients alike",
     )
-    # How clients (polyfleet.client, the CLI) reach the API. Passed through as they are
-    # until the API checks them (docs/client.md, "Connect").
+    # The server's transport (docs/security.md, "Transport (TLS and mTLS)").
+    api_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) the orchestrator serves TLS with; set with "
+        "POLYFLEET_API_TLS_KEY; reloaded when the file changes",
+    )
+    api_tls_key: Path | None = Field(
+        default=None,
+        description="PEM private key of POLYFLEET_API_TLS_CERT; set both or neither",
+    )
+    api_tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: the orchestrator requires client certificates signed by "
+        "it (mTLS); needs POLYFLEET_API_TLS_CERT",
+    )
+    api_allow_insecure: bool = Field(
+        default=False,
+        description="let the orchestrator serve plaintext on a non-loopback address "
+        "(no TLS, and no authentication yet: only on a trusted network)",
+    )
+    # How clients (polyfleet.client, the CLI, runners, `polyfleet dev`) reach the API
+    # (docs/client.md, "Connect").
     api_tls: bool = Field(
         default=False, description="clients speak TLS to the API (docs/client.md)"
     )
@@ -129,10 +150,87 @@ class ApiSettings(Settings):
         default=None,
         description="PEM file of the CA of the API's certificate; unset: the system roots",
     )
+    api_tls_client_cert: Path | None = Field(
+        default=None,
+        description="PEM client certificate clients present (mTLS); set with "
+        "POLYFLEET_API_TLS_CLIENT_KEY",
+    )
+    api_tls_client_key: Path | None = Field(
+        default=None,
+        description="PEM private key of POLYFLEET_API_TLS_CLIENT_CERT; set both or neither",
+    )
+    api_tls_server_name: str = Field(
+        default="",
+        description="host name clients expect in the API's certificate, when it differs "
+        "from the address's host",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="bearer token clients send on every call (`authorization: Bearer …`)",
     )
+
+    def __init__(self, **values: Any) -> None:
+        """Read the settings and check the TLS files that go in pairs.
+
+        Raises:
+            ConfigError: A value is invalid, or only one of a certificate and its key is set.
+
+        """
+        super().__init__(**values)
+        for cert, key in (
+            ("api_tls_cert", "api_tls_key"),
+            ("api_tls_client_cert", "api_tls_client_key"),
+        ):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ConfigError(
+                    f"{variable_name(ApiSettings, cert)} and {variable_name(ApiSettings, key)}"
+                    ": set both (a PEM certificate and its private key) or neither"
+                )
+        if self.api_tls_client_ca is not None and self.api_tls_cert is None:
+            raise ConfigError(
+                "POLYFLEET_API_TLS_CLIENT_CA needs POLYFLEET_API_TLS_CERT and "
+                "POLYFLEET_API_TLS_KEY: client certificates are checked only over TLS"
+            )
+
+    @property
+    def server_tls(self) -> bool:
+        """Whether the orchestrator serves TLS (a certificate and key are set)."""
+        return self.api_tls_cert is not None
+
+    def check_bind(self, address: str) -> None:
+        """Refuse plaintext on anything but loopback, unless explicitly allowed.
+
+        Args:
+            address: The ``host:port`` the orchestrator is about to listen on.
+
+        Raises:
+            ConfigError: ``address`` is not loopback, TLS is not configured and
+                ``POLYFLEET_API_ALLOW_INSECURE`` is not true.
+
+        """
+        if self.server_tls or self.api_allow_insecure or is_loopback(address):
+            return
+        raise ConfigError(
+            f"POLYFLEET_API_ADDRESS={address} is not a loopback address: set "
+            "POLYFLEET_API_TLS_CERT and POLYFLEET_API_TLS_KEY to serve TLS, or "
+            "POLYFLEET_API_ALLOW_INSECURE=true to serve plaintext on a trusted network "
+            "(the API does not authenticate callers yet; see docs/security.md)"
+        )
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` names only this machine (127.0.0.0/8, ::1, localhost).
+
+    An empty host, ``0.0.0.0`` or ``[::]`` listens on every interface: not loopback.
+    """
+    host = address.rpartition(":")[0] if ":" in address else address
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StoreSettings(Settings):

@@ -30,7 +30,8 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health_pb2_grpc,
 )
 
-from polyfleet.config import ApiSettings
+from polyfleet.channel import create_sync_channel
+from polyfleet.config import ApiSettings, variable_name
 
 __all__ = ["ChildProcess", "Fleet", "FleetConfig", "FleetError", "find_temporal", "free_port"]
 
@@ -361,7 +362,9 @@ class Fleet:
 
     def _wait_for_health(self, child: ChildProcess, address: str) -> None:
         deadline = time.monotonic() + self.config.startup_timeout
-        with grpc.insecure_channel(address) as channel:
+        # With the clients' TLS settings, as the runners connect.
+        settings = ApiSettings(**_api_overrides(self._env()))
+        with create_sync_channel(address, settings) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest(service="")
             while True:
@@ -466,6 +469,15 @@ def _dying_with_parent(command: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
         return command
     return [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]
+
+
+def _api_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """The API settings (TLS files and flags) in a child's environment, by field name."""
+    return {
+        field: env[variable_name(ApiSettings, field)]
+        for field in ApiSettings.model_fields
+        if variable_name(ApiSettings, field) in env
+    }
 
 
 def _split_address(address: str) -> tuple[str, int]:

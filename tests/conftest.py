@@ -140,17 +140,22 @@ async def start_fleet(
     queues: TaskQueueSettings | None = None,
     runner: RunnerSettings | None = None,
     api_address: str | None = None,
+    api: dict[str, Any] | None = None,
 ) -> Fleet:
     """Start an orchestrator and a runner in this event loop, on unique queues.
 
     Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it, and its
-    orchestrator's ``api_address`` to restart it where its runners look for it.
+    orchestrator's ``api_address`` to restart it where its runners look for it. ``api``
+    adds ApiSettings fields, e.g. the server's TLS files (``api_tls_cert``, ``api_tls_key``,
+    ``api_tls_client_ca``) and the clients' (``api_tls``, ``api_tls_root_cert``,
+    ``api_tls_client_cert``, ``api_tls_client_key``): the orchestrator, the runner and the
+    fleet's channel all share them (tests/tls.py makes the certificates).
     """
     queues = queues or unique_queues()
-    api = ApiSettings(api_address=api_address or f"127.0.0.1:{free_port()}")
+    api_settings = ApiSettings(api_address=api_address or f"127.0.0.1:{free_port()}", **(api or {}))
     orchestrator = Orchestrator(
         OrchestratorSettings(
-            api=api,
+            api=api_settings,
             store=StoreSettings(data_dir=data_dir),
             queues=queues,
             executions=executions or ExecutionSettings(),
@@ -162,7 +167,7 @@ async def start_fleet(
     fleet = Fleet(
         orchestrator=orchestrator,
         queues=queues,
-        channel=create_channel(api.api_address, api),
+        channel=create_channel(api_settings.api_address, api_settings),
         temporal=temporal,
     )
     fleet.tasks.append(asyncio.create_task(orchestrator.run()))

@@ -23,17 +23,17 @@ def open_channel(settings: ApiSettings) -> grpc.aio.Channel:
     """Open a channel to the API as the settings describe (plaintext or TLS).
 
     Args:
-        settings: Address, message limit and TLS settings.
+        settings: Address, message limit and TLS settings
+            (:func:`polyfleet.channel.client_credentials`).
 
     Returns:
         An asyncio channel; the caller closes it.
 
+    Raises:
+        ConfigError: A TLS file cannot be read.
+
     """
-    credentials = None
-    if settings.api_tls:
-        root = settings.api_tls_root_cert.read_bytes() if settings.api_tls_root_cert else None
-        credentials = grpc.ssl_channel_credentials(root_certificates=root)
-    return create_channel(settings.api_address, settings, credentials=credentials)
+    return create_channel(settings.api_address, settings)
 
 
 @dataclass(frozen=True)

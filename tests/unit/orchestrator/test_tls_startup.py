@@ -1,0 +1,36 @@
+"""The orchestrator refuses to start with unsafe or unreadable transport settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Orchestrator, OrchestratorSettings
+from polyfleet.config import ApiSettings, ConfigError, StoreSettings
+
+
+def _orchestrator(tmp_path: Path, **api: object) -> Orchestrator:
+    return Orchestrator(
+        OrchestratorSettings(
+            api=ApiSettings(**api),
+            store=StoreSettings(data_dir=tmp_path / "data"),
+        )
+    )
+
+
+async def test_plaintext_on_all_interfaces_is_refused(tmp_path: Path) -> None:
+    orchestrator = _orchestrator(tmp_path, api_address="0.0.0.0:7234")
+    with pytest.raises(ConfigError, match="POLYFLEET_API_ALLOW_INSECURE"):
+        await orchestrator.run()
+    # Refused before touching the data directory.
+    assert not (tmp_path / "data").exists()
+
+
+async def test_missing_certificate_names_variable_and_path(tmp_path: Path) -> None:
+    key = tmp_path / "server.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
+    cert = tmp_path / "nowhere" / "server.crt"
+    orchestrator = _orchestrator(tmp_path, api_tls_cert=cert, api_tls_key=key)
+    with pytest.raises(ConfigError, match=f"POLYFLEET_API_TLS_CERT={cert}: cannot read"):
+        await orchestrator.run()
