@@ -605,7 +605,7 @@ def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
     Raises:
         InvalidArgumentError: Names the field, its size and the limit.
     """
-    for field, _, size in contract.oversized_outputs(update, limit)[:1]:
+    for field, _, size in contract.oversized_outputs(update, limit):
         raise InvalidArgumentError(
             field,
             f"is {size} bytes; the limit is {limit} bytes (POLYFLEET_MAX_OUTPUT_BYTES): "

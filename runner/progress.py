@@ -61,7 +61,7 @@ def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
         OutputTooLargeError: Names the output, its size and the limit.
 
     """
-    for _, what, size in contract.oversized_outputs(update, limit)[:1]:
+    for _, what, size in contract.oversized_outputs(update, limit):
         OutputTooLargeError.check(what, size, limit)
 
 
