@@ -62,10 +62,14 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         return db.agent_executions
 
     def merge(
-        self, execution: AgentExecution, update: common_pb2.ExecutionUpdate, source: str
+        self,
+        execution: AgentExecution,
+        update: common_pb2.ExecutionUpdate,
+        source: str,
+        actor: common_pb2.Actor | None = None,
     ) -> None:
         """Merge a report into an agent execution (see :func:`merge_agent_update`)."""
-        merge_agent_update(execution, update, source)
+        merge_agent_update(execution, update, source, actor)
 
     def orchestrator_queue(self) -> str:
         """The agent execution orchestrator queue."""

@@ -19,6 +19,10 @@ import store
 from orchestrator import resources
 from orchestrator.activities import StatusActivities
 from orchestrator.agent_executions import AgentExecutions
+from orchestrator.auth.authn import Authenticator
+from orchestrator.auth.binding import RunnerBinding
+from orchestrator.auth.interceptor import AuthInterceptor
+from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
 from orchestrator.ownership import (
@@ -42,6 +46,7 @@ from polyfleet import contract
 from polyfleet.channel import channel_options
 from polyfleet.config import (
     ApiSettings,
+    AuthSettings,
     ExecutionSettings,
     ReconcilerSettings,
     StoreSettings,
@@ -83,6 +88,7 @@ class OrchestratorSettings:
     """Everything the orchestrator reads from the environment, one object per subsystem."""
 
     api: ApiSettings = field(default_factory=ApiSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     queues: TaskQueueSettings = field(default_factory=TaskQueueSettings)
     executions: ExecutionSettings = field(default_factory=ExecutionSettings)
@@ -132,6 +138,7 @@ class Orchestrator:
         # Read from the data directory when run() starts.
         self.store_id = ""
         self._certificates: CertificateFiles | None = None
+        self._authenticator: Authenticator | None = None
 
     async def wait_ready(self) -> None:
         """Return once the API serves and the workers poll."""
@@ -150,8 +157,10 @@ class Orchestrator:
         s = self.settings
         # First of all: plaintext only on loopback unless allowed, and TLS files that
         # cannot be read are a ConfigError naming the variable and the path.
-        s.api.check_bind(self.address)
+        s.api.check_bind(self.address, s.auth.enabled)
         self._certificates = CertificateFiles(s.api) if s.api.server_tls else None
+        # A token file or identity provider that cannot be used stops the start here.
+        self._authenticator = Authenticator(s.auth) if s.auth.enabled else None
         # Held until the process ends: a second orchestrator on this directory is refused
         # before it touches the store.
         with DataDirLock(s.store.data_dir):
@@ -173,7 +182,7 @@ class Orchestrator:
         # Before any worker polls: our own pollers must not hide another store's.
         await ensure_queues_free(temporal, self._orchestrator_queues(), self.store_id)
         services = self._services(db, temporal)
-        server, health_servicer = self._build_server(db, services)
+        server, health_servicer = self._build_server(db, services, temporal)
         update_status = StatusActivities(services.registry).update_status
         identity = worker_identity(self.store_id)
         self.workers = [
@@ -247,14 +256,22 @@ class Orchestrator:
         return _Services(agent_executions, workflow_executions, registry)
 
     def _build_server(
-        self, db: store.Store, services: _Services
+        self, db: store.Store, services: _Services, temporal: Client
     ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+        s = self.settings
+        auth = AuthInterceptor(
+            self._authenticator,
+            RunnerBinding(temporal, db, s.auth.runner_binding_ttl.total_seconds()),
+            WatchLimit(s.api.api_max_watches_per_caller),
+            CreateRate(s.api.api_create_rate_per_caller, s.api.api_create_burst_per_caller),
+        )
         server = grpc.aio.server(
             # No SO_REUSEPORT (gRPC's default on Linux): a second orchestrator on this port
             # would otherwise bind beside this one and take a share of the connections.
-            options=[*channel_options(self.settings.api), ("grpc.so_reuseport", 0)],
-            # Undecodable request bodies: INVALID_ARGUMENT instead of gRPC's UNKNOWN.
-            interceptors=[MalformedRequestInterceptor()],
+            options=[*channel_options(s.api), ("grpc.so_reuseport", 0)],
+            # Authentication and roles first, so an unauthenticated caller learns nothing
+            # more; then undecodable bodies: INVALID_ARGUMENT instead of gRPC's UNKNOWN.
+            interceptors=[auth, MalformedRequestInterceptor()],
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(resources.agents(db)), server
@@ -277,9 +294,10 @@ class Orchestrator:
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        if s.api.api_reflection:
+            reflection.enable_server_reflection(
+                (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
         credentials = self._certificates.credentials() if self._certificates else None
         try:
             if credentials is not None:

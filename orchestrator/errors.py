@@ -116,6 +116,41 @@ class WorkflowStartError(OrchestratorError):
         super().__init__(f"execution {execution_id} failed to start its workflow: {reason}")
 
 
+class UnavailableError(OrchestratorError):
+    """Something the orchestrator depends on (Temporal) cannot be reached; retry later."""
+
+
+class UnauthenticatedError(OrchestratorError):
+    """The call carries no credential, or one that does not verify.
+
+    The message says what is wrong for the caller to fix; it never holds the credential.
+    """
+
+    reason_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(OrchestratorError):
+    """The caller is authenticated but its role does not allow the call."""
+
+
+class RunnerNotBoundError(PermissionDeniedError):
+    """A runner's call is about another execution than the one whose activity it runs."""
+
+    reason_code = "RUNNER_NOT_BOUND"
+
+
+class RateLimitedError(OrchestratorError):
+    """The caller is over a per-caller limit (Create rate, concurrent Watch streams).
+
+    Attributes:
+        kind: Which limit: ``create-rate`` or ``watch-streams``.
+    """
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
 def invalid_page_token() -> InvalidArgumentError:
     """The error for a ``page_token`` that this API did not issue."""
     return InvalidArgumentError("page_token", "is not a token this API issued")

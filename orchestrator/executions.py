@@ -25,6 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import store
+from orchestrator.actors import current_actor, describe
 from orchestrator.errors import (
     ExecutionDeadlineError,
     InvalidArgumentError,
@@ -193,8 +194,14 @@ class Executions(ABC, Generic[E, C]):
         """The store's repository of this kind."""
 
     @abstractmethod
-    def merge(self, execution: E, update: common_pb2.ExecutionUpdate, source: str) -> None:
-        """Merge a report from ``source`` into ``execution`` (see orchestrator.status)."""
+    def merge(
+        self,
+        execution: E,
+        update: common_pb2.ExecutionUpdate,
+        source: str,
+        actor: common_pb2.Actor | None = None,
+    ) -> None:
+        """Merge a report from ``source`` by ``actor`` into ``execution`` (orchestrator.status)."""
 
     @abstractmethod
     def orchestrator_queue(self) -> str:
@@ -274,6 +281,12 @@ class Executions(ABC, Generic[E, C]):
         else:
             stored = await self._repo.create(execution, event)
         execution_id = stored.id
+        logger.info(
+            "created %s by %s",
+            execution_id,
+            describe(stored.created_by),
+            extra={"execution_id": execution_id},
+        )
         self._hub.publish(execution_id)
         if self._after_persist:
             self._after_persist(execution_id)
@@ -282,10 +295,16 @@ class Executions(ABC, Generic[E, C]):
         return await self.get(execution_id)
 
     def first_event(self, update: common_pb2.ExecutionUpdate) -> store.FirstEvent[E]:
-        """Event 1 of a new execution's log: ``update``, from the API."""
+        """Event 1 of a new execution's log: ``update``, from the API caller."""
+        actor = current_actor()
+
+        def merge(execution: E, change: common_pb2.ExecutionUpdate) -> None:
+            execution.created_by.CopyFrom(actor)
+            self.merge(execution, change, "api", actor)
+
         return store.FirstEvent(
             update=update,
-            merge=lambda execution, change: self.merge(execution, change, "api"),
+            merge=merge,
             source="api",
             report_id="created",
         )
@@ -433,13 +452,21 @@ class Executions(ABC, Generic[E, C]):
         """
         check_report_source(source, update)
         check_output_size(update, self.settings.max_output_bytes)
+        # Read here, in the caller's context: the merge runs in the store's writer thread.
+        actor = current_actor()
+        # The phase change the committed merge made (the merge may run more than once).
+        change: list[tuple[int, int]] = []
+
+        def merge(execution: E, delta: common_pb2.ExecutionUpdate) -> None:
+            before = execution.status.phase
+            change.clear()
+            self.merge(execution, delta, source, actor)
+            if execution.status.phase != before:
+                change.append((before, execution.status.phase))
+
         try:
             execution, event, applied = await self._repo.apply_report(
-                execution_id,
-                report_id,
-                source,
-                update,
-                lambda execution, change: self.merge(execution, change, source),
+                execution_id, report_id, source, update, merge
             )
         except IllegalTransitionError as err:
             logger.warning(
@@ -451,6 +478,16 @@ class Executions(ABC, Generic[E, C]):
             )
             raise
         if applied:
+            for before, after in change:
+                logger.info(
+                    "execution %s phase %s -> %s by %s via %s",
+                    execution_id,
+                    contract.phase_name(before),
+                    contract.phase_name(after),
+                    describe(actor),
+                    source,
+                    extra={"execution_id": execution_id},
+                )
             self._hub.publish(execution_id)
             if update.phase and is_terminal(update.phase):
                 await self.on_terminal(execution)
@@ -538,7 +575,12 @@ class Executions(ABC, Generic[E, C]):
             except IllegalTransitionError:
                 pass  # it reached a terminal phase meanwhile; that phase stands
         else:
-            logger.info("cancellation requested", extra=extra)
+            logger.info(
+                "execution %s cancellation requested by %s",
+                execution_id,
+                describe(current_actor()),
+                extra=extra,
+            )
         return await self.get(execution_id)
 
     async def watch(

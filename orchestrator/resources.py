@@ -6,10 +6,12 @@ edge answers NOT_FOUND like the orchestrator's own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import store
+from orchestrator.actors import current_actor, describe
 from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, invalid_page_token
 from orchestrator.paging import every_page
 from orchestrator.validation import validate_agent, validate_workflow
@@ -17,6 +19,18 @@ from polyfleet.quoting import quote
 from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
 
 N = TypeVar("N", agent_pb2.Agent, workflow_pb2.Workflow)
+logger = logging.getLogger(__name__)
+
+
+def _written_by(resource: N) -> N:
+    # A copy naming the API caller as its creator and updater: whatever the client sent in
+    # these output-only fields is replaced, and a replace keeps the stored created_by.
+    stamped = type(resource)()
+    stamped.CopyFrom(resource)
+    actor = current_actor()
+    stamped.created_by.CopyFrom(actor)
+    stamped.updated_by.CopyFrom(actor)
+    return stamped
 
 
 class NamedResources(Generic[N]):
@@ -41,17 +55,20 @@ class NamedResources(Generic[N]):
         """
         await self._validate(resource)
         try:
-            return await self._repo.create(resource)
+            stored = await self._repo.create(_written_by(resource))
         except store.AlreadyExistsError:
             raise FailedPreconditionError(
                 f"{self._kind} {quote(resource.name)} already exists; use Apply to replace it",
                 reason_code="ALREADY_EXISTS",
             ) from None
+        self._log(stored, "created")
+        return stored
 
     async def apply(self, resource: N) -> N:
         """Create the resource, or replace the definition of the one with its name."""
         await self._validate(resource)
-        stored, _created = await self._repo.apply(resource)
+        stored, created = await self._repo.apply(_written_by(resource))
+        self._log(stored, "created (apply)" if created else "replaced (apply)")
         return stored
 
     async def get(self, name: str) -> N:
@@ -70,11 +87,27 @@ class NamedResources(Generic[N]):
     async def update(self, resource: N) -> N:
         """Replace a definition; a set ``version`` must match the stored one."""
         await self._validate(resource)
-        return await self._repo.update(resource, expected_version=resource.version or None)
+        stored = await self._repo.update(
+            _written_by(resource), expected_version=resource.version or None
+        )
+        self._log(stored, "updated")
+        return stored
 
     async def delete(self, name: str) -> None:
-        """Delete a resource by ID or name."""
+        """Delete a resource by ID or name (who deleted it is logged; nothing is kept)."""
         await self._repo.delete(name)
+        logger.info("%s %s deleted by %s", self._kind, quote(name), describe(current_actor()))
+
+    def _log(self, stored: N, change: str) -> None:
+        logger.info(
+            "%s %s (%s) %s by %s, version %d",
+            self._kind,
+            quote(stored.name),
+            stored.id,
+            change,
+            describe(stored.updated_by),
+            stored.version,
+        )
 
 
 def agents(db: store.Store) -> NamedResources[agent_pb2.Agent]:

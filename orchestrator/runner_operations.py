@@ -1,11 +1,48 @@
-"""What runners fetch and write through RunnerService: context, thread history, checkpoints."""
+"""What runners fetch and write through RunnerService.
+
+Context, thread history, checkpoints, and the child agent executions of a workflow's
+`call: agent` tasks.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import AsyncIterator
+
 import store
 from orchestrator.agent_executions import AgentExecutions
+from orchestrator.errors import FailedPreconditionError, InvalidArgumentError
+from orchestrator.validation import MAX_REQUEST_ID_CHARS
 from orchestrator.workflow_executions import WorkflowExecutions
-from polyfleet.v1 import runner_pb2
+from polyfleet import contract
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
+
+AgentExecution = agent_execution_pb2.AgentExecution
+
+
+def _required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgumentError(field, "must not be empty")
+    return value
+
+
+def child_request_key(request: runner_pb2.CreateChildAgentExecutionRequest) -> str:
+    """The idempotency key of a child's Create: scoped to its parent and task.
+
+    A runner's ``request_id`` is unique only within its parent, so the key stored is a
+    digest of the parent, task, request ID, agent and message: another parent's keys never
+    collide with it, and a retry whose message changed creates a new child rather than
+    failing on the key.
+    """
+    parts = (
+        request.execution_id,
+        request.task_id,
+        request.request_id,
+        request.agent,
+        request.message,
+    )
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
+    return f"child-{digest}"
 
 
 class RunnerOperations:
@@ -77,3 +114,89 @@ class RunnerOperations:
         return runner_pb2.GetCheckpointResponse(
             found=True, sequence=checkpoint.sequence, data=checkpoint.data
         )
+
+    async def create_child(
+        self, request: runner_pb2.CreateChildAgentExecutionRequest
+    ) -> AgentExecution:
+        """Create the child agent execution of a workflow execution's `call: agent` task.
+
+        The orchestrator, not the runner, sets the parent labels. With a ``request_id``
+        the create is idempotent within the parent (see :func:`child_request_key`).
+
+        Raises:
+            InvalidArgumentError: A field is empty or malformed (named by its field here).
+            store.NotFoundError: The parent or the agent does not exist.
+            FailedPreconditionError: The parent is not a workflow execution, or is terminal.
+        """
+        parent_id = _required(request.execution_id, "execution_id")
+        task_id = _required(request.task_id, "task_id")
+        if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgumentError(
+                "request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters"
+            )
+        if not contract.is_workflow_execution(parent_id):
+            raise FailedPreconditionError(
+                f"execution {parent_id} is not a workflow execution: only a workflow's "
+                "`call: agent` task has child agent executions",
+                execution_id=parent_id,
+            )
+        parent = await self._workflows.get(parent_id)
+        if contract.is_terminal(parent.status.phase):
+            raise FailedPreconditionError(
+                f"workflow execution {parent_id} is "
+                f"{contract.phase_name(parent.status.phase)}: it starts no more children",
+                execution_id=parent_id,
+            )
+        create = agent_execution_pb2.CreateAgentExecutionRequest(
+            execution=AgentExecution(
+                agent=request.agent,
+                message=request.message,
+                labels={
+                    contract.PARENT_EXECUTION_LABEL: parent_id,
+                    contract.PARENT_TASK_LABEL: task_id.replace("/", ".").strip("."),
+                },
+            ),
+            request_id=child_request_key(request) if request.request_id else "",
+        )
+        try:
+            return await self._agents.create(create)
+        except InvalidArgumentError as err:
+            # Name this request's fields (agent, message), not the public request's.
+            raise InvalidArgumentError.of(
+                [(f.removeprefix("execution."), p) for f, p in err.violations]
+            ) from None
+
+    async def _child(self, parent_id: str, child_id: str) -> AgentExecution:
+        """The child, if it is ``parent_id``'s; another parent's child is not found."""
+        _required(parent_id, "execution_id")
+        _required(child_id, "child_execution_id")
+        child = await self._agents.get(child_id, common_pb2.EXECUTION_VIEW_BASIC)
+        if child.labels.get(contract.PARENT_EXECUTION_LABEL) != parent_id:
+            # Not PERMISSION_DENIED: a runner learns nothing of other parents' children.
+            raise store.NotFoundError("agent execution", child_id)
+        return child
+
+    async def watch_child(
+        self, request: runner_pb2.WatchChildAgentExecutionRequest
+    ) -> AsyncIterator[AgentExecution | common_pb2.ExecutionEvent]:
+        """The public Watch of a child of ``execution_id`` (snapshot, then events).
+
+        Raises:
+            InvalidArgumentError: An ID is empty, or ``after_sequence`` is negative.
+            store.NotFoundError: No such child of this parent.
+        """
+        await self._child(request.execution_id, request.child_execution_id)
+        async for item in self._agents.watch(request.child_execution_id, request.after_sequence):
+            yield item
+
+    async def cancel_child(
+        self, request: runner_pb2.CancelChildAgentExecutionRequest
+    ) -> AgentExecution:
+        """The public Cancel of a child of ``execution_id``.
+
+        Raises:
+            InvalidArgumentError: An ID is empty.
+            store.NotFoundError: No such child of this parent.
+        """
+        await self._child(request.execution_id, request.child_execution_id)
+        return await self._agents.cancel(request.child_execution_id)

@@ -53,13 +53,15 @@ def merge_agent_update(
     execution: agent_execution_pb2.AgentExecution,
     update: common_pb2.ExecutionUpdate,
     source: str = "",
+    actor: common_pb2.Actor | None = None,
 ) -> None:
     """Merge a progress report into an agent execution's status.
 
     Args:
         execution: The execution to mutate.
         update: The delta to merge.
-        source: Who sent it, recorded in phase transitions.
+        source: Which path sent it ("api", "runner", ...), recorded in phase transitions.
+        actor: Who sent it (orchestrator.actors), recorded in phase transitions.
 
     Raises:
         IllegalTransitionError: The report would change a terminal execution or make
@@ -67,7 +69,7 @@ def merge_agent_update(
 
     """
     status = execution.status
-    ended = _merge_common(execution.id, status, update, source)
+    ended = _merge_common(execution.id, status, update, source, actor)
     if update.phase and is_terminal(update.phase):
         status.queued_behind = ""
     _upsert(status.tool_calls, update.tool_calls)
@@ -93,6 +95,7 @@ def merge_workflow_update(
     execution: workflow_execution_pb2.WorkflowExecution,
     update: common_pb2.ExecutionUpdate,
     source: str = "",
+    actor: common_pb2.Actor | None = None,
 ) -> None:
     """Merge a progress report into a workflow execution's status.
 
@@ -102,7 +105,7 @@ def merge_workflow_update(
         IllegalTransitionError: As for :func:`merge_agent_update`.
     """
     status = execution.status
-    ended = _merge_common(execution.id, status, update, source)
+    ended = _merge_common(execution.id, status, update, source, actor)
     _upsert(status.tasks, update.tasks)
     if update.HasField("workflow_output"):
         status.output.CopyFrom(update.workflow_output)
@@ -111,7 +114,11 @@ def merge_workflow_update(
 
 
 def _merge_common(
-    execution_id: str, status: Status, update: common_pb2.ExecutionUpdate, source: str
+    execution_id: str,
+    status: Status,
+    update: common_pb2.ExecutionUpdate,
+    source: str,
+    actor: common_pb2.Actor | None,
 ) -> Timestamp | None:
     # Returns the time of the transition when this update made the execution terminal.
     ended: Timestamp | None = None
@@ -133,6 +140,7 @@ def _merge_common(
             time=now,
             reason=update.reason or (update.error.message if update.HasField("error") else ""),
             source=source,
+            actor=actor,
         )
         status.phase = requested
         if requested == common_pb2.EXECUTION_PHASE_RUNNING:

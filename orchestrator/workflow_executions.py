@@ -25,10 +25,14 @@ class WorkflowExecutions(Executions[WorkflowExecution, CreateRequest]):
         return db.workflow_executions
 
     def merge(
-        self, execution: WorkflowExecution, update: common_pb2.ExecutionUpdate, source: str
+        self,
+        execution: WorkflowExecution,
+        update: common_pb2.ExecutionUpdate,
+        source: str,
+        actor: common_pb2.Actor | None = None,
     ) -> None:
         """Merge a report into a workflow execution (see :func:`merge_workflow_update`)."""
-        merge_workflow_update(execution, update, source)
+        merge_workflow_update(execution, update, source, actor)
 
     def orchestrator_queue(self) -> str:
         """The workflow execution orchestrator queue."""

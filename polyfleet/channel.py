@@ -59,7 +59,9 @@ def client_credentials(settings: ApiSettings) -> grpc.ChannelCredentials | None:
 
     ``POLYFLEET_API_TLS`` turns TLS on; ``POLYFLEET_API_TLS_ROOT_CERT`` is the CA to trust
     (unset: the system roots); ``POLYFLEET_API_TLS_CLIENT_CERT`` and ``_KEY`` are presented
-    for mTLS. Setting a client certificate or a root certificate implies TLS.
+    for mTLS. Setting a client certificate or a root certificate implies TLS. Over TLS,
+    ``POLYFLEET_API_TOKEN`` rides along as gRPC call credentials, so every call on the
+    channel carries ``authorization: Bearer …`` whatever stub makes it.
 
     Args:
         settings: The API settings.
@@ -71,7 +73,7 @@ def client_credentials(settings: ApiSettings) -> grpc.ChannelCredentials | None:
         ConfigError: A PEM file cannot be read.
 
     """
-    if not (settings.api_tls or settings.api_tls_root_cert or settings.api_tls_client_cert):
+    if not uses_tls(settings):
         return None
     root = (
         read_pem("POLYFLEET_API_TLS_ROOT_CERT", settings.api_tls_root_cert)
@@ -82,9 +84,29 @@ def client_credentials(settings: ApiSettings) -> grpc.ChannelCredentials | None:
     if settings.api_tls_client_cert and settings.api_tls_client_key:
         chain = read_pem("POLYFLEET_API_TLS_CLIENT_CERT", settings.api_tls_client_cert)
         key = read_pem("POLYFLEET_API_TLS_CLIENT_KEY", settings.api_tls_client_key)
-    return grpc.ssl_channel_credentials(
+    transport = grpc.ssl_channel_credentials(
         root_certificates=root, private_key=key, certificate_chain=chain
     )
+    if settings.api_token is None:
+        return transport
+    token = grpc.access_token_call_credentials(settings.api_token.get_secret_value())
+    return grpc.composite_channel_credentials(transport, token)
+
+
+def uses_tls(settings: ApiSettings) -> bool:
+    """Whether clients configured by ``settings`` speak TLS to the API."""
+    return bool(settings.api_tls or settings.api_tls_root_cert or settings.api_tls_client_cert)
+
+
+def token_metadata(settings: ApiSettings) -> tuple[tuple[str, str], ...]:
+    """The bearer token as call metadata, for plaintext channels.
+
+    gRPC sends call credentials only over TLS (:func:`client_credentials`); on a plaintext
+    channel (loopback, ``polyfleet dev``) a client passes this with each call instead.
+    """
+    if settings.api_token is None or uses_tls(settings):
+        return ()
+    return (("authorization", f"Bearer {settings.api_token.get_secret_value()}"),)
 
 
 def _client_options(settings: ApiSettings, secure: bool) -> list[tuple[str, int | str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from polyfleet import contract
 from polyfleet.durations import parse_duration
+from polyfleet.roles import Role, parse_role
 
 DEFAULT_API_ADDRESS = "127.0.0.1:7234"
 # Variables with this prefix are polyfleet's: an unknown one is most likely a misspelling.
@@ -138,8 +140,31 @@ class ApiSettings(Settings):
     )
     api_allow_insecure: bool = Field(
         default=False,
-        description="let the orchestrator serve plaintext on a non-loopback address "
-        "(no TLS, and no authentication yet: only on a trusted network)",
+        description="let the orchestrator listen on a non-loopback address without TLS "
+        "or without authentication (POLYFLEET_AUTH_*): only on a trusted network",
+    )
+    api_reflection: bool = Field(
+        default=True,
+        description="serve gRPC reflection; when authentication is on, its callers need a "
+        "valid credential too",
+    )
+    api_max_watches_per_caller: int = Field(
+        default=32,
+        ge=0,
+        description="concurrent Watch streams one caller may hold; 0: unlimited",
+    )
+    api_create_rate_per_caller: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Create and Execute calls per second one caller may make (a token "
+        "bucket); 0: no limit",
+    )
+    api_create_burst_per_caller: int = Field(
+        default=20,
+        gt=0,
+        description="Create and Execute calls one caller may make at once before "
+        "POLYFLEET_API_CREATE_RATE_PER_CALLER applies",
     )
     # How clients (polyfleet.client, the CLI, runners, `polyfleet dev`) reach the API
     # (docs/client.md, "Connect").
@@ -197,24 +222,37 @@ class ApiSettings(Settings):
         """Whether the orchestrator serves TLS (a certificate and key are set)."""
         return self.api_tls_cert is not None
 
-    def check_bind(self, address: str) -> None:
-        """Refuse plaintext on anything but loopback, unless explicitly allowed.
+    def check_bind(self, address: str, authenticated: bool) -> None:
+        """Refuse anything but loopback without TLS and authentication, unless allowed.
 
         Args:
             address: The ``host:port`` the orchestrator is about to listen on.
+            authenticated: Whether the API authenticates its callers
+                (:attr:`AuthSettings.enabled`).
 
         Raises:
-            ConfigError: ``address`` is not loopback, TLS is not configured and
-                ``POLYFLEET_API_ALLOW_INSECURE`` is not true.
+            ConfigError: ``address`` is not loopback, TLS or authentication is not
+                configured (the message says which) and ``POLYFLEET_API_ALLOW_INSECURE`` is
+                not true.
 
         """
-        if self.server_tls or self.api_allow_insecure or is_loopback(address):
+        if self.api_allow_insecure or is_loopback(address):
+            return
+        missing = []
+        if not self.server_tls:
+            missing.append("TLS (set POLYFLEET_API_TLS_CERT and POLYFLEET_API_TLS_KEY)")
+        if not authenticated:
+            missing.append(
+                "authentication (set POLYFLEET_AUTH_TOKENS_FILE, POLYFLEET_AUTH_OIDC_ISSUER "
+                "or POLYFLEET_AUTH_MTLS_ROLES)"
+            )
+        if not missing:
             return
         raise ConfigError(
-            f"POLYFLEET_API_ADDRESS={address} is not a loopback address: set "
-            "POLYFLEET_API_TLS_CERT and POLYFLEET_API_TLS_KEY to serve TLS, or "
-            "POLYFLEET_API_ALLOW_INSECURE=true to serve plaintext on a trusted network "
-            "(the API does not authenticate callers yet; see docs/security.md)"
+            f"POLYFLEET_API_ADDRESS={address} is not a loopback address and the API has no "
+            f"{' and no '.join(missing)}: configure it, or set "
+            "POLYFLEET_API_ALLOW_INSECURE=true to serve it anyway on a trusted network "
+            "(see docs/security.md)"
         )
 
 
@@ -231,6 +269,134 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _role_map(value: object) -> object:
+    """``name=role,name2=role`` (or a JSON object) as a mapping of names to roles."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            return json.loads(text)
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, role = item.rpartition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"{item!r} is not NAME=ROLE")
+            pairs[name.strip()] = role
+        value = pairs
+    if isinstance(value, Mapping):
+        return {str(name): parse_role(str(role)) for name, role in value.items()}
+    return value
+
+
+def _name_list(value: object) -> object:
+    """A comma-separated list (or a JSON list) of names."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+RoleMap = Annotated[dict[str, Role], NoDecode, BeforeValidator(_role_map)]
+"""A setting mapping names to roles: ``name=role,name2=role`` or a JSON object."""
+
+# Asymmetric signatures only: an HMAC algorithm would verify with the JWKS's public data as
+# the secret, and `none` verifies nothing.
+OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class AuthSettings(Settings):
+    """Authentication of API callers (docs/security.md): tokens, OIDC JWTs, mTLS."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}AUTH_")
+
+    tokens_file: Path | None = Field(
+        default=None,
+        description="YAML file of the hashes of accepted bearer tokens, each with a subject "
+        "and a role (`polyfleet tokens create`); re-read when it changes",
+    )
+    oidc_issuer: str = Field(
+        default="",
+        description="accept JWTs from this OpenID Connect issuer (its `iss`, an http(s) URL)",
+    )
+    oidc_audience: str = Field(
+        default="",
+        description="the `aud` the JWTs must carry; empty: not checked",
+    )
+    oidc_jwks_url: str = Field(
+        default="",
+        description="URL of the issuer's signing keys (JWKS); empty: discovered from "
+        "`<issuer>/.well-known/openid-configuration`",
+    )
+    oidc_roles_claim: str = Field(
+        default="roles",
+        description="claim holding the caller's roles or groups, a string or a list; a "
+        "dotted path reaches into objects (`realm_access.roles`)",
+    )
+    oidc_subject_claim: str = Field(
+        default="sub", description="claim naming the caller (recorded as who did what)"
+    )
+    oidc_role_map: RoleMap = Field(
+        default={},
+        description="`group=role,...`: which value of the roles claim grants which role; "
+        "empty: the values are role names; of several roles the highest counts, and "
+        "`runner` only when it is the only one",
+    )
+    oidc_algorithms: Annotated[list[str], NoDecode, BeforeValidator(_name_list)] = Field(
+        default=["RS256", "ES256"],
+        description="JWT signature algorithms accepted (comma-separated; asymmetric only)",
+    )
+    mtls_roles: RoleMap = Field(
+        default={},
+        description="`name=role,...`: the role of a client certificate by its common name "
+        "or a DNS subject alternative name (needs POLYFLEET_API_TLS_CLIENT_CA)",
+    )
+    runner_binding_ttl: Duration = Field(
+        default=timedelta(seconds=10),
+        description="how long a verified runner binding is trusted before it is checked "
+        "against Temporal again",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        """Read the settings and check the OIDC ones.
+
+        Raises:
+            ConfigError: A value is invalid; the message names the variable.
+
+        """
+        super().__init__(**values)
+
+        def name(field: str) -> str:
+            return variable_name(AuthSettings, field)
+
+        for field in ("oidc_issuer", "oidc_jwks_url"):
+            url = getattr(self, field)
+            if url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+                raise ConfigError(f"{name(field)}={url!r}: expected an http(s) URL")
+        if (self.oidc_audience or self.oidc_jwks_url) and not self.oidc_issuer:
+            raise ConfigError(
+                f"{name('oidc_audience')} and {name('oidc_jwks_url')} need {name('oidc_issuer')}"
+            )
+        unknown = sorted(set(self.oidc_algorithms) - OIDC_ALGORITHMS)
+        if unknown or not self.oidc_algorithms:
+            raise ConfigError(
+                f"{name('oidc_algorithms')}={','.join(self.oidc_algorithms)!r}: expected "
+                f"some of {', '.join(sorted(OIDC_ALGORITHMS))}"
+            )
+        for field in ("oidc_roles_claim", "oidc_subject_claim"):
+            if not getattr(self, field).strip():
+                raise ConfigError(f"{name(field)}: must not be empty")
+        if self.runner_binding_ttl <= timedelta(0):
+            raise ConfigError(f"{name('runner_binding_ttl')}: must be more than 0")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the API authenticates its callers (any credential is configured)."""
+        return bool(self.tokens_file or self.oidc_issuer or self.mtls_roles)
 
 
 class StoreSettings(Settings):
@@ -427,6 +593,7 @@ class LogSettings(Settings):
 ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     TaskQueueSettings,
     ApiSettings,
+    AuthSettings,
     StoreSettings,
     ExecutionSettings,
     ReconcilerSettings,

@@ -147,16 +147,53 @@ def is_workflow_execution(execution_id: str) -> bool:
     return execution_id.startswith(f"{WORKFLOW_EXECUTION_ID_PREFIX}-")
 
 
+# Labels the orchestrator sets on the child agent execution of a workflow's `call: agent`
+# task: the parent workflow execution's ID, and the task's ID with "." for "/".
+PARENT_EXECUTION_LABEL = "polyfleet.parent-execution"
+PARENT_TASK_LABEL = "polyfleet.parent-task"
+
+
+# Temporal workflow IDs are these prefixes followed by the execution ID.
+AGENT_WORKFLOW_ID_PREFIX = "agent-execution/"
+WORKFLOW_EXECUTION_WORKFLOW_ID_PREFIX = "workflow-execution/"
+
+
 def agent_workflow_id(execution_id: str) -> str:
     """Deterministic Temporal workflow ID of an agent execution."""
-    return f"agent-execution/{execution_id}"
+    return f"{AGENT_WORKFLOW_ID_PREFIX}{execution_id}"
 
 
 def workflow_execution_workflow_id(execution_id: str) -> str:
     """Deterministic Temporal workflow ID of a workflow execution."""
-    return f"workflow-execution/{execution_id}"
+    return f"{WORKFLOW_EXECUTION_WORKFLOW_ID_PREFIX}{execution_id}"
 
 
 def user_message_id(execution_id: str) -> str:
     """ID of an agent execution's user message, in its status and in its session's thread."""
     return f"{execution_id}/user"
+
+
+def execution_workflow_id(execution_id: str) -> str:
+    """Deterministic Temporal workflow ID of either kind of execution."""
+    if is_workflow_execution(execution_id):
+        return workflow_execution_workflow_id(execution_id)
+    return agent_workflow_id(execution_id)
+
+
+def execution_of_workflow(workflow_id: str) -> str:
+    """The execution ID of a workflow ID made by :func:`execution_workflow_id`, or ``""``."""
+    for prefix in (AGENT_WORKFLOW_ID_PREFIX, WORKFLOW_EXECUTION_WORKFLOW_ID_PREFIX):
+        if workflow_id.startswith(prefix):
+            return workflow_id.removeprefix(prefix)
+    return ""
+
+
+# Metadata a runner sends with every RunnerService call: which activity attempt it is
+# running (from its SDK's activity info) and its Temporal worker identity. When the API
+# authenticates callers, the orchestrator checks them against Temporal and acts only on
+# that activity's execution (docs/security.md, "Runners act only on their own work").
+RUNNER_METADATA_WORKFLOW_ID = "polyfleet-workflow-id"
+RUNNER_METADATA_RUN_ID = "polyfleet-run-id"
+RUNNER_METADATA_ACTIVITY_ID = "polyfleet-activity-id"
+RUNNER_METADATA_ATTEMPT = "polyfleet-activity-attempt"
+RUNNER_METADATA_WORKER_IDENTITY = "polyfleet-worker-identity"

@@ -32,6 +32,8 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 
 from polyfleet.channel import create_sync_channel
 from polyfleet.config import ApiSettings, variable_name
+from polyfleet.dev_credentials import DevCredentials
+from polyfleet.roles import Role
 
 __all__ = ["ChildProcess", "Fleet", "FleetConfig", "FleetError", "find_temporal", "free_port"]
 
@@ -87,6 +89,9 @@ class FleetConfig:
         base_env: Environment the children inherit; ``os.environ`` if None.
         temporal_in_memory: Keep Temporal's state in memory instead of the SQLite file
             (benchmarks: nothing to keep, and no disk sync on every Temporal write).
+        credentials: Run the API with TLS and bearer tokens (``polyfleet dev --secure``,
+            ``demo``): the orchestrator gets their server settings, each runner the CA and
+            the runner token; None serves plaintext without authentication (loopback).
 
     """
 
@@ -104,6 +109,7 @@ class FleetConfig:
     runner_command: tuple[str, ...] = (sys.executable, "-m", "runner")
     base_env: Mapping[str, str] | None = None
     temporal_in_memory: bool = False
+    credentials: DevCredentials | None = None
 
     @property
     def temporal_address(self) -> str:
@@ -278,13 +284,17 @@ class Fleet:
         self._wait_for_port(temporal, config.host, config.temporal_port)
         self._report(f"Temporal is up at {config.temporal_address}")
 
-        orchestrator_env = self._env(POLYFLEET_DATA_DIR=str(config.data_dir / "orchestrator"))
+        orchestrator_env = self._env(
+            POLYFLEET_DATA_DIR=str(config.data_dir / "orchestrator"),
+            **(config.credentials.server_env() if config.credentials else {}),
+        )
         orchestrator = self._spawn("orchestrator", config.orchestrator_command, orchestrator_env)
         self._wait_for_health(orchestrator, _dial_address(api_host, api_port))
         self._report(f"orchestrator is serving at {config.api_address}")
 
+        runner_env = self._env(**self._client_env(Role.RUNNER))
         for number in range(1, config.runners + 1):
-            self._spawn(f"runner-{number}", config.runner_command, self._env())
+            self._spawn(f"runner-{number}", config.runner_command, runner_env)
 
     def _temporal_command(self) -> list[str]:
         config = self.config
@@ -321,8 +331,16 @@ class Fleet:
             # Logs reach the log files as they happen, not when a buffer fills.
             PYTHONUNBUFFERED="1",
         )
+        if self.config.credentials is not None:
+            # The fleet's own TLS and tokens replace any inherited from another API.
+            env = {key: value for key, value in env.items() if not _api_security_variable(key)}
         env.update(extra)
         return env
+
+    def _client_env(self, role: Role | None) -> dict[str, str]:
+        """A client's TLS and token settings with the fleet's credentials; none without."""
+        credentials = self.config.credentials
+        return credentials.client_env(role) if credentials is not None else {}
 
     def _spawn(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> ChildProcess:
         log_path = self.config.log_dir / f"{name}.log"
@@ -363,7 +381,7 @@ class Fleet:
     def _wait_for_health(self, child: ChildProcess, address: str) -> None:
         deadline = time.monotonic() + self.config.startup_timeout
         # With the clients' TLS settings, as the runners connect.
-        settings = ApiSettings(**_api_overrides(self._env()))
+        settings = ApiSettings(**_api_overrides(self._env(**self._client_env(None))))
         with create_sync_channel(address, settings) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest(service="")
@@ -478,6 +496,14 @@ def _api_overrides(env: Mapping[str, str]) -> dict[str, str]:
         for field in ApiSettings.model_fields
         if variable_name(ApiSettings, field) in env
     }
+
+
+_SECURITY_PREFIXES = ("POLYFLEET_API_TLS", "POLYFLEET_API_TOKEN", "POLYFLEET_AUTH_")
+
+
+def _api_security_variable(name: str) -> bool:
+    """Whether ``name`` configures the API's TLS or authentication (server or client)."""
+    return name.startswith(_SECURITY_PREFIXES)
 
 
 def _split_address(address: str) -> tuple[str, int]:

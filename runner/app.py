@@ -13,8 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from polyfleet.channel import create_channel
-from polyfleet.client import Client as PolyfleetClient
+from polyfleet.channel import create_channel, token_metadata
 from polyfleet.config import ApiSettings, RunnerSettings, TaskQueueSettings
 from polyfleet.temporal import connect
 from runner.activities import RunnerActivities
@@ -79,14 +78,13 @@ class Runner:
         temporal = self._temporal or await connect()
         channel = create_channel(s.api.api_address, s.api)
         try:
-            client = RunnerClient(channel, max_backoff=s.runner.report_max_backoff.total_seconds())
-            host = WorkflowHost(
-                client,
-                # `call: agent` uses the public API through the Python client.
-                PolyfleetClient(channel).agent_executions,
-                s.runner,
-                after_checkpoint=self._after_checkpoint,
+            client = RunnerClient(
+                channel,
+                max_backoff=s.runner.report_max_backoff.total_seconds(),
+                metadata=token_metadata(s.api),
             )
+            # `call: agent` runs its child through RunnerService, never the public API.
+            host = WorkflowHost(client, s.runner, after_checkpoint=self._after_checkpoint)
             activities = RunnerActivities(client, s.runner, host)
             by_kind = runner_activities(activities)
             queues = {

@@ -6,14 +6,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
 from temporalio import activity
 
-from polyfleet.v1 import common_pb2, runner_pb2, runner_pb2_grpc
+from polyfleet import contract
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, runner_pb2_grpc
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,25 @@ def activity_time_left() -> float | None:
     return (min(deadlines) - datetime.now(UTC)).total_seconds()
 
 
+def activity_claim() -> tuple[tuple[str, str], ...]:
+    """Which attempt of which activity this runner is running, as call metadata.
+
+    With its worker identity, so the orchestrator can let a RunnerService call touch only
+    that activity's execution once Temporal confirms the claim (docs/contract.md,
+    "RunnerService"). Empty outside an activity.
+    """
+    if not activity.in_activity():
+        return ()
+    info = activity.info()
+    return (
+        (contract.RUNNER_METADATA_WORKFLOW_ID, info.workflow_id or ""),
+        (contract.RUNNER_METADATA_RUN_ID, info.workflow_run_id or ""),
+        (contract.RUNNER_METADATA_ACTIVITY_ID, info.activity_id),
+        (contract.RUNNER_METADATA_ATTEMPT, str(info.attempt)),
+        (contract.RUNNER_METADATA_WORKER_IDENTITY, activity.client().identity),
+    )
+
+
 class RunnerClient:
     """Calls RunnerService, retrying transient errors until the activity's deadline.
 
@@ -74,6 +94,7 @@ class RunnerClient:
         max_backoff: float = 5.0,
         fallback_budget: float = 60.0,
         time_left: Callable[[], float | None] = activity_time_left,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Create a client on ``channel``.
 
@@ -85,6 +106,7 @@ class RunnerClient:
             fallback_budget: Seconds to keep retrying when ``time_left`` knows no deadline
                 (a call made outside an activity).
             time_left: Seconds left to the caller's deadline, or None if it has none.
+            metadata: Sent with every call (the bearer token on a plaintext channel).
 
         """
         self._stub = runner_pb2_grpc.RunnerServiceStub(channel)
@@ -93,10 +115,14 @@ class RunnerClient:
         self._max_backoff = max_backoff
         self._fallback_budget = fallback_budget
         self._time_left = time_left
+        self._base_metadata = metadata
 
-    async def _call(self, what: str, call: Callable[[float], Awaitable[_T]]) -> _T:
-        # ``call`` takes the timeout of one attempt: never past the deadline, so the last
-        # attempt does not outlive the activity.
+    async def _call(
+        self, what: str, call: Callable[[float, tuple[tuple[str, str], ...]], Awaitable[_T]]
+    ) -> _T:
+        # ``call`` takes the timeout of one attempt (never past the deadline, so the last
+        # attempt does not outlive the activity) and the call's metadata.
+        metadata = self.metadata()
         left = self._time_left()
         budget = self._fallback_budget if left is None else left
         start = time.monotonic()
@@ -107,7 +133,7 @@ class RunnerClient:
             attempt += 1
             remaining = deadline - time.monotonic()
             try:
-                result = await call(max(0.001, min(self._timeout, remaining)))
+                result = await call(max(0.001, min(self._timeout, remaining)), metadata)
             except grpc.aio.AioRpcError as err:
                 code = err.code()
                 if code is grpc.StatusCode.FAILED_PRECONDITION:
@@ -143,7 +169,7 @@ class RunnerClient:
         request = runner_pb2.GetAgentExecutionContextRequest(execution_id=execution_id)
         return await self._call(
             "GetAgentExecutionContext",
-            lambda t: self._stub.GetAgentExecutionContext(request, timeout=t),
+            lambda t, m: self._stub.GetAgentExecutionContext(request, timeout=t, metadata=m),
         )
 
     async def workflow_context(
@@ -153,7 +179,7 @@ class RunnerClient:
         request = runner_pb2.GetWorkflowExecutionContextRequest(execution_id=execution_id)
         return await self._call(
             "GetWorkflowExecutionContext",
-            lambda t: self._stub.GetWorkflowExecutionContext(request, timeout=t),
+            lambda t, m: self._stub.GetWorkflowExecutionContext(request, timeout=t, metadata=m),
         )
 
     async def put_checkpoint(self, execution_id: str, sequence: int, data: bytes) -> None:
@@ -161,20 +187,22 @@ class RunnerClient:
         request = runner_pb2.PutCheckpointRequest(
             execution_id=execution_id, sequence=sequence, data=data
         )
-        await self._call("PutCheckpoint", lambda t: self._stub.PutCheckpoint(request, timeout=t))
+        await self._call(
+            "PutCheckpoint", lambda t, m: self._stub.PutCheckpoint(request, timeout=t, metadata=m)
+        )
 
     async def get_checkpoint(self, execution_id: str) -> runner_pb2.GetCheckpointResponse:
         """Fetch a workflow execution's latest checkpoint."""
         request = runner_pb2.GetCheckpointRequest(execution_id=execution_id)
         return await self._call(
-            "GetCheckpoint", lambda t: self._stub.GetCheckpoint(request, timeout=t)
+            "GetCheckpoint", lambda t, m: self._stub.GetCheckpoint(request, timeout=t, metadata=m)
         )
 
     async def ensure_thread(self, execution_id: str) -> runner_pb2.EnsureThreadResponse:
         """Get or create the execution's session thread."""
         request = runner_pb2.EnsureThreadRequest(execution_id=execution_id)
         return await self._call(
-            "EnsureThread", lambda t: self._stub.EnsureThread(request, timeout=t)
+            "EnsureThread", lambda t, m: self._stub.EnsureThread(request, timeout=t, metadata=m)
         )
 
     async def report(
@@ -190,7 +218,7 @@ class RunnerClient:
             execution_id=execution_id, report_id=report_id, update=update
         )
         return await self._call(
-            "ReportProgress", lambda t: self._stub.ReportProgress(request, timeout=t)
+            "ReportProgress", lambda t, m: self._stub.ReportProgress(request, timeout=t, metadata=m)
         )
 
     async def append_thread(
@@ -202,5 +230,86 @@ class RunnerClient:
         )
         return await self._call(
             "AppendThreadMessages",
-            lambda t: self._stub.AppendThreadMessages(request, timeout=t),
+            lambda t, m: self._stub.AppendThreadMessages(request, timeout=t, metadata=m),
         )
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata every RunnerService call carries (streams pass it explicitly).
+
+        The bearer token on a plaintext channel (over TLS it rides as call credentials),
+        and inside an activity :func:`activity_claim`.
+        """
+        return (*self._base_metadata, *activity_claim())
+
+    async def create_child(
+        self, execution_id: str, task_id: str, agent: str, message: str, request_id: str
+    ) -> agent_execution_pb2.AgentExecution:
+        """Create the child agent execution of workflow execution ``execution_id``'s task.
+
+        Raises:
+            ExecutionClosedError: The parent is terminal.
+
+        """
+        request = runner_pb2.CreateChildAgentExecutionRequest(
+            execution_id=execution_id,
+            task_id=task_id,
+            agent=agent,
+            message=message,
+            request_id=request_id,
+        )
+        return await self._call(
+            "CreateChildAgentExecution",
+            lambda t, m: self._stub.CreateChildAgentExecution(request, timeout=t, metadata=m),
+        )
+
+    async def cancel_child(
+        self, execution_id: str, child_execution_id: str
+    ) -> agent_execution_pb2.AgentExecution:
+        """Ask for a child agent execution of ``execution_id`` to be cancelled."""
+        request = runner_pb2.CancelChildAgentExecutionRequest(
+            execution_id=execution_id, child_execution_id=child_execution_id
+        )
+        return await self._call(
+            "CancelChildAgentExecution",
+            lambda t, m: self._stub.CancelChildAgentExecution(request, timeout=t, metadata=m),
+        )
+
+    async def get_child(
+        self, execution_id: str, child_execution_id: str
+    ) -> agent_execution_pb2.AgentExecution:
+        """Read a child agent execution of ``execution_id``: its Watch's snapshot."""
+        request = runner_pb2.WatchChildAgentExecutionRequest(
+            execution_id=execution_id, child_execution_id=child_execution_id
+        )
+
+        async def snapshot(
+            seconds: float, metadata: tuple[tuple[str, str], ...]
+        ) -> agent_execution_pb2.AgentExecution:
+            call = self._stub.WatchChildAgentExecution(request, timeout=seconds, metadata=metadata)
+            try:
+                async for response in call:
+                    if response.HasField("snapshot"):
+                        return response.snapshot
+            finally:
+                call.cancel()
+            raise OrchestratorUnavailableError(
+                f"WatchChildAgentExecution of {child_execution_id} ended without a snapshot"
+            )
+
+        return await self._call("WatchChildAgentExecution", snapshot)
+
+    async def watch_child(
+        self, execution_id: str, child_execution_id: str, after_sequence: int = 0
+    ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
+        """One WatchChildAgentExecution stream, without retries (the caller resumes it)."""
+        request = runner_pb2.WatchChildAgentExecutionRequest(
+            execution_id=execution_id,
+            child_execution_id=child_execution_id,
+            after_sequence=after_sequence,
+        )
+        call = self._stub.WatchChildAgentExecution(request, metadata=self.metadata())
+        try:
+            async for response in call:
+                yield response
+        finally:
+            call.cancel()

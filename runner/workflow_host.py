@@ -4,7 +4,7 @@ The host connects the engine to polyfleet: task reports go to RunnerService as t
 happen, checkpoints are stored in the orchestrator after each completed task (so a retried
 attempt on another runner resumes after the last completed task, whether or not a heartbeat
 carried the checkpoint's reference), and `call: agent` runs a child agent execution through
-the orchestrator's API.
+RunnerService (see runner/child_agents.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from google.protobuf import json_format, struct_pb2
@@ -36,14 +36,12 @@ from polyfleet.dsl import (
 )
 from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import activities_pb2, common_pb2
+from runner.child_agents import ChildAgents
 from runner.errors import OutputTooLargeError
 from runner.heartbeat import heartbeating
 from runner.progress import ProgressReporter
 from runner.runner_client import RunnerClient
 from runner.secrets import Secrets
-
-if TYPE_CHECKING:
-    from polyfleet.client.executions import AgentExecutions
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +139,6 @@ class _Hooks:
         self,
         execution_id: str,
         progress: ProgressReporter,
-        agents: AgentExecutions,
         client: RunnerClient,
         sequence: int,
     ) -> None:
@@ -149,7 +146,7 @@ class _Hooks:
         self._client = client
         self.sequence = sequence
         self._progress = progress
-        self._agents = agents
+        self._agents = ChildAgents(client, execution_id)
         self._last: dict[str, TaskReport] = {}
         self._links: dict[str, str] = {}
         self.checkpoint_ref: dict[str, Any] | None = None
@@ -191,14 +188,15 @@ class _Hooks:
         activity.heartbeat(self.checkpoint_ref)
 
     async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
-        created = await self._agents.create(
-            agent,
-            message,
-            labels={
-                "polyfleet.parent-execution": self._execution_id,
-                "polyfleet.parent-task": task_id.replace("/", ".").strip("."),
-            },
-        )
+        # One child per attempt of the task (a `try` retries it under the same ID): another
+        # activity attempt (the runner died) finds the child this one started, unless this
+        # one cancelled it on its way out.
+        last = self._last.get(task_id)
+        request_id = f"attempt-{last.attempts if last else 1}"
+        created = await self._agents.create(task_id, agent, message, request_id)
+        if created.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED and activity.in_activity():
+            request_id += f".activity-{activity.info().attempt}"
+            created = await self._agents.create(task_id, agent, message, request_id)
         self._links[task_id] = created.id
         if task_id in self._last:
             self._send(self._last[task_id])
@@ -229,13 +227,11 @@ class WorkflowHost:
     def __init__(
         self,
         client: RunnerClient,
-        agents: AgentExecutions,
         settings: RunnerSettings,
         *,
         after_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
-        self._agents = agents
         self._settings = settings
         # Tests kill the runner here: the checkpoint is stored, no heartbeat carried it yet.
         self._after_checkpoint = after_checkpoint
@@ -280,7 +276,7 @@ class WorkflowHost:
             report_prefix,
             self._settings.delta_flush_interval.total_seconds(),
         )
-        hooks = _Hooks(execution_id, progress, self._agents, self._client, 0)
+        hooks = _Hooks(execution_id, progress, self._client, 0)
         hooks.value_limit = self._settings.task_value_max_bytes
         hooks.after_checkpoint = self._after_checkpoint
         reference = _checkpoint_ref(activity.info().heartbeat_details)

@@ -35,9 +35,12 @@ class Resource(Protocol):
 
 
 class NamedResource(Resource, Protocol):
-    """A resource that is also addressed by a unique, user-chosen name."""
+    """A resource that is also addressed by a unique, user-chosen name, and its creator."""
 
     name: str
+
+    @property
+    def created_by(self) -> common_pb2.Actor: ...
 
 
 class ExecutionStatus(Protocol):

@@ -178,6 +178,8 @@ class NamedResourceRepository(Generic[N]):
             txn.delete(self._name_key(stored.name), db=self._names)
             txn.put(new_key, stored.id.encode(), db=self._names)
         stamp_replaced(stored, replacement)
+        # Who created it stays whoever did (the caller's copy names only the updater).
+        replacement.created_by.CopyFrom(stored.created_by)
         self._items.replace(txn, stored, replacement)
         return replacement
 

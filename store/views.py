@@ -22,7 +22,8 @@ V = TypeVar("V", bound=Execution)
 def apply_view(execution: V, view: ExecutionView.ValueType) -> V:
     """Trim ``execution`` in place to ``view`` and return it.
 
-    BASIC keeps identity, labels, request fields, phase, times, transitions, usage and errors,
+    BASIC keeps identity, labels, request fields, who created it (``created_by``), phase,
+    times, transitions (with their actors), usage and errors,
     and the shape of the status (every message, tool call, sub-agent run and task, with its
     ID, name, role or type, phase and times) so a client can list and count them. It empties
     what grows with the work: message contents, tool call arguments and results, sub-agent

@@ -28,12 +28,15 @@ from polyfleet.channel import create_channel
 from polyfleet.client import Client as PolyfleetClient
 from polyfleet.config import (
     ApiSettings,
+    AuthSettings,
     ExecutionSettings,
     ReconcilerSettings,
     RunnerSettings,
     StoreSettings,
     TaskQueueSettings,
 )
+from polyfleet.dev_credentials import DevCredentials
+from polyfleet.roles import Role
 from polyfleet.v1 import (
     agent_execution_pb2_grpc,
     agent_pb2,
@@ -93,6 +96,25 @@ class Fleet:
     temporal: Client
     runner: Runner | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # TLS files and a token per role, when the fleet is secure (the default).
+    credentials: DevCredentials | None = None
+
+    def client_settings(self, role: Role | None = Role.ADMIN) -> ApiSettings:
+        """Settings of a client of this fleet's API with ``role``'s token (None: no token)."""
+        fields = self.credentials.client_fields(role) if self.credentials else {}
+        return ApiSettings(api_address=self.orchestrator.address, **fields)
+
+    def channel_as(self, role: Role | None) -> grpc.aio.Channel:
+        """A new channel to the API with ``role``'s token (None: none); the caller closes it."""
+        settings = self.client_settings(role)
+        return create_channel(settings.api_address, settings)
+
+    def client_env(self, role: Role | None = Role.ADMIN) -> dict[str, str]:
+        """Environment of a client process (CLI, runner) of this fleet with ``role``."""
+        env = {"POLYFLEET_API_ADDRESS": self.orchestrator.address}
+        if self.credentials:
+            env.update(self.credentials.client_env(role))
+        return env
 
     @property
     def client(self) -> PolyfleetClient:
@@ -141,8 +163,13 @@ async def start_fleet(
     runner: RunnerSettings | None = None,
     api_address: str | None = None,
     api: dict[str, Any] | None = None,
+    secure: bool = True,
 ) -> Fleet:
     """Start an orchestrator and a runner in this event loop, on unique queues.
+
+    The fleet is secure as a deployed one is: TLS, and a token per role checked on every
+    call (``Fleet.credentials``; the fleet's own channel is an admin's, its runner has the
+    runner token). ``secure=False`` or TLS fields in ``api`` turn that off.
 
     Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it, and its
     orchestrator's ``api_address`` to restart it where its runners look for it. ``api``
@@ -152,10 +179,26 @@ async def start_fleet(
     fleet's channel all share them (tests/tls.py makes the certificates).
     """
     queues = queues or unique_queues()
-    api_settings = ApiSettings(api_address=api_address or f"127.0.0.1:{free_port()}", **(api or {}))
+    credentials = None
+    server_fields: dict[str, Any] = dict(api or {})
+    auth = AuthSettings()
+    if secure and api is None:
+        # Beside the data directory, so a restarted fleet keeps its certificates and tokens.
+        credentials = DevCredentials.ensure(data_dir.with_name(f"{data_dir.name}-credentials"))
+        server_fields = credentials.server_fields()
+        auth = AuthSettings(**credentials.auth_fields())
+    api_settings = ApiSettings(
+        api_address=api_address or f"127.0.0.1:{free_port()}", **server_fields
+    )
+    client_settings = api_settings
+    if credentials is not None:
+        client_settings = ApiSettings(
+            api_address=api_settings.api_address, **credentials.client_fields(Role.ADMIN)
+        )
     orchestrator = Orchestrator(
         OrchestratorSettings(
             api=api_settings,
+            auth=auth,
             store=StoreSettings(data_dir=data_dir),
             queues=queues,
             executions=executions or ExecutionSettings(),
@@ -167,8 +210,9 @@ async def start_fleet(
     fleet = Fleet(
         orchestrator=orchestrator,
         queues=queues,
-        channel=create_channel(api_settings.api_address, api_settings),
+        channel=create_channel(client_settings.api_address, client_settings),
         temporal=temporal,
+        credentials=credentials,
     )
     fleet.tasks.append(asyncio.create_task(orchestrator.run()))
     await _ready(orchestrator.wait_ready(), fleet.tasks[-1])
@@ -181,8 +225,12 @@ async def add_runner(fleet: Fleet, settings: RunnerSettings | None = None) -> Ru
     """Start an in-process runner for ``fleet`` (stopped with the fleet)."""
     fleet.runner = Runner(
         RunnerAppSettings(
-            api=fleet.orchestrator.settings.api.model_copy(
-                update={"api_address": fleet.orchestrator.address}
+            api=(
+                fleet.client_settings(Role.RUNNER)
+                if fleet.credentials
+                else fleet.orchestrator.settings.api.model_copy(
+                    update={"api_address": fleet.orchestrator.address}
+                )
             ),
             queues=fleet.queues,
             runner=settings or RunnerSettings(heartbeat_interval=timedelta(seconds=1)),

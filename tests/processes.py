@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from polyfleet.roles import Role
 from tests.conftest import Fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ async def runner_process(
         **os.environ,
         "TEMPORAL_ADDRESS": fleet.temporal.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": fleet.temporal.namespace,
-        "POLYFLEET_API_ADDRESS": fleet.orchestrator.address,
+        **fleet.client_env(Role.RUNNER),
         "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE": (
             fleet.queues.agent_execution_runner_task_queue
         ),

@@ -9,10 +9,24 @@ import grpc
 
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.servicers.errors import streaming, unary
-from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc
+from polyfleet.v1 import agent_execution_pb2, agent_execution_pb2_grpc, common_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 AgentExecution = agent_execution_pb2.AgentExecution
+
+
+async def watch_responses(
+    items: AsyncIterator[AgentExecution | common_pb2.ExecutionEvent],
+) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
+    """An agent execution's watch (snapshot, then events) as Watch responses.
+
+    Shared by the public Watch and RunnerService's WatchChildAgentExecution.
+    """
+    async for item in items:
+        if isinstance(item, AgentExecution):
+            yield agent_execution_pb2.WatchAgentExecutionResponse(snapshot=item)
+        else:
+            yield agent_execution_pb2.WatchAgentExecutionResponse(event=item)
 
 
 class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServicer):
@@ -56,8 +70,7 @@ class AgentExecutionServicer(agent_execution_pb2_grpc.AgentExecutionServiceServi
     async def WatchAgentExecution(
         self, request: agent_execution_pb2.WatchAgentExecutionRequest, context: Context
     ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
-        async for item in self._executions.watch(request.id, request.after_sequence):
-            if isinstance(item, AgentExecution):
-                yield agent_execution_pb2.WatchAgentExecutionResponse(snapshot=item)
-            else:
-                yield agent_execution_pb2.WatchAgentExecutionResponse(event=item)
+        async for response in watch_responses(
+            self._executions.watch(request.id, request.after_sequence)
+        ):
+            yield response

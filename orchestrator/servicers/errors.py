@@ -28,6 +28,10 @@ from orchestrator.errors import (
     InvalidArgumentError,
     NotFoundError,
     OrchestratorError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnauthenticatedError,
+    UnavailableError,
     WorkflowStartError,
 )
 from orchestrator.status import IllegalTransitionError
@@ -45,10 +49,14 @@ _MAX_MESSAGE_CHARS = 1000
 
 _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (IllegalTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (WorkflowStartError, grpc.StatusCode.UNAVAILABLE),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (ExecutionDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (store.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (store.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
@@ -127,7 +135,8 @@ def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -
     return packed
 
 
-async def _abort(context: Context, err: Exception) -> NoReturn:
+async def abort_with(context: Context, err: Exception) -> NoReturn:
+    """End the call with the status ``err`` maps to (see :func:`error_status`)."""
     if status_code(err) is grpc.StatusCode.INTERNAL and not isinstance(err, OrchestratorError):
         logger.exception("unexpected error serving a request", exc_info=err)
     status = error_status(err)
@@ -150,7 +159,7 @@ def unary(
         except grpc.aio.AbortError:
             raise
         except Exception as err:  # noqa: BLE001 - the edge turns every error into a status
-            await _abort(context, err)
+            await abort_with(context, err)
 
     return wrapper
 
@@ -168,7 +177,7 @@ def streaming(
         except grpc.aio.AbortError:
             raise
         except Exception as err:  # noqa: BLE001 - the edge turns every error into a status
-            await _abort(context, err)
+            await abort_with(context, err)
 
     return wrapper
 
@@ -224,7 +233,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Any, context: Context) -> Any:
                 if isinstance(request, _Malformed):
-                    await _abort(context, _malformed_error(method, request))
+                    await abort_with(context, _malformed_error(method, request))
                 return await behavior(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -235,7 +244,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary_stream(request: Any, context: Context) -> None:
             if isinstance(request, _Malformed):
-                await _abort(context, _malformed_error(method, request))
+                await abort_with(context, _malformed_error(method, request))
             # Servicers stream either as async generators or by awaiting context.write.
             result = streamer(request, context)
             if inspect.isasyncgen(result):

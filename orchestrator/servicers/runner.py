@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from orchestrator.executions import RUNNER_SOURCE, ExecutionRegistry
 from orchestrator.runner_operations import RunnerOperations
-from orchestrator.servicers.errors import unary
-from polyfleet.v1 import runner_pb2, runner_pb2_grpc
+from orchestrator.servicers.agent_executions import watch_responses
+from orchestrator.servicers.errors import streaming, unary
+from polyfleet.v1 import agent_execution_pb2, runner_pb2, runner_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -66,3 +68,22 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self, request: runner_pb2.GetCheckpointRequest, context: Context
     ) -> runner_pb2.GetCheckpointResponse:
         return await self._operations.get_checkpoint(request.execution_id)
+
+    @unary
+    async def CreateChildAgentExecution(
+        self, request: runner_pb2.CreateChildAgentExecutionRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        return await self._operations.create_child(request)
+
+    @streaming
+    async def WatchChildAgentExecution(
+        self, request: runner_pb2.WatchChildAgentExecutionRequest, context: Context
+    ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
+        async for response in watch_responses(self._operations.watch_child(request)):
+            yield response
+
+    @unary
+    async def CancelChildAgentExecution(
+        self, request: runner_pb2.CancelChildAgentExecutionRequest, context: Context
+    ) -> agent_execution_pb2.AgentExecution:
+        return await self._operations.cancel_child(request)

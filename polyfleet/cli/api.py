@@ -33,11 +33,12 @@ def api_address(args: argparse.Namespace) -> str:
 
 
 @asynccontextmanager
-async def connect(address: str) -> AsyncIterator[Client]:
+async def connect(address: str, settings: ApiSettings | None = None) -> AsyncIterator[Client]:
     """Open a client of the API and translate its failures into :class:`CliError`.
 
     Args:
         address: ``host:port`` of the orchestrator API.
+        settings: Connection settings (TLS, token); read from the environment if None.
 
     Yields:
         The client, closed on exit.
@@ -47,7 +48,7 @@ async def connect(address: str) -> AsyncIterator[Client]:
 
     """
     try:
-        async with await Client.connect(address) as client:
+        async with await Client.connect(address, settings=settings) as client:
             yield client
     except PolyfleetError as exc:
         raise rpc_error(exc, address) from exc

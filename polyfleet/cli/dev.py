@@ -7,6 +7,9 @@ absorbed while the fleet stops, so a second Ctrl-C never leaves processes behind
 The demo talks to the example agent, then runs the example workflow ``order-flow``, whose
 ``call: http`` task fetches ``examples/http/prices.json`` from a static file server the
 demo runs on 127.0.0.1 for the purpose: nothing leaves the machine.
+
+``dev --secure`` and every ``demo`` serve the API with TLS and bearer tokens from
+:class:`polyfleet.dev_credentials.DevCredentials` in ``<data dir>/credentials``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import tempfile
@@ -45,8 +49,10 @@ from polyfleet.cli.manifests import load_manifest_files, split_resources
 from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.client import Client
-from polyfleet.config import DEFAULT_API_ADDRESS, TaskQueueSettings
+from polyfleet.config import DEFAULT_API_ADDRESS, ApiSettings, TaskQueueSettings
+from polyfleet.dev_credentials import DevCredentials
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
+from polyfleet.roles import Role
 from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
 
 DEFAULT_DEV_DATA_DIR = Path(".polyfleet/dev")
@@ -64,6 +70,8 @@ DEMO_ORDER: Mapping[str, Any] = {
 }
 # The demo's HTTP server listens here only.
 LOOPBACK = "127.0.0.1"
+# The TLS certificates and tokens of a secure fleet, under its data directory.
+CREDENTIALS_DIR = "credentials"
 _CHECK_INTERVAL = 0.5
 
 _T = TypeVar("_T")
@@ -206,12 +214,14 @@ def _banner(config: FleetConfig) -> list[str]:
 
 def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     """``polyfleet dev``: run a local fleet until SIGINT/SIGTERM."""
+    data_dir = Path(args.data_dir)
     config = FleetConfig(
-        data_dir=Path(args.data_dir),
+        data_dir=data_dir,
         runners=args.runners,
         temporal_port=args.temporal_port,
         temporal_ui_port=args.ui_port,
         api_address=api_address(args),
+        credentials=_credentials(data_dir) if args.secure else None,
     )
     say = _say(console.out)
     fleet = Fleet(config, report=say)
@@ -220,7 +230,8 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     with guard.installed():
         try:
             fleet.start()
-            for line in [*_banner(config), "", *_dev_tips(config), "Press Ctrl-C to stop."]:
+            lines = [*_banner(config), "", *_connect_tips(config), *_dev_tips(config)]
+            for line in [*lines, "Press Ctrl-C to stop."]:
                 say(line)
             while True:
                 fleet.check()
@@ -234,6 +245,46 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
             guard.absorb()
             fleet.stop()
     return code
+
+
+def _credentials(data_dir: Path) -> DevCredentials:
+    directory = data_dir / CREDENTIALS_DIR
+    try:
+        return DevCredentials.ensure(directory)
+    except OSError as exc:
+        raise CliError(
+            f"cannot write the dev credentials in {directory}: {exc.strerror or exc}"
+        ) from None
+
+
+def _connect_tips(config: FleetConfig) -> list[str]:
+    """How a shell reaches a secure fleet; the token's file is named, never the token."""
+    credentials = config.credentials
+    if credentials is None:
+        return []
+    root = shlex.quote(str(credentials.ca_cert))
+    admin = shlex.quote(str(credentials.token_path(Role.ADMIN)))
+    return [
+        f"TLS and bearer tokens are on (dev credentials in {credentials.directory}; the",
+        "tokens are stored there in clear text, for this machine only). Connect as admin with:",
+        f'  export POLYFLEET_API_TLS_ROOT_CERT={root} POLYFLEET_API_TOKEN="$(cat {admin})"',
+        "",
+    ]
+
+
+def _client_settings(config: FleetConfig, role: Role) -> ApiSettings | None:
+    """The CLI's own connection to its fleet: TLS with the dev CA and ``role``'s token."""
+    credentials = config.credentials
+    if credentials is None:
+        return None
+    # The fleet's credentials, not whatever client certificate the environment names.
+    return ApiSettings(
+        api_address=config.api_address,
+        api_tls_client_cert=None,
+        api_tls_client_key=None,
+        api_tls_server_name="",
+        **credentials.client_fields(role),
+    )
 
 
 def _dev_tips(config: FleetConfig) -> list[str]:
@@ -256,12 +307,18 @@ def _no_runner_tip(config: FleetConfig) -> list[str]:
     if config.runners:
         return []
     queues = TaskQueueSettings()
+    secure = []
+    if config.credentials is not None:
+        root = shlex.quote(str(config.credentials.ca_cert))
+        token = shlex.quote(str(config.credentials.token_path(Role.RUNNER)))
+        secure = [f'  POLYFLEET_API_TLS_ROOT_CERT={root} POLYFLEET_API_TOKEN="$(cat {token})"']
     return [
         "No runners started: executions wait for a runner of your own (docs/contract.md) on",
         f"  {queues.agent_execution_runner_task_queue} (agents) and "
         f"{queues.workflow_execution_runner_task_queue} (workflows), with",
         f"  TEMPORAL_ADDRESS={config.temporal_address} "
         f"TEMPORAL_NAMESPACE={config.namespace} POLYFLEET_API_ADDRESS={config.api_address}",
+        *secure,
         "",
     ]
 
@@ -286,6 +343,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         temporal_port=free_port(),
         temporal_ui_port=free_port(),
         api_address=f"127.0.0.1:{free_port()}",
+        # The demo shows the fleet as it should run: TLS and bearer tokens.
+        credentials=_credentials(data_dir),
     )
     loopback_env = _bypass_proxy_for_loopback(config.base_env or os.environ)
     config = dataclasses.replace(config, base_env=loopback_env)
@@ -354,7 +413,8 @@ async def _demo(
     out: TextIO,
     workflow: workflow_pb2.Workflow | None = None,
 ) -> int:
-    async with api.connect(fleet.config.api_address) as client:
+    settings = _client_settings(fleet.config, Role.ADMIN)
+    async with api.connect(fleet.config.api_address, settings) as client:
         for agent in agents:
             stored = await client.agents.apply(agent)
             print(f"agent/{stored.name} configured (version {stored.version})", file=out)

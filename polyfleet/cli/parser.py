@@ -7,8 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 
-from polyfleet.cli import commands, dev, executions, run
+from polyfleet.cli import commands, dev, executions, run, tokens
 from polyfleet.cli.output import Console, parse_phase, phase_choices
+from polyfleet.roles import Role, parse_role
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workflows(sub)
     _add_dev(sub)
     _add_demo(sub)
+    _add_tokens(sub)
     return parser
 
 
@@ -351,6 +353,13 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev_parser.add_argument(
         "--ui-port", type=_port, default=8233, metavar="PORT", help="Temporal UI, default: 8233"
     )
+    dev_parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="serve the API with TLS and bearer tokens: a dev CA, a certificate for "
+        "127.0.0.1/::1/localhost and one token per role are kept in DATA_DIR/credentials; "
+        "prints how to connect",
+    )
     dev_parser.set_defaults(handler=dev.cmd_dev)
 
 
@@ -358,7 +367,8 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo",
         help="start a throwaway fleet, run the example agent and workflow, stop everything",
-        description="Start a fleet on free ports with one runner, apply the example agent, "
+        description="Start a fleet on free ports with one runner, its API served with TLS "
+        "and bearer tokens (dev credentials in DATA_DIR/credentials), apply the example agent, "
         "run it on each message in turn, in one session, following the progress live (tool "
         "calls, streamed tokens, usage); then serve examples/http/ on 127.0.0.1 and run the "
         "example workflow order-flow, whose call:http task reads the prices there and whose "
@@ -397,6 +407,48 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up after this long (default: 180)",
     )
     demo.set_defaults(handler=dev.cmd_demo)
+
+
+def _add_tokens(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tokens_parser = sub.add_parser(
+        "tokens",
+        help="make API bearer tokens and their hashes for POLYFLEET_AUTH_TOKENS_FILE",
+        description="The orchestrator accepts a bearer token whose SHA-256 is in its token "
+        "file (POLYFLEET_AUTH_TOKENS_FILE), with the entry's subject and role. These "
+        "commands work offline; the orchestrator re-reads the file when it changes.",
+    )
+    actions = tokens_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="make a new token: print it once on stdout, its entry to --file or stderr",
+        description="Make a random token and print it, alone, on stdout: it is shown only "
+        "this once. Its entry (subject, role, hash) is appended to --file (created with "
+        "mode 0600), or printed on stderr to paste into the token file.",
+    )
+    create.add_argument("--subject", required=True, help="who uses the token (e.g. ci-bot)")
+    create.add_argument(
+        "--role",
+        required=True,
+        type=_role,
+        metavar="ROLE",
+        help=f"what the token may do: {', '.join(r.value for r in Role)}",
+    )
+    create.add_argument("--file", metavar="PATH", help="token file to add the entry to")
+    create.set_defaults(handler=tokens.cmd_tokens_create)
+    hashing = actions.add_parser(
+        "hash",
+        help="print the sha256: hash of a token read from stdin",
+        description="Read a token from the first line of stdin and print its hash as the "
+        "token file holds it, e.g. for a token made by another tool.",
+    )
+    hashing.set_defaults(handler=tokens.cmd_tokens_hash)
+
+
+def _role(text: str) -> Role:
+    try:
+        return parse_role(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _priority(text: str) -> int:

@@ -81,6 +81,7 @@ def describe_execution(execution: agent_execution_pb2.AgentExecution) -> str:
         ("Session", execution.session_id),
         ("Phase", phase_name(status.phase)),
         ("Created", format_timestamp(execution.create_time)),
+        ("Created by", format_actor(execution.created_by)),
         ("Started", format_timestamp(status.start_time)),
         ("Ended", format_timestamp(status.end_time)),
         ("Workflow", execution.workflow_id),
@@ -95,6 +96,7 @@ def describe_execution(execution: agent_execution_pb2.AgentExecution) -> str:
     if status.HasField("usage") and has_usage(status.usage):
         fields.append(("Usage", format_usage(status.usage)))
     lines = _aligned(fields)
+    lines.extend(_transitions(status.transitions))
     if status.messages:
         lines.append("Messages:")
         lines.extend(f"  {role_name(m.role)}: {m.content}" for m in status.messages)
@@ -138,7 +140,9 @@ def describe_agent(agent: agent_pb2.Agent) -> str:
         ("Model", model.model),
         ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(agent.labels.items()))),
         ("Created", format_timestamp(agent.create_time)),
+        ("Created by", format_actor(agent.created_by)),
         ("Updated", format_timestamp(agent.update_time)),
+        ("Updated by", format_actor(agent.updated_by)),
     ]
     if model.base_url:
         fields.append(("Base URL", model.base_url))
@@ -202,7 +206,9 @@ def describe_workflow(workflow: workflow_pb2.Workflow) -> str:
         ("Document", _document_name(workflow.document)),
         ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(workflow.labels.items()))),
         ("Created", format_timestamp(workflow.create_time)),
+        ("Created by", format_actor(workflow.created_by)),
         ("Updated", format_timestamp(workflow.update_time)),
+        ("Updated by", format_actor(workflow.updated_by)),
     ]
     lines = _aligned(fields)
     lines.append("Definition:")
@@ -258,6 +264,7 @@ def describe_workflow_execution(execution: workflow_execution_pb2.WorkflowExecut
         ("Workflow", execution.workflow),
         ("Phase", phase_name(status.phase)),
         ("Created", format_timestamp(execution.create_time)),
+        ("Created by", format_actor(execution.created_by)),
         ("Started", format_timestamp(status.start_time)),
         ("Ended", format_timestamp(status.end_time)),
         ("Temporal ID", execution.workflow_id),
@@ -268,6 +275,7 @@ def describe_workflow_execution(execution: workflow_execution_pb2.WorkflowExecut
     if status.HasField("error"):
         fields.append(("Error", format_error(status.error)))
     lines = _aligned(fields)
+    lines.extend(_transitions(status.transitions))
     if status.tasks:
         lines.append("Tasks:")
         lines.extend(f"  {task_summary(task)}" for task in status.tasks)
@@ -275,6 +283,35 @@ def describe_workflow_execution(execution: workflow_execution_pb2.WorkflowExecut
         lines.append("Messages:")
         lines.extend(f"  {role_name(m.role)}: {m.content}" for m in status.messages)
     return "\n".join(lines)
+
+
+def format_actor(actor: common_pb2.Actor) -> str:
+    """``subject (role)``; the role is how the caller was identified when it has none.
+
+    An empty role means authentication was off (``none``) or the orchestrator itself did it
+    (``system``); ``-`` when nobody was recorded (written before identities were).
+    """
+    if not actor.subject:
+        return "-"
+    return f"{actor.subject} ({actor.role or actor.via or '?'})"
+
+
+def _transitions(transitions: Sequence[common_pb2.PhaseTransition]) -> list[str]:
+    # One line per phase change: phases, time, who and through which path, why.
+    if not transitions:
+        return []
+    lines = ["Transitions:"]
+    for t in transitions:
+        line = (
+            f"  {phase_name(t.from_phase)} -> {phase_name(t.to_phase)}"
+            f" at {format_timestamp(t.time)} by {format_actor(t.actor)}"
+        )
+        if t.source:
+            line += f" via {t.source}"
+        if t.reason:
+            line += f": {shorten(t.reason, 100)}"
+        lines.append(line)
+    return lines
 
 
 def _mcp_server(server: agent_pb2.McpServer) -> str:

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import grpc
 
-from polyfleet.channel import create_channel
+from polyfleet.channel import create_channel, token_metadata
 from polyfleet.client.errors import PolyfleetError
 from polyfleet.config import ApiSettings
 
@@ -52,8 +52,7 @@ class Transport:
     @classmethod
     def for_settings(cls, settings: ApiSettings) -> Transport:
         """The transport of a client configured by ``settings``."""
-        token = settings.api_token.get_secret_value() if settings.api_token else ""
-        return cls(metadata=(("authorization", f"Bearer {token}"),) if token else ())
+        return cls(metadata=token_metadata(settings))
 
     async def unary(
         self,

@@ -27,9 +27,10 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/agent.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x04\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\x12/\n\x06labels\x18\x06 \x03(\x0b\x32\x1f.polyfleet.v1.Agent.LabelsEntry\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bmcp_servers\x18\n \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12*\n\nsub_agents\x18\x0b \x03(\x0b\x32\x16.polyfleet.v1.SubAgent\x12.\n\routput_schema\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06limits\x18\r \x01(\x0b\x32\x19.polyfleet.v1.AgentLimits\x12\x0f\n\x07secrets\x18\x0e \x03(\t\x12\r\n\x05graph\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05stdio\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.McpStdioH\x00\x12%\n\x04http\x18\x03 \x01(\x0b\x32\x15.polyfleet.v1.McpHttpH\x00\x12\x15\n\rallowed_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"\x90\x01\n\x08McpStdio\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.polyfleet.v1.McpStdio.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x07McpHttp\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x33\n\x07headers\x18\x02 \x03(\x0b\x32\".polyfleet.v1.McpHttp.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x08SubAgent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12,\n\x0bmcp_servers\x18\x04 \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\"L\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8a\x02\n\x0bModelConfig\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x08scripted\x18\x04 \x01(\x0b\x32\x1b.polyfleet.v1.ScriptedModel\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x16\n\x0e\x61pi_key_secret\x18\x06 \x01(\t\x12+\n\x07pricing\x18\x07 \x01(\x0b\x32\x1a.polyfleet.v1.ModelPricing\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.polyfleet.v1.ModelRetry\"e\n\x0cModelPricing\x12 \n\x18input_per_million_tokens\x18\x01 \x01(\x01\x12!\n\x19output_per_million_tokens\x18\x02 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"N\n\nModelRetry\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"~\n\rScriptedModel\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.polyfleet.v1.ScriptedRule\x12\x15\n\rdefault_reply\x18\x02 \x01(\t\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_words\x18\x04 \x01(\x05\"p\n\x0cScriptedRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x31\n\ttool_call\x18\x04 \x01(\x0b\x32\x1e.polyfleet.v1.ScriptedToolCall\"L\n\x10ScriptedToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x12\x43reateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.polyfleet.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x12UpdateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x41pplyAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent2\xb8\x03\n\x0c\x41gentService\x12\x44\n\x0b\x43reateAgent\x12 .polyfleet.v1.CreateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12>\n\x08GetAgent\x12\x1d.polyfleet.v1.GetAgentRequest\x1a\x13.polyfleet.v1.Agent\x12O\n\nListAgents\x12\x1f.polyfleet.v1.ListAgentsRequest\x1a .polyfleet.v1.ListAgentsResponse\x12\x44\n\x0bUpdateAgent\x12 .polyfleet.v1.UpdateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12G\n\x0b\x44\x65leteAgent\x12 .polyfleet.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12\x42\n\nApplyAgent\x12\x1f.polyfleet.v1.ApplyAgentRequest\x1a\x13.polyfleet.v1.Agentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/agent.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\xf0\x04\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\x12/\n\x06labels\x18\x06 \x03(\x0b\x32\x1f.polyfleet.v1.Agent.LabelsEntry\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bmcp_servers\x18\n \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12*\n\nsub_agents\x18\x0b \x03(\x0b\x32\x16.polyfleet.v1.SubAgent\x12.\n\routput_schema\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06limits\x18\r \x01(\x0b\x32\x19.polyfleet.v1.AgentLimits\x12\x0f\n\x07secrets\x18\x0e \x03(\t\x12\r\n\x05graph\x18\x0f \x01(\t\x12\'\n\ncreated_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\'\n\nupdated_by\x18\x11 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05stdio\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.McpStdioH\x00\x12%\n\x04http\x18\x03 \x01(\x0b\x32\x15.polyfleet.v1.McpHttpH\x00\x12\x15\n\rallowed_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"\x90\x01\n\x08McpStdio\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.polyfleet.v1.McpStdio.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x07McpHttp\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x33\n\x07headers\x18\x02 \x03(\x0b\x32\".polyfleet.v1.McpHttp.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x08SubAgent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12,\n\x0bmcp_servers\x18\x04 \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\"L\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8a\x02\n\x0bModelConfig\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x08scripted\x18\x04 \x01(\x0b\x32\x1b.polyfleet.v1.ScriptedModel\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x16\n\x0e\x61pi_key_secret\x18\x06 \x01(\t\x12+\n\x07pricing\x18\x07 \x01(\x0b\x32\x1a.polyfleet.v1.ModelPricing\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.polyfleet.v1.ModelRetry\"e\n\x0cModelPricing\x12 \n\x18input_per_million_tokens\x18\x01 \x01(\x01\x12!\n\x19output_per_million_tokens\x18\x02 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"N\n\nModelRetry\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"~\n\rScriptedModel\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.polyfleet.v1.ScriptedRule\x12\x15\n\rdefault_reply\x18\x02 \x01(\t\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_words\x18\x04 \x01(\x05\"p\n\x0cScriptedRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x31\n\ttool_call\x18\x04 \x01(\x0b\x32\x1e.polyfleet.v1.ScriptedToolCall\"L\n\x10ScriptedToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x12\x43reateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.polyfleet.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x12UpdateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x41pplyAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent2\xb8\x03\n\x0c\x41gentService\x12\x44\n\x0b\x43reateAgent\x12 .polyfleet.v1.CreateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12>\n\x08GetAgent\x12\x1d.polyfleet.v1.GetAgentRequest\x1a\x13.polyfleet.v1.Agent\x12O\n\nListAgents\x12\x1f.polyfleet.v1.ListAgentsRequest\x1a .polyfleet.v1.ListAgentsResponse\x12\x44\n\x0bUpdateAgent\x12 .polyfleet.v1.UpdateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12G\n\x0b\x44\x65leteAgent\x12 .polyfleet.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12\x42\n\nApplyAgent\x12\x1f.polyfleet.v1.ApplyAgentRequest\x1a\x13.polyfleet.v1.Agentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,50 +43,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MCPSTDIO_ENVENTRY']._serialized_options = b'8\001'
   _globals['_MCPHTTP_HEADERSENTRY']._loaded_options = None
   _globals['_MCPHTTP_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENT']._serialized_start=201
-  _globals['_AGENT']._serialized_end=743
-  _globals['_AGENT_LABELSENTRY']._serialized_start=698
-  _globals['_AGENT_LABELSENTRY']._serialized_end=743
-  _globals['_MCPSERVER']._serialized_start=746
-  _globals['_MCPSERVER']._serialized_end=887
-  _globals['_MCPSTDIO']._serialized_start=890
-  _globals['_MCPSTDIO']._serialized_end=1034
-  _globals['_MCPSTDIO_ENVENTRY']._serialized_start=992
-  _globals['_MCPSTDIO_ENVENTRY']._serialized_end=1034
-  _globals['_MCPHTTP']._serialized_start=1036
-  _globals['_MCPHTTP']._serialized_end=1159
-  _globals['_MCPHTTP_HEADERSENTRY']._serialized_start=1113
-  _globals['_MCPHTTP_HEADERSENTRY']._serialized_end=1159
-  _globals['_SUBAGENT']._serialized_start=1162
-  _globals['_SUBAGENT']._serialized_end=1317
-  _globals['_AGENTLIMITS']._serialized_start=1319
-  _globals['_AGENTLIMITS']._serialized_end=1395
-  _globals['_MODELCONFIG']._serialized_start=1398
-  _globals['_MODELCONFIG']._serialized_end=1664
-  _globals['_MODELPRICING']._serialized_start=1666
-  _globals['_MODELPRICING']._serialized_end=1767
-  _globals['_MODELRETRY']._serialized_start=1769
-  _globals['_MODELRETRY']._serialized_end=1847
-  _globals['_SCRIPTEDMODEL']._serialized_start=1849
-  _globals['_SCRIPTEDMODEL']._serialized_end=1975
-  _globals['_SCRIPTEDRULE']._serialized_start=1977
-  _globals['_SCRIPTEDRULE']._serialized_end=2089
-  _globals['_SCRIPTEDTOOLCALL']._serialized_start=2091
-  _globals['_SCRIPTEDTOOLCALL']._serialized_end=2167
-  _globals['_CREATEAGENTREQUEST']._serialized_start=2169
-  _globals['_CREATEAGENTREQUEST']._serialized_end=2225
-  _globals['_GETAGENTREQUEST']._serialized_start=2227
-  _globals['_GETAGENTREQUEST']._serialized_end=2258
-  _globals['_LISTAGENTSREQUEST']._serialized_start=2260
-  _globals['_LISTAGENTSREQUEST']._serialized_end=2318
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2320
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2402
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=2404
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=2509
-  _globals['_DELETEAGENTREQUEST']._serialized_start=2511
-  _globals['_DELETEAGENTREQUEST']._serialized_end=2545
-  _globals['_APPLYAGENTREQUEST']._serialized_start=2547
-  _globals['_APPLYAGENTREQUEST']._serialized_end=2602
-  _globals['_AGENTSERVICE']._serialized_start=2605
-  _globals['_AGENTSERVICE']._serialized_end=3045
+  _globals['_AGENT']._serialized_start=228
+  _globals['_AGENT']._serialized_end=852
+  _globals['_AGENT_LABELSENTRY']._serialized_start=807
+  _globals['_AGENT_LABELSENTRY']._serialized_end=852
+  _globals['_MCPSERVER']._serialized_start=855
+  _globals['_MCPSERVER']._serialized_end=996
+  _globals['_MCPSTDIO']._serialized_start=999
+  _globals['_MCPSTDIO']._serialized_end=1143
+  _globals['_MCPSTDIO_ENVENTRY']._serialized_start=1101
+  _globals['_MCPSTDIO_ENVENTRY']._serialized_end=1143
+  _globals['_MCPHTTP']._serialized_start=1145
+  _globals['_MCPHTTP']._serialized_end=1268
+  _globals['_MCPHTTP_HEADERSENTRY']._serialized_start=1222
+  _globals['_MCPHTTP_HEADERSENTRY']._serialized_end=1268
+  _globals['_SUBAGENT']._serialized_start=1271
+  _globals['_SUBAGENT']._serialized_end=1426
+  _globals['_AGENTLIMITS']._serialized_start=1428
+  _globals['_AGENTLIMITS']._serialized_end=1504
+  _globals['_MODELCONFIG']._serialized_start=1507
+  _globals['_MODELCONFIG']._serialized_end=1773
+  _globals['_MODELPRICING']._serialized_start=1775
+  _globals['_MODELPRICING']._serialized_end=1876
+  _globals['_MODELRETRY']._serialized_start=1878
+  _globals['_MODELRETRY']._serialized_end=1956
+  _globals['_SCRIPTEDMODEL']._serialized_start=1958
+  _globals['_SCRIPTEDMODEL']._serialized_end=2084
+  _globals['_SCRIPTEDRULE']._serialized_start=2086
+  _globals['_SCRIPTEDRULE']._serialized_end=2198
+  _globals['_SCRIPTEDTOOLCALL']._serialized_start=2200
+  _globals['_SCRIPTEDTOOLCALL']._serialized_end=2276
+  _globals['_CREATEAGENTREQUEST']._serialized_start=2278
+  _globals['_CREATEAGENTREQUEST']._serialized_end=2334
+  _globals['_GETAGENTREQUEST']._serialized_start=2336
+  _globals['_GETAGENTREQUEST']._serialized_end=2367
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2369
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2427
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2429
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2511
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=2513
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=2618
+  _globals['_DELETEAGENTREQUEST']._serialized_start=2620
+  _globals['_DELETEAGENTREQUEST']._serialized_end=2654
+  _globals['_APPLYAGENTREQUEST']._serialized_start=2656
+  _globals['_APPLYAGENTREQUEST']._serialized_end=2711
+  _globals['_AGENTSERVICE']._serialized_start=2714
+  _globals['_AGENTSERVICE']._serialized_end=3154
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from polyfleet.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -63,6 +64,8 @@ class Agent(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     SECRETS_FIELD_NUMBER: _builtins.int
     GRAPH_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     name: _builtins.str
@@ -105,6 +108,14 @@ class Agent(_message.Message):
         headers refers to one of these.
         """
 
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Actor:
+        """Who created it (output only; set by the server from the API caller)."""
+
+    @_builtins.property
+    def updated_by(self) -> _common_pb2.Actor:
+        """Who last created, updated or applied it (output only)."""
+
     def __init__(
         self,
         *,
@@ -123,10 +134,12 @@ class Agent(_message.Message):
         limits: Global___AgentLimits | None = ...,
         secrets: _abc.Iterable[_builtins.str] | None = ...,
         graph: _builtins.str = ...,
+        created_by: _common_pb2.Actor | None = ...,
+        updated_by: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "limits", b"limits", "model", b"model", "output_schema", b"output_schema", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "limits", b"limits", "model", b"model", "output_schema", b"output_schema", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "graph", b"graph", "id", b"id", "instructions", b"instructions", "labels", b"labels", "limits", b"limits", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name", "output_schema", b"output_schema", "secrets", b"secrets", "sub_agents", b"sub_agents", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "graph", b"graph", "id", b"id", "instructions", b"instructions", "labels", b"labels", "limits", b"limits", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name", "output_schema", b"output_schema", "secrets", b"secrets", "sub_agents", b"sub_agents", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

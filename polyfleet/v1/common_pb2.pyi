@@ -107,7 +107,8 @@ class _ExecutionViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Executi
     EXECUTION_VIEW_UNSPECIFIED: _ExecutionView.ValueType  # 0
     """The method's default: FULL for Get, BASIC for List."""
     EXECUTION_VIEW_BASIC: _ExecutionView.ValueType  # 1
-    """Identity, phase, times, usage, errors and the shape of the status: message contents,
+    """Identity (with who created it), phase, times, transitions (with their actors), usage,
+    errors and the shape of the status: message contents,
     tool call arguments and results, task inputs and outputs, sub-agent inputs and
     outputs, and outputs (output_text, output) are left empty.
     """
@@ -120,7 +121,8 @@ class ExecutionView(_ExecutionView, metaclass=_ExecutionViewEnumTypeWrapper):
 EXECUTION_VIEW_UNSPECIFIED: ExecutionView.ValueType  # 0
 """The method's default: FULL for Get, BASIC for List."""
 EXECUTION_VIEW_BASIC: ExecutionView.ValueType  # 1
-"""Identity, phase, times, usage, errors and the shape of the status: message contents,
+"""Identity (with who created it), phase, times, transitions (with their actors), usage,
+errors and the shape of the status: message contents,
 tool call arguments and results, task inputs and outputs, sub-agent inputs and
 outputs, and outputs (output_text, output) are left empty.
 """
@@ -539,13 +541,21 @@ class PhaseTransition(_message.Message):
     TIME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     from_phase: Global___ExecutionPhase.ValueType
     to_phase: Global___ExecutionPhase.ValueType
     reason: _builtins.str
     source: _builtins.str
-    """Who changed it: "api", "runner", "orchestrator", "reconciler"."""
+    """Which path changed it: "api", "runner", "orchestrator", "reconciler"."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def actor(self) -> Global___Actor:
+        """Who changed it: the API caller (create, cancel, a failed start), the runner's caller
+        (its progress reports), or the orchestrator itself (the workflow's UpdateStatus, the
+        reconciler).
+        """
+
     def __init__(
         self,
         *,
@@ -554,14 +564,54 @@ class PhaseTransition(_message.Message):
         time: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
         source: _builtins.str = ...,
+        actor: Global___Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_phase", b"from_phase", "reason", b"reason", "source", b"source", "time", b"time", "to_phase", b"to_phase"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "from_phase", b"from_phase", "reason", b"reason", "source", b"source", "time", b"time", "to_phase", b"to_phase"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PhaseTransition: _TypeAlias = PhaseTransition  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """Actor is the identity of whoever made a change, as the API authenticated it.
+    It names who, never a credential.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """Who: a token's subject, a JWT's subject claim, a certificate's common name,
+    "anonymous" when authentication is off, or "polyfleet-orchestrator" for the
+    orchestrator's own work.
+    """
+    role: _builtins.str
+    """The caller's role: "reader", "operator", "admin" or "runner". Empty when
+    authentication is off (via "none") or for the orchestrator itself (via "system").
+    """
+    via: _builtins.str
+    """How the caller was identified: "token", "oidc", "mtls", "none" (authentication
+    off) or "system" (the orchestrator itself).
+    """
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        role: _builtins.str = ...,
+        via: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "subject", b"subject", "via", b"via"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
 
 @_typing.final
 class ExecutionEvent(_message.Message):

@@ -24,6 +24,90 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class CreateChildAgentExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent: the workflow execution whose `call: agent` task asks for the child."""
+    task_id: _builtins.str
+    """The task's ID (JSON pointer, e.g. "/do/0/ask"), recorded in `polyfleet.parent-task`."""
+    agent: _builtins.str
+    message: _builtins.str
+    request_id: _builtins.str
+    """Idempotency key within the parent: a retried activity attempt reuses it."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        message: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "execution_id", b"execution_id", "message", b"message", "request_id", b"request_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChildAgentExecutionRequest: _TypeAlias = CreateChildAgentExecutionRequest  # noqa: Y015
+
+@_typing.final
+class WatchChildAgentExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    CHILD_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent workflow execution."""
+    child_execution_id: _builtins.str
+    after_sequence: _builtins.int
+    """Only events after this sequence number (the snapshot always comes first)."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        child_execution_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "child_execution_id", b"child_execution_id", "execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChildAgentExecutionRequest: _TypeAlias = WatchChildAgentExecutionRequest  # noqa: Y015
+
+@_typing.final
+class CancelChildAgentExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    CHILD_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent workflow execution."""
+    child_execution_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        child_execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_execution_id", b"child_execution_id", "execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelChildAgentExecutionRequest: _TypeAlias = CancelChildAgentExecutionRequest  # noqa: Y015
+
+@_typing.final
 class PutCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from polyfleet.v1 import agent_execution_pb2 as polyfleet_dot_v1_dot_agent__execution__pb2
 from polyfleet.v1 import runner_pb2 as polyfleet_dot_v1_dot_runner__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -72,6 +73,21 @@ class RunnerServiceStub:
                 request_serializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.SerializeToString,
                 response_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.FromString,
                 _registered_method=True)
+        self.CreateChildAgentExecution = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/CreateChildAgentExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.CreateChildAgentExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
+                _registered_method=True)
+        self.WatchChildAgentExecution = channel.unary_stream(
+                '/polyfleet.v1.RunnerService/WatchChildAgentExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.WatchChildAgentExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_agent__execution__pb2.WatchAgentExecutionResponse.FromString,
+                _registered_method=True)
+        self.CancelChildAgentExecution = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/CancelChildAgentExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
+                _registered_method=True)
 
 
 class RunnerServiceServicer:
@@ -132,6 +148,33 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateChildAgentExecution(self, request, context):
+        """CreateChildAgentExecution starts an agent execution for a `call: agent` task of the
+        workflow execution `execution_id` (the parent). The orchestrator sets the child's labels
+        `polyfleet.parent-execution` and `polyfleet.parent-task`. A repeated request (same
+        parent, request_id, agent and message) returns the child the first one created. Refused
+        with FAILED_PRECONDITION when the parent is terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchChildAgentExecution(self, request, context):
+        """WatchChildAgentExecution streams a child's snapshot and events, as the public
+        WatchAgentExecution does. A child of another parent is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelChildAgentExecution(self, request, context):
+        """CancelChildAgentExecution asks for a child to be cancelled, as the public
+        CancelAgentExecution does. A child of another parent is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +212,21 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.GetCheckpoint,
                     request_deserializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.FromString,
                     response_serializer=polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'CreateChildAgentExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChildAgentExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.CreateChildAgentExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.SerializeToString,
+            ),
+            'WatchChildAgentExecution': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChildAgentExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.WatchChildAgentExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_agent__execution__pb2.WatchAgentExecutionResponse.SerializeToString,
+            ),
+            'CancelChildAgentExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelChildAgentExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +421,87 @@ class RunnerService:
             '/polyfleet.v1.RunnerService/GetCheckpoint',
             polyfleet_dot_v1_dot_runner__pb2.GetCheckpointRequest.SerializeToString,
             polyfleet_dot_v1_dot_runner__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateChildAgentExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/CreateChildAgentExecution',
+            polyfleet_dot_v1_dot_runner__pb2.CreateChildAgentExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChildAgentExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/WatchChildAgentExecution',
+            polyfleet_dot_v1_dot_runner__pb2.WatchChildAgentExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_agent__execution__pb2.WatchAgentExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelChildAgentExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/CancelChildAgentExecution',
+            polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from polyfleet.v1 import agent_execution_pb2 as _agent_execution_pb2
 from polyfleet.v1 import runner_pb2 as _runner_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -55,6 +56,21 @@ class RunnerServiceStub:
     """
     GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetCheckpointRequest, _runner_pb2.GetCheckpointResponse]
     """GetCheckpoint returns the latest stored checkpoint."""
+    CreateChildAgentExecution: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CreateChildAgentExecutionRequest, _agent_execution_pb2.AgentExecution]
+    """CreateChildAgentExecution starts an agent execution for a `call: agent` task of the
+    workflow execution `execution_id` (the parent). The orchestrator sets the child's labels
+    `polyfleet.parent-execution` and `polyfleet.parent-task`. A repeated request (same
+    parent, request_id, agent and message) returns the child the first one created. Refused
+    with FAILED_PRECONDITION when the parent is terminal.
+    """
+    WatchChildAgentExecution: _grpc.UnaryStreamMultiCallable[_runner_pb2.WatchChildAgentExecutionRequest, _agent_execution_pb2.WatchAgentExecutionResponse]
+    """WatchChildAgentExecution streams a child's snapshot and events, as the public
+    WatchAgentExecution does. A child of another parent is NOT_FOUND.
+    """
+    CancelChildAgentExecution: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CancelChildAgentExecutionRequest, _agent_execution_pb2.AgentExecution]
+    """CancelChildAgentExecution asks for a child to be cancelled, as the public
+    CancelAgentExecution does. A child of another parent is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -83,6 +99,21 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     """
     GetCheckpoint: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetCheckpointRequest, _runner_pb2.GetCheckpointResponse]  # type: ignore[assignment]
     """GetCheckpoint returns the latest stored checkpoint."""
+    CreateChildAgentExecution: _aio.UnaryUnaryMultiCallable[_runner_pb2.CreateChildAgentExecutionRequest, _agent_execution_pb2.AgentExecution]  # type: ignore[assignment]
+    """CreateChildAgentExecution starts an agent execution for a `call: agent` task of the
+    workflow execution `execution_id` (the parent). The orchestrator sets the child's labels
+    `polyfleet.parent-execution` and `polyfleet.parent-task`. A repeated request (same
+    parent, request_id, agent and message) returns the child the first one created. Refused
+    with FAILED_PRECONDITION when the parent is terminal.
+    """
+    WatchChildAgentExecution: _aio.UnaryStreamMultiCallable[_runner_pb2.WatchChildAgentExecutionRequest, _agent_execution_pb2.WatchAgentExecutionResponse]  # type: ignore[assignment]
+    """WatchChildAgentExecution streams a child's snapshot and events, as the public
+    WatchAgentExecution does. A child of another parent is NOT_FOUND.
+    """
+    CancelChildAgentExecution: _aio.UnaryUnaryMultiCallable[_runner_pb2.CancelChildAgentExecutionRequest, _agent_execution_pb2.AgentExecution]  # type: ignore[assignment]
+    """CancelChildAgentExecution asks for a child to be cancelled, as the public
+    CancelAgentExecution does. A child of another parent is NOT_FOUND.
+    """
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunnerService is the orchestrator's internal API for runner workers: runners
@@ -150,5 +181,38 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runner_pb2.GetCheckpointResponse, _abc.Awaitable[_runner_pb2.GetCheckpointResponse]]:
         """GetCheckpoint returns the latest stored checkpoint."""
+
+    @_abc_1.abstractmethod
+    def CreateChildAgentExecution(
+        self,
+        request: _runner_pb2.CreateChildAgentExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_execution_pb2.AgentExecution, _abc.Awaitable[_agent_execution_pb2.AgentExecution]]:
+        """CreateChildAgentExecution starts an agent execution for a `call: agent` task of the
+        workflow execution `execution_id` (the parent). The orchestrator sets the child's labels
+        `polyfleet.parent-execution` and `polyfleet.parent-task`. A repeated request (same
+        parent, request_id, agent and message) returns the child the first one created. Refused
+        with FAILED_PRECONDITION when the parent is terminal.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchChildAgentExecution(
+        self,
+        request: _runner_pb2.WatchChildAgentExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_execution_pb2.WatchAgentExecutionResponse], _abc.AsyncIterator[_agent_execution_pb2.WatchAgentExecutionResponse]]:
+        """WatchChildAgentExecution streams a child's snapshot and events, as the public
+        WatchAgentExecution does. A child of another parent is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelChildAgentExecution(
+        self,
+        request: _runner_pb2.CancelChildAgentExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_execution_pb2.AgentExecution, _abc.Awaitable[_agent_execution_pb2.AgentExecution]]:
+        """CancelChildAgentExecution asks for a child to be cancelled, as the public
+        CancelAgentExecution does. A child of another parent is NOT_FOUND.
+        """
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -60,6 +60,7 @@ class WorkflowExecution(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "wex-"."""
     workflow: _builtins.str
@@ -83,6 +84,10 @@ class WorkflowExecution(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Actor:
+        """Who created it (output only; set by the server from the API caller)."""
+
     def __init__(
         self,
         *,
@@ -98,10 +103,11 @@ class WorkflowExecution(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         document: _builtins.str = ...,
         priority: _builtins.int = ...,
+        created_by: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -134,7 +134,8 @@ async def test_memo_queue_wins_over_the_default_queue(fleet: Fleet) -> None:
     await _apply(fleet, scripted_agent())
     created = await _create(fleet, "assistant", "first")
     await _wait_terminal(fleet, created.id)
-    # Re-run the same execution's workflow by hand with a bogus default queue.
+    # Re-run the same execution's workflow by hand with a bogus default queue, under its
+    # own workflow ID: the runner may act only on the execution of the workflow it serves.
     execution_id = created.id
     handle = await fleet.temporal.start_workflow(
         contract.AGENT_EXECUTION_WORKFLOW,
@@ -145,7 +146,7 @@ async def test_memo_queue_wins_over_the_default_queue(fleet: Fleet) -> None:
                 default_activity_task_queue=f"nobody-polls-{uuid.uuid4().hex}"
             ),
         ),
-        id=f"memo-test-{uuid.uuid4().hex}",
+        id=contract.agent_workflow_id(execution_id),
         task_queue=fleet.queues.agent_execution_orchestrator_task_queue,
         memo={contract.MEMO_ACTIVITY_TASK_QUEUE: fleet.queues.agent_execution_runner_task_queue},
         result_type=activities_pb2.AgentExecutionWorkflowOutput,

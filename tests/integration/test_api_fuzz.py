@@ -179,11 +179,16 @@ async def _call(
 
 @pytest_asyncio.fixture
 async def seeded_fleet(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
-    """An orchestrator without runners, short Execute waits, and one of each resource."""
+    """An orchestrator without runners, short Execute waits, and one of each resource.
+
+    Authentication is off: every request, RunnerService's included, reaches the
+    servicers' validation, which is what this fuzzes (test_authz.py covers the roles).
+    """
     fleet = await start_fleet(
         temporal_client,
         tmp_path,
         with_runner=False,
+        secure=False,
         executions=ExecutionSettings(
             execute_default_wait=timedelta(seconds=1), execute_max_wait=timedelta(seconds=2)
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ async def _cli(fleet: Fleet, *args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **fleet.client_env()},
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode is not None

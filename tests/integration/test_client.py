@@ -13,7 +13,7 @@ COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
 
 
 async def test_run_agent_then_watch_and_wait(fleet: Fleet) -> None:
-    async with await Client.connect(fleet.orchestrator.address) as client:
+    async with await Client.connect(settings=fleet.client_settings()) as client:
         await client.agents.apply(scripted_agent(hello="Hello there, friend"))
         created = await client.run_agent("assistant", "hello")
 

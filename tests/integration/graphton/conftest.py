@@ -12,7 +12,8 @@ import pytest_asyncio
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
-from polyfleet.config import ApiSettings, RunnerSettings
+from polyfleet.config import RunnerSettings
+from polyfleet.roles import Role
 from polyfleet.v1 import agent_execution_pb2, agent_pb2
 from runner import Runner, RunnerAppSettings
 from tests import helpers
@@ -47,7 +48,7 @@ async def start_runner(fleet: Fleet, secrets: Path) -> None:
     """Start an in-process runner with the test secrets file on the fleet's queues."""
     fleet.runner = Runner(
         RunnerAppSettings(
-            api=ApiSettings(api_address=fleet.orchestrator.settings.api.api_address),
+            api=fleet.client_settings(Role.RUNNER),
             queues=fleet.queues,
             runner=runner_settings(secrets),
             shutdown_grace=1.0,

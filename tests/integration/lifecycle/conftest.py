@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 
+from temporalio import activity
+
 from polyfleet import contract
-from polyfleet.v1 import agent_execution_pb2, agent_pb2
+from polyfleet.v1 import activities_pb2, agent_execution_pb2, agent_pb2
+from runner.runner_client import activity_claim
 from tests.conftest import Fleet, scripted_agent
 from tests.helpers import assert_eventually, wait_terminal
 
@@ -73,3 +77,32 @@ async def wait_phase(
         timeout=timeout,
         message=f"execution {execution_id} did not reach {phases}",
     )
+
+
+class HeldRunner:
+    """A runner whose ExecuteGraphton records its RunnerService claim, then waits.
+
+    ``claims`` maps each held execution to the metadata its activity would send
+    (``runner.runner_client.activity_claim``), valid while it is held; ``release`` lets
+    every held activity finish.
+    """
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+        self.release = asyncio.Event()
+        self.claims: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    @activity.defn(name=contract.ENSURE_THREAD)
+    async def ensure_thread(
+        self, params: activities_pb2.EnsureThreadInput
+    ) -> activities_pb2.EnsureThreadOutput:
+        return activities_pb2.EnsureThreadOutput(thread_id="thread-1", created=True)
+
+    @activity.defn(name=contract.EXECUTE_GRAPHTON)
+    async def execute_graphton(
+        self, params: activities_pb2.ExecuteGraphtonInput
+    ) -> activities_pb2.ExecuteGraphtonOutput:
+        self.claims[params.execution_id] = activity_claim()
+        self.running.set()
+        await self.release.wait()
+        return activities_pb2.ExecuteGraphtonOutput(final_message_id="m1")

@@ -3,7 +3,6 @@ clearly; one that reports a terminal phase is refused, and the workflow still en
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from temporalio.worker import Worker
 
 from polyfleet import contract
 from polyfleet.error_details import field_violations
+from polyfleet.roles import Role
 from polyfleet.v1 import activities_pb2, common_pb2, runner_pb2, runner_pb2_grpc
 from tests.conftest import scripted_agent, start_fleet, stop_fleet
-from tests.integration.lifecycle.conftest import apply, create, get, request, wait_phase
+from tests.integration.lifecycle.conftest import HeldRunner, apply, create, get, request, wait_phase
 
 
 def _json_plain(value: dict[str, str]) -> RawValue:
@@ -86,28 +86,6 @@ async def test_an_undecodable_result_fails_the_execution_naming_activity_queue_a
         await stop_fleet(fleet)
 
 
-class HeldRunner:
-    """A runner whose agent execution reports RUNNING, then waits to be released."""
-
-    def __init__(self) -> None:
-        self.running = asyncio.Event()
-        self.release = asyncio.Event()
-
-    @activity.defn(name=contract.ENSURE_THREAD)
-    async def ensure_thread(
-        self, params: activities_pb2.EnsureThreadInput
-    ) -> activities_pb2.EnsureThreadOutput:
-        return activities_pb2.EnsureThreadOutput(thread_id="thread-1", created=True)
-
-    @activity.defn(name=contract.EXECUTE_GRAPHTON)
-    async def execute_graphton(
-        self, params: activities_pb2.ExecuteGraphtonInput
-    ) -> activities_pb2.ExecuteGraphtonOutput:
-        self.running.set()
-        await self.release.wait()
-        return activities_pb2.ExecuteGraphtonOutput(final_message_id="m1")
-
-
 @pytest.mark.parametrize(
     "phase",
     [
@@ -121,7 +99,8 @@ async def test_report_progress_with_a_terminal_phase_is_refused_and_changes_noth
 ) -> None:
     fleet = await start_fleet(temporal_client, tmp_path, with_runner=False)
     held = HeldRunner()
-    runner_service = runner_pb2_grpc.RunnerServiceStub(fleet.channel)
+    channel = fleet.channel_as(Role.RUNNER)
+    runner_service = runner_pb2_grpc.RunnerServiceStub(channel)
     try:
         await apply(fleet, scripted_agent())
         async with Worker(
@@ -131,12 +110,15 @@ async def test_report_progress_with_a_terminal_phase_is_refused_and_changes_noth
         ):
             created = await create(fleet, request("assistant"))
             await held.running.wait()
+            # The runner that holds the execution's activity: the one most able to forge.
+            claim = held.claims[created.id]
             await runner_service.ReportProgress(
                 runner_pb2.ReportProgressRequest(
                     execution_id=created.id,
                     report_id="r/1",
                     update=common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING),
-                )
+                ),
+                metadata=claim,
             )
             before = await get(fleet, created.id)
             assert before.status.phase == common_pb2.EXECUTION_PHASE_RUNNING
@@ -149,7 +131,8 @@ async def test_report_progress_with_a_terminal_phase_is_refused_and_changes_noth
                             phase=phase,  # type: ignore[arg-type]
                             output_text="forged answer",
                         ),
-                    )
+                    ),
+                    metadata=claim,
                 )
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert [v.field for v in field_violations(raised.value)] == ["update.phase"]
@@ -164,4 +147,5 @@ async def test_report_progress_with_a_terminal_phase_is_refused_and_changes_noth
             (common_pb2.EXECUTION_PHASE_COMPLETED, "orchestrator")
         ]
     finally:
+        await channel.close()
         await stop_fleet(fleet)

@@ -152,6 +152,7 @@ async def test_call_agent_answer_feeds_a_later_set(fleet: Fleet) -> None:
     )
     assert child.status.phase == COMPLETED
     assert child.labels["polyfleet.parent-execution"] == done.id
+    assert child.labels["polyfleet.parent-task"] == "do.0.ask"
 
 
 async def test_fork_runs_branches_concurrently_and_compete_cancels_the_loser(

@@ -32,6 +32,8 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -44,6 +46,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 
 from orchestrator.errors import ExecutionDeadlineError
 from orchestrator.servicers.errors import error_status
+from polyfleet.tokens import hash_token, parse_token_file
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_execution_pb2_grpc,
@@ -425,19 +428,48 @@ def _usage(agent: agent_pb2.Agent, message: str, reply: str, model_calls: int) -
     return usage
 
 
-def serve(address: str, state: FakeState | None = None) -> tuple[grpc.Server, int]:
+class _TokenCheck(grpc.ServerInterceptor):
+    """Refuse every call but health without a bearer token whose hash is in the file."""
+
+    def __init__(self, tokens_file: str) -> None:
+        text = Path(tokens_file).read_text(encoding="utf-8")
+        self._hashes = {entry.sha256 for entry in parse_token_file(text, tokens_file)}
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if details.method.startswith("/grpc.health."):
+            return continuation(details)
+        metadata = dict(details.invocation_metadata)
+        token = str(metadata.get("authorization", "")).removeprefix("Bearer ")
+        if hash_token(token).removeprefix("sha256:") in self._hashes:
+            return continuation(details)
+
+        def refuse(_request: object, context: Context) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "fake: no valid bearer token")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def serve(
+    address: str,
+    state: FakeState | None = None,
+    tls: tuple[str, str] | None = None,
+    tokens_file: str | None = None,
+) -> tuple[grpc.Server, int]:
     """Start the fake API with gRPC health reporting SERVING.
 
     Args:
         address: ``host:port``; port 0 picks a free one.
         state: Shared state; a fresh one if None.
+        tls: Files of the certificate and key to serve TLS with; plaintext if None.
+        tokens_file: A token file (polyfleet.tokens): calls need one of its tokens.
 
     Returns:
         The started server and the bound port.
 
     """
     state = state or FakeState()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    interceptors: list[grpc.ServerInterceptor] = [_TokenCheck(tokens_file)] if tokens_file else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(FakeAgentService(state), server)
     agent_execution_pb2_grpc.add_AgentExecutionServiceServicer_to_server(
         FakeExecutionService(state), server
@@ -445,7 +477,11 @@ def serve(address: str, state: FakeState | None = None) -> tuple[grpc.Server, in
     add_to_server(server, state.workflows)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        cert, key = (Path(path).read_bytes() for path in tls)
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port
@@ -460,7 +496,10 @@ def _main() -> None:
     if os.environ.get("FAKE_EXIT_EARLY"):
         print("fake orchestrator: refusing to start", flush=True)
         sys.exit(3)
-    server, _ = serve(os.environ["POLYFLEET_API_ADDRESS"])
+    cert = os.environ.get("POLYFLEET_API_TLS_CERT")
+    tls = (cert, os.environ["POLYFLEET_API_TLS_KEY"]) if cert else None
+    tokens_file = os.environ.get("POLYFLEET_AUTH_TOKENS_FILE")
+    server, _ = serve(os.environ["POLYFLEET_API_ADDRESS"], tls=tls, tokens_file=tokens_file)
     stopped = threading.Event()
 
     def stop(*_: object) -> None:

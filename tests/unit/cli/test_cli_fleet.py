@@ -7,6 +7,7 @@ cleanup are all exercised for real; only what the children do is fake.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -24,7 +25,9 @@ from typing import Any
 import pytest
 
 from polyfleet.cli import dev, main
+from polyfleet.dev_credentials import DevCredentials
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
+from polyfleet.roles import Role
 
 FAKE_API = Path(__file__).with_name("fake_api.py")
 # Two runners first, then the orchestrator, then Temporal.
@@ -508,3 +511,116 @@ def test_children_are_started_without_a_preexec_fn(
     assert child.popen.wait(timeout=30) == 0
     assert "up" in child.log_path.read_text()
     assert [kwargs.get("preexec_fn") for kwargs in seen] == [None]
+
+
+# --- a secure fleet: TLS and bearer tokens ----------------------------------------------------
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def test_a_secure_fleet_gives_the_orchestrator_tls_and_tokens_and_runners_their_token(
+    tmp_path: Path, stopped_fleets: list[Fleet]
+) -> None:
+    credentials = DevCredentials.ensure(tmp_path / "credentials")
+    config = fake_config(tmp_path, credentials=credentials)
+    inherited = {
+        **(config.base_env or {}),
+        "POLYFLEET_API_TOKEN": "pft_of-another-api",
+        "POLYFLEET_API_TLS_CLIENT_CERT": "/elsewhere/client.pem",
+        "POLYFLEET_AUTH_OIDC_ISSUER": "https://elsewhere.example",
+    }
+    fleet = Fleet(dataclasses.replace(config, base_env=inherited))
+    stopped_fleets.append(fleet)
+
+    # The fake orchestrator serves TLS only and wants a token: health must still pass.
+    fleet.start()
+
+    env = json.loads((config.data_dir / "orchestrator-env.json").read_text())
+    for name, value in credentials.server_env().items():
+        assert env[name] == value
+    assert not {"POLYFLEET_API_TOKEN", "POLYFLEET_API_TLS_CLIENT_CERT"} & env.keys()
+    assert "POLYFLEET_AUTH_OIDC_ISSUER" not in env
+    runner = next(c for c in fleet.children if c.name == "runner-1")
+    wait_until(lambda: bool(list(config.data_dir.glob("runner-*.started"))))
+    runner_env = _environ(runner.pid)
+    assert runner_env["POLYFLEET_API_TLS"] == "true"
+    assert runner_env["POLYFLEET_API_TLS_ROOT_CERT"] == str(credentials.ca_cert)
+    assert runner_env["POLYFLEET_API_TOKEN"] == credentials.tokens[Role.RUNNER]
+    assert "POLYFLEET_API_TLS_CERT" not in runner_env
+    assert "POLYFLEET_AUTH_TOKENS_FILE" not in runner_env
+
+
+def test_a_plain_fleet_has_no_tls_or_tokens(tmp_path: Path, stopped_fleets: list[Fleet]) -> None:
+    fleet = Fleet(fake_config(tmp_path))
+    stopped_fleets.append(fleet)
+
+    fleet.start()
+
+    env = json.loads((fleet.config.data_dir / "orchestrator-env.json").read_text())
+    assert "POLYFLEET_API_TLS_CERT" not in env
+    assert "POLYFLEET_AUTH_TOKENS_FILE" not in env
+
+
+def test_dev_secure_serves_tls_and_tokens_and_prints_how_to_connect(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = fake_children.data_dir
+    up = threading.Event()
+    check = Fleet.check
+
+    def checked(fleet: Fleet) -> None:
+        up.set()
+        check(fleet)
+
+    monkeypatch.setattr(Fleet, "check", checked)
+
+    def interrupt_once_up() -> None:
+        assert up.wait(timeout=30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_up, daemon=True)
+    sender.start()
+    code = main(
+        [
+            *("--address", fake_children.api_address, "dev", "--secure", "--runners", "0"),
+            *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
+            *("--ui-port", str(fake_children.temporal_ui_port)),
+        ]
+    )
+    sender.join(timeout=5)
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    credentials = DevCredentials.ensure(data / "credentials")
+    env = json.loads((data / "orchestrator-env.json").read_text())
+    assert env["POLYFLEET_API_TLS_CERT"] == str(credentials.server_cert)
+    assert env["POLYFLEET_AUTH_TOKENS_FILE"] == str(credentials.tokens_file)
+    admin = credentials.token_path(Role.ADMIN)
+    assert (
+        f"  export POLYFLEET_API_TLS_ROOT_CERT={credentials.ca_cert} "
+        f'POLYFLEET_API_TOKEN="$(cat {admin})"'
+    ) in out.splitlines()
+    runner = credentials.token_path(Role.RUNNER)
+    assert f'POLYFLEET_API_TOKEN="$(cat {runner})"' in out
+    # The tokens themselves never reach the output.
+    assert not any(token in out + err for token in credentials.tokens.values())
+    assert not _processes_mentioning(str(data))
+
+
+def test_demo_runs_its_fleet_with_tls_and_tokens(
+    fake_children: FleetConfig, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "demo"
+
+    code = main(["demo", "--data-dir", str(data), "--no-workflow", "-m", "hi"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err + out
+    credentials = DevCredentials.ensure(data / "credentials")
+    env = json.loads((fake_children.data_dir / "orchestrator-env.json").read_text())
+    assert env["POLYFLEET_API_TLS_CERT"] == str(credentials.server_cert)
+    assert env["POLYFLEET_AUTH_TOKENS_FILE"] == str(credentials.tokens_file)
+    assert not any(token in out + err for token in credentials.tokens.values())

@@ -182,3 +182,28 @@ def test_the_answer_is_stored_once_in_output_text(answer_first: bool) -> None:
         ("aex-1/assistant-2", ""),
     ], "the final message keeps its identity; its body lives in output_text"
     assert status.ByteSize() < 2 * len(answer)
+
+
+def test_a_phase_transition_records_its_actor_and_a_merge_without_one_records_none() -> None:
+    alice = P.Actor(subject="alice", role="operator", via="token")
+    orchestrator = P.Actor(subject="polyfleet-orchestrator", via="system")
+    execution = _execution()
+    merge_agent_update(
+        execution, P.ExecutionUpdate(phase=P.EXECUTION_PHASE_RUNNING), "runner", alice
+    )
+    merge_agent_update(execution, P.ExecutionUpdate(messages=[P.Message(id="m")]), "runner", alice)
+    merge_agent_update(
+        execution,
+        P.ExecutionUpdate(phase=P.EXECUTION_PHASE_COMPLETED),
+        "orchestrator",
+        orchestrator,
+    )
+    assert [(t.source, t.actor) for t in execution.status.transitions] == [
+        ("runner", alice),
+        ("orchestrator", orchestrator),
+    ]
+    workflow = workflow_execution_pb2.WorkflowExecution(id="wex-1")
+    workflow.status.phase = P.EXECUTION_PHASE_PENDING
+    merge_workflow_update(workflow, P.ExecutionUpdate(phase=P.EXECUTION_PHASE_CANCELLED), "api")
+    (cancelled,) = workflow.status.transitions
+    assert not cancelled.HasField("actor")

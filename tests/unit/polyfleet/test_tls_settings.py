@@ -48,7 +48,7 @@ def test_the_pair_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 )
 def test_plaintext_is_allowed_on_loopback(address: str) -> None:
     assert is_loopback(address)
-    ApiSettings().check_bind(address)
+    ApiSettings().check_bind(address, authenticated=False)
 
 
 @pytest.mark.parametrize(
@@ -57,16 +57,37 @@ def test_plaintext_is_allowed_on_loopback(address: str) -> None:
 def test_plaintext_is_refused_elsewhere(address: str) -> None:
     assert not is_loopback(address)
     with pytest.raises(ConfigError) as caught:
-        ApiSettings().check_bind(address)
+        ApiSettings().check_bind(address, authenticated=False)
     message = str(caught.value)
     assert f"POLYFLEET_API_ADDRESS={address}" in message
-    assert "POLYFLEET_API_TLS_CERT" in message
+    assert "no TLS" in message and "POLYFLEET_API_TLS_CERT" in message
+    assert "no authentication" in message and "POLYFLEET_AUTH_TOKENS_FILE" in message
     assert "POLYFLEET_API_ALLOW_INSECURE" in message
 
 
-def test_allow_insecure_or_tls_lift_the_refusal() -> None:
-    ApiSettings(api_allow_insecure=True).check_bind("0.0.0.0:7234")
-    ApiSettings(api_tls_cert="s.crt", api_tls_key="s.key").check_bind("0.0.0.0:7234")
+def test_tls_without_authentication_is_refused_elsewhere() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ApiSettings(api_tls_cert="s.crt", api_tls_key="s.key").check_bind(
+            "0.0.0.0:7234", authenticated=False
+        )
+    message = str(caught.value)
+    assert "no authentication" in message and "POLYFLEET_AUTH_" in message
+    assert "TLS (" not in message
+
+
+def test_authentication_without_tls_is_refused_elsewhere() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ApiSettings().check_bind("0.0.0.0:7234", authenticated=True)
+    message = str(caught.value)
+    assert "no TLS" in message and "POLYFLEET_API_TLS_CERT" in message
+    assert "authentication (" not in message
+
+
+def test_allow_insecure_or_tls_and_authentication_lift_the_refusal() -> None:
+    ApiSettings(api_allow_insecure=True).check_bind("0.0.0.0:7234", authenticated=False)
+    ApiSettings(api_tls_cert="s.crt", api_tls_key="s.key").check_bind(
+        "0.0.0.0:7234", authenticated=True
+    )
 
 
 def test_unreadable_pem_names_variable_and_path(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from polyfleet.v1 import common_pb2, runner_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 from runner.runner_client import RunnerClient, activity_time_left
 from tests.helpers import assert_eventually, rpc_error
@@ -31,17 +31,44 @@ class FlakyChannel:
         self.failures = failures
         self.code = code
         self.calls: list[tuple[str, Any, float | None]] = []
+        # What a stream answers once the failures are over.
+        self.stream_payload = b""
 
     def unary_unary(
         self, method: str, response_deserializer: Callable[[bytes], Any], **_: Any
     ) -> Callable[..., Awaitable[Any]]:
-        async def call(request: Any, timeout: float | None = None) -> Any:
+        async def call(request: Any, timeout: float | None = None, **_: Any) -> Any:
             self.calls.append((method, request, timeout))
             if len(self.calls) <= self.failures:
                 raise rpc_error(self.code, f"{self.code.name.lower()} #{len(self.calls)}")
             return response_deserializer(b"")
 
         return call
+
+    def unary_stream(
+        self, method: str, response_deserializer: Callable[[bytes], Any], **_: Any
+    ) -> Callable[..., Any]:
+        channel = self
+
+        class Stream:
+            def __init__(self, request: Any, timeout: float | None = None, **_: Any) -> None:
+                channel.calls.append((method, request, timeout))
+                self.failed = len(channel.calls) <= channel.failures
+                self.cancelled = False
+
+            def __aiter__(self) -> Any:
+                return self._responses()
+
+            async def _responses(self) -> Any:
+                if self.failed:
+                    raise rpc_error(channel.code, "stream broke")
+                yield response_deserializer(channel.stream_payload)
+
+            def cancel(self) -> bool:
+                self.cancelled = True
+                return True
+
+        return Stream
 
 
 def _client(channel: FlakyChannel, time_left: float | None = 600.0) -> RunnerClient:
@@ -148,3 +175,18 @@ def test_the_deadline_is_the_earlier_of_start_to_close_and_schedule_to_close() -
 
 def test_outside_an_activity_there_is_no_deadline() -> None:
     assert activity_time_left() is None
+
+
+async def test_reading_a_child_through_its_watch_is_retried_through_an_outage() -> None:
+    channel = FlakyChannel(failures=3)
+    channel.stream_payload = agent_execution_pb2.WatchAgentExecutionResponse(
+        snapshot=agent_execution_pb2.AgentExecution(id="aex-2")
+    ).SerializeToString()
+    child = await _client(channel).get_child("wex-1", "aex-2")
+    assert child.id == "aex-2"
+    assert [c[0] for c in channel.calls] == [
+        "/polyfleet.v1.RunnerService/WatchChildAgentExecution"
+    ] * 4
+    assert {(c[1].execution_id, c[1].child_execution_id) for c in channel.calls} == {
+        ("wex-1", "aex-2")
+    }

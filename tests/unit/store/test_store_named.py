@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyfleet.v1 import agent_pb2, workflow_pb2
+from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
 from store import (
     AlreadyExistsError,
     ConflictError,
@@ -186,3 +186,14 @@ async def test_workflows_share_the_named_repository(db: Store) -> None:
     assert not created and applied.version == 2
     await db.workflows.delete("wf")
     assert await db.workflows.list() == ([], "")
+
+
+async def test_a_replace_keeps_who_created_the_resource(db: Store) -> None:
+    alice = common_pb2.Actor(subject="alice", role="operator", via="token")
+    bob = common_pb2.Actor(subject="bob", role="admin", via="oidc")
+    await db.agents.create(agent_pb2.Agent(name="a", created_by=alice, updated_by=alice))
+    updated = await db.agents.update(agent_pb2.Agent(name="a", created_by=bob, updated_by=bob))
+    assert (updated.created_by, updated.updated_by) == (alice, bob)
+    applied, created = await db.agents.apply(agent_pb2.Agent(name="a", updated_by=bob))
+    assert not created and applied.created_by == alice
+    assert (await db.agents.get("a")).created_by == alice

@@ -162,3 +162,19 @@ def test_a_final_message_that_differs_from_the_output_is_kept() -> None:
 
     assert status.messages[-1].content == "other"
     assert apply_view(execution, FULL).status.messages[-1].content == "other"
+
+
+@pytest.mark.parametrize("kind", [AgentExecution, WorkflowExecution])
+def test_basic_keeps_who_created_it_and_who_changed_its_phase(
+    kind: type[AgentExecution] | type[WorkflowExecution],
+) -> None:
+    alice = common_pb2.Actor(subject="alice", role="operator", via="token")
+    system = common_pb2.Actor(subject="polyfleet-orchestrator", via="system")
+    execution = kind(created_by=alice)
+    execution.status.transitions.add(
+        to_phase=common_pb2.EXECUTION_PHASE_CANCELLED, source="api", actor=alice
+    )
+    execution.status.transitions.add(to_phase=common_pb2.EXECUTION_PHASE_FAILED, actor=system)
+    trimmed = apply_view(execution, BASIC)
+    assert trimmed.created_by == alice
+    assert [t.actor for t in trimmed.status.transitions] == [alice, system]
