@@ -47,6 +47,7 @@ from polyfleet.channel import channel_options
 from polyfleet.config import (
     ApiSettings,
     AuthSettings,
+    ConfigError,
     ExecutionSettings,
     ReconcilerSettings,
     StoreSettings,
@@ -159,6 +160,11 @@ class Orchestrator:
         # cannot be read are a ConfigError naming the variable and the path.
         s.api.check_bind(self.address, s.auth.enabled)
         self._certificates = CertificateFiles(s.api) if s.api.server_tls else None
+        if s.auth.mtls_roles and s.api.api_tls_client_ca is None:
+            raise ConfigError(
+                "POLYFLEET_AUTH_MTLS_ROLES needs POLYFLEET_API_TLS_CLIENT_CA: without it no "
+                "client presents a certificate to take a role from"
+            )
         # A token file or identity provider that cannot be used stops the start here.
         self._authenticator = Authenticator(s.auth) if s.auth.enabled else None
         # Held until the process ends: a second orchestrator on this directory is refused

@@ -43,7 +43,14 @@ from polyfleet.config import ApiSettings, AuthSettings, variable_name
 from polyfleet.roles import Role
 from polyfleet.tokens import dump_token_file, hash_token, make_entry, new_token, parse_token_file
 
-__all__ = ["CERT_VALIDITY", "MIN_REMAINING", "DevCredentials"]
+__all__ = [
+    "CERT_VALIDITY",
+    "MIN_REMAINING",
+    "DevCredentials",
+    "issue_certificate",
+    "make_ca",
+    "private_pem",
+]
 
 #: How long freshly made certificates are valid.
 CERT_VALIDITY = timedelta(days=90)
@@ -223,18 +230,18 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def _create(directory: Path) -> DevCredentials:
-    """Make a new CA, server certificate and key, and one token per role, in ``directory``."""
-    now = datetime.now(UTC)
-    # Valid from a little earlier: a clock a few seconds behind must not reject it.
-    start, end = now - timedelta(minutes=5), now + CERT_VALIDITY
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "polyfleet dev CA")])
-    ca = (
+Key = ec.EllipticCurvePrivateKey
+
+
+def make_ca(common_name: str, start: datetime, end: datetime) -> tuple[Key, x509.Certificate]:
+    """A self-signed CA (EC P-256) valid from ``start`` to ``end``: its key and certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    certificate = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -253,39 +260,67 @@ def _create(directory: Path) -> DevCredentials:
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
     )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    names = [_general_name(name) for name in SERVER_NAMES]
-    server = (
+    return key, certificate
+
+
+def issue_certificate(
+    ca: tuple[Key, x509.Certificate],
+    common_name: str,
+    *,
+    server: bool,
+    start: datetime,
+    end: datetime,
+    names: tuple[str, ...] = (),
+) -> tuple[Key, x509.Certificate]:
+    """A leaf certificate signed by ``ca``: a server's (valid for ``names``) or a client's."""
+    ca_key, ca_certificate = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )
-        .sign(ca_key, hashes.SHA256())
+    )
+    if names:
+        alternatives = [_general_name(name) for name in names]
+        builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), False)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def private_pem(key: Key) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _create(directory: Path) -> DevCredentials:
+    """Make a new CA, server certificate and key, and one token per role, in ``directory``."""
+    now = datetime.now(UTC)
+    # Valid from a little earlier: a clock a few seconds behind must not reject it.
+    start, end = now - timedelta(minutes=5), now + CERT_VALIDITY
+    ca = make_ca("polyfleet dev CA", start, end)
+    server_key, server = issue_certificate(
+        ca, "localhost", server=True, start=start, end=end, names=SERVER_NAMES
     )
     tokens = {role: new_token() for role in Role}
     created = _paths(directory, tokens)
     pem = serialization.Encoding.PEM
-    _write(created.ca_cert, ca.public_bytes(pem), _PUBLIC_MODE)
+    _write(created.ca_cert, ca[1].public_bytes(pem), _PUBLIC_MODE)
     _write(created.server_cert, server.public_bytes(pem), _PUBLIC_MODE)
-    _write(
-        created.server_key,
-        server_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        _SECRET_MODE,
-    )
+    _write(created.server_key, private_pem(server_key), _SECRET_MODE)
     entries = [make_entry(_subject(role), role, token) for role, token in tokens.items()]
     _write(created.tokens_file, dump_token_file(entries).encode(), _SECRET_MODE)
     # Dev only: the tokens themselves, so a restarted fleet and its shell keep working.

@@ -164,12 +164,15 @@ async def start_fleet(
     api_address: str | None = None,
     api: dict[str, Any] | None = None,
     secure: bool = True,
+    auth: AuthSettings | None = None,
 ) -> Fleet:
     """Start an orchestrator and a runner in this event loop, on unique queues.
 
     The fleet is secure as a deployed one is: TLS, and a token per role checked on every
     call (``Fleet.credentials``; the fleet's own channel is an admin's, its runner has the
-    runner token). ``secure=False`` or TLS fields in ``api`` turn that off.
+    runner token). ``secure=False`` or TLS fields in ``api`` turn that off; other ``api``
+    fields (limits, ...) apply either way. ``auth`` replaces the orchestrator's
+    authentication settings (e.g. client-certificate roles).
 
     Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it, and its
     orchestrator's ``api_address`` to restart it where its runners look for it. ``api``
@@ -181,12 +184,12 @@ async def start_fleet(
     queues = queues or unique_queues()
     credentials = None
     server_fields: dict[str, Any] = dict(api or {})
-    auth = AuthSettings()
-    if secure and api is None:
+    auth = auth or AuthSettings()
+    if secure and not any(name.startswith("api_tls") for name in server_fields):
         # Beside the data directory, so a restarted fleet keeps its certificates and tokens.
         credentials = DevCredentials.ensure(data_dir.with_name(f"{data_dir.name}-credentials"))
-        server_fields = credentials.server_fields()
-        auth = AuthSettings(**credentials.auth_fields())
+        server_fields.update(credentials.server_fields())
+        auth = auth.model_copy(update=credentials.auth_fields())
     api_settings = ApiSettings(
         api_address=api_address or f"127.0.0.1:{free_port()}", **server_fields
     )

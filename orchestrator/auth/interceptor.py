@@ -22,7 +22,7 @@ from orchestrator.auth.binding import RunnerBinding
 from orchestrator.auth.caller import ANONYMOUS, Caller, calling_as
 from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.auth.policy import Access, Limit, Rule, is_runner_method, rule_for
-from orchestrator.errors import PermissionDeniedError
+from orchestrator.errors import PermissionDeniedError, UnauthenticatedError
 from orchestrator.servicers.errors import Context, abort_with
 from polyfleet.roles import Role, grants
 
@@ -130,6 +130,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Caller:
         try:
             return await self._authorize(method, rule, context, request)
+        except UnauthenticatedError as err:
+            # Who knocks without a valid credential is worth a line; never the credential.
+            logger.info("refused %s from %s: %s", method, context.peer(), err)
+            await abort_with(context, err)
         except Exception as err:  # noqa: BLE001 - every refusal leaves as a status
             await abort_with(context, err)
 

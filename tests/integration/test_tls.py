@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -15,11 +15,15 @@ from temporalio.client import Client
 
 from polyfleet.channel import create_channel
 from polyfleet.client import Client as PolyfleetClient
-from polyfleet.config import ApiSettings
-from polyfleet.v1 import common_pb2
+from polyfleet.config import ApiSettings, AuthSettings
+from polyfleet.roles import Role
+from polyfleet.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 from tests.conftest import Fleet, scripted_agent, start_fleet, stop_fleet
 from tests.helpers import wait_terminal
 from tests.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from polyfleet.v1.agent_pb2_grpc import AgentServiceAsyncStub
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
 
@@ -137,5 +141,28 @@ async def test_rotated_certificate_is_served_without_restart(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await _check(address, **tls.client_settings())
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await stop_fleet(fleet)
+
+
+async def test_a_client_certificate_name_maps_to_its_role(
+    temporal_client: Client, tls: TlsFiles, tmp_path: Path
+) -> None:
+    # The certificate "client" is an operator's; a token still wins over the certificate.
+    fleet = await start_fleet(
+        temporal_client,
+        tmp_path,
+        with_runner=False,
+        api={**tls.server_settings(mtls=True), **tls.client_settings(tls.client)},
+        auth=AuthSettings(mtls_roles={"client": Role.OPERATOR}),
+    )
+    try:
+        agents: AgentServiceAsyncStub = agent_pb2_grpc.AgentServiceStub(fleet.channel)
+        listed = await agents.ListAgents(agent_pb2.ListAgentsRequest())
+        assert list(listed.agents) == []
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await agents.DeleteAgent(agent_pb2.DeleteAgentRequest(name="assistant"))
+        assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert raised.value.details() == ("DeleteAgent needs role admin; client has role operator")
     finally:
         await stop_fleet(fleet)

@@ -59,3 +59,10 @@ async def test_tls_and_authentication_pass_the_bind_check(tmp_path: Path) -> Non
     # Past the bind check: refused only for the certificate files that do not exist.
     with pytest.raises(ConfigError, match=r"POLYFLEET_API_TLS_CERT=.*cannot read"):
         await orchestrator.run()
+
+
+async def test_certificate_roles_without_a_client_ca_are_refused(tmp_path: Path) -> None:
+    orchestrator = _orchestrator(tmp_path, auth=AuthSettings(mtls_roles={"ci": "operator"}))
+    with pytest.raises(ConfigError, match="POLYFLEET_AUTH_MTLS_ROLES needs POLYFLEET_API_TLS"):
+        await orchestrator.run()
+    assert not (tmp_path / "data").exists()
