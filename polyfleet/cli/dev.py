@@ -202,7 +202,8 @@ def _banner(config: FleetConfig) -> list[str]:
         "polyfleet fleet is up:",
         f"  Temporal       {config.temporal_address} (namespace {config.namespace})",
         f"  Temporal UI    {config.temporal_ui_url}",
-        f"  polyfleet API  {config.api_address}",
+        f"  polyfleet API  {config.api_address}"
+        + (" (TLS, bearer tokens)" if config.credentials else " (plaintext, no authentication)"),
         f"  runners        {config.runners}",
         f"  data           {config.data_dir}",
         f"  logs           {config.log_dir}",

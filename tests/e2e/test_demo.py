@@ -172,4 +172,10 @@ def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) 
     output = json.loads(output_line.removeprefix("Output: "))
     assert output["total"] == total, report
     assert output["about"] == answer, report
+    # The demo ran secure: TLS and tokens, and no token in anything it printed or logged.
+    assert re.search(r"polyfleet API  127\.0\.0\.1:\d+ \(TLS, bearer tokens\)", out), report
+    tokens = json.loads((data_dir / "credentials" / "tokens.json").read_text())
+    logs = "".join(p.read_text(errors="replace") for p in (data_dir / "logs").glob("*.log"))
+    for token in tokens.values():
+        assert token not in out and token not in result.stderr and token not in logs
     assert survivors == [], report
