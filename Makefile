@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_STAMP := $(VENV)/.synced
 
-.PHONY: help setup uv proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
+.PHONY: help setup uv kubectl proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,18 @@ $(PROTO_STAMP): pyproject.toml uv.lock | uv
 	@touch $@
 
 setup: $(PROTO_STAMP) ## Create .venv from the lockfile
+
+# The deploy tests render deploy/kubernetes with `kubectl kustomize`. Installed from Debian's
+# packages when missing (as root, else with sudo); only when that fails is the reason left in
+# .tools/kubectl.unavailable, and those tests skip with it (tests/kustomize.py).
+kubectl: ## Install kubectl (Debian package) for the deploy tests if it is missing
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing kubectl (apt-get install kubectl)"; \
+	  { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq kubectl; } >/dev/null 2>&1 || { \
+	    mkdir -p .tools; echo "apt-get install kubectl failed (no root, no sudo, or no package)" \
+	      > .tools/kubectl.unavailable; echo "WARNING: kubectl could not be installed"; }; }
+	@if command -v kubectl >/dev/null 2>&1; then rm -f .tools/kubectl.unavailable; fi
 
 proto: setup ## Regenerate polyfleet/v1 from protos/
 	$(VENV)/bin/buf lint protos
@@ -40,13 +52,13 @@ lint: setup ## ruff
 typecheck: setup ## mypy --strict on hand-written code
 	$(VENV)/bin/mypy
 
-test: setup proto-check lint typecheck ## Lint, typecheck and run every test (unit, integration, e2e)
+test: setup kubectl proto-check lint typecheck ## Lint, typecheck and run every test (unit, integration, e2e)
 	$(VENV)/bin/pytest
 
-test-unit: setup ## Unit tests only
+test-unit: setup kubectl ## Unit tests only
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: setup ## Integration tests (real Temporal dev server, LMDB, gRPC)
+test-integration: setup kubectl ## Integration tests (real Temporal dev server, LMDB, gRPC)
 	$(VENV)/bin/pytest tests/integration
 
 test-e2e: setup ## End-to-end tests (the whole fleet as processes; the installed wheel)

@@ -114,7 +114,9 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
                 if request.request_id and execution.request_id == request.request_id:
                     return await self.create_duplicate(execution, request)
             queued_behind = await self._multitask(request, in_flight)
-            execution = self._new_execution(request, agent.name, session.id, queued_behind)
+            execution = self._new_execution(
+                request, agent.name, session.id, queued_behind, agent.runner_queue
+            )
             return await self.persist_and_start(
                 execution,
                 _first_update(execution),
@@ -127,7 +129,9 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         self, original: AgentExecution, request: CreateRequest
     ) -> AgentExecution:
         """Answer a repeated request_id with the original execution, if the bodies agree."""
-        execution = self._new_execution(request, original.agent, original.session_id, "")
+        execution = self._new_execution(
+            request, original.agent, original.session_id, "", original.runner_queue
+        )
         created, _ = await self._repo.create_once(
             execution,
             request.request_id,
@@ -142,6 +146,7 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         agent: str,
         session_id: str,
         queued_behind: str,
+        runner_queue: str,
     ) -> AgentExecution:
         spec = request.execution
         execution_id = store.new_id(contract.AGENT_EXECUTION_ID_PREFIX)
@@ -154,6 +159,8 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
             request_id=request.request_id,
             priority=spec.priority or DEFAULT_PRIORITY,
             workflow_id=contract.agent_workflow_id(execution_id),
+            # The agent's runner pool, else the default: start_workflow puts it in the memo.
+            runner_queue=runner_queue or self.runner_queue(),
             status=agent_execution_pb2.AgentExecutionStatus(
                 phase=common_pb2.EXECUTION_PHASE_PENDING, queued_behind=queued_behind
             ),

@@ -25,6 +25,7 @@ from orchestrator.auth.interceptor import AuthInterceptor
 from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
+from orchestrator.health import HealthMonitor, store_check, temporal_check
 from orchestrator.ownership import (
     ApiAddressInUseError,
     DataDirLock,
@@ -136,6 +137,7 @@ class Orchestrator:
         self.db: store.Store | None = None
         self.workers: list[Worker] = []
         self.reconciler: Reconciler | None = None
+        self.health: HealthMonitor | None = None
         # Read from the data directory when run() starts.
         self.store_id = ""
         self._certificates: CertificateFiles | None = None
@@ -227,9 +229,17 @@ class Orchestrator:
                     queues.workflow_execution_orchestrator_task_queue,
                 )
                 periodic = asyncio.create_task(self.reconciler.run_forever())
+                # NOT_SERVING while Temporal or the store is unusable (orchestrator/health.py).
+                self.health = HealthMonitor(
+                    health_servicer,
+                    (*_SERVICE_NAMES, ""),
+                    {"temporal": temporal_check(temporal, 5.0), "store": store_check(db)},
+                )
+                monitor = asyncio.create_task(self.health.run_forever())
                 self._ready.set()
                 await self._stop.wait()
                 periodic.cancel()
+                monitor.cancel()
                 # Stop taking new RPCs first, so clients fail over while workers drain.
                 await health_servicer.enter_graceful_shutdown()
                 await server.stop(s.shutdown_grace)

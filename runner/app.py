@@ -17,6 +17,8 @@ from polyfleet.channel import create_channel, token_metadata
 from polyfleet.config import ApiSettings, RunnerSettings, TaskQueueSettings
 from polyfleet.temporal import connect
 from runner.activities import RunnerActivities
+from runner.drain import InFlight, drain
+from runner.health import HealthServer, OrchestratorProbe
 from runner.runner_client import RunnerClient
 from runner.workflow_host import WorkflowHost
 
@@ -30,8 +32,16 @@ class RunnerAppSettings:
     api: ApiSettings = field(default_factory=ApiSettings)
     queues: TaskQueueSettings = field(default_factory=TaskQueueSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
-    # Seconds running activities get to finish on shutdown before they are cancelled.
-    shutdown_grace: float = 10.0
+    # Seconds held activities get to finish on shutdown before they are cancelled; None:
+    # runner.shutdown_grace (POLYFLEET_RUNNER_SHUTDOWN_GRACE). Tests pass a short one.
+    shutdown_grace: float | None = None
+
+    @property
+    def grace(self) -> float:
+        """Seconds the drain waits for held activities before cancelling them."""
+        if self.shutdown_grace is not None:
+            return self.shutdown_grace
+        return self.runner.shutdown_grace.total_seconds()
 
 
 def runner_activities(activities: RunnerActivities) -> dict[str, list[Callable[..., Any]]]:
@@ -40,6 +50,32 @@ def runner_activities(activities: RunnerActivities) -> dict[str, list[Callable[.
         "agent": [activities.ensure_thread, activities.execute_graphton],
         "workflow": [activities.execute_workflow],
     }
+
+
+def polled_queues(
+    settings: RunnerAppSettings, by_kind: dict[str, list[Callable[..., Any]]]
+) -> dict[str, list[Callable[..., Any]]]:
+    """The activities of each queue the runner polls, one Worker per queue.
+
+    POLYFLEET_RUNNER_AGENT_QUEUES / _WORKFLOW_QUEUES list the queues (runner pools); empty,
+    the one configured queue (TEMPORAL_*_RUNNER_TASK_QUEUE) of the kind. A queue listed for
+    both kinds serves both kinds' activities. POLYFLEET_RUNNER_AGENTS / _WORKFLOWS turn a
+    kind off.
+    """
+    s = settings
+    names = {
+        "agent": (s.runner.agent_queues or [s.queues.agent_execution_runner_task_queue])
+        if s.runner.agents
+        else [],
+        "workflow": (s.runner.workflow_queues or [s.queues.workflow_execution_runner_task_queue])
+        if s.runner.workflows
+        else [],
+    }
+    queues: dict[str, list[Callable[..., Any]]] = {}
+    for kind, kind_queues in names.items():
+        for queue in kind_queues:
+            queues.setdefault(queue, []).extend(by_kind[kind])
+    return queues
 
 
 class Runner:
@@ -66,7 +102,12 @@ class Runner:
         self._after_checkpoint = after_checkpoint
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        self._draining = False
+        self._in_flight = InFlight()
+        self._probe: OrchestratorProbe | None = None
         self.workers: list[Worker] = []
+        # Set while run() serves health (POLYFLEET_RUNNER_HEALTH_PORT), with its bound port.
+        self.health: HealthServer | None = None
 
     async def wait_ready(self) -> None:
         """Return once the workers poll."""
@@ -77,7 +118,14 @@ class Runner:
         s = self.settings
         temporal = self._temporal or await connect()
         channel = create_channel(s.api.api_address, s.api)
+        self._probe = OrchestratorProbe(channel)
+        health = None
+        if s.runner.health_port:
+            health = HealthServer(s.runner.health_address, s.runner.health_port, self.readiness)
         try:
+            if health is not None:
+                await health.start()
+                self.health = health
             client = RunnerClient(
                 channel,
                 max_backoff=s.runner.report_max_backoff.total_seconds(),
@@ -87,27 +135,23 @@ class Runner:
             host = WorkflowHost(client, s.runner, after_checkpoint=self._after_checkpoint)
             activities = RunnerActivities(client, s.runner, host)
             by_kind = runner_activities(activities)
-            queues = {
-                "agent": s.queues.agent_execution_runner_task_queue if s.runner.agents else "",
-                "workflow": (
-                    s.queues.workflow_execution_runner_task_queue if s.runner.workflows else ""
-                ),
-            }
+            queues = polled_queues(s, by_kind)
             self.workers = workers = [
                 Worker(
                     temporal,
                     task_queue=queue,
-                    activities=by_kind[kind],
+                    activities=queue_activities,
                     max_concurrent_activities=s.runner.max_concurrent_activities,
-                    graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace),
+                    # Past it, Worker.shutdown cancels what still runs (runner/drain.py).
+                    graceful_shutdown_timeout=timedelta(seconds=s.grace),
+                    interceptors=[self._in_flight],
                     # Cancellation reaches an activity only in a heartbeat's response;
                     # the SDK's default throttle (80% of the heartbeat timeout) would
                     # delay it by up to 24 s.
                     max_heartbeat_throttle_interval=s.runner.heartbeat_throttle_interval,
                     default_heartbeat_throttle_interval=s.runner.heartbeat_throttle_interval,
                 )
-                for kind, queue in queues.items()
-                if queue
+                for queue, queue_activities in queues.items()
             ]
             if not workers:
                 raise ValueError(
@@ -116,14 +160,35 @@ class Runner:
             async with contextlib.AsyncExitStack() as stack:
                 for worker in workers:
                     await stack.enter_async_context(worker)
-                logger.info("runner polling %s", ", ".join(q for q in queues.values() if q))
+                logger.info("runner polling %s", ", ".join(queues))
                 self._ready.set()
                 await self._stop.wait()
-                logger.info("runner draining")
+                self._draining = True
+                # All workers at once: none polls on while another drains.
+                await drain(workers, self._in_flight, s.grace)
         finally:
+            if health is not None:
+                await health.close()
             await channel.close()
             logger.info("runner stopped")
 
+    async def readiness(self) -> str | None:
+        """None while the workers poll and the orchestrator answers, else why not."""
+        if self._draining or self._stop.is_set():
+            return f"draining: {self._in_flight.count} activities in flight"
+        if not self._ready.is_set() or self._probe is None:
+            return "starting: workers not polling yet"
+        return await self._probe.unreachable()
+
     def shutdown(self) -> None:
-        """Ask ``run()`` to drain and return; safe to call more than once."""
+        """Ask ``run()`` to drain and return; safe to call more than once.
+
+        A second call (a second SIGTERM or a Ctrl-C) does not shorten the drain: only the
+        grace, or SIGKILL, ends it.
+        """
+        if self._stop.is_set():
+            logger.info(
+                "runner already draining (%d activities in flight); SIGKILL stops it at once",
+                self._in_flight.count,
+            )
         self._stop.set()

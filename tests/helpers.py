@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
 from polyfleet.client.watch import wait_terminal as client_wait_terminal
@@ -64,3 +65,42 @@ async def wait_terminal(executions: ExecutionCalls[E], execution_id: str, timeou
         return await client_wait_terminal(executions, execution_id, timeout, poll_interval=0.1)
     except WaitTimeoutError as exc:
         raise AssertionError(f"{exc}; it did not finish") from exc
+
+
+async def workflow_closes_as(
+    temporal: Client, workflow_id: str, status: WorkflowExecutionStatus, timeout: float = 10
+) -> None:
+    """Wait until Temporal shows the workflow closed with ``status``.
+
+    A workflow persists its execution's terminal phase (the local UpdateStatus) and only
+    then closes, so the phase can be read a moment before Temporal shows the close.
+    """
+    handle = temporal.get_workflow_handle(workflow_id)
+
+    async def current() -> WorkflowExecutionStatus | None:
+        return (await handle.describe()).status
+
+    await assert_eventually(current, lambda s: s == status, timeout=timeout)
+
+
+async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
+    """One HTTP/1.1 request to 127.0.0.1:``port``: the status and the body (0 and the error
+    when nothing answers), e.g. a runner's health endpoints."""
+    return await http_request(port, f"{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+
+
+async def http_request(port: int, request: bytes) -> tuple[int, str]:
+    """Send ``request`` as it is to 127.0.0.1:``port``; the status and the body."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as err:
+        return 0, str(err)
+    try:
+        writer.write(request)
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 
-from polyfleet.cli import commands, dev, executions, run, tokens
+from polyfleet.cli import commands, dev, executions, run, tokens, version
 from polyfleet.cli.output import Console, parse_phase, phase_choices
 from polyfleet.roles import Role, parse_role
 
@@ -82,13 +81,6 @@ def _phase(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _version() -> str:
-    try:
-        return metadata.version("polyfleet")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _output(parser: argparse.ArgumentParser, *choices: str) -> None:
     parser.add_argument(
         "-o",
@@ -112,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version.package_version()}"
+    )
     parser.add_argument(
         "--address",
         metavar="HOST:PORT",
@@ -127,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev(sub)
     _add_demo(sub)
     _add_tokens(sub)
+    _add_version(sub)
     return parser
 
 
@@ -442,6 +437,18 @@ def _add_tokens(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "token file holds it, e.g. for a token made by another tool.",
     )
     hashing.set_defaults(handler=tokens.cmd_tokens_hash)
+
+
+def _add_version(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    version_parser = sub.add_parser(
+        "version",
+        help="print polyfleet's version (-o json: also Python's, temporalio's, grpc's)",
+        description="Print the installed polyfleet's version, as its package metadata has "
+        "it; with -o json also the versions of Python, temporalio, grpcio and protobuf. "
+        "Works offline, e.g. in the container image: `docker run IMAGE polyfleet version`.",
+    )
+    _output(version_parser, "text", "json")
+    version_parser.set_defaults(handler=version.cmd_version)
 
 
 def _role(text: str) -> Role:

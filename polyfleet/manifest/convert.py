@@ -48,6 +48,7 @@ def agent_message(manifest: AgentManifest) -> agent_pb2.Agent:
         mcp_servers=[_server_message(server) for server in spec.mcp_servers],
         sub_agents=[_sub_agent_message(sub) for sub in spec.sub_agents],
         graph=spec.graph,
+        runner_queue=spec.runner_queue or "",
     )
     if spec.output_schema is not None:
         _fill_struct(agent.output_schema, spec.output_schema)
@@ -211,6 +212,8 @@ def agent_to_manifest(agent: agent_pb2.Agent) -> dict[str, Any]:
         spec["limits"] = limits
     if agent.graph:
         spec["graph"] = agent.graph
+    if agent.runner_queue:
+        spec["runnerQueue"] = agent.runner_queue
     return {"apiVersion": API_VERSION, "kind": "Agent", "metadata": metadata, "spec": spec}
 
 

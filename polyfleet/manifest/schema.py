@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from polyfleet.contract import task_queue_problem
 from polyfleet.durations import parse_duration
 
 API_VERSION = "polyfleet/v1"
@@ -257,6 +258,18 @@ class Metadata(Schema):
         return value
 
 
+def _task_queue(value: str) -> str:
+    # The kernel's one queue rule; an explicit "" is refused (omit the field for the default).
+    problem = task_queue_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+RunnerQueue = Annotated[str, AfterValidator(_task_queue)]
+"""``spec.runnerQueue``: the runner pool of an agent's or workflow's executions."""
+
+
 class AgentSpec(Schema):
     """``spec`` of an Agent."""
 
@@ -269,6 +282,7 @@ class AgentSpec(Schema):
     output_schema: dict[str, JsonValue] | None = None
     limits: Limits | None = None
     graph: str = ""
+    runner_queue: RunnerQueue | None = None
 
     @field_validator("graph")
     @classmethod
@@ -298,6 +312,7 @@ class WorkflowSpec(Schema):
     document: dict[str, JsonValue] | None = None
     # ... or a YAML/JSON file holding it, relative to the manifest's directory.
     document_file: str = ""
+    runner_queue: RunnerQueue | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkflowSpec:

@@ -143,6 +143,7 @@ def workflow_message(manifest: WorkflowManifest, document_text: str) -> workflow
         description=manifest.spec.description,
         labels=manifest.metadata.labels,
         document=document_text,
+        runner_queue=manifest.spec.runner_queue or "",
     )
 
 
@@ -191,6 +192,8 @@ def workflow_to_manifest(workflow: workflow_pb2.Workflow) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if workflow.description:
         spec["description"] = workflow.description
+    if workflow.runner_queue:
+        spec["runnerQueue"] = workflow.runner_queue
     try:
         spec["document"] = parse_document_text(workflow.document)
     except ValueError:

@@ -61,6 +61,7 @@ class AgentExecution(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
+    RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "aex-"."""
     agent: _builtins.str
@@ -77,6 +78,10 @@ class AgentExecution(_message.Message):
     priority: _builtins.int
     """1 (highest) .. 5; 3 when unset. Becomes the Temporal priority of the workflow and
     its activities.
+    """
+    runner_queue: _builtins.str
+    """Runner task queue its activities are routed to, fixed when it is created: the
+    agent's runner_queue, else the configured default (output only).
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -106,10 +111,11 @@ class AgentExecution(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         priority: _builtins.int = ...,
         created_by: _common_pb2.Actor | None = ...,
+        runner_queue: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "created_by", b"created_by", "id", b"id", "labels", b"labels", "message", b"message", "priority", b"priority", "request_id", b"request_id", "session_id", b"session_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "created_by", b"created_by", "id", b"id", "labels", b"labels", "message", b"message", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "session_id", b"session_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,7 @@ class Agent(_message.Message):
     GRAPH_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
+    RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     name: _builtins.str
@@ -78,6 +79,11 @@ class Agent(_message.Message):
     graph: _builtins.str
     """Optional importable compiled LangGraph graph, "module:attribute", present on the runner.
     When set, it replaces the built-in agent loop.
+    """
+    runner_queue: _builtins.str
+    """Runner task queue (runner pool) its executions' activities are routed to, e.g.
+    "gpu-runners"; empty: the configured default (TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE).
+    1-200 letters, digits or "-_.:/", starting with a letter or digit.
     """
     @_builtins.property
     def model(self) -> Global___ModelConfig: ...
@@ -136,10 +142,11 @@ class Agent(_message.Message):
         graph: _builtins.str = ...,
         created_by: _common_pb2.Actor | None = ...,
         updated_by: _common_pb2.Actor | None = ...,
+        runner_queue: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "limits", b"limits", "model", b"model", "output_schema", b"output_schema", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "graph", b"graph", "id", b"id", "instructions", b"instructions", "labels", b"labels", "limits", b"limits", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name", "output_schema", b"output_schema", "secrets", b"secrets", "sub_agents", b"sub_agents", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "graph", b"graph", "id", b"id", "instructions", b"instructions", "labels", b"labels", "limits", b"limits", "mcp_servers", b"mcp_servers", "model", b"model", "name", b"name", "output_schema", b"output_schema", "runner_queue", b"runner_queue", "secrets", b"secrets", "sub_agents", b"sub_agents", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -56,12 +56,18 @@ class Workflow(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
+    RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
     document: _builtins.str
     """The workflow document as YAML or JSON text."""
     version: _builtins.int
+    runner_queue: _builtins.str
+    """Runner task queue (runner pool) its executions' ExecuteWorkflow activities are routed
+    to; empty: the configured default (TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE).
+    1-200 letters, digits or "-_.:/", starting with a letter or digit.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -89,10 +95,11 @@ class Workflow(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         created_by: _common_pb2.Actor | None = ...,
         updated_by: _common_pb2.Actor | None = ...,
+        runner_queue: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "document", b"document", "id", b"id", "labels", b"labels", "name", b"name", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "document", b"document", "id", b"id", "labels", b"labels", "name", b"name", "runner_queue", b"runner_queue", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,7 +21,7 @@ from polyfleet.v1 import (
     common_pb2,
 )
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
-from tests.helpers import wait_terminal
+from tests.helpers import wait_terminal, workflow_closes_as
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
 FAILED = common_pb2.EXECUTION_PHASE_FAILED
@@ -213,8 +213,8 @@ async def test_agent_that_raises_ends_failed_via_local_update_status(fleet: Flee
     assert events[-1].source == "orchestrator"  # the local UpdateStatus, not the runner
     assert all(e.source != "runner" or e.phase != FAILED for e in events)
 
+    await workflow_closes_as(fleet.temporal, created.workflow_id, WorkflowExecutionStatus.FAILED)
     handle = fleet.temporal.get_workflow_handle(created.workflow_id)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert isinstance(failure.value.cause, ApplicationError)

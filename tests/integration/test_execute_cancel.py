@@ -12,7 +12,7 @@ from temporalio.client import WorkflowExecutionStatus
 from polyfleet.error_details import DOMAIN, EXECUTION_ID, error_info, field_violations
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, workflow_closes_as
 
 
 def _slow_agent(name: str = "slow") -> agent_pb2.Agent:
@@ -108,8 +108,7 @@ async def test_cancel_mid_run_ends_cancelled_within_seconds(fleet: Fleet) -> Non
     )
     assert time.monotonic() - started < 5
     assert done.status.output_text == ""  # the reply never finished
-    handle = fleet.temporal.get_workflow_handle(created.workflow_id)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await workflow_closes_as(fleet.temporal, created.workflow_id, WorkflowExecutionStatus.CANCELED)
     # Cancelling again is harmless and returns the terminal execution.
     again = await fleet.executions.CancelAgentExecution(
         agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)

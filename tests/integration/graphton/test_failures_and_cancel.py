@@ -13,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, workflow_closes_as
 from tests.integration.graphton.conftest import (
     FAKE_API_KEY,
     MCP_SERVER,
@@ -132,8 +132,7 @@ async def _assert_cancelled_promptly(
     await assert_eventually(
         lambda: _async(len(_mcp_children())), lambda n: n == 0, timeout=5, message="MCP alive"
     )
-    handle = gfleet.temporal.get_workflow_handle(done.workflow_id)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await workflow_closes_as(gfleet.temporal, done.workflow_id, WorkflowExecutionStatus.CANCELED)
 
 
 async def test_cancel_rpc_mid_model_call_stops_the_request_and_mcp(gfleet: Fleet) -> None:
