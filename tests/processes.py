@@ -33,11 +33,12 @@ def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 90
         time.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM ``process``, then SIGKILL it if it has not exited within ``grace`` seconds."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(15)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
@@ -72,4 +73,4 @@ async def runner_process(
         await asyncio.to_thread(_wait_ready, process, log)
         yield process
     finally:
-        await asyncio.to_thread(_stop, process)
+        await asyncio.to_thread(stop_process, process)

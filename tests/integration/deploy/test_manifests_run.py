@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from polyfleet.v1 import common_pb2
 from tests.conftest import scripted_agent
 from tests.helpers import assert_eventually, free_port
 from tests.kustomize import REPO, Object, container_env, containers, one, overlay
+from tests.processes import stop_process
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
 
@@ -73,13 +73,7 @@ def process(
     try:
         yield child
     finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
+        stop_process(child, grace=30)
 
 
 def probe(command: list[str], env: dict[str, str]) -> int:
