@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import store
 from orchestrator import resources
@@ -25,6 +26,7 @@ from orchestrator.auth.interceptor import AuthInterceptor
 from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
+from orchestrator.fleet_status import FleetStatus
 from orchestrator.health import HealthMonitor, store_check, temporal_check
 from orchestrator.ownership import (
     ApiAddressInUseError,
@@ -37,9 +39,12 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.runner_operations import RunnerOperations
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
 from orchestrator.servicers.errors import MalformedRequestInterceptor
+from orchestrator.servicers.fleet import FleetServicer
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
+from orchestrator.servicers.tracing import ApiTracingInterceptor
 from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
+from orchestrator.telemetry import ExecutionGauges, MetricsInterceptor
 from orchestrator.tls import CertificateFiles
 from orchestrator.workflow_executions import WorkflowExecutions
 from orchestrator.workflows import AgentExecutionWorkflow, WorkflowExecutionWorkflow
@@ -50,16 +55,24 @@ from polyfleet.config import (
     AuthSettings,
     ConfigError,
     ExecutionSettings,
+    MetricsSettings,
     ReconcilerSettings,
     StoreSettings,
     TaskQueueSettings,
 )
-from polyfleet.temporal import connect
+from polyfleet.telemetry.metrics import (
+    ORCHESTRATOR_METRICS_PORT,
+    ORCHESTRATOR_SERVICE,
+    setup_metrics,
+)
+from polyfleet.temporal import connect, traced
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_execution_pb2_grpc,
     agent_pb2,
     agent_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
     runner_pb2,
     runner_pb2_grpc,
     session_pb2,
@@ -81,6 +94,7 @@ _SERVICE_NAMES = tuple(
         (workflow_pb2, "WorkflowService"),
         (workflow_execution_pb2, "WorkflowExecutionService"),
         (runner_pb2, "RunnerService"),
+        (fleet_pb2, "FleetService"),
     )
 )
 
@@ -95,6 +109,8 @@ class OrchestratorSettings:
     queues: TaskQueueSettings = field(default_factory=TaskQueueSettings)
     executions: ExecutionSettings = field(default_factory=ExecutionSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+    # None: no metrics export (in-process tests); `python -m orchestrator` reads them.
+    metrics: MetricsSettings | None = None
     # Seconds in-flight RPCs get to finish on shutdown.
     shutdown_grace: float = 5.0
 
@@ -169,6 +185,20 @@ class Orchestrator:
             )
         # A token file or identity provider that cannot be used stops the start here.
         self._authenticator = Authenticator(s.auth) if s.auth.enabled else None
+        # Before connecting to Temporal, whose runtime records into it (docs/observability.md).
+        export = (
+            setup_metrics(s.metrics, ORCHESTRATOR_SERVICE, ORCHESTRATOR_METRICS_PORT)
+            if s.metrics is not None
+            else None
+        )
+        try:
+            await self._run_locked()
+        finally:
+            if export is not None:
+                export.close()
+
+    async def _run_locked(self) -> None:
+        s = self.settings
         # Held until the process ends: a second orchestrator on this directory is refused
         # before it touches the store.
         with DataDirLock(s.store.data_dir):
@@ -186,7 +216,9 @@ class Orchestrator:
     async def _serve(self, db: store.Store) -> None:
         s = self.settings
         queues = s.queues
-        temporal = self._temporal or await connect()
+        # Traced while tracing is on: workflow starts join the API call's trace, and the
+        # workers trace workflows and activities (docs/observability.md, "Traces").
+        temporal = traced(self._temporal or await connect())
         # Before any worker polls: our own pollers must not hide another store's.
         await ensure_queues_free(temporal, self._orchestrator_queues(), self.store_id)
         services = self._services(db, temporal)
@@ -202,6 +234,13 @@ class Orchestrator:
                 # sent there by mistake waits visibly instead of running here.
                 activities=[update_status],
                 no_remote_activities=True,
+                # OpenTelemetry's context is process-wide state: workflows share the
+                # host's module rather than re-importing it (temporalio's tracing docs).
+                workflow_runner=SandboxedWorkflowRunner(
+                    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                        "opentelemetry"
+                    )
+                ),
                 identity=identity,
             )
             for task_queue, workflow in (
@@ -229,6 +268,16 @@ class Orchestrator:
                     queues.workflow_execution_orchestrator_task_queue,
                 )
                 periodic = asyncio.create_task(self.reconciler.run_forever())
+                gauges = asyncio.create_task(
+                    ExecutionGauges(
+                        db,
+                        {
+                            "agent": services.agent_executions,
+                            "workflow": services.workflow_executions,
+                        },
+                        s.executions.stuck_after,
+                    ).run_forever()
+                )
                 # NOT_SERVING while Temporal or the store is unusable (orchestrator/health.py).
                 self.health = HealthMonitor(
                     health_servicer,
@@ -239,6 +288,7 @@ class Orchestrator:
                 self._ready.set()
                 await self._stop.wait()
                 periodic.cancel()
+                gauges.cancel()
                 monitor.cancel()
                 # Stop taking new RPCs first, so clients fail over while workers drain.
                 await health_servicer.enter_graceful_shutdown()
@@ -285,9 +335,16 @@ class Orchestrator:
             # No SO_REUSEPORT (gRPC's default on Linux): a second orchestrator on this port
             # would otherwise bind beside this one and take a share of the connections.
             options=[*channel_options(s.api), ("grpc.so_reuseport", 0)],
-            # Authentication and roles first, so an unauthenticated caller learns nothing
-            # more; then undecodable bodies: INVALID_ARGUMENT instead of gRPC's UNKNOWN.
-            interceptors=[auth, MalformedRequestInterceptor()],
+            # The call's span first, so it covers every check (and is a no-op while tracing
+            # is off). Authentication and roles next, so an unauthenticated caller learns
+            # nothing more; then undecodable bodies: INVALID_ARGUMENT, not gRPC's UNKNOWN.
+            # Metrics before authentication, so refused calls count too.
+            interceptors=[
+                ApiTracingInterceptor(),
+                MetricsInterceptor(),
+                auth,
+                MalformedRequestInterceptor(),
+            ],
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(resources.agents(db)), server
@@ -307,6 +364,9 @@ class Orchestrator:
         operations = RunnerOperations(db, services.agent_executions, services.workflow_executions)
         runner_pb2_grpc.add_RunnerServiceServicer_to_server(
             RunnerServicer(operations, services.registry), server
+        )
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(
+            FleetServicer(FleetStatus(db, temporal, s.queues, s.executions.stuck_after)), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.contract import is_terminal
 from polyfleet.quoting import quote
+from polyfleet.telemetry import metrics, tracing
+from polyfleet.telemetry.metrics import (
+    EXECUTION_DURATION,
+    EXECUTION_QUEUE_WAIT,
+    EXECUTION_REPORTS,
+    EXECUTIONS_CREATED,
+    EXECUTIONS_ENDED,
+    WATCH_SUBSCRIBERS,
+)
 from polyfleet.v1 import (
     activities_pb2,
     agent_execution_pb2,
@@ -265,6 +275,8 @@ class Executions(ABC, Generic[E, C]):
         # The execution, its request key and event 1 are one commit: a crash cannot leave an
         # execution without its first event (the user message), nor a retry return one.
         event = self.first_event(first)
+        # The trace of the call creating it (docs/observability.md, "Traces").
+        execution.trace_id = tracing.current_trace_id()
         if request_key:
             try:
                 stored, created = await self._repo.create_once(
@@ -281,6 +293,8 @@ class Executions(ABC, Generic[E, C]):
         else:
             stored = await self._repo.create(execution, event)
         execution_id = stored.id
+        tracing.annotate(execution_id)
+        EXECUTIONS_CREATED.add(1, kind=self.metric_kind, name=_definition(stored))
         logger.info(
             "created %s by %s",
             execution_id,
@@ -322,15 +336,17 @@ class Executions(ABC, Generic[E, C]):
         runner_queue = execution.runner_queue or self.runner_queue()
         extra = {"execution_id": execution_id, "workflow_id": workflow_id}
         try:
-            await self._temporal.start_workflow(
-                self.workflow_type,
-                self.workflow_input(execution, activity_policy(self.settings, runner_queue)),
-                id=workflow_id,
-                task_queue=self.orchestrator_queue(),
-                memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
-                run_timeout=self.run_timeout(),
-                priority=Priority(priority_key=execution.priority or DEFAULT_PRIORITY),
-            )
+            # Started later (queued, or by the reconciler): still in the execution's trace.
+            with tracing.continuing(execution.trace_id):
+                await self._temporal.start_workflow(
+                    self.workflow_type,
+                    self.workflow_input(execution, activity_policy(self.settings, runner_queue)),
+                    id=workflow_id,
+                    task_queue=self.orchestrator_queue(),
+                    memo={contract.MEMO_ACTIVITY_TASK_QUEUE: runner_queue},
+                    run_timeout=self.run_timeout(),
+                    priority=Priority(priority_key=execution.priority or DEFAULT_PRIORITY),
+                )
         except WorkflowAlreadyStartedError:
             logger.info("workflow already started", extra=extra)
             return
@@ -452,8 +468,12 @@ class Executions(ABC, Generic[E, C]):
             IllegalTransitionError: The report would change a terminal execution or
                 make an illegal phase change; it is not applied.
         """
-        check_report_source(source, update)
-        check_output_size(update, self.settings.max_output_bytes)
+        try:
+            check_report_source(source, update)
+            check_output_size(update, self.settings.max_output_bytes)
+        except InvalidArgumentError:
+            self._count_report(source, "rejected", "INVALID_ARGUMENT")
+            raise
         # Read here, in the caller's context: the merge runs in the store's writer thread.
         actor = current_actor()
         # The phase change the committed merge made (the merge may run more than once).
@@ -471,6 +491,7 @@ class Executions(ABC, Generic[E, C]):
                 execution_id, report_id, source, update, merge
             )
         except IllegalTransitionError as err:
+            self._count_report(source, "rejected", "FAILED_PRECONDITION")
             logger.warning(
                 "report %s from %s not applied: %s",
                 report_id,
@@ -479,7 +500,9 @@ class Executions(ABC, Generic[E, C]):
                 extra={"execution_id": execution_id},
             )
             raise
+        self._count_report(source, "applied" if applied else "duplicate", "")
         if applied:
+            self._record_phase_changes(execution, change)
             for before, after in change:
                 logger.info(
                     "execution %s phase %s -> %s by %s via %s",
@@ -497,6 +520,28 @@ class Executions(ABC, Generic[E, C]):
 
     async def on_terminal(self, execution: E) -> None:
         """Called once when an execution reaches its terminal phase."""
+
+    @property
+    def metric_kind(self) -> str:
+        """The ``kind`` label of this kind's metrics: ``agent`` or ``workflow``."""
+        return "agent" if self.workflow_type == contract.AGENT_EXECUTION_WORKFLOW else "workflow"
+
+    def _count_report(self, source: str, result: str, reason: str) -> None:
+        EXECUTION_REPORTS.add(1, kind=self.metric_kind, source=source, result=result, reason=reason)
+
+    def _record_phase_changes(self, execution: E, change: list[tuple[int, int]]) -> None:
+        """Queue wait on RUNNING; the end, with the duration, on a terminal phase."""
+        if not change or not metrics.enabled():
+            return
+        kind, name = self.metric_kind, _definition(execution)
+        age = max(0.0, (time.time_ns() - execution.create_time.ToNanoseconds()) / 1e9)
+        for _, after in change:
+            if after == common_pb2.EXECUTION_PHASE_RUNNING:
+                EXECUTION_QUEUE_WAIT.record(age, kind=kind, name=name)
+            elif is_terminal(after):
+                phase = contract.phase_name(after)
+                EXECUTIONS_ENDED.add(1, kind=kind, name=name, phase=phase)
+                EXECUTION_DURATION.record(age, kind=kind, name=name, phase=phase)
 
     async def release_if_queued(self, execution: E) -> bool | None:
         """Start ``execution`` if it waits in a queue that may move now.
@@ -596,6 +641,16 @@ class Executions(ABC, Generic[E, C]):
         if after_sequence < 0:
             raise InvalidArgumentError("after_sequence", "must not be negative")
         snapshot = await self.get(execution_id)
+        WATCH_SUBSCRIBERS.add(1)
+        try:
+            async for item in self._follow(execution_id, snapshot, after_sequence):
+                yield item
+        finally:
+            WATCH_SUBSCRIBERS.add(-1)
+
+    async def _follow(
+        self, execution_id: str, snapshot: E, after_sequence: int
+    ) -> AsyncIterator[E | common_pb2.ExecutionEvent]:
         yield snapshot
         last = after_sequence
         terminal = is_terminal(snapshot.status.phase)
@@ -684,3 +739,8 @@ class ExecutionRegistry:
         if service is None:
             raise NotFoundError("execution", execution_id)
         return service
+
+
+def _definition(execution: Any) -> str:
+    """The ``name`` label: the execution's agent or workflow (bounded by the definitions)."""
+    return str(getattr(execution, "agent", "") or getattr(execution, "workflow", ""))

@@ -21,20 +21,16 @@ import time
 from collections import Counter
 from typing import Any
 
-from opentelemetry import metrics
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.executions import Executions, system_message
 from orchestrator.status import IllegalTransitionError
 from polyfleet.config import ReconcilerSettings
+from polyfleet.telemetry.metrics import RECONCILER_REPAIRS
 from polyfleet.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
-_repairs = metrics.get_meter("polyfleet.orchestrator").create_counter(
-    "polyfleet.reconciler.repairs",
-    description="Executions whose stored state the reconciler repaired, by outcome",
-)
 
 _CLOSED = {
     WorkflowExecutionStatus.COMPLETED: (common_pb2.EXECUTION_PHASE_COMPLETED, ""),
@@ -86,7 +82,7 @@ class Reconciler:
                     outcome = await self._check(service, execution, startup=startup)
                     if outcome:
                         counts[outcome] += 1
-                        _repairs.add(1, {"outcome": outcome})
+                        RECONCILER_REPAIRS.add(1, outcome=outcome)
         self.totals.update(counts)
         if counts or startup:
             logger.info(

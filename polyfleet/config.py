@@ -498,6 +498,11 @@ class ExecutionSettings(Settings):
         description="byte budget of one List page: it ends early, with a next page token, "
         "before the execution that would take it over",
     )
+    stuck_after: Duration = Field(
+        default=timedelta(minutes=10),
+        description="`polyfleet fleet status` warns of RUNNING executions without any event "
+        "for longer than this (possibly stuck)",
+    )
 
 
 class ReconcilerSettings(Settings):
@@ -524,6 +529,10 @@ class ReconcilerSettings(Settings):
 
 def _empty_is_zero(value: object) -> object:
     return 0 if isinstance(value, str) and not value.strip() else value
+
+
+def _empty_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class RunnerSettings(Settings):
@@ -633,12 +642,53 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class LogSettings(Settings):
     """Process-wide logging."""
 
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
     ] = Field(default="INFO", description="level of the lines logged to stderr")
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+        default="text",
+        description="`text`: one readable line per record; `json`: one JSON object per line "
+        "with level, logger, message, execution/workflow/run IDs and trace/span IDs "
+        '(docs/observability.md, "Logs"); Temporal core\'s own lines come out the same way',
+    )
+
+
+class MetricsSettings(Settings):
+    """The `/metrics` endpoint of a process (docs/observability.md); OTLP takes `OTEL_*`."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}METRICS_")
+
+    port: Annotated[int | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="port of the Prometheus endpoint `/metrics`; unset: 9464 on the "
+        "orchestrator, none on a runner (several share a machine: give each its own); 0: none",
+    )
+    address: str = Field(
+        default="0.0.0.0",
+        description="address the `/metrics` endpoint binds: all interfaces, so Prometheus "
+        "reaches it at the pod's IP; it serves no secret",
+    )
+
+
+class TracingSettings(Settings):
+    """How people reach a trace; where spans go is the standard `OTEL_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}TRACE_")
+
+    url_template: str = Field(
+        default="",
+        description="link to a trace that `polyfleet executions get` prints, `{trace_id}` "
+        "replaced (e.g. `https://tempo.example/trace/{trace_id}`); empty: the ID only",
+    )
 
 
 ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
@@ -650,6 +700,8 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     ReconcilerSettings,
     RunnerSettings,
     LogSettings,
+    MetricsSettings,
+    TracingSettings,
     EnvironmentSettings,
 )
 """Every settings class, in the order the README documents them."""

@@ -290,9 +290,16 @@ class Fleet:
             POLYFLEET_DATA_DIR=str(config.data_dir / "orchestrator"),
             **(config.credentials.server_env() if config.credentials else {}),
         )
+        # Its own metrics port unless one is set: the default (9464) is a deployment's,
+        # and a second fleet or another exporter on this machine may hold it.
+        orchestrator_env.setdefault("POLYFLEET_METRICS_PORT", str(free_port(config.host)))
+        orchestrator_env.setdefault("POLYFLEET_METRICS_ADDRESS", config.host)
         orchestrator = self._spawn("orchestrator", config.orchestrator_command, orchestrator_env)
         self._wait_for_health(orchestrator, _dial_address(api_host, api_port))
         self._report(f"orchestrator is serving at {config.api_address}")
+        if orchestrator_env["POLYFLEET_METRICS_PORT"] != "0":
+            metrics = _dial_address(config.host, int(orchestrator_env["POLYFLEET_METRICS_PORT"]))
+            self._report(f"orchestrator metrics at http://{metrics}/metrics")
 
         runner_env = self._env(**self._client_env(Role.RUNNER))
         for number in range(1, config.runners + 1):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from polyfleet.config import MetricsSettings
 from polyfleet.process import serve
+from polyfleet.telemetry import tracing
 from runner.app import Runner, RunnerAppSettings
 
 
 def main() -> None:
     """Entry point."""
-    serve(lambda: Runner(RunnerAppSettings()))
+    # From OTEL_*: spans over OTLP when an endpoint is set, else off (docs/observability.md).
+    tracing.setup(tracing.RUNNER_SERVICE)
+    serve(lambda: Runner(RunnerAppSettings(metrics=MetricsSettings())))
 
 
 if __name__ == "__main__":

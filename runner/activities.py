@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from polyfleet import contract
 from polyfleet.config import RunnerSettings
+from polyfleet.telemetry import tracing
 from polyfleet.v1 import activities_pb2
 from runner.errors import ActivityFailedError, ExecutionClosedError
 from runner.graphton import execution_logger, run_graphton
@@ -51,7 +52,8 @@ class RunnerActivities:
         self, params: activities_pb2.EnsureThreadInput
     ) -> activities_pb2.EnsureThreadOutput:
         """Get or create the conversation thread of the execution's session."""
-        response = await self._client.ensure_thread(params.execution_id)
+        with tracing.execution_scope(params.execution_id):
+            response = await self._client.ensure_thread(params.execution_id)
         logger.info(
             "thread %s ready (created=%s)",
             response.thread_id,
@@ -81,8 +83,10 @@ class RunnerActivities:
             self._settings.delta_flush_interval.total_seconds(),
         )
         try:
-            async with heartbeating(self._settings.heartbeat_interval), progress:
-                return await run_graphton(params, self._client, progress, self._settings, log)
+            # Its spans (model, tool, sub-agent) name the execution.
+            with tracing.execution_scope(execution_id):
+                async with heartbeating(self._settings.heartbeat_interval), progress:
+                    return await run_graphton(params, self._client, progress, self._settings, log)
         except ExecutionClosedError as err:
             raise ApplicationError(
                 f"the execution ended while the agent ran: {err}",
@@ -99,4 +103,5 @@ class RunnerActivities:
         self, params: activities_pb2.ExecuteWorkflowInput
     ) -> activities_pb2.ExecuteWorkflowOutput:
         """Run a Serverless Workflow document, resuming from the last checkpoint."""
-        return await self._workflows.run(params, _report_prefix())
+        with tracing.execution_scope(params.execution_id):
+            return await self._workflows.run(params, _report_prefix())

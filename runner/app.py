@@ -14,8 +14,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from polyfleet.channel import create_channel, token_metadata
-from polyfleet.config import ApiSettings, RunnerSettings, TaskQueueSettings
-from polyfleet.temporal import connect
+from polyfleet.config import ApiSettings, MetricsSettings, RunnerSettings, TaskQueueSettings
+from polyfleet.telemetry.metrics import RUNNER_DRAINING, RUNNER_SERVICE, setup_metrics
+from polyfleet.temporal import connect, traced
 from runner.activities import RunnerActivities
 from runner.drain import InFlight, drain
 from runner.health import HealthServer, OrchestratorProbe
@@ -35,6 +36,9 @@ class RunnerAppSettings:
     # Seconds held activities get to finish on shutdown before they are cancelled; None:
     # runner.shutdown_grace (POLYFLEET_RUNNER_SHUTDOWN_GRACE). Tests pass a short one.
     shutdown_grace: float | None = None
+    # None: no metrics export (in-process tests); `python -m runner` reads them. Unset,
+    # POLYFLEET_METRICS_PORT serves no /metrics on a runner (docs/observability.md).
+    metrics: MetricsSettings | None = None
 
     @property
     def grace(self) -> float:
@@ -116,7 +120,22 @@ class Runner:
     async def run(self) -> None:
         """Poll until shutdown is requested, then let running activities finish."""
         s = self.settings
-        temporal = self._temporal or await connect()
+        # Before connecting to Temporal, whose runtime records into it.
+        export = (
+            setup_metrics(s.metrics, RUNNER_SERVICE, default_port=0)
+            if s.metrics is not None
+            else None
+        )
+        try:
+            await self._run()
+        finally:
+            if export is not None:
+                export.close()
+
+    async def _run(self) -> None:
+        s = self.settings
+        # Traced while tracing is on: activities continue their workflow's trace.
+        temporal = traced(self._temporal or await connect())
         channel = create_channel(s.api.api_address, s.api)
         self._probe = OrchestratorProbe(channel)
         health = None
@@ -160,6 +179,7 @@ class Runner:
             async with contextlib.AsyncExitStack() as stack:
                 for worker in workers:
                     await stack.enter_async_context(worker)
+                RUNNER_DRAINING.set(0)
                 logger.info("runner polling %s", ", ".join(queues))
                 self._ready.set()
                 await self._stop.wait()

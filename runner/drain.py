@@ -16,12 +16,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
     Worker,
 )
+
+from polyfleet.telemetry.metrics import ACTIVITIES_RUNNING, RUNNER_DRAINING
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +47,13 @@ class _Counted(ActivityInboundInterceptor):
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         self._in_flight.count += 1
+        activity_type = activity.info().activity_type
+        ACTIVITIES_RUNNING.add(1, activity_type=activity_type)
         try:
             return await self.next.execute_activity(input)
         finally:
             self._in_flight.count -= 1
+            ACTIVITIES_RUNNING.add(-1, activity_type=activity_type)
 
 
 async def drain(workers: Sequence[Worker], in_flight: InFlight, grace: float) -> None:
@@ -57,6 +63,7 @@ async def drain(workers: Sequence[Worker], in_flight: InFlight, grace: float) ->
     once the grace had passed and then ended.
     """
     started = time.monotonic()
+    RUNNER_DRAINING.set(1)
     logger.info(
         "runner draining: polling stopped, %d activities in flight, grace %.0f s",
         in_flight.count,

@@ -14,6 +14,7 @@ import grpc
 from temporalio import activity
 
 from polyfleet import contract
+from polyfleet.telemetry import tracing
 from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, runner_pb2_grpc
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 
@@ -237,9 +238,10 @@ class RunnerClient:
         """Call metadata every RunnerService call carries (streams pass it explicitly).
 
         The bearer token on a plaintext channel (over TLS it rides as call credentials),
-        and inside an activity :func:`activity_claim`.
+        inside an activity :func:`activity_claim`, and the trace context (W3C
+        ``traceparent``), so the orchestrator's span of the call joins the execution's trace.
         """
-        return (*self._base_metadata, *activity_claim())
+        return (*self._base_metadata, *activity_claim(), *tracing.inject_metadata())
 
     async def create_child(
         self, execution_id: str, task_id: str, agent: str, message: str, request_id: str

@@ -14,11 +14,13 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
 import httpx
 from google.protobuf import json_format, struct_pb2
+from opentelemetry.trace import Span, StatusCode
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -35,6 +37,8 @@ from polyfleet.dsl import (
     load_document,
 )
 from polyfleet.structs import struct_to_dict
+from polyfleet.telemetry import tracing
+from polyfleet.telemetry.metrics import WORKFLOW_TASK_DURATION, WORKFLOW_TASKS
 from polyfleet.v1 import activities_pb2, common_pb2
 from runner.child_agents import ChildAgents
 from runner.errors import OutputTooLargeError
@@ -156,6 +160,8 @@ class _Hooks:
         self.after_checkpoint: Callable[[int], None] | None = None
         # The orchestrator's limit on a task result (bytes of JSON); 0: none.
         self.max_output_bytes = 0
+        # A span per task run, open from RUNNING to its end (docs/observability.md).
+        self._spans: dict[str, Span] = {}
 
     def details(self) -> Sequence[Any]:
         return () if self.checkpoint_ref is None else (self.checkpoint_ref,)
@@ -173,7 +179,52 @@ class _Hooks:
         self._last[task.id] = task
         if task.phase == "COMPLETED":
             self.completed_tasks += 1
+        if task.phase not in ("PENDING", "RUNNING"):
+            WORKFLOW_TASKS.add(1, task_type=task.type, result=task.phase)
+            if task.start_time is not None and task.end_time is not None:
+                WORKFLOW_TASK_DURATION.record(
+                    max(0.0, (task.end_time - task.start_time).total_seconds()),
+                    task_type=task.type,
+                    result=task.phase,
+                )
+        self._trace(task)
         self._send(task)
+
+    def _trace(self, task: TaskReport) -> None:
+        if not tracing.enabled():
+            return
+        span = self._spans.get(task.id)
+        if span is None:
+            # A task's span is a child of the innermost open task it runs in (its ID, a
+            # JSON pointer, extends that task's), else of the activity's.
+            enclosing = max(
+                (key for key in self._spans if task.id.startswith(f"{key}/")),
+                key=len,
+                default="",
+            )
+            attributes = {
+                "polyfleet.task.id": task.id,
+                "polyfleet.task.name": task.name,
+                "polyfleet.task.type": task.type,
+            }
+            with tracing.within(self._spans[enclosing]) if enclosing else nullcontext():
+                span = tracing.start_span("polyfleet.task", attributes)
+            self._spans[task.id] = span
+        span.set_attribute("polyfleet.task.attempts", task.attempts)
+        if task.phase == "RUNNING":
+            return
+        del self._spans[task.id]
+        span.set_attribute("polyfleet.task.phase", task.phase)
+        if task.phase in ("FAILED", "CANCELLED"):
+            span.set_status(StatusCode.ERROR, task.error.type if task.error else task.phase)
+        span.end()
+
+    def end_spans(self) -> None:
+        """End the spans of tasks the attempt left running (it failed or was cancelled)."""
+        for span in self._spans.values():
+            span.set_status(StatusCode.ERROR, "ended with the activity")
+            span.end()
+        self._spans.clear()
 
     async def checkpoint(self, state: dict[str, Any]) -> None:
         # The state can be as large as a task's output: it goes to the orchestrator's
@@ -193,10 +244,15 @@ class _Hooks:
         # one cancelled it on its way out.
         last = self._last.get(task_id)
         request_id = f"attempt-{last.attempts if last else 1}"
-        created = await self._agents.create(task_id, agent, message, request_id)
-        if created.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED and activity.in_activity():
-            request_id += f".activity-{activity.info().attempt}"
+        # The child's trace is the task's: its API span is a child of the task's span.
+        with tracing.within(self._spans[task_id]) if task_id in self._spans else nullcontext():
             created = await self._agents.create(task_id, agent, message, request_id)
+            if (
+                created.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED
+                and activity.in_activity()
+            ):
+                request_id += f".activity-{activity.info().attempt}"
+                created = await self._agents.create(task_id, agent, message, request_id)
         self._links[task_id] = created.id
         if task_id in self._last:
             self._send(self._last[task_id])
@@ -286,8 +342,11 @@ class WorkflowHost:
             hooks.checkpoint_ref = {CHECKPOINT_REF: reference}
         # Heartbeat from the first RunnerService call on: while the orchestrator restarts,
         # calls are retried and the heartbeat timeout must not end the attempt meanwhile.
-        async with heartbeating(self._settings.heartbeat_interval, hooks.details):
-            return await self._run(params, hooks, progress, reference)
+        try:
+            async with heartbeating(self._settings.heartbeat_interval, hooks.details):
+                return await self._run(params, hooks, progress, reference)
+        finally:
+            hooks.end_spans()
 
     async def _run(
         self,

@@ -275,6 +275,28 @@ class Collection(Generic[T]):
                 positioned = cursor.next()
         return items, ""
 
+    def count(self, txn: Txn, field: str, value: FilterValue) -> int:
+        """Return how many resources have ``value`` in the indexed ``field``.
+
+        Only the index keys of that value are read (no resource is loaded).
+
+        Raises:
+            InvalidArgumentError: ``field`` has no index.
+
+        """
+        if field not in self._indexes:
+            supported = ", ".join(self._indexes) or "none"
+            raise InvalidArgumentError("field", f"unknown {field!r}; supported: {supported}")
+        db = self._indexes[field][1]
+        prefix = _keys.value_prefix(field, value)
+        total = 0
+        with txn.cursor(db=db) as cursor:
+            positioned = cursor.set_range(prefix)
+            while positioned and cursor.key().startswith(prefix):
+                total += 1
+                positioned = cursor.next()
+        return total
+
     def _range(
         self, active: Mapping[str, FilterValue], created_after: int, created_before: int
     ) -> _Range:

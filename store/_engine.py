@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import lmdb
 
+from polyfleet.telemetry import metrics
+from polyfleet.telemetry.metrics import STORE_COMMIT_DURATION, STORE_SIZE, Timer
 from store._rwlock import ReadWriteLock
 from store.errors import StoreClosedError, StoreError
 
@@ -65,6 +67,7 @@ class Engine:
         self._env.reader_check()
         # LMDB raises the requested size to the space the data already uses.
         self._map_size = self._env.info()["map_size"]
+        self._page_size: int = self._env.stat()["psize"]
         self._dbs: dict[str, Database] = {}
         self._remap_lock = ReadWriteLock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
@@ -156,8 +159,15 @@ class Engine:
     def _run_write(self, fn: Callable[[Txn], R]) -> R:
         while True:
             try:
+                timer = Timer()
                 with self._env.begin(write=True) as txn:
-                    return fn(txn)
+                    result = fn(txn)
+                # After the with block: the commit (durable, sync=True) is part of the time.
+                STORE_COMMIT_DURATION.record(timer.seconds())
+                if metrics.enabled():
+                    info = self._env.info()
+                    STORE_SIZE.set((info["last_pgno"] + 1) * self._page_size)
+                return result
             except lmdb.MapFullError:
                 # The transaction was aborted on the way out of the with block, so no
                 # transaction is open in this thread and the map may be resized.

@@ -234,6 +234,17 @@ class ExecutionRepository(Generic[E]):
             )
         )
 
+    async def count(self, field: str, value: FilterValue) -> int:
+        """Return how many executions have ``value`` in the indexed ``field``, e.g. a phase.
+
+        Reads only that value's index keys: cheap enough for a status view.
+
+        Raises:
+            InvalidArgumentError: ``field`` has no index.
+
+        """
+        return await self._engine.read(lambda txn: self._items.count(txn, field, value))
+
     async def update(
         self,
         execution_id: str,

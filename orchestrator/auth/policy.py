@@ -100,6 +100,7 @@ _SERVICES: dict[str, dict[str, Rule]] = {
             "CancelChildAgentExecution",
         )
     },
+    "polyfleet.v1.FleetService": {"GetFleetStatus": _READ},
     "grpc.health.v1.Health": {
         "Check": Rule(Access.PUBLIC),
         "Watch": Rule(Access.PUBLIC),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from polyfleet.cli import commands, dev, executions, run, tokens, version
+from polyfleet.cli import commands, dev, executions, fleet_status, run, tokens, version
 from polyfleet.cli.output import Console, parse_phase, phase_choices
+from polyfleet.durations import parse_duration
 from polyfleet.roles import Role, parse_role
 
 Handler = Callable[[argparse.Namespace, Console], int]
@@ -33,6 +34,7 @@ examples:
   polyfleet run workflow order-flow --input '{"customer": "Ada"}' --follow
   polyfleet executions list --phase running
   polyfleet executions cancel ID --wait
+  polyfleet fleet status                          # queues, pollers, backlogs, stuck?
   polyfleet demo                                  # all of the above, then stop
 """
 
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executions(sub)
     _add_agents(sub)
     _add_workflows(sub)
+    _add_fleet(sub)
     _add_dev(sub)
     _add_demo(sub)
     _add_tokens(sub)
@@ -320,6 +323,29 @@ def _add_workflows(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     get.set_defaults(handler=commands.cmd_workflows_get)
 
 
+def _add_fleet(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fleet = sub.add_parser("fleet", help="the state of the worker fleet")
+    actions = fleet.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status",
+        help="task queues with their pollers and backlogs, executions by phase, stuck ones",
+        description="For every task queue in use (the orchestrator and runner queues and "
+        "every runnerQueue of an agent, a workflow or an unfinished execution): the workers "
+        "polling it, its backlog and the age of its oldest task, tasks added and dispatched "
+        "per second (Temporal's DescribeTaskQueue); the executions of each phase; and a "
+        "warning for RUNNING executions without any event for longer than --stuck-after.",
+    )
+    status.add_argument(
+        "--stuck-after",
+        type=_positive_duration,
+        metavar="DURATION",
+        help="warn of RUNNING executions silent this long, e.g. 5m (default: the "
+        "orchestrator's POLYFLEET_STUCK_AFTER, 10m)",
+    )
+    _output(status, "text", "json")
+    status.set_defaults(handler=fleet_status.cmd_fleet_status)
+
+
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev_parser = sub.add_parser(
         "dev",
@@ -456,6 +482,16 @@ def _role(text: str) -> Role:
         return parse_role(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be a duration above 0, got {text}")
+    return value
 
 
 def _priority(text: str) -> int:

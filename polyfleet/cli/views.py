@@ -21,6 +21,7 @@ from polyfleet.cli.output import (
 from polyfleet.cli.tasks import task_summary
 from polyfleet.contract import phase_name
 from polyfleet.manifest import parse_document_text
+from polyfleet.telemetry.tracing import trace_url
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_pb2,
@@ -85,6 +86,7 @@ def describe_execution(execution: agent_execution_pb2.AgentExecution) -> str:
         ("Started", format_timestamp(status.start_time)),
         ("Ended", format_timestamp(status.end_time)),
         ("Workflow", execution.workflow_id),
+        ("Trace", format_trace(execution.trace_id)),
         ("Message", execution.message),
     ]
     if status.output_text:
@@ -268,6 +270,7 @@ def describe_workflow_execution(execution: workflow_execution_pb2.WorkflowExecut
         ("Started", format_timestamp(status.start_time)),
         ("Ended", format_timestamp(status.end_time)),
         ("Temporal ID", execution.workflow_id),
+        ("Trace", format_trace(execution.trace_id)),
         ("Input", shorten(struct_json(execution.input)) if execution.HasField("input") else ""),
     ]
     if status.HasField("output"):
@@ -334,6 +337,12 @@ def _limits(limits: agent_pb2.AgentLimits) -> str:
 
 def _seconds(duration: Duration) -> str:
     return f"{duration.ToTimedelta().total_seconds():g}s"
+
+
+def format_trace(trace_id: str) -> str:
+    """The trace ID, with its link when ``POLYFLEET_TRACE_URL_TEMPLATE`` is set."""
+    url = trace_url(trace_id)
+    return f"{trace_id} ({url})" if url else trace_id
 
 
 def _aligned(fields: Sequence[tuple[str, str]]) -> list[str]:

@@ -18,6 +18,7 @@ from polyfleet.client.executions import (
     WorkflowExecution,
     WorkflowExecutions,
 )
+from polyfleet.client.fleet import Fleet
 from polyfleet.client.transport import Transport, open_channel
 from polyfleet.client.watch import E, ExecutionCalls, ExecutionWatch, wait_terminal
 from polyfleet.config import ApiSettings
@@ -43,6 +44,7 @@ class Client:
         agent_executions: AgentExecutionService.
         workflows: WorkflowService.
         workflow_executions: WorkflowExecutionService.
+        fleet: FleetService (the fleet status).
 
     """
 
@@ -68,6 +70,7 @@ class Client:
         self.agent_executions = AgentExecutions(channel, transport)
         self.workflows = Workflows(channel, transport)
         self.workflow_executions = WorkflowExecutions(channel, transport)
+        self.fleet = Fleet(channel, transport)
         self._owns_channel = owns_channel
 
     @classmethod

@@ -11,6 +11,7 @@ import grpc
 from polyfleet.channel import create_channel, token_metadata
 from polyfleet.client.errors import PolyfleetError
 from polyfleet.config import ApiSettings
+from polyfleet.telemetry import tracing
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -49,6 +50,14 @@ class Transport:
     metadata: tuple[tuple[str, str], ...] = ()
     timeout: float = UNARY_TIMEOUT
 
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """:attr:`metadata` and the caller's trace context (W3C ``traceparent``), if any.
+
+        Called inside a span (an application traced with OpenTelemetry), the API's span
+        of the call, and so a created execution's trace, continues the caller's trace.
+        """
+        return (*self.metadata, *tracing.inject_metadata())
+
     @classmethod
     def for_settings(cls, settings: ApiSettings) -> Transport:
         """The transport of a client configured by ``settings``."""
@@ -77,7 +86,7 @@ class Transport:
         """
         try:
             return await method(
-                request, timeout=deadline or self.timeout, metadata=self.metadata or None
+                request, timeout=deadline or self.timeout, metadata=self.call_metadata() or None
             )
         except grpc.aio.AioRpcError as exc:
             raise PolyfleetError.from_rpc(exc) from exc
@@ -99,7 +108,7 @@ class Transport:
 
         """
         try:
-            async for response in method(request, metadata=self.metadata or None):
+            async for response in method(request, metadata=self.call_metadata() or None):
                 yield response
         except grpc.aio.AioRpcError as exc:
             raise PolyfleetError.from_rpc(exc) from exc

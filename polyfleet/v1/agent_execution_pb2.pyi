@@ -62,6 +62,7 @@ class AgentExecution(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "aex-"."""
     agent: _builtins.str
@@ -82,6 +83,10 @@ class AgentExecution(_message.Message):
     runner_queue: _builtins.str
     """Runner task queue its activities are routed to, fixed when it is created: the
     agent's runner_queue, else the configured default (output only).
+    """
+    trace_id: _builtins.str
+    """ID of the execution's trace, 32 hex characters, set when it is created inside a
+    traced API call (output only; empty while tracing is off). docs/observability.md.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -112,10 +117,11 @@ class AgentExecution(_message.Message):
         priority: _builtins.int = ...,
         created_by: _common_pb2.Actor | None = ...,
         runner_queue: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "created_by", b"created_by", "id", b"id", "labels", b"labels", "message", b"message", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "session_id", b"session_id", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "created_by", b"created_by", "id", b"id", "labels", b"labels", "message", b"message", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "session_id", b"session_id", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,6 +62,7 @@ class WorkflowExecution(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "wex-"."""
     workflow: _builtins.str
@@ -78,6 +79,10 @@ class WorkflowExecution(_message.Message):
     runner_queue: _builtins.str
     """Runner task queue its ExecuteWorkflow activity is routed to, fixed when it is
     created: the workflow's runner_queue, else the configured default (output only).
+    """
+    trace_id: _builtins.str
+    """ID of the execution's trace, 32 hex characters, set when it is created inside a
+    traced API call (output only; empty while tracing is off). docs/observability.md.
     """
     @_builtins.property
     def input(self) -> _struct_pb2.Struct: ...
@@ -110,10 +115,11 @@ class WorkflowExecution(_message.Message):
         priority: _builtins.int = ...,
         created_by: _common_pb2.Actor | None = ...,
         runner_queue: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "status", b"status", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

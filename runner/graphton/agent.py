@@ -23,7 +23,10 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry.trace import StatusCode
 
+from polyfleet.telemetry import tracing
+from polyfleet.telemetry.metrics import TOOL_CALL_DURATION, TOOL_CALLS, Timer
 from runner.errors import ActivityFailedError
 from runner.graphton.retry import ModelCall
 
@@ -55,14 +58,26 @@ async def _run_tool(
 ) -> BaseMessage:
     name = str(call["name"])
     tool = tools.get(name) or _unknown_tool(name, sorted(tools))
-    try:
-        result = await tool.ainvoke({**call, "type": "tool_call"}, config)
-    except ActivityFailedError:
-        raise  # e.g. a sub-agent's provider rejected its key: not the model's to fix
-    except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
-        return ToolMessage(
-            content=f"Error: {err}", tool_call_id=str(call["id"]), name=name, status="error"
-        )
+    # The tool label only for tools the agent has: a model's invented names are unbounded.
+    label = name if name in tools else "(unknown)"
+    timer, error = Timer(), ""
+    with tracing.span("polyfleet.tool_call", {"polyfleet.tool": name}) as span:
+        try:
+            result = await tool.ainvoke({**call, "type": "tool_call"}, config)
+            if isinstance(result, ToolMessage) and result.status == "error":
+                error = "ToolError"  # a tool that reports its failure instead of raising
+        except ActivityFailedError as err:
+            error = type(err).__name__
+            raise  # e.g. a sub-agent's provider rejected its key: not the model's to fix
+        except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
+            error = type(err).__name__
+            span.set_status(StatusCode.ERROR, type(err).__name__)
+            return ToolMessage(
+                content=f"Error: {err}", tool_call_id=str(call["id"]), name=name, status="error"
+            )
+        finally:
+            TOOL_CALLS.add(1, tool=label, error=error)
+            TOOL_CALL_DURATION.record(timer.seconds(), tool=label)
     if isinstance(result, ToolMessage):
         return result
     return ToolMessage(content=str(result), tool_call_id=str(call["id"]), name=name)

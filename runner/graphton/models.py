@@ -48,6 +48,7 @@ class ModelSpec:
         where: The model in words, for error messages and logs.
         retry: How each call of it is attempted.
         pricing: Its prices, for the cost of each call.
+        labels: Its provider and model name, the labels of its metrics.
 
     """
 
@@ -55,6 +56,7 @@ class ModelSpec:
     where: str
     retry: RetryPolicy
     pricing: agent_pb2.ModelPricing
+    labels: tuple[str, str] = ("", "")
 
 
 def model_parameters(config: agent_pb2.ModelConfig) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def build_model(
         model: BaseChatModel = ScriptedChatModel(
             script=config.scripted, model_name=config.model or SCRIPTED
         )
-        return ModelSpec(model, where, retry, config.pricing)
+        return ModelSpec(model, where, retry, config.pricing, _labels(config))
     factory = _FACTORIES.get(config.provider)
     if factory is None:
         known = ", ".join(sorted([SCRIPTED, *_FACTORIES]))
@@ -186,4 +188,9 @@ def build_model(
         model = _shared_model(config.SerializeToString(deterministic=True), key, retry.call_timeout)
     except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
         raise ModelError(f"invalid parameters for {where}: {secrets.scrub(str(err))}") from None
-    return ModelSpec(model, where, retry, config.pricing)
+    return ModelSpec(model, where, retry, config.pricing, _labels(config))
+
+
+def _labels(config: agent_pb2.ModelConfig) -> tuple[str, str]:
+    """Provider and model: bounded by the agents' definitions (never the base URL)."""
+    return config.provider, config.model or "default"

@@ -19,6 +19,8 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from polyfleet.telemetry import tracing
+from polyfleet.telemetry.metrics import MODEL_CALL_DURATION, MODEL_CALLS, MODEL_TOKENS, Timer
 from polyfleet.v1 import agent_pb2
 from runner.graphton.errors import ModelError
 from runner.graphton.provider_errors import classify_model_error
@@ -77,6 +79,7 @@ def retrying_model_call(
     *,
     log: Log = logger,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    labels: tuple[str, str] = ("", ""),
 ) -> ModelCall:
     """Wrap ``model.ainvoke`` in the retry policy and error classification.
 
@@ -87,39 +90,65 @@ def retrying_model_call(
         scrub: Removes secret values from error messages.
         log: Where retries are logged (with the execution's IDs).
         sleep: Injectable for tests.
+        labels: Provider and model, the labels of the model-call metrics.
 
     Returns:
         A coroutine function that returns the model's message or raises
         :class:`ModelError` (cancellation propagates untouched).
 
     """
+    provider, model_name = labels
 
     async def call(messages: Sequence[BaseMessage], config: RunnableConfig) -> BaseMessage:
-        attempt = 1
-        while True:
-            try:
-                async with asyncio.timeout(policy.call_timeout):
-                    result = await model.ainvoke(list(messages), config)
-                if not isinstance(result, BaseMessage):
-                    raise TypeError(f"the model returned {type(result).__name__}")
-                return result
-            except Exception as err:  # noqa: BLE001 - classified, never swallowed
-                error = classify_model_error(err, where, scrub)
-            if not error.transient or attempt >= policy.max_attempts:
-                if error.transient:
-                    error.message = f"{error.message} (after {attempt} attempts)"
-                    error.args = (error.message,)
-                raise error
-            delay = policy.backoff(attempt, error)
-            log.warning(
-                "model call attempt %d/%d failed (%s), retrying in %.1f s: %s",
-                attempt,
-                policy.max_attempts,
-                error.error_type,
-                delay,
-                error.message,
-            )
-            await sleep(delay)
-            attempt += 1
+        timer = Timer()
+        error_type = ""
+        try:
+            result = await attempts(messages, config)
+        except BaseException as exc:
+            error_type = (exc.error_type if isinstance(exc, ModelError) else None) or type(
+                exc
+            ).__name__
+            raise
+        finally:
+            MODEL_CALLS.add(1, provider=provider, model=model_name, error=error_type)
+            MODEL_CALL_DURATION.record(timer.seconds(), provider=provider, model=model_name)
+        usage = getattr(result, "usage_metadata", None) or {}
+        for direction in ("input", "output"):
+            tokens = usage.get(f"{direction}_tokens") or 0
+            if tokens:
+                MODEL_TOKENS.add(tokens, provider=provider, model=model_name, direction=direction)
+        return result
+
+    async def attempts(messages: Sequence[BaseMessage], config: RunnableConfig) -> BaseMessage:
+        # One span per model call, its retries included (docs/observability.md, "Traces").
+        attributes = {"polyfleet.model": where, "gen_ai.system": provider}
+        with tracing.span("polyfleet.model_call", attributes) as span:
+            attempt = 1
+            while True:
+                span.set_attribute("polyfleet.attempts", attempt)
+                try:
+                    async with asyncio.timeout(policy.call_timeout):
+                        result = await model.ainvoke(list(messages), config)
+                    if not isinstance(result, BaseMessage):
+                        raise TypeError(f"the model returned {type(result).__name__}")
+                    return result
+                except Exception as err:  # noqa: BLE001 - classified, never swallowed
+                    error = classify_model_error(err, where, scrub)
+                if not error.transient or attempt >= policy.max_attempts:
+                    if error.transient:
+                        error.message = f"{error.message} (after {attempt} attempts)"
+                        error.args = (error.message,)
+                    raise error
+                delay = policy.backoff(attempt, error)
+                log.warning(
+                    "model call attempt %d/%d failed (%s), retrying in %.1f s: %s",
+                    attempt,
+                    policy.max_attempts,
+                    error.error_type,
+                    delay,
+                    error.message,
+                )
+                await sleep(delay)
+                attempt += 1
 
     return call

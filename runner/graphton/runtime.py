@@ -70,7 +70,9 @@ class _Run:
 
     def model_call(self, spec: ModelSpec, tools: Sequence[BaseTool]) -> ModelCall:
         bound = spec.chat_model.bind_tools(tools) if tools else spec.chat_model
-        return retrying_model_call(bound, spec.retry, spec.where, self.secrets.scrub, log=self.log)
+        return retrying_model_call(
+            bound, spec.retry, spec.where, self.secrets.scrub, log=self.log, labels=spec.labels
+        )
 
     async def tools(
         self, servers: Sequence[agent_pb2.McpServer], stack: AsyncExitStack

@@ -20,6 +20,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 from langgraph.errors import GraphRecursionError
 
+from polyfleet.telemetry import tracing
 from polyfleet.v1 import agent_pb2, common_pb2
 from runner.errors import ActivityFailedError
 from runner.progress import ProgressReporter
@@ -57,6 +58,11 @@ def sub_agent_tool(
     """
 
     async def run(input: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> str:
+        # Its model and tool calls are this span's children (docs/observability.md).
+        with tracing.span("polyfleet.sub_agent", {"polyfleet.sub_agent": sub.name}):
+            return await _run(input, tool_call_id)
+
+    async def _run(input: str, tool_call_id: str) -> str:
         record = common_pb2.SubAgentExecution(
             id=f"{progress.execution_id}/sub-agent/{tool_call_id}",
             name=sub.name,

@@ -28,6 +28,7 @@ from polyfleet.v1 import (
     agent_execution_pb2,
     agent_pb2,
     agent_pb2_grpc,
+    fleet_pb2,
     runner_pb2,
     session_pb2,
     workflow_execution_pb2,
@@ -38,6 +39,7 @@ from tests.conftest import Fleet, start_fleet, stopping
 _MODULES = (
     agent_pb2,
     agent_execution_pb2,
+    fleet_pb2,
     runner_pb2,
     session_pb2,
     workflow_pb2,

@@ -14,6 +14,7 @@ from polyfleet.roles import Role, grants, parse_role
 from polyfleet.v1 import (
     agent_execution_pb2,
     agent_pb2,
+    fleet_pb2,
     runner_pb2,
     session_pb2,
     workflow_execution_pb2,
@@ -23,6 +24,7 @@ from polyfleet.v1 import (
 _FILES = (
     agent_pb2,
     agent_execution_pb2,
+    fleet_pb2,
     runner_pb2,
     session_pb2,
     workflow_pb2,

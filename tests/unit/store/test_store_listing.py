@@ -210,3 +210,21 @@ async def test_agents_list_paginates(db: Store) -> None:
     names = [a.name for a in first + second + third]
     assert names == [f"agent-{i}" for i in reversed(range(5))]
     assert end == ""
+
+
+async def test_count_reads_the_phase_index_and_follows_updates(db: Store) -> None:
+    for phase in (PENDING, PENDING, RUNNING, RUNNING, RUNNING):
+        await db.agent_executions.create(execution("a", phase=phase))
+    running, _ = await db.agent_executions.list(filters={"phase": RUNNING})
+
+    def complete(e: AgentExecution) -> None:
+        e.status.phase = COMPLETED
+
+    await db.agent_executions.update(running[0].id, complete)
+
+    assert await db.agent_executions.count("phase", int(PENDING)) == 2
+    assert await db.agent_executions.count("phase", int(RUNNING)) == 2
+    assert await db.agent_executions.count("phase", int(COMPLETED)) == 1
+    assert await db.workflow_executions.count("phase", int(RUNNING)) == 0
+    with pytest.raises(InvalidArgumentError, match="field"):
+        await db.agent_executions.count("labels", "x")

@@ -1,0 +1,133 @@
+"""A span per API call, child of the trace context the caller sent (W3C ``traceparent``).
+
+The first interceptor of the server, so the span covers authentication and every other
+check. While tracing is off (polyfleet/telemetry/tracing.py) it returns the handler
+unchanged and costs nothing per call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from orchestrator.servicers.errors import Context
+from polyfleet import contract
+from polyfleet.telemetry import tracing
+
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
+]
+
+# Probes and reflection: frequent, and no part of an execution's story.
+_UNTRACED = ("/grpc.health.", "/grpc.reflection.")
+_EXECUTION_PREFIXES = (
+    f"{contract.AGENT_EXECUTION_ID_PREFIX}-",
+    f"{contract.WORKFLOW_EXECUTION_ID_PREFIX}-",
+)
+
+
+def _annotate(span: Span, request: Any) -> None:
+    # RunnerService requests name their execution_id, Get/Cancel/Watch their id.
+    for name in ("execution_id", "id"):
+        value = getattr(request, name, None)
+        if isinstance(value, str) and value.startswith(_EXECUTION_PREFIXES):
+            span.set_attribute(tracing.EXECUTION_ID, value)
+            return
+
+
+def _finish(span: Span, context: Context, error: BaseException | None) -> None:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not grpc.StatusCode.OK:
+            span.set_status(Status(StatusCode.ERROR, code.name))
+            return
+    if error is not None and not isinstance(error, grpc.aio.AbortError):
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+
+class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
+    """Serves each call inside a SERVER span named after its method."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wrap the method's handler in a span when tracing is on."""
+        handler = await continuation(handler_call_details)
+        method = str(handler_call_details.method)
+        if handler is None or not tracing.enabled() or method.startswith(_UNTRACED):
+            return handler
+        # Typed for the sync API; the aio server's details carry the metadata too.
+        details: Any = handler_call_details
+        parent = tracing.extract_metadata(details.invocation_metadata)
+        name = method.lstrip("/")
+        service, _, rpc = name.rpartition("/")
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+
+        def start() -> Any:
+            return tracing.tracer().start_as_current_span(
+                name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+
+        inner: Any
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Context) -> Any:
+                with start() as span:
+                    _annotate(span, request)
+                    error: BaseException | None = None
+                    try:
+                        return await inner(request, context)
+                    except BaseException as err:
+                        error = err
+                        raise
+                    finally:
+                        _finish(span, context, error)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Context) -> None:
+                with start() as span:
+                    _annotate(span, request)
+                    error: BaseException | None = None
+                    try:
+                        await _serve_stream(inner(request, context), context)
+                    except BaseException as err:
+                        error = err
+                        raise
+                    finally:
+                        _finish(span, context, error)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # No other kinds are served traced (the auth interceptor refuses them).
+        return handler
+
+
+async def _serve_stream(result: Any, context: Context) -> None:
+    # Servicers stream either as async generators or by awaiting context.write.
+    if inspect.isasyncgen(result):
+        item: Any
+        async for item in result:
+            await context.write(item)
+    else:
+        await result

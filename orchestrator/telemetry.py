@@ -1,0 +1,189 @@
+"""The orchestrator's metrics that are not recorded where a thing happens.
+
+:class:`MetricsInterceptor` counts and times every API call by method and status code (first
+in the server's interceptors, so refusals count too); :class:`ExecutionGauges` samples the
+store's phase index for the executions in each non-terminal phase and the stale ones. The
+metrics themselves are defined in :mod:`polyfleet.telemetry.metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+import store
+from orchestrator.executions import Executions
+from polyfleet import contract
+from polyfleet.telemetry import metrics
+from polyfleet.telemetry.metrics import (
+    API_REQUEST_DURATION,
+    API_REQUESTS,
+    EXECUTIONS_ACTIVE,
+    EXECUTIONS_STALE,
+)
+from polyfleet.v1 import common_pb2
+
+logger = logging.getLogger(__name__)
+
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
+]
+#: Seconds between two samples of the phase gauges.
+SAMPLE_INTERVAL = 15.0
+#: The phases the gauge samples: the terminal ones only grow (their counter is
+#: polyfleet.executions.ended), and counting them would read ever more index keys.
+ACTIVE_PHASES = (
+    common_pb2.EXECUTION_PHASE_PENDING,
+    common_pb2.EXECUTION_PHASE_RUNNING,
+)
+
+
+def _code(context: Any, failure: BaseException | None) -> str:
+    code = context.code()
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN if failure is not None else grpc.StatusCode.OK
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return grpc.StatusCode(code).name if isinstance(code, tuple) else str(code)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """polyfleet.api.requests and polyfleet.api.request.duration for every served method.
+
+    Unknown methods (no handler) are not counted: their names are the callers' and unbounded.
+    """
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wrap the method's handler to time it and record its status code."""
+        handler = await continuation(handler_call_details)
+        if handler is None or not metrics.enabled():
+            return handler
+        method = str(handler_call_details.method)
+        # Typed for the sync API; the aio server calls them with aio contexts.
+        inner: Any
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Any) -> Any:
+                started, failure = time.perf_counter(), None
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    _record(method, context, failure, started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Any) -> None:
+                started, failure = time.perf_counter(), None
+                try:
+                    await _serve_stream(inner(request, context), context)
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    _record(method, context, failure, started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            inner = handler.stream_stream
+
+            async def stream_stream(requests: AsyncIterator[Any], context: Any) -> None:
+                started, failure = time.perf_counter(), None
+                try:
+                    await _serve_stream(inner(requests, context), context)
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    _record(method, context, failure, started)
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _serve_stream(result: Any, context: Any) -> None:
+    # Servicers stream either as async generators or by awaiting context.write.
+    if inspect.isasyncgen(result):
+        async for item in result:
+            await context.write(item)
+    else:
+        await result
+
+
+def _record(method: str, context: Any, failure: BaseException | None, started: float) -> None:
+    if isinstance(failure, asyncio.CancelledError):
+        code = grpc.StatusCode.CANCELLED.name
+    else:
+        code = _code(context, failure)
+    API_REQUESTS.add(1, method=method, code=code)
+    API_REQUEST_DURATION.record(time.perf_counter() - started, method=method, code=code)
+
+
+class ExecutionGauges:
+    """Samples polyfleet.executions.active and polyfleet.executions.stale from the store.
+
+    Args:
+        db: The store.
+        services: The execution services by kind label (``agent``, ``workflow``).
+        stale_after: A RUNNING execution without any update for longer than this is stale
+            (``POLYFLEET_STUCK_AFTER``, the same threshold as ``polyfleet fleet status``).
+
+    """
+
+    def __init__(
+        self, db: store.Store, services: Mapping[str, Executions[Any, Any]], stale_after: timedelta
+    ) -> None:
+        self._repositories: dict[str, Any] = {
+            "agent": db.agent_executions,
+            "workflow": db.workflow_executions,
+        }
+        self._services = services
+        self._stale_after = stale_after
+
+    async def sample(self) -> None:
+        """Set the gauges once (nothing to do while the process exports no metrics)."""
+        if not metrics.enabled():
+            return
+        cutoff_ns = time.time_ns() - int(self._stale_after.total_seconds() * 1e9)
+        for kind, service in self._services.items():
+            for phase in ACTIVE_PHASES:
+                count = await self._repositories[kind].count("phase", phase)
+                EXECUTIONS_ACTIVE.set(count, kind=kind, phase=contract.phase_name(phase))
+            running = await service.list_all({"phase": common_pb2.EXECUTION_PHASE_RUNNING})
+            stale = sum(1 for e in running if e.update_time.ToNanoseconds() < cutoff_ns)
+            EXECUTIONS_STALE.set(stale, kind=kind)
+
+    async def run_forever(self, interval: float = SAMPLE_INTERVAL) -> None:
+        """Sample every ``interval`` seconds until cancelled."""
+        while True:
+            try:
+                await self.sample()
+            except store.StoreError as exc:
+                logger.warning("could not sample the execution gauges: %s", exc)
+            await asyncio.sleep(interval)

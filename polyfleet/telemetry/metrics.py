@@ -1,0 +1,580 @@
+"""Metrics: every metric polyfleet exports, defined once, and the one setup per process.
+
+:data:`METRICS` is the table of every metric the orchestrator and the runner record, with its
+kind, unit, description and label names; the code records through these objects only
+(``EXECUTIONS_CREATED.add(1, kind="agent", name="assistant")``), so the table is what the
+processes export and what docs/observability.md and deploy/observability/ may name.
+
+:func:`setup_metrics` runs once per process (``python -m orchestrator``, ``python -m runner``):
+an OpenTelemetry ``MeterProvider`` with a Prometheus reader served on ``/metrics``
+(``POLYFLEET_METRICS_PORT``) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its metrics variant)
+is set, an OTLP exporter configured by the standard ``OTEL_*`` variables. Temporal's own SDK
+metrics are buffered by the Temporal runtime (:func:`temporal_metric_buffer`,
+used by :func:`polyfleet.temporal.connect`) and forwarded into the same provider, so they appear
+on the same endpoint. Without a setup every record is a no-op costing one attribute check.
+
+Label values must be bounded: kinds, phases, definition names, method names, never IDs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric as PrometheusFamily
+from temporalio.runtime import (
+    BUFFERED_METRIC_KIND_COUNTER,
+    BUFFERED_METRIC_KIND_HISTOGRAM,
+    MetricBuffer,
+    MetricBufferDurationFormat,
+)
+
+from polyfleet.config import ConfigError, MetricsSettings
+
+logger = logging.getLogger(__name__)
+
+SCOPE = "polyfleet"
+ORCHESTRATOR_SERVICE = "polyfleet-orchestrator"
+RUNNER_SERVICE = "polyfleet-runner"
+#: ``/metrics`` port of the orchestrator when POLYFLEET_METRICS_PORT is unset.
+ORCHESTRATOR_METRICS_PORT = 9464
+#: The port deployments give runners (POLYFLEET_METRICS_PORT): unset, a runner serves none,
+#: since several runners often share one machine (``polyfleet dev``, tests).
+RUNNER_METRICS_PORT = 9465
+#: Buckets (seconds) of latencies measured in milliseconds to seconds.
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Buckets (seconds) of things that take seconds to hours: executions, model calls, tasks.
+SLOW_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+#: Seconds between two drains of Temporal's metric buffer (a scrape drains it too).
+TEMPORAL_DRAIN_INTERVAL = 2.0
+_TEMPORAL_BUFFER_SIZE = 100_000
+
+
+class Kind(enum.Enum):
+    """The OpenTelemetry instrument kind of a metric."""
+
+    COUNTER = "counter"
+    UP_DOWN_COUNTER = "updowncounter"
+    HISTOGRAM = "histogram"
+    GAUGE = "gauge"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its OpenTelemetry name, instrument, unit, meaning and label names."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    labels: tuple[str, ...] = ()
+    #: The process that records it: "orchestrator" or "runner".
+    process: str = "orchestrator"
+    buckets: tuple[float, ...] = ()
+
+    def add(self, amount: float = 1, **labels: str) -> None:
+        """Add to a counter or up-down counter (no-op without a setup)."""
+        instrument = _instrument(self)
+        if instrument is not None:
+            instrument.add(amount, self._attributes(labels))
+
+    def record(self, value: float, **labels: str) -> None:
+        """Record a histogram value (no-op without a setup)."""
+        instrument = _instrument(self)
+        if instrument is not None:
+            instrument.record(value, self._attributes(labels))
+
+    def set(self, value: float, **labels: str) -> None:
+        """Set a gauge (no-op without a setup)."""
+        instrument = _instrument(self)
+        if instrument is not None:
+            instrument.set(value, self._attributes(labels))
+
+    def _attributes(self, labels: dict[str, str]) -> dict[str, str]:
+        if labels.keys() != set(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
+        return labels
+
+    def prometheus_name(self) -> str:
+        """The name Prometheus shows (what OpenTelemetry's Prometheus exporter makes of it).
+
+        Dots become underscores, a unit adds its suffix (``s`` → ``_seconds``, ``By`` →
+        ``_bytes``; ``{...}`` annotations add none) and counters end in ``_total``; a histogram's
+        series add ``_bucket``, ``_sum`` and ``_count`` to this name.
+        """
+        base = self.name.replace(".", "_")
+        suffix = _UNIT_SUFFIXES.get(self.unit, "")
+        if suffix and not base.endswith(suffix):
+            base += suffix
+        if self.kind is Kind.COUNTER:
+            base += "_total"
+        return base
+
+    def series(self) -> tuple[str, ...]:
+        """Every series name Prometheus shows for this metric."""
+        name = self.prometheus_name()
+        if self.kind is Kind.HISTOGRAM:
+            return (f"{name}_bucket", f"{name}_sum", f"{name}_count")
+        return (name,)
+
+
+_UNIT_SUFFIXES = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}
+
+_O = "orchestrator"
+_R = "runner"
+
+# --- orchestrator ---------------------------------------------------------------------------
+EXECUTIONS_CREATED = Metric(
+    "polyfleet.executions.created",
+    Kind.COUNTER,
+    "{execution}",
+    "executions created (request IDs seen before do not count)",
+    ("kind", "name"),
+)
+EXECUTIONS_ENDED = Metric(
+    "polyfleet.executions.ended",
+    Kind.COUNTER,
+    "{execution}",
+    "executions that reached a terminal phase",
+    ("kind", "name", "phase"),
+)
+EXECUTION_DURATION = Metric(
+    "polyfleet.execution.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "time from create to the terminal phase",
+    ("kind", "name", "phase"),
+    buckets=SLOW_BUCKETS,
+)
+EXECUTION_QUEUE_WAIT = Metric(
+    "polyfleet.execution.queue_wait",
+    Kind.HISTOGRAM,
+    "s",
+    "time from create to RUNNING (a runner took it)",
+    ("kind", "name"),
+    buckets=SLOW_BUCKETS,
+)
+EXECUTIONS_ACTIVE = Metric(
+    "polyfleet.executions.active",
+    Kind.GAUGE,
+    "{execution}",
+    "executions in each non-terminal phase now (sampled from the store's phase index)",
+    ("kind", "phase"),
+)
+EXECUTIONS_STALE = Metric(
+    "polyfleet.executions.stale",
+    Kind.GAUGE,
+    "{execution}",
+    "RUNNING executions without any update for longer than POLYFLEET_STUCK_AFTER",
+    ("kind",),
+)
+EXECUTION_REPORTS = Metric(
+    "polyfleet.execution.reports",
+    Kind.COUNTER,
+    "{report}",
+    "status reports merged into executions (source=runner|workflow|api): result=applied, "
+    "duplicate (a report ID seen before) or rejected, with the gRPC code as reason",
+    ("kind", "source", "result", "reason"),
+)
+STORE_COMMIT_DURATION = Metric(
+    "polyfleet.store.commit.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "duration of an LMDB write transaction, durable commit included",
+    buckets=FAST_BUCKETS,
+)
+STORE_SIZE = Metric(
+    "polyfleet.store.size",
+    Kind.GAUGE,
+    "By",
+    "bytes of the LMDB map in use, after the last commit",
+)
+WATCH_SUBSCRIBERS = Metric(
+    "polyfleet.watch.subscribers",
+    Kind.UP_DOWN_COUNTER,
+    "{subscriber}",
+    "open Watch streams",
+)
+RECONCILER_REPAIRS = Metric(
+    "polyfleet.reconciler.repairs",
+    Kind.COUNTER,
+    "{repair}",
+    "executions whose stored state the reconciler repaired, by outcome",
+    ("outcome",),
+)
+API_REQUESTS = Metric(
+    "polyfleet.api.requests",
+    Kind.COUNTER,
+    "{request}",
+    "API calls by full method name and gRPC status code (refusals included)",
+    ("method", "code"),
+)
+API_REQUEST_DURATION = Metric(
+    "polyfleet.api.request.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "API call latency (a stream's: its whole life)",
+    ("method", "code"),
+    buckets=FAST_BUCKETS,
+)
+
+# --- runner ---------------------------------------------------------------------------------
+ACTIVITIES_RUNNING = Metric(
+    "polyfleet.activities.running",
+    Kind.UP_DOWN_COUNTER,
+    "{activity}",
+    "activities the runner holds now",
+    ("activity_type",),
+    process=_R,
+)
+MODEL_CALLS = Metric(
+    "polyfleet.model.calls",
+    Kind.COUNTER,
+    "{call}",
+    "model calls; error = the exception type of a failed call, empty when it succeeded",
+    ("provider", "model", "error"),
+    process=_R,
+)
+MODEL_CALL_DURATION = Metric(
+    "polyfleet.model.call.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "model call latency, streaming included",
+    ("provider", "model"),
+    process=_R,
+    buckets=SLOW_BUCKETS,
+)
+MODEL_TOKENS = Metric(
+    "polyfleet.model.tokens",
+    Kind.COUNTER,
+    "{token}",
+    "tokens the provider reported, direction=input|output",
+    ("provider", "model", "direction"),
+    process=_R,
+)
+TOOL_CALLS = Metric(
+    "polyfleet.tool.calls",
+    Kind.COUNTER,
+    "{call}",
+    "tool calls; error = the exception type of a failed call, empty when it succeeded",
+    ("tool", "error"),
+    process=_R,
+)
+TOOL_CALL_DURATION = Metric(
+    "polyfleet.tool.call.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "tool call latency",
+    ("tool",),
+    process=_R,
+    buckets=SLOW_BUCKETS,
+)
+WORKFLOW_TASKS = Metric(
+    "polyfleet.workflow.tasks",
+    Kind.COUNTER,
+    "{task}",
+    "workflow DSL tasks finished, by task type (call, set, for, ...) and result",
+    ("task_type", "result"),
+    process=_R,
+)
+WORKFLOW_TASK_DURATION = Metric(
+    "polyfleet.workflow.task.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "workflow DSL task duration",
+    ("task_type", "result"),
+    process=_R,
+    buckets=SLOW_BUCKETS,
+)
+RUNNER_DRAINING = Metric(
+    "polyfleet.runner.draining",
+    Kind.GAUGE,
+    "{runner}",
+    "1 while the runner drains (stopped polling, finishing what it holds), else 0",
+    process=_R,
+)
+
+METRICS: tuple[Metric, ...] = tuple(
+    value for value in list(globals().values()) if isinstance(value, Metric)
+)
+"""Every metric polyfleet records, in definition order."""
+
+#: Temporal SDK metrics (forwarded from the Temporal runtime) that dashboards and alerts use,
+#: as Prometheus shows them (histograms: add _bucket, _sum, _count); every worker of the
+#: orchestrator and the runner exports them. Temporal's full list:
+#: https://docs.temporal.io/references/sdk-metrics.
+TEMPORAL_METRICS: tuple[str, ...] = (
+    "temporal_request_total",
+    "temporal_num_pollers",
+    "temporal_worker_task_slots_available",
+    "temporal_worker_task_slots_used",
+    "temporal_activity_schedule_to_start_latency_seconds",
+    "temporal_workflow_task_schedule_to_start_latency_seconds",
+)
+
+
+def exported_series() -> frozenset[str]:
+    """Every Prometheus series name the processes export that dashboards may use."""
+    names = {series for metric in METRICS for series in metric.series()}
+    for name in TEMPORAL_METRICS:
+        names.add(name)
+        if name.endswith("_seconds"):
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+    return frozenset(names)
+
+
+@dataclass
+class _Active:
+    meter: Meter
+    instruments: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_active: _Active | None = None
+
+
+def _instrument(metric: Metric) -> Any:
+    active = _active
+    if active is None:
+        return None
+    instrument = active.instruments.get(metric.name)
+    if instrument is None:
+        with active.lock:
+            instrument = active.instruments.get(metric.name)
+            if instrument is None:
+                instrument = _create(active.meter, metric)
+                active.instruments[metric.name] = instrument
+    return instrument
+
+
+def _create(meter: Meter, metric: Metric) -> Any:
+    name, unit, description = metric.name, metric.unit, metric.description
+    if metric.kind is Kind.COUNTER:
+        return meter.create_counter(name, unit, description)
+    if metric.kind is Kind.UP_DOWN_COUNTER:
+        return meter.create_up_down_counter(name, unit, description)
+    if metric.kind is Kind.GAUGE:
+        return meter.create_gauge(name, unit, description)
+    return meter.create_histogram(
+        name, unit, description, explicit_bucket_boundaries_advisory=list(metric.buckets) or None
+    )
+
+
+def enabled() -> bool:
+    """Whether this process exports metrics (a setup is active)."""
+    return _active is not None
+
+
+class Timer:
+    """Seconds since creation, for histograms: ``timer = Timer(); ...; timer.seconds()``."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds elapsed."""
+        return time.perf_counter() - self._start
+
+
+class _TemporalForwarder:
+    """Drains Temporal's metric buffer into OpenTelemetry instruments of the same names."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.buffer = MetricBuffer(_TEMPORAL_BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
+        self._meter = meter
+        self._instruments: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="temporal-metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.drain()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(TEMPORAL_DRAIN_INTERVAL):
+            self.drain()
+
+    def drain(self) -> None:
+        with self._lock:
+            try:
+                updates = self.buffer.retrieve_updates()
+            except RuntimeError:  # no Temporal runtime uses the buffer yet
+                return
+            for update in updates:
+                metric = update.metric
+                instrument = self._instruments.get(metric.name)
+                if instrument is None:
+                    instrument = self._instruments[metric.name] = self._create(metric)
+                attributes = {key: str(value) for key, value in update.attributes.items()}
+                if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+                    instrument.add(update.value, attributes)
+                elif metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
+                    instrument.record(update.value, attributes)
+                else:
+                    instrument.set(update.value, attributes)
+
+    def _create(self, metric: Any) -> Any:
+        name, unit, description = metric.name, metric.unit or "", metric.description or ""
+        if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+            return self._meter.create_counter(name, unit, description)
+        if metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
+            seconds = unit == "s" or name.endswith("_latency")
+            return self._meter.create_histogram(
+                name,
+                "s" if seconds else unit,
+                description,
+                explicit_bucket_boundaries_advisory=list(SLOW_BUCKETS) if seconds else None,
+            )
+        return self._meter.create_gauge(name, unit, description)
+
+
+class _DrainBeforeScrape:
+    """A Prometheus collector that yields nothing: it drains Temporal's buffer first."""
+
+    forwarder: _TemporalForwarder | None = None
+
+    def collect(self) -> Iterator[PrometheusFamily]:
+        if self.forwarder is not None:
+            self.forwarder.drain()
+        return iter(())
+
+    def describe(self) -> Iterable[PrometheusFamily]:
+        return ()
+
+
+class MetricsExport:
+    """A process's metrics setup: the provider, the ``/metrics`` server, Temporal's buffer.
+
+    Made by :func:`setup_metrics`; :meth:`close` flushes OTLP, stops the server and turns
+    every record back into a no-op.
+    """
+
+    def __init__(
+        self,
+        provider: MeterProvider,
+        forwarder: _TemporalForwarder,
+        server: Any,
+        port: int,
+    ) -> None:
+        self.provider = provider
+        self.port = port
+        self._forwarder = forwarder
+        self._server = server
+
+    @property
+    def temporal_buffer(self) -> MetricBuffer:
+        """The buffer a Temporal runtime records its SDK metrics in."""
+        return self._forwarder.buffer
+
+    def close(self) -> None:
+        """Stop exporting; idempotent."""
+        global _active
+        if _active is not None and _active.meter is self._meter:
+            _active = None
+        self._forwarder.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.provider.shutdown()
+
+    @property
+    def _meter(self) -> Meter:
+        return self._forwarder._meter
+
+
+_export: MetricsExport | None = None
+
+
+def setup_metrics(settings: MetricsSettings, service_name: str, default_port: int) -> MetricsExport:
+    """Start exporting this process's metrics; once per process (until closed).
+
+    Args:
+        settings: ``POLYFLEET_METRICS_*``.
+        service_name: ``service.name`` unless ``OTEL_SERVICE_NAME`` says otherwise.
+        default_port: The ``/metrics`` port when ``POLYFLEET_METRICS_PORT`` is unset.
+
+    Raises:
+        ConfigError: The port cannot be bound (the message names the variable).
+        RuntimeError: Metrics are already set up in this process.
+
+    """
+    global _active, _export
+    if _active is not None:
+        raise RuntimeError("metrics are already set up in this process")
+    port = default_port if settings.port is None else settings.port
+    registry = CollectorRegistry(auto_describe=False)
+    readers: list[MetricReader] = []
+    server = None
+    bound = 0
+    drain = _DrainBeforeScrape()
+    if port:
+        # Registered first: the registry collects in registration order, so a scrape
+        # drains Temporal's buffer before it reads the instruments.
+        registry.register(drain)
+        readers.append(PrometheusMetricReader(registry=registry, scope_info_enabled=False))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter,
+        )
+
+        # Endpoint, headers, TLS, interval: the SDK reads the standard OTEL_* variables.
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    resource = Resource.create({"service.name": service_name}).merge(
+        OTELResourceDetector().detect()
+    )
+    provider = MeterProvider(resource=resource, metric_readers=readers)
+    meter = provider.get_meter(SCOPE)
+    forwarder = drain.forwarder = _TemporalForwarder(meter)
+    if port:
+        try:
+            server, _ = start_http_server(port, settings.address, registry=registry)
+        except OSError as exc:
+            provider.shutdown()
+            raise ConfigError(
+                f"POLYFLEET_METRICS_PORT={port}: cannot serve /metrics on "
+                f"{settings.address}:{port}: {exc.strerror or exc}"
+            ) from None
+        bound = server.server_address[1]
+    forwarder.start()
+    _active = _Active(meter)
+    _export = MetricsExport(provider, forwarder, server, bound)
+    logger.info(
+        "metrics: %s%s",
+        f"/metrics on {settings.address}:{bound}" if bound else "no /metrics endpoint",
+        ", OTLP export on" if len(readers) > (1 if port else 0) else "",
+    )
+    return _export
+
+
+def temporal_metric_buffer() -> MetricBuffer | None:
+    """The buffer a Temporal runtime of this process should record into; None: no metrics."""
+    export = _export
+    return export.temporal_buffer if export is not None and _active is not None else None
+
+
+def table() -> Sequence[Metric]:
+    """Every metric polyfleet defines (:data:`METRICS`)."""
+    return METRICS
