@@ -12,7 +12,9 @@ orchestrator process and one runner process, all on this machine:
 Each fleet runs ``BENCH_OBS_EXECUTIONS`` agent executions of a no-op agent (the offline
 ``scripted`` model: no network) after a warm-up; the figure is each process's user + system
 CPU time (psutil) from the first create to the last terminal state, divided by the
-executions. ``BENCH_OBS_ROUNDS`` repeats the off/on pair. Run with ``make bench``.
+executions. ``BENCH_OBS_ROUNDS`` repeats the off/on pair; ``BENCH_OBS_PARTS`` (``metrics``,
+``tracing`` or both, the default) says what "on" turns on, to tell the two costs apart. Run
+with ``make bench``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
 EXECUTIONS = int(os.environ.get("BENCH_OBS_EXECUTIONS", "200"))
 ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "1"))
+# What "on" turns on, to tell the two costs apart: metrics, tracing or both (the default).
+PARTS = frozenset(os.environ.get("BENCH_OBS_PARTS", "metrics,tracing").split(","))
 WARMUP = 10
 CREATE_CONCURRENCY = 20
 SCRAPE_INTERVAL = 5.0
@@ -201,8 +205,9 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
     """One fleet (observability ``on`` or off), its runner, one measured batch."""
     data_dir = tmp / ("on" if on else "off") / str(measured.executions)
     data_dir.mkdir(parents=True)
-    orchestrator_port, runner_port = (free_port(), free_port()) if on else (0, 0)
-    observability = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if on else {}
+    metrics = on and "metrics" in PARTS
+    orchestrator_port, runner_port = (free_port(), free_port()) if metrics else (0, 0)
+    observability = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if on and "tracing" in PARTS else {}
     env = {
         key: value
         for key, value in os.environ.items()
@@ -250,7 +255,7 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
             pids = {child.name: child.popen.pid for child in fleet.children}
             pids = {"orchestrator": pids["orchestrator"], "runner": runner.pid}
             urls = [f"http://127.0.0.1:{port}/metrics" for port in (orchestrator_port, runner_port)]
-            asyncio.run(_drive(config.api_address, pids, urls if on else [], measured))
+            asyncio.run(_drive(config.api_address, pids, urls if metrics else [], measured))
         finally:
             runner.terminate()
             runner.wait(60)
