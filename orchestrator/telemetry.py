@@ -9,10 +9,10 @@ metrics themselves are defined in :mod:`polyfleet.telemetry.metrics`.
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +20,8 @@ import grpc
 
 import store
 from orchestrator.executions import Executions
+from orchestrator.servicers.errors import Context
+from orchestrator.servicers.wrapping import Continuation, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metrics import (
@@ -32,9 +34,6 @@ from polyfleet.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 
-Continuation = Callable[
-    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
-]
 #: Seconds between two samples of the phase gauges.
 SAMPLE_INTERVAL = 15.0
 #: The phases the gauge samples: the terminal ones only grow (their counter is
@@ -68,72 +67,19 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not metrics.enabled():
             return handler
         method = str(handler_call_details.method)
-        # Typed for the sync API; the aio server calls them with aio contexts.
-        inner: Any
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                started, failure = time.perf_counter(), None
-                try:
-                    return await inner(request, context)
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    _record(method, context, failure, started)
+        @contextlib.asynccontextmanager
+        async def timed(request: Any, context: Context) -> AsyncIterator[None]:
+            started, failure = time.perf_counter(), None
+            try:
+                yield
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                _record(method, context, failure, started)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Any) -> None:
-                started, failure = time.perf_counter(), None
-                try:
-                    await _serve_stream(inner(request, context), context)
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    _record(method, context, failure, started)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            inner = handler.stream_stream
-
-            async def stream_stream(requests: AsyncIterator[Any], context: Any) -> None:
-                started, failure = time.perf_counter(), None
-                try:
-                    await _serve_stream(inner(requests, context), context)
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    _record(method, context, failure, started)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-
-async def _serve_stream(result: Any, context: Any) -> None:
-    # Servicers stream either as async generators or by awaiting context.write.
-    if inspect.isasyncgen(result):
-        async for item in result:
-            await context.write(item)
-    else:
-        await result
+        return wrap_handler(handler, timed)
 
 
 def _record(method: str, context: Any, failure: BaseException | None, started: float) -> None:

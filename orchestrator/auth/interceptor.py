@@ -9,9 +9,9 @@ record who did what. Servicers never check permissions themselves.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -24,13 +24,10 @@ from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.auth.policy import Access, Limit, Rule, is_runner_method, rule_for
 from orchestrator.errors import PermissionDeniedError, UnauthenticatedError
 from orchestrator.servicers.errors import Context, abort_with
+from orchestrator.servicers.wrapping import Continuation, wrap_handler
 from polyfleet.roles import Role, grants
 
 logger = logging.getLogger(__name__)
-
-Continuation = Callable[
-    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
-]
 
 
 def _metadata(context: Context) -> dict[str, str]:
@@ -76,54 +73,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = str(handler_call_details.method)
         rule = rule_for(method)
-        # Typed for the sync API; the aio server calls them with aio contexts.
-        inner: Any
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
+        if handler.unary_unary is None and handler.unary_stream is None:
+            if handler.stream_stream is None:
+                # No client-streaming methods exist; refuse rather than serve one unchecked.
+                return _refusal(method)
+        watched = rule is not None and rule.limit is Limit.WATCH
 
-            async def unary_unary(request: Any, context: Context) -> Any:
-                caller = await self._admit(method, rule, context, request)
+        @contextlib.asynccontextmanager
+        async def admitted(request: Any, context: Context) -> AsyncIterator[None]:
+            # Server reflection streams its requests: ``request`` is None, nothing to bind.
+            caller = await self._admit(method, rule, context, request)
+            try:
                 with calling_as(caller):
-                    return await inner(request, context)
+                    yield
+            finally:
+                if watched:
+                    self._watches.release(caller.subject)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Context) -> None:
-                caller = await self._admit(method, rule, context, request)
-                try:
-                    with calling_as(caller):
-                        await _serve_stream(inner(request, context), context)
-                finally:
-                    if rule is not None and rule.limit is Limit.WATCH:
-                        self._watches.release(caller.subject)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            # Server reflection: its requests come as a stream, so no request to bind.
-            inner = handler.stream_stream
-
-            async def stream_stream(requests: AsyncIterator[Any], context: Context) -> None:
-                caller = await self._admit(method, rule, context, None)
-                with calling_as(caller):
-                    await _serve_stream(inner(requests, context), context)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # No client-streaming methods exist; refuse rather than serve one unchecked.
-        return _refusal(method)
+        return wrap_handler(handler, admitted)
 
     async def _admit(
         self, method: str, rule: Rule | None, context: Context, request: Any
@@ -177,15 +144,6 @@ def _needed(role: Role) -> str:
     if role is Role.RUNNER:
         return "runner (RunnerService is for runners only)"
     return f"{role.value} or higher" if role is not Role.ADMIN else "admin"
-
-
-async def _serve_stream(result: Any, context: Context) -> None:
-    # Servicers stream either as async generators or by awaiting context.write.
-    if inspect.isasyncgen(result):
-        async for item in result:
-            await context.write(item)
-    else:
-        await result
 
 
 def _refusal(method: str) -> grpc.RpcMethodHandler[Any, Any]:

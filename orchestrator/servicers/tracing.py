@@ -7,20 +7,17 @@ unchanged and costs nothing per call.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from orchestrator.servicers.errors import Context
+from orchestrator.servicers.wrapping import Continuation, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import tracing
-
-Continuation = Callable[
-    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
-]
 
 # Probes and reflection: frequent, and no part of an execution's story.
 _UNTRACED = ("/grpc.health.", "/grpc.reflection.")
@@ -68,66 +65,24 @@ class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
         service, _, rpc = name.rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
 
-        def start() -> Any:
-            return tracing.tracer().start_as_current_span(
+        @contextlib.asynccontextmanager
+        async def traced(request: Any, context: Context) -> AsyncIterator[None]:
+            with tracing.tracer().start_as_current_span(
                 name,
                 context=parent,
                 kind=SpanKind.SERVER,
                 attributes=attributes,
                 record_exception=False,
                 set_status_on_exception=False,
-            )
+            ) as span:
+                _annotate(span, request)
+                error: BaseException | None = None
+                try:
+                    yield
+                except BaseException as err:
+                    error = err
+                    raise
+                finally:
+                    _finish(span, context, error)
 
-        inner: Any
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Context) -> Any:
-                with start() as span:
-                    _annotate(span, request)
-                    error: BaseException | None = None
-                    try:
-                        return await inner(request, context)
-                    except BaseException as err:
-                        error = err
-                        raise
-                    finally:
-                        _finish(span, context, error)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Context) -> None:
-                with start() as span:
-                    _annotate(span, request)
-                    error: BaseException | None = None
-                    try:
-                        await _serve_stream(inner(request, context), context)
-                    except BaseException as err:
-                        error = err
-                        raise
-                    finally:
-                        _finish(span, context, error)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # No other kinds are served traced (the auth interceptor refuses them).
-        return handler
-
-
-async def _serve_stream(result: Any, context: Context) -> None:
-    # Servicers stream either as async generators or by awaiting context.write.
-    if inspect.isasyncgen(result):
-        item: Any
-        async for item in result:
-            await context.write(item)
-    else:
-        await result
+        return wrap_handler(handler, traced)

@@ -1,0 +1,82 @@
+"""Wrapping a method's handler so work runs around every call, whatever its streaming shape.
+
+The API's interceptors (tracing, metrics, authentication and roles) each need the same thing:
+run something before the servicer and after it, for unary, server-streaming and
+bidirectional (reflection) methods alike. :func:`wrap_handler` does the wrapping once; an
+interceptor supplies only the ``around`` context manager.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import grpc
+
+from orchestrator.servicers.errors import Context
+
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
+]
+# Entered around each call with its request (None for a request stream) and context; an
+# exception raised on entry ends the call before the servicer runs.
+Around = Callable[[Any, Context], AbstractAsyncContextManager[Any]]
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], around: Around
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with ``around`` entered around every call of it.
+
+    Client-streaming methods (the API has none) come back unwrapped.
+    """
+    # Typed for the sync API; the aio server calls them with aio contexts.
+    inner: Any
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary_unary(request: Any, context: Context) -> Any:
+            async with around(request, context):
+                return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Context) -> None:
+            async with around(request, context):
+                await serve_stream(inner(request, context), context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        inner = handler.stream_stream
+
+        async def stream_stream(requests: AsyncIterator[Any], context: Context) -> None:
+            async with around(None, context):
+                await serve_stream(inner(requests, context), context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+async def serve_stream(result: Any, context: Context) -> None:
+    """Send what a streaming servicer produces: an async generator's items, or its writes."""
+    if inspect.isasyncgen(result):
+        async for item in result:
+            await context.write(item)
+    else:
+        await result
