@@ -598,6 +598,15 @@ class Executions(ABC, Generic[E, C]):
             return execution
         workflow_id = execution.workflow_id
         extra = {"execution_id": execution_id, "workflow_id": workflow_id}
+        requester = current_actor()
+
+        def note_requester(stored: E) -> None:
+            # The first request counts; a terminal execution keeps its story as it is.
+            if not is_terminal(stored.status.phase) and not stored.HasField("cancel_requested_by"):
+                stored.cancel_requested_by.CopyFrom(requester)
+
+        # Before asking Temporal, so the CANCELLED transition can name who asked.
+        await self._repo.update(execution_id, note_requester)
         try:
             await self._temporal.get_workflow_handle(workflow_id).cancel()
         except RPCError as err:

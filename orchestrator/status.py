@@ -69,7 +69,7 @@ def merge_agent_update(
 
     """
     status = execution.status
-    ended = _merge_common(execution.id, status, update, source, actor)
+    ended = _merge_common(execution.id, status, update, source, _actor(execution, update, actor))
     if update.phase and is_terminal(update.phase):
         status.queued_behind = ""
     _upsert(status.tool_calls, update.tool_calls)
@@ -105,12 +105,25 @@ def merge_workflow_update(
         IllegalTransitionError: As for :func:`merge_agent_update`.
     """
     status = execution.status
-    ended = _merge_common(execution.id, status, update, source, actor)
+    ended = _merge_common(execution.id, status, update, source, _actor(execution, update, actor))
     _upsert(status.tasks, update.tasks)
     if update.HasField("workflow_output"):
         status.output.CopyFrom(update.workflow_output)
     if ended is not None:
         close_open_items(status, update, ended)
+
+
+def _actor(
+    execution: agent_execution_pb2.AgentExecution | workflow_execution_pb2.WorkflowExecution,
+    update: common_pb2.ExecutionUpdate,
+    actor: common_pb2.Actor | None,
+) -> common_pb2.Actor | None:
+    # A cancellation is the doing of whoever asked for it, though the workflow writes it.
+    if update.phase == common_pb2.EXECUTION_PHASE_CANCELLED and execution.HasField(
+        "cancel_requested_by"
+    ):
+        return execution.cancel_requested_by
+    return actor
 
 
 def _merge_common(

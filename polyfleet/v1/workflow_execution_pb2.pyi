@@ -63,6 +63,7 @@ class WorkflowExecution(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "wex-"."""
     workflow: _builtins.str
@@ -98,6 +99,12 @@ class WorkflowExecution(_message.Message):
     def created_by(self) -> _common_pb2.Actor:
         """Who created it (output only; set by the server from the API caller)."""
 
+    @_builtins.property
+    def cancel_requested_by(self) -> _common_pb2.Actor:
+        """Who asked for its cancellation, when someone did (output only). The CANCELLED
+        transition that follows is credited to them; the orchestrator's workflow writes it.
+        """
+
     def __init__(
         self,
         *,
@@ -116,10 +123,11 @@ class WorkflowExecution(_message.Message):
         created_by: _common_pb2.Actor | None = ...,
         runner_queue: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        cancel_requested_by: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_by", b"cancel_requested_by", "create_time", b"create_time", "created_by", b"created_by", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_by", b"cancel_requested_by", "create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

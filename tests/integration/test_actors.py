@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest_asyncio
 from temporalio.client import Client
 
+from polyfleet.roles import Role
 from polyfleet.v1 import (
     agent_execution_pb2,
+    agent_execution_pb2_grpc,
     agent_pb2,
     common_pb2,
     workflow_execution_pb2,
     workflow_pb2,
 )
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
+from tests.integration.lifecycle.conftest import slow_agent, wait_phase
 
 ANONYMOUS = common_pb2.Actor(subject="anonymous", via="none")
 ORCHESTRATOR = common_pb2.Actor(subject="polyfleet-orchestrator", via="system")
@@ -102,3 +105,33 @@ async def test_with_auth_on_resources_record_the_tokens_subject_and_role(fleet: 
         )
     )
     assert workflow.created_by == workflow.updated_by == admin
+
+
+async def test_with_auth_on_each_transition_names_its_caller_and_a_cancel_its_requester(
+    fleet: Fleet,
+) -> None:
+    operator = common_pb2.Actor(subject="dev-operator", role="operator", via="token")
+    runner = common_pb2.Actor(subject="dev-runner", role="runner", via="token")
+    await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=slow_agent("slow", seconds=30)))
+    channel = fleet.channel_as(Role.OPERATOR)
+    try:
+        stub = agent_execution_pb2_grpc.AgentExecutionServiceStub(channel)
+        created = await stub.CreateAgentExecution(
+            agent_execution_pb2.CreateAgentExecutionRequest(
+                execution=agent_execution_pb2.AgentExecution(agent="slow", message="go")
+            )
+        )
+        assert created.created_by == operator
+        await wait_phase(fleet, created.id, (common_pb2.EXECUTION_PHASE_RUNNING,), timeout=20)
+        await stub.CancelAgentExecution(
+            agent_execution_pb2.CancelAgentExecutionRequest(id=created.id)
+        )
+    finally:
+        await channel.close()
+    done = await wait_phase(fleet, created.id, timeout=20)
+    assert done.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED
+    assert done.cancel_requested_by == operator
+    actors = {t.to_phase: (t.actor, t.source) for t in done.status.transitions}
+    assert actors[common_pb2.EXECUTION_PHASE_RUNNING] == (runner, "runner")
+    # Written by the orchestrator's workflow, done by whoever asked for it.
+    assert actors[common_pb2.EXECUTION_PHASE_CANCELLED] == (operator, "orchestrator")
