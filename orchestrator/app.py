@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -85,8 +85,10 @@ from polyfleet.v1 import (
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_NAMES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
+# The API's own services, then everything the server answers: the role table
+# (orchestrator/auth/policy.py) has a rule for every method of SERVED_SERVICES.
+API_SERVICES = tuple(
+    module.DESCRIPTOR.services_by_name[name]
     for module, name in (
         (agent_pb2, "AgentService"),
         (session_pb2, "SessionService"),
@@ -97,6 +99,12 @@ _SERVICE_NAMES = tuple(
         (fleet_pb2, "FleetService"),
     )
 )
+SERVED_SERVICES = (
+    *API_SERVICES,
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+)
+_SERVICE_NAMES = tuple(service.full_name for service in API_SERVICES)
 
 
 @dataclass
@@ -372,7 +380,7 @@ class Orchestrator:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if s.api.api_reflection:
             reflection.enable_server_reflection(
-                (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+                tuple(service.full_name for service in SERVED_SERVICES), server
             )
         credentials = self._certificates.credentials() if self._certificates else None
         try:

@@ -20,8 +20,7 @@ import grpc
 
 import store
 from orchestrator.executions import Executions
-from orchestrator.servicers.errors import Context
-from orchestrator.servicers.wrapping import Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metrics import (

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
@@ -16,6 +17,18 @@ from polyfleet.client.watch import wait_terminal as client_wait_terminal
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Execution)
+
+
+def served_methods() -> list[MethodDescriptor]:
+    """Every method the orchestrator's server answers (``orchestrator.app.SERVED_SERVICES``)."""
+    from orchestrator.app import SERVED_SERVICES
+
+    return [method for service in SERVED_SERVICES for method in service.methods]
+
+
+def method_path(method: MethodDescriptor) -> str:
+    """The gRPC path of ``method``: ``/package.Service/Method``."""
+    return f"/{method.containing_service.full_name}/{method.name}"
 
 
 def free_port() -> int:

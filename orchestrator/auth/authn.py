@@ -1,8 +1,8 @@
 """Who is calling: a bearer token from the token file, an OIDC JWT, or a client certificate.
 
 :class:`Authenticator` turns a call's metadata and its TLS peer into a :class:`Caller`, or
-raises :class:`Unauthenticated` (or :class:`NoRole`, :class:`AuthUnavailable`), whose
-message is safe to send back: never a token, a token's hash or a JWT's content. In order:
+raises ``UnauthenticatedError`` (or :class:`NoRole`, :class:`AuthUnavailable`), whose message
+is safe to send back: never a token, a token's hash or a JWT's content. In order:
 
 1. ``authorization: Bearer <token>``: a static token when its SHA-256 is in
    ``POLYFLEET_AUTH_TOKENS_FILE`` (via ``token``); else, when OIDC is configured and the
@@ -55,19 +55,6 @@ MISSING = (
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # The public roles from lowest to highest.
 _LADDER = (Role.READER, Role.OPERATOR, Role.ADMIN)
-
-
-class Unauthenticated(UnauthenticatedError):  # noqa: N818 - named for the status
-    """No credential, or one that is not valid: UNAUTHENTICATED.
-
-    Attributes:
-        reason: What is wrong, safe to show the caller: never a token, a hash or a claim.
-
-    """
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 class NoRole(PermissionDeniedError):  # noqa: N818 - named for what it means
@@ -189,7 +176,7 @@ class _Oidc:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
-            raise Unauthenticated("invalid token: malformed JWT") from None
+            raise UnauthenticatedError("invalid token: malformed JWT") from None
         keys = await self._keys()
         try:
             found = await asyncio.to_thread(_find_key, keys, kid, False)
@@ -210,7 +197,7 @@ class _Oidc:
                 "cannot verify the token now: identity provider misconfigured"
             ) from None
         if found is None:
-            raise Unauthenticated("invalid token: unknown signing key")
+            raise UnauthenticatedError("invalid token: unknown signing key")
         return found
 
     async def verify(self, token: str) -> Caller:
@@ -230,24 +217,24 @@ class _Oidc:
                 options=options,
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired") from None
+            raise UnauthenticatedError("token expired") from None
         except jwt.ImmatureSignatureError:
-            raise Unauthenticated("invalid token: not valid yet") from None
+            raise UnauthenticatedError("invalid token: not valid yet") from None
         except jwt.InvalidAudienceError:
-            raise Unauthenticated("invalid token: wrong audience") from None
+            raise UnauthenticatedError("invalid token: wrong audience") from None
         except jwt.InvalidIssuerError:
-            raise Unauthenticated("invalid token: wrong issuer") from None
+            raise UnauthenticatedError("invalid token: wrong issuer") from None
         except jwt.InvalidSignatureError:
-            raise Unauthenticated("invalid token: bad signature") from None
+            raise UnauthenticatedError("invalid token: bad signature") from None
         except jwt.InvalidAlgorithmError:
-            raise Unauthenticated("invalid token: signature algorithm not accepted") from None
+            raise UnauthenticatedError("invalid token: signature algorithm not accepted") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise Unauthenticated(f"invalid token: no {exc.claim!r} claim") from None
+            raise UnauthenticatedError(f"invalid token: no {exc.claim!r} claim") from None
         except jwt.PyJWTError:  # also a key that does not fit the header's algorithm
-            raise Unauthenticated("invalid token") from None
+            raise UnauthenticatedError("invalid token") from None
         subject = claims.get(self.subject_claim)
         if not isinstance(subject, str) or not subject:
-            raise Unauthenticated(f"invalid token: no {self.subject_claim!r} claim")
+            raise UnauthenticatedError(f"invalid token: no {self.subject_claim!r} claim")
         role = self._role(claims)
         if role is None:
             raise NoRole(
@@ -326,7 +313,7 @@ class Authenticator:
             peer: The call's ``context.auth_context()``.
 
         Raises:
-            Unauthenticated: No credential, or an invalid or expired one.
+            UnauthenticatedError: No credential, or an invalid or expired one.
             NoRole: A valid JWT whose claims map to no role.
             AuthUnavailable: The identity provider cannot be reached to check a JWT.
 
@@ -336,7 +323,7 @@ class Authenticator:
             scheme, _, token = header.strip().partition(" ")
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
-                raise Unauthenticated(
+                raise UnauthenticatedError(
                     "unsupported authorization: send `authorization: Bearer <token>`"
                 )
             return await self._bearer(token)
@@ -347,10 +334,10 @@ class Authenticator:
                 if role is not None:
                     return Caller(name, role, "mtls")
             if names:
-                raise Unauthenticated(
+                raise UnauthenticatedError(
                     "the client certificate maps to no role (POLYFLEET_AUTH_MTLS_ROLES)"
                 )
-        raise Unauthenticated(MISSING)
+        raise UnauthenticatedError(MISSING)
 
     async def _bearer(self, token: str) -> Caller:
         if self._tokens is not None:
@@ -359,4 +346,4 @@ class Authenticator:
                 return Caller(entry.subject, entry.role, "token")
         if self._oidc is not None and _JWT_SHAPE.fullmatch(token):
             return await self._oidc.verify(token)
-        raise Unauthenticated("invalid token")
+        raise UnauthenticatedError("invalid token")

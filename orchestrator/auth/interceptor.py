@@ -23,8 +23,8 @@ from orchestrator.auth.caller import ANONYMOUS, Caller, calling_as
 from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.auth.policy import Access, Limit, Rule, is_runner_method, rule_for
 from orchestrator.errors import PermissionDeniedError, UnauthenticatedError
-from orchestrator.servicers.errors import Context, abort_with
-from orchestrator.servicers.wrapping import Continuation, wrap_handler
+from orchestrator.servicers.errors import abort_with
+from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
 from polyfleet.roles import Role, grants
 
 logger = logging.getLogger(__name__)
@@ -73,10 +73,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = str(handler_call_details.method)
         rule = rule_for(method)
-        if handler.unary_unary is None and handler.unary_stream is None:
-            if handler.stream_stream is None:
-                # No client-streaming methods exist; refuse rather than serve one unchecked.
-                return _refusal(method)
+        if handler.request_streaming and not handler.response_streaming:
+            # No client-streaming methods exist; refuse rather than serve one unchecked.
+            return _refusal(method)
         watched = rule is not None and rule.limit is Limit.WATCH
 
         @contextlib.asynccontextmanager

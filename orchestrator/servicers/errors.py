@@ -9,8 +9,8 @@ itself would answer UNKNOWN): see :class:`MalformedRequestInterceptor`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,13 +34,13 @@ from orchestrator.errors import (
     UnavailableError,
     WorkflowStartError,
 )
+from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
 from orchestrator.status import IllegalTransitionError
 from polyfleet.error_details import DOMAIN, EXECUTION_ID
 from polyfleet.quoting import excerpt
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
 
 # A status travels in HTTP/2 trailers, which clients cap (8 KB by default): past that the
 # client reports RESOURCE_EXHAUSTED instead of the error. Messages quote caller input
@@ -216,45 +216,18 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler
         method = str(handler_call_details.method)
-        deserializer = _tolerant(handler.request_deserializer)
-        # Typed for the sync API; the aio server calls them with aio contexts.
-        behavior: Any = handler.unary_unary
-        streamer: Any = handler.unary_stream
-        if behavior is not None:
 
-            async def unary_unary(request: Any, context: Context) -> Any:
-                if isinstance(request, _Malformed):
-                    await abort_with(context, _malformed_error(method, request))
-                return await behavior(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-
-        async def unary_stream(request: Any, context: Context) -> None:
+        @contextlib.asynccontextmanager
+        async def parsed(request: Any, context: Context) -> AsyncIterator[None]:
             if isinstance(request, _Malformed):
                 await abort_with(context, _malformed_error(method, request))
-            # Servicers stream either as async generators or by awaiting context.write.
-            result = streamer(request, context)
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    await context.write(item)
-            else:
-                await result
+            yield
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_handler(handler, parsed, _tolerant(handler.request_deserializer))

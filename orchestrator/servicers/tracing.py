@@ -14,8 +14,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from orchestrator.servicers.errors import Context
-from orchestrator.servicers.wrapping import Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import tracing
 

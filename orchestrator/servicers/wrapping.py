@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 
-from orchestrator.servicers.errors import Context
-
+# What a servicer is called with on the aio server.
+Context = grpc.aio.ServicerContext[Any, Any]
 Continuation = Callable[
     [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
 ]
@@ -26,12 +26,20 @@ Around = Callable[[Any, Context], AbstractAsyncContextManager[Any]]
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any], around: Around
+    handler: grpc.RpcMethodHandler[Any, Any],
+    around: Around,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with ``around`` entered around every call of it.
 
+    Args:
+        handler: The method's handler.
+        around: What runs around each call.
+        request_deserializer: Replaces the handler's own (see MalformedRequestInterceptor).
+
     Client-streaming methods (the API has none) come back unwrapped.
     """
+    deserialize = request_deserializer or handler.request_deserializer
     # Typed for the sync API; the aio server calls them with aio contexts.
     inner: Any
     if handler.unary_unary is not None:
@@ -43,7 +51,7 @@ def wrap_handler(
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
@@ -55,7 +63,7 @@ def wrap_handler(
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
     if handler.stream_stream is not None:
@@ -67,7 +75,7 @@ def wrap_handler(
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
     return handler

@@ -17,7 +17,6 @@ import grpc
 import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
-from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from temporalio.client import Client
 
@@ -25,43 +24,18 @@ from orchestrator.auth.policy import RULES, Access
 from polyfleet.error_details import error_info
 from polyfleet.roles import Role, grants
 from polyfleet.v1 import (
-    agent_execution_pb2,
     agent_pb2,
     agent_pb2_grpc,
-    fleet_pb2,
-    runner_pb2,
-    session_pb2,
-    workflow_execution_pb2,
-    workflow_pb2,
 )
 from tests.conftest import Fleet, start_fleet, stopping
+from tests.helpers import method_path, served_methods
 
-_MODULES = (
-    agent_pb2,
-    agent_execution_pb2,
-    fleet_pb2,
-    runner_pb2,
-    session_pb2,
-    workflow_pb2,
-    workflow_execution_pb2,
-    health_pb2,
-    reflection_pb2,
-)
 _REFUSALS = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
-
-
-def _methods() -> list[MethodDescriptor]:
-    return [
-        method
-        for module in _MODULES
-        for service in module.DESCRIPTOR.services_by_name.values()
-        for method in service.methods
-    ]
 
 
 async def _call(channel: grpc.aio.Channel, method: MethodDescriptor) -> grpc.aio.AioRpcError | None:
     """Call ``method`` with an empty request; its error, or None if it answered."""
-    path = f"/{method.containing_service.full_name}/{method.name}"
+    path = method_path(method)
     request_type = message_factory.GetMessageClass(method.input_type)
     response_type = message_factory.GetMessageClass(method.output_type)
     request: Any = request_type()
@@ -108,14 +82,14 @@ def _expected(role: Role | None, path: str) -> grpc.StatusCode | None:
 async def test_every_rpc_answers_each_role_as_the_table_says(
     temporal_client: Client, tmp_path: Path, role: Role | None
 ) -> None:
-    methods = _methods()
+    methods = served_methods()
     assert len(methods) == len(RULES)
     wrong = []
     async with stopping(await start_fleet(temporal_client, tmp_path, with_runner=False)) as fleet:
         channel = fleet.channel_as(role)
         try:
             for method in methods:
-                path = f"/{method.containing_service.full_name}/{method.name}"
+                path = method_path(method)
                 err = await _call(channel, method)
                 code = err.code() if err else None
                 expected = _expected(role, path)

@@ -16,8 +16,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from orchestrator.auth.authn import Authenticator, AuthUnavailable, NoRole, Unauthenticated
+from orchestrator.auth.authn import Authenticator, AuthUnavailable, NoRole
 from orchestrator.auth.caller import Caller
+from orchestrator.errors import UnauthenticatedError
 from polyfleet.config import AuthSettings, ConfigError
 from polyfleet.roles import Role
 from polyfleet.tokens import TokenEntry, dump_token_file, make_entry, new_token
@@ -61,17 +62,17 @@ async def test_a_wrong_token_is_refused_without_echo(token_file: tuple[Path, str
     path, _ = token_file
     auth = Authenticator(AuthSettings(tokens_file=path))
     wrong = new_token()
-    with pytest.raises(Unauthenticated) as caught:
+    with pytest.raises(UnauthenticatedError) as caught:
         await auth.authenticate(_bearer(wrong), NO_PEER)
-    assert caught.value.reason == "invalid token"
+    assert str(caught.value) == "invalid token"
     assert wrong not in str(caught.value)
 
 
 async def test_missing_and_malformed_credentials(token_file: tuple[Path, str]) -> None:
     auth = Authenticator(AuthSettings(tokens_file=token_file[0]))
-    with pytest.raises(Unauthenticated, match="missing credentials: send `authorization: Bea"):
+    with pytest.raises(UnauthenticatedError, match="missing credentials: send `authorization: Bea"):
         await auth.authenticate({}, NO_PEER)
-    with pytest.raises(Unauthenticated, match="unsupported authorization"):
+    with pytest.raises(UnauthenticatedError, match="unsupported authorization"):
         await auth.authenticate({"authorization": f"Basic {token_file[1]}"}, NO_PEER)
 
 
@@ -82,7 +83,7 @@ async def test_a_rotated_file_is_read_without_restart(token_file: tuple[Path, st
     new = new_token()
     _write(path, [make_entry("ci-bot-2", Role.ADMIN, new)], bump=1)
     assert await auth.authenticate(_bearer(new), NO_PEER) == Caller("ci-bot-2", Role.ADMIN, "token")
-    with pytest.raises(Unauthenticated, match="invalid token"):
+    with pytest.raises(UnauthenticatedError, match="invalid token"):
         await auth.authenticate(_bearer(old), NO_PEER)
 
 
@@ -242,15 +243,15 @@ async def test_invalid_jwts_are_refused_saying_why(
     idp: IdentityProvider, claims: dict[str, Any], reason: str
 ) -> None:
     token = idp.token(**claims)
-    with pytest.raises(Unauthenticated) as caught:
+    with pytest.raises(UnauthenticatedError) as caught:
         await _oidc(idp).authenticate(_bearer(token), NO_PEER)
-    assert caught.value.reason == reason
+    assert str(caught.value) == reason
     assert token not in str(caught.value)
 
 
 async def test_a_bad_signature_is_refused(idp: IdentityProvider) -> None:
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with pytest.raises(Unauthenticated, match="invalid token: bad signature"):
+    with pytest.raises(UnauthenticatedError, match="invalid token: bad signature"):
         await _oidc(idp).authenticate(_bearer(idp.token(key=impostor)), NO_PEER)
     # HS256 is not an accepted algorithm (a JWKS's public data must never be an HMAC secret).
     now = int(time.time())
@@ -260,7 +261,7 @@ async def test_a_bad_signature_is_refused(idp: IdentityProvider) -> None:
         algorithm="HS256",
         headers={"kid": "rsa-1"},
     )
-    with pytest.raises(Unauthenticated, match="invalid token"):
+    with pytest.raises(UnauthenticatedError, match="invalid token"):
         await _oidc(idp).authenticate(_bearer(forged), NO_PEER)
 
 
@@ -343,7 +344,7 @@ async def test_tokens_and_jwts_together(idp: IdentityProvider, tmp_path: Path) -
     assert (await auth.authenticate(_bearer(token), NO_PEER)).via == "token"
     assert (await auth.authenticate(_bearer(idp.token()), NO_PEER)).via == "oidc"
     # Neither a known token nor shaped like a JWT: refused without asking the provider.
-    with pytest.raises(Unauthenticated, match=r"^invalid token$"):
+    with pytest.raises(UnauthenticatedError, match=r"^invalid token$"):
         await auth.authenticate(_bearer(new_token()), NO_PEER)
 
 
@@ -363,16 +364,16 @@ async def test_a_client_certificate_maps_to_its_role() -> None:
     assert await auth.authenticate({}, _peer("runner-1")) == Caller("runner-1", Role.RUNNER, "mtls")
     by_san = await auth.authenticate({}, _peer("laptop", "ops.example.com"))
     assert by_san == Caller("ops.example.com", Role.ADMIN, "mtls")
-    with pytest.raises(Unauthenticated, match="client certificate maps to no role"):
+    with pytest.raises(UnauthenticatedError, match="client certificate maps to no role"):
         await auth.authenticate({}, _peer("stranger"))
     # Without TLS there is no certificate to believe.
-    with pytest.raises(Unauthenticated, match="missing credentials"):
+    with pytest.raises(UnauthenticatedError, match="missing credentials"):
         await auth.authenticate({}, {"x509_common_name": [b"runner-1"]})
 
 
 async def test_a_bearer_wins_over_the_certificate(token_file: tuple[Path, str]) -> None:
     auth = Authenticator(AuthSettings(tokens_file=token_file[0], mtls_roles="runner-1=runner"))
-    with pytest.raises(Unauthenticated, match="invalid token"):
+    with pytest.raises(UnauthenticatedError, match="invalid token"):
         await auth.authenticate(_bearer(new_token()), _peer("runner-1"))
     caller = await auth.authenticate(_bearer(token_file[1]), _peer("runner-1"))
     assert caller.via == "token"
