@@ -6,14 +6,16 @@ orchestrator process and one runner process, all on this machine:
 - **off**: no `/metrics` endpoint (``POLYFLEET_METRICS_PORT=0``) and no OTLP endpoint, so
   neither metrics nor traces are exported;
 - **on**: the orchestrator and the runner each serve `/metrics` (``POLYFLEET_METRICS_PORT``),
-  scraped every ``SCRAPE_INTERVAL`` seconds, and export traces (and metrics) over OTLP
-  (``OTEL_EXPORTER_OTLP_ENDPOINT``) to a receiver in this process that counts and discards.
+  scraped every ``SCRAPE_INTERVAL`` seconds, and export metrics and traces over OTLP
+  (``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) to a
+  receiver in this process that counts and discards.
 
 Each fleet runs ``BENCH_OBS_EXECUTIONS`` agent executions of a no-op agent (the offline
 ``scripted`` model: no network) after a warm-up; the figure is each process's user + system
 CPU time (psutil) from the first create to the last terminal state, divided by the
-executions. ``BENCH_OBS_ROUNDS`` repeats the off/on pair; ``BENCH_OBS_PARTS`` (``metrics``,
-``tracing`` or both, the default) says what "on" turns on, to tell the two costs apart. Run
+executions. ``BENCH_OBS_ROUNDS`` (default 2) repeats the off/on pair, alternating which
+runs first; ``BENCH_OBS_PARTS`` (``metrics``: `/metrics` and OTLP metrics; ``tracing``: OTLP
+traces only; or both, the default) says what "on" turns on, to tell the two costs apart. Run
 with ``make bench``.
 """
 
@@ -49,7 +51,7 @@ from polyfleet.fleet import Fleet, FleetConfig, free_port
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
 EXECUTIONS = int(os.environ.get("BENCH_OBS_EXECUTIONS", "200"))
-ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "1"))
+ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "2"))
 # What "on" turns on, to tell the two costs apart: metrics, tracing or both (the default).
 PARTS = frozenset(os.environ.get("BENCH_OBS_PARTS", "metrics,tracing").split(","))
 WARMUP = 10
@@ -114,6 +116,10 @@ class Measured:
     wall: float = 0.0
     scrapes: int = 0
     scrape_bytes: int = 0
+
+    def total_ms(self) -> float:
+        """CPU milliseconds of all measured processes so far."""
+        return sum(self.cpu[name] for name in PROCESSES) * 1000
 
     def per_execution_ms(self, name: str) -> float:
         """CPU milliseconds of process ``name`` per execution."""
@@ -207,7 +213,16 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
     data_dir.mkdir(parents=True)
     metrics = on and "metrics" in PARTS
     orchestrator_port, runner_port = (free_port(), free_port()) if metrics else (0, 0)
-    observability = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if on and "tracing" in PARTS else {}
+    # Each part has its own OTLP variable, so "tracing" alone exports no metrics and
+    # "metrics" alone no spans (OTEL_EXPORTER_OTLP_ENDPOINT would turn on both).
+    observability = {
+        variable: otlp
+        for part, variable in (
+            ("metrics", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+            ("tracing", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        )
+        if on and part in PARTS
+    }
     env = {
         key: value
         for key, value in os.environ.items()
@@ -261,7 +276,9 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
             runner.wait(60)
 
 
-def _report(off: Measured, on: Measured, sink: OtlpSink) -> list[str]:
+def _report(
+    off: Measured, on: Measured, sink: OtlpSink, rounds: list[tuple[float, float]]
+) -> list[str]:
     def overhead(name: str | None) -> tuple[float, float, float]:
         names = PROCESSES if name is None else (name,)
         base = sum(off.per_execution_ms(n) for n in names)
@@ -276,16 +293,28 @@ def _report(off: Measured, on: Measured, sink: OtlpSink) -> list[str]:
     total = overhead(None)[2]
     verdict = "met" if total < TARGET else "NOT met"
     return [
-        f"{ROUNDS} round(s) of two fleets, observability off then on, each a Temporal dev server "
+        f"{ROUNDS} round(s) of two fleets, observability off and on (alternating which runs "
+        "first), each a Temporal dev server "
         f"(in memory), an orchestrator process and a runner process; each runs {EXECUTIONS} "
         f"executions of a no-op agent (offline `scripted` model) after {WARMUP} warm-up "
         f"executions, created {CREATE_CONCURRENCY} at a time. Everything shares this machine's "
         f"{os.cpu_count()} CPUs.",
         "",
         "- **off**: `POLYFLEET_METRICS_PORT=0`, no `OTEL_EXPORTER_OTLP_ENDPOINT`.",
-        "- **on**: `/metrics` on both processes (`POLYFLEET_METRICS_PORT`), scraped every "
-        f"{SCRAPE_INTERVAL:.0f} s, and `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/gRPC "
-        "receiver in the benchmark that counts and discards.",
+        f"- **on** ({', '.join(sorted(PARTS))}): "
+        + " and ".join(
+            text
+            for part, text in (
+                (
+                    "metrics",
+                    "`/metrics` on both processes (`POLYFLEET_METRICS_PORT`), scraped every "
+                    f"{SCRAPE_INTERVAL:.0f} s, and OTLP metrics",
+                ),
+                ("tracing", "OTLP traces"),
+            )
+            if part in PARTS
+        )
+        + ", exported to an OTLP/gRPC receiver in the benchmark that counts and discards.",
         "",
         "| CPU per execution (user + system) | off | on | observability costs |",
         "|---|---:|---:|---:|",
@@ -298,6 +327,9 @@ def _report(off: Measured, on: Measured, sink: OtlpSink) -> list[str]:
         f"({sink.spans / max(on.executions + WARMUP * ROUNDS, 1):.1f} per execution) and "
         f"{sink.metric_exports} OTLP metric exports; {on.scrapes} `/metrics` scrapes read "
         f"{on.scrape_bytes / max(on.scrapes, 1) / 1024:.0f} KB each on average.",
+        "- By round (orchestrator + runner, off → on): "
+        + "; ".join(f"{a:.1f} → {b:.1f} ms ({(b - a) / a:+.1%})" for a, b in rounds)
+        + ".",
         "",
         f"Target: metrics and tracing cost under {TARGET:.0%} of the orchestrator's and runner's "
         f"CPU per execution: **{verdict}** ({total:+.1%}).",
@@ -307,13 +339,23 @@ def _report(off: Measured, on: Measured, sink: OtlpSink) -> list[str]:
 def main() -> None:
     """Run the off/on fleets, write docs/benchmarks.md."""
     off, on = Measured(), Measured()
+    rounds: list[tuple[float, float]] = []
     sink = OtlpSink()
     with tempfile.TemporaryDirectory() as tmp, sink.serving() as otlp:
-        for _ in range(ROUNDS):
-            _run_fleet(Path(tmp), False, otlp, off)
-            _run_fleet(Path(tmp), True, otlp, on)
+        for round_number in range(ROUNDS):
+            # Off first in even rounds, on first in odd ones: a machine that slows down or
+            # speeds up during the run weighs on both sides alike.
+            order = (False, True) if round_number % 2 == 0 else (True, False)
+            start = off.total_ms(), on.total_ms()
+            for on_now in order:
+                _run_fleet(Path(tmp), on_now, otlp, on if on_now else off)
+            rounds.append(
+                ((off.total_ms() - start[0]) / EXECUTIONS, (on.total_ms() - start[1]) / EXECUTIONS)
+            )
     write_section(
-        "observability", "Observability on vs off: CPU per execution", _report(off, on, sink)
+        "observability",
+        "Observability on vs off: CPU per execution",
+        _report(off, on, sink, rounds),
     )
 
 

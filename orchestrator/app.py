@@ -8,6 +8,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +25,8 @@ from orchestrator.auth.authn import Authenticator
 from orchestrator.auth.binding import RunnerBinding
 from orchestrator.auth.interceptor import AuthInterceptor
 from orchestrator.auth.limits import CreateRate, WatchLimit
+from orchestrator.cloud_events import CloudEvents
+from orchestrator.event_schedules import EventSchedules
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
 from orchestrator.fleet_status import FleetStatus
@@ -37,17 +40,21 @@ from orchestrator.ownership import (
 )
 from orchestrator.reconciler import Reconciler
 from orchestrator.runner_operations import RunnerOperations
+from orchestrator.schedules import ScheduleActivities, Schedules
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
+from orchestrator.servicers.cloud_events import EventServicer
 from orchestrator.servicers.errors import MalformedRequestInterceptor
 from orchestrator.servicers.fleet import FleetServicer
 from orchestrator.servicers.resources import AgentServicer, SessionServicer, WorkflowServicer
 from orchestrator.servicers.runner import RunnerServicer
+from orchestrator.servicers.schedules import ScheduleServicer
 from orchestrator.servicers.tracing import ApiTracingInterceptor
 from orchestrator.servicers.workflow_executions import WorkflowExecutionServicer
 from orchestrator.telemetry import ExecutionGauges, MetricsInterceptor
 from orchestrator.tls import CertificateFiles
 from orchestrator.workflow_executions import WorkflowExecutions
 from orchestrator.workflows import AgentExecutionWorkflow, WorkflowExecutionWorkflow
+from orchestrator.workflows.scheduled_start import ScheduledWorkflowStart
 from polyfleet import contract
 from polyfleet.channel import channel_options
 from polyfleet.config import (
@@ -71,10 +78,14 @@ from polyfleet.v1 import (
     agent_execution_pb2_grpc,
     agent_pb2,
     agent_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     runner_pb2,
     runner_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
     workflow_execution_pb2,
@@ -97,6 +108,8 @@ API_SERVICES = tuple(
         (workflow_execution_pb2, "WorkflowExecutionService"),
         (runner_pb2, "RunnerService"),
         (fleet_pb2, "FleetService"),
+        (schedule_pb2, "ScheduleService"),
+        (event_pb2, "EventService"),
     )
 )
 SERVED_SERVICES = (
@@ -128,6 +141,9 @@ class _Services:
     agent_executions: AgentExecutions
     workflow_executions: WorkflowExecutions
     registry: ExecutionRegistry
+    # The CloudEvents stream: EventService, `emit`/`listen`, and `subscribe` for the
+    # orchestrator's own followers of new events.
+    events: CloudEvents
 
 
 class Orchestrator:
@@ -165,6 +181,8 @@ class Orchestrator:
         # Read from the data directory when run() starts.
         self.store_id = ""
         self._certificates: CertificateFiles | None = None
+        # The workflows' Temporal Schedules; set when run() starts.
+        self.schedules: Schedules | None = None
         self._authenticator: Authenticator | None = None
 
     async def wait_ready(self) -> None:
@@ -230,17 +248,25 @@ class Orchestrator:
         # Before any worker polls: our own pollers must not hide another store's.
         await ensure_queues_free(temporal, self._orchestrator_queues(), self.store_id)
         services = self._services(db, temporal)
+        self.schedules = Schedules(db, temporal, queues.workflow_execution_orchestrator_task_queue)
         server, health_servicer = self._build_server(db, services, temporal)
         update_status = StatusActivities(services.registry).update_status
+        # A workflow's schedule starts ScheduledWorkflowStart, whose local activity creates
+        # the execution (orchestrator/schedules.py).
+        start_scheduled = ScheduleActivities(services.workflow_executions)
+        workflow_activities: list[Callable[..., Any]] = [
+            update_status,
+            start_scheduled.start_scheduled_execution,
+        ]
         identity = worker_identity(self.store_id)
         self.workers = [
             Worker(
                 temporal,
                 task_queue=task_queue,
-                workflows=[workflow],
+                workflows=workflows,
                 # Local only: no activity poller on the orchestrator queues, so an activity
                 # sent there by mistake waits visibly instead of running here.
-                activities=[update_status],
+                activities=activities,
                 no_remote_activities=True,
                 # OpenTelemetry's context is process-wide state: workflows share the
                 # host's module rather than re-importing it (temporalio's tracing docs).
@@ -251,9 +277,17 @@ class Orchestrator:
                 ),
                 identity=identity,
             )
-            for task_queue, workflow in (
-                (queues.agent_execution_orchestrator_task_queue, AgentExecutionWorkflow),
-                (queues.workflow_execution_orchestrator_task_queue, WorkflowExecutionWorkflow),
+            for task_queue, workflows, activities in (
+                (
+                    queues.agent_execution_orchestrator_task_queue,
+                    [AgentExecutionWorkflow],
+                    [update_status],
+                ),
+                (
+                    queues.workflow_execution_orchestrator_task_queue,
+                    [WorkflowExecutionWorkflow, ScheduledWorkflowStart],
+                    workflow_activities,
+                ),
             )
         ]
         self.reconciler = Reconciler(
@@ -261,6 +295,7 @@ class Orchestrator:
         )
         # Before the API serves, so no Create is between persisting and starting.
         await self.reconciler.reconcile(startup=True)
+        await self._reconcile_schedules()
         await server.start()
         for name in (*_SERVICE_NAMES, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -293,8 +328,17 @@ class Orchestrator:
                     {"temporal": temporal_check(temporal, 5.0), "store": store_check(db)},
                 )
                 monitor = asyncio.create_task(self.health.run_forever())
+                # Workflows with `schedule.on` start on events (orchestrator/event_schedules.py).
+                triggered = asyncio.create_task(
+                    EventSchedules(db, services.events, services.workflow_executions).run_forever()
+                )
                 self._ready.set()
-                await self._stop.wait()
+                try:
+                    await self._stop.wait()
+                finally:
+                    triggered.cancel()
+                    # Its creation in flight ends before the store closes.
+                    await asyncio.wait([triggered])
                 periodic.cancel()
                 gauges.cancel()
                 monitor.cancel()
@@ -303,6 +347,16 @@ class Orchestrator:
                 await server.stop(s.shutdown_grace)
         finally:
             await server.stop(None)
+
+    async def _reconcile_schedules(self) -> None:
+        # Temporal's schedules follow the stored workflows (e.g. after a restore); a failure
+        # is logged, not fatal: applying a workflow syncs its schedule again.
+        if self.schedules is None:
+            return
+        try:
+            await self.schedules.reconcile()
+        except Exception:
+            logger.exception("reconciling the workflows' schedules failed")
 
     def _orchestrator_queues(self) -> list[str]:
         queues = self.settings.queues
@@ -327,7 +381,8 @@ class Orchestrator:
                 contract.WORKFLOW_EXECUTION_ID_PREFIX: workflow_executions,
             }
         )
-        return _Services(agent_executions, workflow_executions, registry)
+        db.events.retention = s.store.store_event_retention
+        return _Services(agent_executions, workflow_executions, registry, CloudEvents(db))
 
     def _build_server(
         self, db: store.Store, services: _Services, temporal: Client
@@ -358,7 +413,7 @@ class Orchestrator:
             AgentServicer(resources.agents(db)), server
         )
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(resources.workflows(db)), server
+            WorkflowServicer(resources.workflows(db, self.schedules)), server
         )
         session_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(resources.Sessions(db)), server
@@ -371,11 +426,16 @@ class Orchestrator:
         )
         operations = RunnerOperations(db, services.agent_executions, services.workflow_executions)
         runner_pb2_grpc.add_RunnerServiceServicer_to_server(
-            RunnerServicer(operations, services.registry), server
+            RunnerServicer(operations, services.registry, services.events), server
         )
+        event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(
             FleetServicer(FleetStatus(db, temporal, s.queues, s.executions.stuck_after)), server
         )
+        if self.schedules is not None:
+            schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
+                ScheduleServicer(self.schedules), server
+            )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if s.api.api_reflection:

@@ -14,6 +14,7 @@ import store
 from orchestrator.actors import current_actor, describe
 from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, invalid_page_token
 from orchestrator.paging import every_page
+from orchestrator.schedules import Schedules
 from orchestrator.validation import validate_agent, validate_workflow
 from polyfleet.quoting import quote
 from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
@@ -41,10 +42,16 @@ class NamedResources(Generic[N]):
         kind: str,
         repository: store.NamedResourceRepository[N],
         validate: Callable[[N], Awaitable[None]],
+        *,
+        written: Callable[[N], Awaitable[None]] | None = None,
+        deleted: Callable[[N], Awaitable[None]] | None = None,
     ) -> None:
         self._kind = kind
         self._repo: store.NamedResourceRepository[N] = repository
         self._validate: Callable[[N], Awaitable[None]] = validate
+        # Called after a write or delete is stored (a workflow's schedule follows it).
+        self._written: Callable[[N], Awaitable[None]] | None = written
+        self._deleted: Callable[[N], Awaitable[None]] | None = deleted
 
     async def create(self, resource: N) -> N:
         """Store a new resource.
@@ -62,6 +69,7 @@ class NamedResources(Generic[N]):
                 reason_code="ALREADY_EXISTS",
             ) from None
         self._log(stored, "created")
+        await self._after_write(stored)
         return stored
 
     async def apply(self, resource: N) -> N:
@@ -69,6 +77,7 @@ class NamedResources(Generic[N]):
         await self._validate(resource)
         stored, created = await self._repo.apply(_written_by(resource))
         self._log(stored, "created (apply)" if created else "replaced (apply)")
+        await self._after_write(stored)
         return stored
 
     async def get(self, name: str) -> N:
@@ -91,12 +100,20 @@ class NamedResources(Generic[N]):
             _written_by(resource), expected_version=resource.version or None
         )
         self._log(stored, "updated")
+        await self._after_write(stored)
         return stored
 
     async def delete(self, name: str) -> None:
         """Delete a resource by ID or name (who deleted it is logged; nothing is kept)."""
+        existing = await self._repo.get(name) if self._deleted else None
         await self._repo.delete(name)
         logger.info("%s %s deleted by %s", self._kind, quote(name), describe(current_actor()))
+        if self._deleted and existing is not None:
+            await self._deleted(existing)
+
+    async def _after_write(self, stored: N) -> None:
+        if self._written:
+            await self._written(stored)
 
     def _log(self, stored: N, change: str) -> None:
         logger.info(
@@ -119,13 +136,37 @@ def agents(db: store.Store) -> NamedResources[agent_pb2.Agent]:
     return NamedResources("agent", db.agents, validate)
 
 
-def workflows(db: store.Store) -> NamedResources[workflow_pb2.Workflow]:
-    """Serverless Workflow documents; `call: agent` must name an existing agent."""
+def workflows(
+    db: store.Store, schedules: Schedules | None = None
+) -> NamedResources[workflow_pb2.Workflow]:
+    """Serverless Workflow documents; `call: agent` and `run: workflow` name existing ones.
+
+    With ``schedules``, every write makes the workflow's Temporal Schedule follow its
+    document's `schedule`, and a delete deletes it (orchestrator/schedules.py).
+    """
 
     async def validate(definition: workflow_pb2.Workflow) -> None:
-        validate_workflow(definition, await _agent_names(db))
+        validate_workflow(
+            definition, await _agent_names(db), known_workflows=await _workflow_names(db)
+        )
 
-    return NamedResources("workflow", db.workflows, validate)
+    async def deleted(definition: workflow_pb2.Workflow) -> None:
+        if schedules is not None:
+            await schedules.remove(definition.name)
+
+    return NamedResources(
+        "workflow",
+        db.workflows,
+        validate,
+        written=schedules.sync if schedules is not None else None,
+        deleted=deleted if schedules is not None else None,
+    )
+
+
+async def _workflow_names(db: store.Store) -> list[str]:
+    # `run: workflow` names another applied workflow.
+    found = await every_page(lambda token: db.workflows.list(page_size=1000, page_token=token))
+    return [definition.name for definition in found]
 
 
 async def _agent_names(db: store.Store) -> list[str]:

@@ -1,7 +1,7 @@
 """What runners fetch and write through RunnerService.
 
-Context, thread history, checkpoints, and the child agent executions of a workflow's
-`call: agent` tasks.
+Context, thread history, checkpoints, and the child executions of a workflow's tasks: agent
+executions of `call: agent`, workflow executions of `run: workflow`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator
 import store
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.errors import FailedPreconditionError, InvalidArgumentError
+from orchestrator.executions import C, E, Executions
 from orchestrator.validation import MAX_REQUEST_ID_CHARS
 from orchestrator.workflow_executions import WorkflowExecutions
 from polyfleet import contract
-from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
+from polyfleet.dsl import load_document
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, workflow_execution_pb2
 
 AgentExecution = agent_execution_pb2.AgentExecution
+WorkflowExecution = workflow_execution_pb2.WorkflowExecution
 
 
 def _required(value: str, field: str) -> str:
@@ -43,6 +46,21 @@ def child_request_key(request: runner_pb2.CreateChildAgentExecutionRequest) -> s
     )
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
     return f"child-{digest}"
+
+
+def child_workflow_request_key(request: runner_pb2.CreateChildWorkflowExecutionRequest) -> str:
+    """The idempotency key of a child workflow's Create (as :func:`child_request_key`)."""
+    parts = (
+        request.execution_id,
+        request.task_id,
+        request.request_id,
+        request.workflow,
+        request.version,
+        request.namespace,
+        request.input.SerializeToString(deterministic=True).hex(),
+    )
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
+    return f"child-workflow-{digest}"
 
 
 class RunnerOperations:
@@ -115,6 +133,99 @@ class RunnerOperations:
             found=True, sequence=checkpoint.sequence, data=checkpoint.data
         )
 
+    @staticmethod
+    def _child_labels(
+        request: runner_pb2.CreateChildAgentExecutionRequest
+        | runner_pb2.CreateChildWorkflowExecutionRequest,
+    ) -> dict[str, str]:
+        """The labels naming a child's parent and task, once the Create's IDs are checked.
+
+        Raises:
+            InvalidArgumentError: ``execution_id`` or ``task_id`` is empty, or
+                ``request_id`` is too long.
+        """
+        parent_id = _required(request.execution_id, "execution_id")
+        task_id = _required(request.task_id, "task_id")
+        if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgumentError(
+                "request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters"
+            )
+        return {
+            contract.PARENT_EXECUTION_LABEL: parent_id,
+            contract.PARENT_TASK_LABEL: task_id.replace("/", ".").strip("."),
+        }
+
+    async def _open_parent(self, parent_id: str, what: str) -> None:
+        """Refuse children of a parent that is not a workflow execution or is terminal.
+
+        Raises:
+            store.NotFoundError: The parent does not exist.
+            FailedPreconditionError: The parent is not a workflow execution (only a
+                workflow's ``what`` task has children), or is terminal.
+        """
+        if not contract.is_workflow_execution(parent_id):
+            raise FailedPreconditionError(
+                f"execution {parent_id} is not a workflow execution: only a workflow's "
+                f"{what} task has child executions",
+                execution_id=parent_id,
+            )
+        parent = await self._workflows.get(parent_id)
+        if contract.is_terminal(parent.status.phase):
+            raise FailedPreconditionError(
+                f"workflow execution {parent_id} is "
+                f"{contract.phase_name(parent.status.phase)}: it starts no more children",
+                execution_id=parent_id,
+            )
+
+    @staticmethod
+    async def _create(executions: Executions[E, C], create: C) -> E:
+        """Create a child; a rejected field is named as in this request, not the public one."""
+        try:
+            return await executions.create(create)
+        except InvalidArgumentError as err:
+            raise InvalidArgumentError.of(
+                [(f.removeprefix("execution."), p) for f, p in err.violations]
+            ) from None
+
+    @staticmethod
+    async def _child(executions: Executions[E, C], parent_id: str, child_id: str) -> E:
+        """The child, if it is ``parent_id``'s; another parent's child is not found.
+
+        Raises:
+            InvalidArgumentError: An ID is empty.
+            store.NotFoundError: No such child of this parent.
+        """
+        _required(parent_id, "execution_id")
+        _required(child_id, "child_execution_id")
+        child = await executions.get(child_id, common_pb2.EXECUTION_VIEW_BASIC)
+        if child.labels.get(contract.PARENT_EXECUTION_LABEL) != parent_id:
+            # Not PERMISSION_DENIED: a runner learns nothing of other parents' children.
+            raise store.NotFoundError(f"{executions.metric_kind} execution", child_id)
+        return child
+
+    async def _watch_child(
+        self, executions: Executions[E, C], parent_id: str, child_id: str, after_sequence: int
+    ) -> AsyncIterator[E | common_pb2.ExecutionEvent]:
+        """The public Watch of a child of ``parent_id`` (snapshot, then events).
+
+        Raises:
+            InvalidArgumentError: An ID is empty, or ``after_sequence`` is negative.
+            store.NotFoundError: No such child of this parent.
+        """
+        await self._child(executions, parent_id, child_id)
+        async for item in executions.watch(child_id, after_sequence):
+            yield item
+
+    async def _cancel_child(self, executions: Executions[E, C], parent_id: str, child_id: str) -> E:
+        """The public Cancel of a child of ``parent_id``.
+
+        Raises:
+            InvalidArgumentError: An ID is empty.
+            store.NotFoundError: No such child of this parent.
+        """
+        await self._child(executions, parent_id, child_id)
+        return await executions.cancel(child_id)
+
     async def create_child(
         self, request: runner_pb2.CreateChildAgentExecutionRequest
     ) -> AgentExecution:
@@ -128,75 +239,90 @@ class RunnerOperations:
             store.NotFoundError: The parent or the agent does not exist.
             FailedPreconditionError: The parent is not a workflow execution, or is terminal.
         """
-        parent_id = _required(request.execution_id, "execution_id")
-        task_id = _required(request.task_id, "task_id")
-        if len(request.request_id) > MAX_REQUEST_ID_CHARS:
-            raise InvalidArgumentError(
-                "request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters"
-            )
-        if not contract.is_workflow_execution(parent_id):
-            raise FailedPreconditionError(
-                f"execution {parent_id} is not a workflow execution: only a workflow's "
-                "`call: agent` task has child agent executions",
-                execution_id=parent_id,
-            )
-        parent = await self._workflows.get(parent_id)
-        if contract.is_terminal(parent.status.phase):
-            raise FailedPreconditionError(
-                f"workflow execution {parent_id} is "
-                f"{contract.phase_name(parent.status.phase)}: it starts no more children",
-                execution_id=parent_id,
-            )
+        labels = self._child_labels(request)
+        await self._open_parent(request.execution_id, "`call: agent`")
         create = agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=AgentExecution(
-                agent=request.agent,
-                message=request.message,
-                labels={
-                    contract.PARENT_EXECUTION_LABEL: parent_id,
-                    contract.PARENT_TASK_LABEL: task_id.replace("/", ".").strip("."),
-                },
-            ),
+            execution=AgentExecution(agent=request.agent, message=request.message, labels=labels),
             request_id=child_request_key(request) if request.request_id else "",
         )
-        try:
-            return await self._agents.create(create)
-        except InvalidArgumentError as err:
-            # Name this request's fields (agent, message), not the public request's.
-            raise InvalidArgumentError.of(
-                [(f.removeprefix("execution."), p) for f, p in err.violations]
-            ) from None
+        return await self._create(self._agents, create)
 
-    async def _child(self, parent_id: str, child_id: str) -> AgentExecution:
-        """The child, if it is ``parent_id``'s; another parent's child is not found."""
-        _required(parent_id, "execution_id")
-        _required(child_id, "child_execution_id")
-        child = await self._agents.get(child_id, common_pb2.EXECUTION_VIEW_BASIC)
-        if child.labels.get(contract.PARENT_EXECUTION_LABEL) != parent_id:
-            # Not PERMISSION_DENIED: a runner learns nothing of other parents' children.
-            raise store.NotFoundError("agent execution", child_id)
-        return child
-
-    async def watch_child(
+    def watch_child(
         self, request: runner_pb2.WatchChildAgentExecutionRequest
     ) -> AsyncIterator[AgentExecution | common_pb2.ExecutionEvent]:
-        """The public Watch of a child of ``execution_id`` (snapshot, then events).
-
-        Raises:
-            InvalidArgumentError: An ID is empty, or ``after_sequence`` is negative.
-            store.NotFoundError: No such child of this parent.
-        """
-        await self._child(request.execution_id, request.child_execution_id)
-        async for item in self._agents.watch(request.child_execution_id, request.after_sequence):
-            yield item
+        """The public Watch of a child agent execution of ``execution_id``."""
+        return self._watch_child(
+            self._agents, request.execution_id, request.child_execution_id, request.after_sequence
+        )
 
     async def cancel_child(
         self, request: runner_pb2.CancelChildAgentExecutionRequest
     ) -> AgentExecution:
-        """The public Cancel of a child of ``execution_id``.
+        """The public Cancel of a child agent execution of ``execution_id``."""
+        return await self._cancel_child(
+            self._agents, request.execution_id, request.child_execution_id
+        )
+
+    async def create_child_workflow(
+        self, request: runner_pb2.CreateChildWorkflowExecutionRequest
+    ) -> WorkflowExecution:
+        """Create the child workflow execution of a workflow execution's `run: workflow` task.
+
+        The orchestrator sets the parent labels. With a ``request_id`` the create is
+        idempotent within the parent (see :func:`child_workflow_request_key`).
 
         Raises:
-            InvalidArgumentError: An ID is empty.
-            store.NotFoundError: No such child of this parent.
+            InvalidArgumentError: A field is empty or malformed (named by its field here).
+            store.NotFoundError: The parent or the workflow does not exist.
+            InvalidArgumentError: Also when ``version`` / ``namespace`` differ from the
+                applied workflow's document.
+            FailedPreconditionError: The parent is not a workflow execution or is terminal.
         """
-        await self._child(request.execution_id, request.child_execution_id)
-        return await self._agents.cancel(request.child_execution_id)
+        labels = self._child_labels(request)
+        _required(request.workflow, "workflow")
+        await self._open_parent(request.execution_id, "`run: workflow`")
+        definition = await self._db.workflows.get(request.workflow)
+        if request.version or request.namespace:
+            header = _document_header(definition.document)
+            for field, wanted in (("version", request.version), ("namespace", request.namespace)):
+                have = str(header.get(field, ""))
+                if wanted and wanted != have:
+                    # One document per name is applied: another version is not there.
+                    raise InvalidArgumentError(
+                        field,
+                        f"workflow {definition.name} is applied with document.{field} "
+                        f"{have!r}, not {wanted!r}",
+                    )
+        create = workflow_execution_pb2.CreateWorkflowExecutionRequest(
+            execution=WorkflowExecution(
+                workflow=definition.name, input=request.input, labels=labels
+            ),
+            request_id=child_workflow_request_key(request) if request.request_id else "",
+        )
+        return await self._create(self._workflows, create)
+
+    def watch_child_workflow(
+        self, request: runner_pb2.WatchChildWorkflowExecutionRequest
+    ) -> AsyncIterator[WorkflowExecution | common_pb2.ExecutionEvent]:
+        """The public Watch of a child workflow execution of ``execution_id``."""
+        return self._watch_child(
+            self._workflows,
+            request.execution_id,
+            request.child_execution_id,
+            request.after_sequence,
+        )
+
+    async def cancel_child_workflow(
+        self, request: runner_pb2.CancelChildWorkflowExecutionRequest
+    ) -> WorkflowExecution:
+        """The public Cancel of a child workflow execution of ``execution_id``."""
+        return await self._cancel_child(
+            self._workflows, request.execution_id, request.child_execution_id
+        )
+
+
+def _document_header(text: str) -> dict[str, object]:
+    """The `document` block of an applied (hence valid) workflow document."""
+    document = load_document(text)
+    header = document.get("document")
+    return dict(header) if isinstance(header, dict) else {}

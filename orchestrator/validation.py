@@ -116,9 +116,16 @@ def validate_priority(priority: int, field: str) -> None:
 
 
 def validate_workflow(
-    definition: workflow_pb2.Workflow, known_agents: Iterable[str], field: str = "workflow"
+    definition: workflow_pb2.Workflow,
+    known_agents: Iterable[str],
+    field: str = "workflow",
+    *,
+    known_workflows: Iterable[str] | None = None,
 ) -> None:
     """Check a workflow resource and its Serverless Workflow document.
+
+    A literal `run: workflow` name must be one of ``known_workflows`` (when given) and
+    not the workflow's own name (a cycle).
 
     Raises:
         InvalidArgumentError: Naming the field, or the JSON pointer of the first problem
@@ -142,7 +149,12 @@ def validate_workflow(
         first = err.problems[0] if err.problems else None
         pointer = first.pointer if first else ""
         raise InvalidArgumentError(f"{field}.document{pointer}", str(err)) from None
-    problems = validate_document(document, known_agents=set(known_agents))
+    problems = validate_document(
+        document,
+        known_agents=set(known_agents),
+        known_workflows=None if known_workflows is None else set(known_workflows),
+        workflow_name=definition.name,
+    )
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""

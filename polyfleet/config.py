@@ -316,6 +316,23 @@ TaskQueueList = Annotated[
 ]
 """A setting listing task queues: ``queue-a,queue-b`` or a JSON list."""
 
+#: What `POLYFLEET_RUNNER_ALLOW_RUN` may list: the `run` processes a runner starts.
+RUN_PROCESSES = ("shell", "script")
+
+
+def _run_processes(names: list[str]) -> list[str]:
+    """Only the known `run` process kinds; drop repeats, keep the order."""
+    for name in names:
+        if name not in RUN_PROCESSES:
+            raise ValueError(f"unknown run process {name!r}: expected {' or '.join(RUN_PROCESSES)}")
+    return list(dict.fromkeys(names))
+
+
+RunProcessList = Annotated[
+    list[str], NoDecode, BeforeValidator(_name_list), AfterValidator(_run_processes)
+]
+"""A setting listing `run` process kinds: ``shell,script`` or a JSON list."""
+
 RoleMap = Annotated[dict[str, Role], NoDecode, BeforeValidator(_role_map)]
 """A setting mapping names to roles: ``name=role,name2=role`` or a JSON object."""
 
@@ -426,6 +443,11 @@ class StoreSettings(Settings):
         default=64 * 1024 * 1024,
         gt=0,
         description="initial LMDB map size; the store doubles it when it fills up",
+    )
+    store_event_retention: int = Field(
+        default=10_000,
+        gt=0,
+        description="CloudEvents kept (the newest); older ones, and their deduplication, go",
     )
 
 
@@ -583,6 +605,22 @@ class RunnerSettings(Settings):
         default=[],
         description="JSON list of environment variables a workflow document may read as "
         "`$env` (an allow-list)",
+    )
+    allow_run: RunProcessList = Field(
+        default=[],
+        description="`run` processes workflow documents may start on this runner: `shell`, "
+        "`script` or both, comma-separated; empty: none (docs/dsl.md, 'run')",
+    )
+    run_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="longest a `run: shell` or `run: script` process may run (a task's "
+        "shorter `timeout` wins)",
+    )
+    run_output_max_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="largest stdout or stderr a `run: shell` or `run: script` process may "
+        "write; more fails the task",
     )
     report_max_backoff: Duration = Field(
         default=timedelta(seconds=5),

@@ -180,6 +180,9 @@ def is_workflow_execution(execution_id: str) -> bool:
 # task: the parent workflow execution's ID, and the task's ID with "." for "/".
 PARENT_EXECUTION_LABEL = "polyfleet.parent-execution"
 PARENT_TASK_LABEL = "polyfleet.parent-task"
+# The label the orchestrator sets on an execution a workflow's schedule started: the
+# workflow's name (docs/dsl.md, "schedule").
+SCHEDULE_LABEL = "polyfleet.schedule"
 
 
 # Temporal workflow IDs are these prefixes followed by the execution ID.

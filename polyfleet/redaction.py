@@ -31,6 +31,10 @@ class Redactor:
         """Whether there is anything to redact."""
         return bool(self._values)
 
+    def extended(self, values: Iterable[str]) -> Redactor:
+        """A redactor of this one's values and ``values`` (e.g. a token obtained later)."""
+        return Redactor([*self._values, *values])
+
     def text(self, value: str) -> str:
         """``value`` with every secret value replaced."""
         for secret in self._values:

@@ -11,11 +11,19 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
 from temporalio import activity
 
 from polyfleet import contract
 from polyfleet.telemetry import tracing
-from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, runner_pb2_grpc
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    common_pb2,
+    event_pb2,
+    runner_pb2,
+    runner_pb2_grpc,
+    workflow_execution_pb2,
+)
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +36,13 @@ TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
 )
 _T = TypeVar("_T")
+_Req = TypeVar("_Req")
+# The response of a child's Watch: a snapshot, then events.
+_WatchResponse = TypeVar(
+    "_WatchResponse",
+    agent_execution_pb2.WatchAgentExecutionResponse,
+    workflow_execution_pb2.WatchWorkflowExecutionResponse,
+)
 
 
 def activity_time_left() -> float | None:
@@ -243,6 +258,46 @@ class RunnerClient:
         """
         return (*self._base_metadata, *activity_claim(), *tracing.inject_metadata())
 
+    async def _unary(
+        self, what: str, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _T], request: _Req
+    ) -> _T:
+        """One unary call of RunnerService, retried as :meth:`_call` does."""
+        return await self._call(what, lambda t, m: method(request, timeout=t, metadata=m))
+
+    async def _snapshot(
+        self,
+        what: str,
+        watch: grpc.aio.UnaryStreamMultiCallable[_Req, _WatchResponse],
+        request: _Req,
+        child_execution_id: str,
+    ) -> _WatchResponse:
+        """The response that carries a Watch's snapshot (its first), retried as a call."""
+
+        async def first(seconds: float, metadata: tuple[tuple[str, str], ...]) -> _WatchResponse:
+            call = watch(request, timeout=seconds, metadata=metadata)
+            try:
+                async for response in call:
+                    if response.HasField("snapshot"):
+                        return response
+            finally:
+                call.cancel()
+            raise OrchestratorUnavailableError(
+                f"{what} of {child_execution_id} ended without a snapshot"
+            )
+
+        return await self._call(what, first)
+
+    async def _stream(
+        self, watch: grpc.aio.UnaryStreamMultiCallable[_Req, _T], request: _Req
+    ) -> AsyncIterator[_T]:
+        """One Watch stream, without retries (the caller resumes it)."""
+        call = watch(request, metadata=self.metadata())
+        try:
+            async for response in call:
+                yield response
+        finally:
+            call.cancel()
+
     async def create_child(
         self, execution_id: str, task_id: str, agent: str, message: str, request_id: str
     ) -> agent_execution_pb2.AgentExecution:
@@ -259,9 +314,8 @@ class RunnerClient:
             message=message,
             request_id=request_id,
         )
-        return await self._call(
-            "CreateChildAgentExecution",
-            lambda t, m: self._stub.CreateChildAgentExecution(request, timeout=t, metadata=m),
+        return await self._unary(
+            "CreateChildAgentExecution", self._stub.CreateChildAgentExecution, request
         )
 
     async def cancel_child(
@@ -271,9 +325,8 @@ class RunnerClient:
         request = runner_pb2.CancelChildAgentExecutionRequest(
             execution_id=execution_id, child_execution_id=child_execution_id
         )
-        return await self._call(
-            "CancelChildAgentExecution",
-            lambda t, m: self._stub.CancelChildAgentExecution(request, timeout=t, metadata=m),
+        return await self._unary(
+            "CancelChildAgentExecution", self._stub.CancelChildAgentExecution, request
         )
 
     async def get_child(
@@ -283,24 +336,13 @@ class RunnerClient:
         request = runner_pb2.WatchChildAgentExecutionRequest(
             execution_id=execution_id, child_execution_id=child_execution_id
         )
+        watch = self._stub.WatchChildAgentExecution
+        response = await self._snapshot(
+            "WatchChildAgentExecution", watch, request, child_execution_id
+        )
+        return response.snapshot
 
-        async def snapshot(
-            seconds: float, metadata: tuple[tuple[str, str], ...]
-        ) -> agent_execution_pb2.AgentExecution:
-            call = self._stub.WatchChildAgentExecution(request, timeout=seconds, metadata=metadata)
-            try:
-                async for response in call:
-                    if response.HasField("snapshot"):
-                        return response.snapshot
-            finally:
-                call.cancel()
-            raise OrchestratorUnavailableError(
-                f"WatchChildAgentExecution of {child_execution_id} ended without a snapshot"
-            )
-
-        return await self._call("WatchChildAgentExecution", snapshot)
-
-    async def watch_child(
+    def watch_child(
         self, execution_id: str, child_execution_id: str, after_sequence: int = 0
     ) -> AsyncIterator[agent_execution_pb2.WatchAgentExecutionResponse]:
         """One WatchChildAgentExecution stream, without retries (the caller resumes it)."""
@@ -309,9 +351,96 @@ class RunnerClient:
             child_execution_id=child_execution_id,
             after_sequence=after_sequence,
         )
-        call = self._stub.WatchChildAgentExecution(request, metadata=self.metadata())
-        try:
-            async for response in call:
-                yield response
-        finally:
-            call.cancel()
+        return self._stream(self._stub.WatchChildAgentExecution, request)
+
+    async def create_child_workflow(
+        self,
+        execution_id: str,
+        task_id: str,
+        workflow: tuple[str, str, str],
+        workflow_input: struct_pb2.Struct,
+        request_id: str,
+    ) -> workflow_execution_pb2.WorkflowExecution:
+        """Create the child workflow execution of ``execution_id``'s `run: workflow` task.
+
+        ``workflow`` is (name, version, namespace); an empty version or namespace is not
+        checked.
+
+        Raises:
+            ExecutionClosedError: The parent is terminal.
+
+        """
+        name, version, namespace = workflow
+        request = runner_pb2.CreateChildWorkflowExecutionRequest(
+            execution_id=execution_id,
+            task_id=task_id,
+            workflow=name,
+            version=version,
+            namespace=namespace,
+            input=workflow_input,
+            request_id=request_id,
+        )
+        return await self._unary(
+            "CreateChildWorkflowExecution", self._stub.CreateChildWorkflowExecution, request
+        )
+
+    async def cancel_child_workflow(
+        self, execution_id: str, child_execution_id: str
+    ) -> workflow_execution_pb2.WorkflowExecution:
+        """Ask for a child workflow execution of ``execution_id`` to be cancelled."""
+        request = runner_pb2.CancelChildWorkflowExecutionRequest(
+            execution_id=execution_id, child_execution_id=child_execution_id
+        )
+        return await self._unary(
+            "CancelChildWorkflowExecution", self._stub.CancelChildWorkflowExecution, request
+        )
+
+    async def get_child_workflow(
+        self, execution_id: str, child_execution_id: str
+    ) -> workflow_execution_pb2.WorkflowExecution:
+        """Read a child workflow execution of ``execution_id``: its Watch's snapshot."""
+        request = runner_pb2.WatchChildWorkflowExecutionRequest(
+            execution_id=execution_id, child_execution_id=child_execution_id
+        )
+        watch = self._stub.WatchChildWorkflowExecution
+        response = await self._snapshot(
+            "WatchChildWorkflowExecution", watch, request, child_execution_id
+        )
+        return response.snapshot
+
+    def watch_child_workflow(
+        self, execution_id: str, child_execution_id: str, after_sequence: int = 0
+    ) -> AsyncIterator[workflow_execution_pb2.WatchWorkflowExecutionResponse]:
+        """One WatchChildWorkflowExecution stream, without retries (the caller resumes it)."""
+        request = runner_pb2.WatchChildWorkflowExecutionRequest(
+            execution_id=execution_id,
+            child_execution_id=child_execution_id,
+            after_sequence=after_sequence,
+        )
+        return self._stream(self._stub.WatchChildWorkflowExecution, request)
+
+    async def emit_event(
+        self, execution_id: str, task_id: str, attempt: int, event: event_pb2.CloudEvent
+    ) -> event_pb2.EmitEventResponse:
+        """Publish the event of an `emit` task (its id defaults to one per task attempt)."""
+        request = event_pb2.EmitEventRequest(
+            execution_id=execution_id, task_id=task_id, attempt=attempt, event=event
+        )
+        return await self._call(
+            "EmitEvent", lambda t, m: self._stub.EmitEvent(request, timeout=t, metadata=m)
+        )
+
+    async def receive_events(
+        self, execution_id: str, after_sequence: int, wait: float
+    ) -> event_pb2.ReceiveEventsResponse:
+        """Events a `listen` task may consume, waiting up to ``wait`` seconds for one."""
+        request = event_pb2.ReceiveEventsRequest(
+            execution_id=execution_id,
+            after_sequence=after_sequence,
+            wait_millis=int(wait * 1000),
+        )
+        # The orchestrator holds the call up to ``wait``: the attempt's deadline covers it.
+        return await self._call(
+            "ReceiveEvents",
+            lambda t, m: self._stub.ReceiveEvents(request, timeout=t + wait, metadata=m),
+        )

@@ -3,8 +3,10 @@
 The host connects the engine to polyfleet: task reports go to RunnerService as they
 happen, checkpoints are stored in the orchestrator after each completed task (so a retried
 attempt on another runner resumes after the last completed task, whether or not a heartbeat
-carried the checkpoint's reference), and `call: agent` runs a child agent execution through
-RunnerService (see runner/child_agents.py).
+carried the checkpoint's reference), `call: agent` runs a child agent execution and
+`run: workflow` a child workflow execution through RunnerService (see
+runner/child_executions.py), and `run: shell|script` start processes only when
+POLYFLEET_RUNNER_ALLOW_RUN allows them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import grpc
 import httpx
 from google.protobuf import json_format, struct_pb2
 from opentelemetry.trace import Span, StatusCode
@@ -27,27 +30,35 @@ from temporalio.exceptions import ApplicationError
 from polyfleet import contract
 from polyfleet.config import RunnerSettings
 from polyfleet.dsl import (
+    CONFIGURATION,
     RUNTIME,
     DslError,
     Engine,
+    EventBatch,
     InvalidDocumentError,
     ResumeError,
     TaskReport,
     WorkflowError,
     load_document,
 )
-from polyfleet.structs import struct_to_dict
+from polyfleet.dsl.reports import ChildWorkflow
+from polyfleet.dsl.runtime import ProcessLimits
+from polyfleet.dsl.validation import runner_requirements
+from polyfleet.structs import struct_to_dict, value_to_data
 from polyfleet.telemetry import tracing
 from polyfleet.telemetry.metrics import WORKFLOW_TASK_DURATION, WORKFLOW_TASKS
 from polyfleet.v1 import activities_pb2, common_pb2
-from runner.child_agents import ChildAgents
+from runner.child_executions import ChildAgents, ChildExecutions, ChildWorkflows
 from runner.errors import OutputTooLargeError
 from runner.heartbeat import heartbeating
 from runner.progress import ProgressReporter
 from runner.runner_client import RunnerClient
 from runner.secrets import Secrets
+from runner.workflow_events import WorkflowEvents
 
 logger = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=contract.Execution)
 
 # Key of the checkpoint reference in heartbeat details.
 CHECKPOINT_REF = "checkpointSequence"
@@ -114,7 +125,10 @@ def _problem_status(status: int | None) -> int:
 
 
 def task_status(
-    report: TaskReport, agent_execution_id: str = "", limit: int = 256 * 1024
+    report: TaskReport,
+    agent_execution_id: str = "",
+    limit: int = 256 * 1024,
+    workflow_execution_id: str = "",
 ) -> common_pb2.TaskStatus:
     """Convert an engine report into the TaskStatus of the execution's status."""
     status = common_pb2.TaskStatus(
@@ -124,6 +138,7 @@ def task_status(
         phase=_TASK_PHASES.get(report.phase, common_pb2.TASK_PHASE_UNSPECIFIED),
         attempts=report.attempts,
         agent_execution_id=agent_execution_id,
+        workflow_execution_id=workflow_execution_id,
     )
     if report.input is not None:
         status.input.CopyFrom(_bounded(report.input, limit))
@@ -151,8 +166,11 @@ class _Hooks:
         self.sequence = sequence
         self._progress = progress
         self._agents = ChildAgents(client, execution_id)
+        self._events = WorkflowEvents(client, execution_id)
+        self._workflows = ChildWorkflows(client, execution_id)
         self._last: dict[str, TaskReport] = {}
         self._links: dict[str, str] = {}
+        self._workflow_links: dict[str, str] = {}
         self.checkpoint_ref: dict[str, Any] | None = None
         self.value_limit = 256 * 1024
         self.completed_tasks = 0
@@ -167,7 +185,12 @@ class _Hooks:
         return () if self.checkpoint_ref is None else (self.checkpoint_ref,)
 
     def _send(self, report: TaskReport) -> None:
-        status = task_status(report, self._links.get(report.id, ""), self.value_limit)
+        status = task_status(
+            report,
+            self._links.get(report.id, ""),
+            self.value_limit,
+            self._workflow_links.get(report.id, ""),
+        )
         self._progress.send(common_pb2.ExecutionUpdate(tasks=[status]))
 
     async def report(self, task: TaskReport) -> None:
@@ -238,31 +261,53 @@ class _Hooks:
         # Send it now rather than at the next beat: the SDK throttles the actual calls.
         activity.heartbeat(self.checkpoint_ref)
 
-    async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
-        # One child per attempt of the task (a `try` retries it under the same ID): another
-        # activity attempt (the runner died) finds the child this one started, unless this
-        # one cancelled it on its way out.
+    async def emit_event(self, event: dict[str, Any], task_id: str, attempt: int) -> dict[str, Any]:
+        return await self._events.emit(event, task_id, attempt)
+
+    async def receive_events(self, after: int, wait: float) -> EventBatch:
+        return await self._events.receive(after, wait)
+
+    async def _start_child(
+        self, task_id: str, links: dict[str, str], create: Callable[[str], Awaitable[_E]]
+    ) -> _E:
+        """Create a task's child with ``create(request_id)``, and link the task to it.
+
+        One child per attempt of the task (a `try` retries it under the same ID): another
+        activity attempt (the runner died) finds the child this one started, unless this
+        one cancelled it on its way out.
+        """
         last = self._last.get(task_id)
         request_id = f"attempt-{last.attempts if last else 1}"
         # The child's trace is the task's: its API span is a child of the task's span.
         with tracing.within(self._spans[task_id]) if task_id in self._spans else nullcontext():
-            created = await self._agents.create(task_id, agent, message, request_id)
+            created = await create(request_id)
             if (
                 created.status.phase == common_pb2.EXECUTION_PHASE_CANCELLED
                 and activity.in_activity()
             ):
-                request_id += f".activity-{activity.info().attempt}"
-                created = await self._agents.create(task_id, agent, message, request_id)
-        self._links[task_id] = created.id
+                created = await create(f"{request_id}.activity-{activity.info().attempt}")
+        links[task_id] = created.id
         if task_id in self._last:
             self._send(self._last[task_id])
+        return created
+
+    @staticmethod
+    async def _child_result(children: ChildExecutions[_E], execution_id: str) -> _E:
+        """Follow a child to its end (the watch resumes after a broken stream)."""
         try:
-            # The watch resumes after a broken stream (an orchestrator restart).
-            done = await self._agents.watch(created.id).result()
+            return await children.watch(execution_id).result()
         except asyncio.CancelledError:
             # The child must not outlive the task that asked for it.
-            await asyncio.shield(self._agents.cancel(created.id))
+            await asyncio.shield(children.cancel(execution_id))
             raise
+
+    async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
+        created = await self._start_child(
+            task_id,
+            self._links,
+            lambda request_id: self._agents.create(task_id, agent, message, request_id),
+        )
+        done = await self._child_result(self._agents, created.id)
         if done.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
             phase = common_pb2.ExecutionPhase.Name(done.status.phase)
             ended = phase.removeprefix("EXECUTION_PHASE_")
@@ -275,6 +320,43 @@ class _Hooks:
         if done.status.HasField("output"):
             return struct_to_dict(done.status.output)
         return done.status.output_text
+
+    async def run_workflow(self, workflow: ChildWorkflow, task_id: str) -> Any:
+        child_input = struct_pb2.Struct()
+        json_format.ParseDict(
+            json.loads(json.dumps(workflow.input or {}, default=str)), child_input
+        )
+        names = (workflow.name, workflow.version, workflow.namespace)
+        try:
+            created = await self._start_child(
+                task_id,
+                self._workflow_links,
+                lambda request_id: self._workflows.create(task_id, names, child_input, request_id),
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            # The document names a workflow that is not applied (any more), or another
+            # version of it: running again will not help.
+            raise WorkflowError(
+                CONFIGURATION,
+                400,
+                title=f"cannot run workflow {workflow.name}",
+                detail=err.details() or err.code().name,
+                instance=task_id,
+            ) from None
+        if not workflow.wait:
+            return created.id
+        done = await self._child_result(self._workflows, created.id)
+        if done.status.phase != common_pb2.EXECUTION_PHASE_COMPLETED:
+            ended = contract.phase_name(done.status.phase)
+            raise WorkflowError(
+                RUNTIME,
+                title=f"workflow execution {created.id} ({workflow.name}) ended {ended}",
+                detail=done.status.error.message,
+                instance=task_id,
+            )
+        return value_to_data(done.status.output) if done.status.HasField("output") else None
 
 
 class WorkflowHost:
@@ -315,6 +397,23 @@ class WorkflowHost:
             return None, 0
         state: dict[str, Any] = json.loads(stored.data)
         return state, stored.sequence
+
+    def _check_processes(self, document: Mapping[str, Any]) -> None:
+        """Fail before any task runs when the document starts processes this runner refuses.
+
+        Raises:
+            WorkflowError: Naming the first such task and POLYFLEET_RUNNER_ALLOW_RUN.
+        """
+        for kind, pointers in runner_requirements(document).items():
+            if kind not in self._settings.allow_run:
+                raise WorkflowError(
+                    CONFIGURATION,
+                    400,
+                    title=f"`run: {kind}` is not enabled on this runner",
+                    detail=f"task {pointers[0]} runs a {kind} process: run this workflow on "
+                    f"runners whose POLYFLEET_RUNNER_ALLOW_RUN includes {kind}",
+                    instance=pointers[0],
+                )
 
     def _env(self) -> Mapping[str, str]:
         return {
@@ -386,6 +485,7 @@ class WorkflowHost:
                     extra={"execution_id": execution_id},
                 )
             try:
+                self._check_processes(document)
                 engine = Engine(
                     document,
                     hooks,
@@ -393,6 +493,11 @@ class WorkflowHost:
                     env=self._env(),
                     secrets=secrets.resolved(),
                     resume=resume,
+                    processes=ProcessLimits(
+                        allow=frozenset(self._settings.allow_run),
+                        max_seconds=self._settings.run_timeout.total_seconds(),
+                        max_output_bytes=self._settings.run_output_max_bytes,
+                    ),
                 )
                 output = await engine.run(workflow_input)
             except InvalidDocumentError as err:

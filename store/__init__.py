@@ -16,6 +16,7 @@ from store.errors import (
     StoreClosedError,
     StoreError,
 )
+from store.events import EventRecord, EventRepository
 from store.executions import (
     AgentExecutionRepository,
     ExecutionRepository,
@@ -37,6 +38,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointRepository",
     "ConflictError",
+    "EventRecord",
+    "EventRepository",
     "ExecutionRepository",
     "FirstEvent",
     "InvalidArgumentError",

@@ -171,15 +171,20 @@ class Collection(Generic[T]):
             txn.put(index_key, key, db=db)
 
     def replace(self, txn: Txn, stored: T, replacement: T) -> None:
-        """Overwrite a resource, moving the index entries whose indexed value changed."""
+        """Overwrite a resource, moving the index entries whose indexed value changed.
+
+        ``replacement`` has the ID and creation time of ``stored`` (``stamp_replaced``), so
+        the time index entry stays, and only an index whose value changed is touched.
+        """
         key = stored.id.encode()
         txn.put(key, replacement.SerializeToString(), db=self._primary)
-        for (old, db), (new, _) in zip(
-            self._index_entries(stored), self._index_entries(replacement), strict=True
-        ):
+        suffix = b""
+        for index, db in self._indexes.values():
+            old, new = index.extract(stored), index.extract(replacement)
             if old != new:
-                txn.delete(old, db=db)
-                txn.put(new, key, db=db)
+                suffix = suffix or _keys.time_key(stored.create_time) + key
+                txn.delete(_keys.value_prefix(index.field, old) + suffix, db=db)
+                txn.put(_keys.value_prefix(index.field, new) + suffix, key, db=db)
 
     def remove(self, txn: Txn, stored: T) -> None:
         """Delete a resource and its index entries."""

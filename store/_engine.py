@@ -1,15 +1,22 @@
-"""The LMDB environment and the threads that run every transaction off the event loop."""
+"""The LMDB environment and the threads that run every transaction off the event loop.
+
+Writes are group-committed: one writer thread takes every write queued at that moment (at most
+``MAX_BATCH_WRITES``) and commits them as one durable LMDB transaction, each write in its own
+nested transaction, so a write that raises is rolled back alone. Every caller is answered only
+after the commit of its batch is on disk.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import lmdb
 
@@ -35,8 +42,40 @@ READER_THREADS = 4
 # and for slots a killed process left until reader_check() reclaims them. Deliberately far
 # below LMDB's default of 126, so a leak of slots fails loudly in tests instead of hiding.
 MAX_READERS = 32
+# Writes committed together at most. A batch is also cut where LMDB's limit on the pages one
+# transaction may dirty (MDB_TXN_FULL) is reached, so large values cannot grow it without limit.
+MAX_BATCH_WRITES = 256
 
 R = TypeVar("R")
+
+
+class _Write:
+    """One queued write: its function, its caller's future and, once run, its outcome."""
+
+    __slots__ = ("error", "fn", "future", "loop", "result")
+
+    def __init__(
+        self, fn: Callable[[Txn], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, txn: Txn) -> None:
+        """Run the function in ``txn``, recording its result (MapFullError propagates)."""
+        self.error = None
+        self.result = self.fn(txn)
+
+    def fail(self, error: BaseException) -> None:
+        """Record ``error`` as the outcome."""
+        self.result = None
+        self.error = error
+
+
+# Queued by close() after the last write: the writer thread stops when it reaches it.
+_CLOSE = object()
 
 
 class Engine:
@@ -44,9 +83,11 @@ class Engine:
 
     Every write runs in one dedicated thread, so writes are serialized exactly as LMDB
     serializes them anyway, and that thread never holds a transaction while it grows the map.
-    Reads run in a small pool, concurrently with the writer (LMDB's MVCC). Growing the map
-    remaps memory under open read transactions, so reads hold a shared lock that growth takes
-    exclusively.
+    The writer group-commits: it drains the queue and runs the writes in their queue order,
+    each in a nested transaction of one batch transaction, and commits the batch with one
+    fsync. Reads run in a small pool, concurrently with the writer (LMDB's MVCC). Growing the
+    map remaps memory under open read transactions, so reads hold a shared lock that growth
+    takes exclusively.
     """
 
     def __init__(self, path: Path, map_size: int) -> None:
@@ -70,12 +111,15 @@ class Engine:
         self._page_size: int = self._env.stat()["psize"]
         self._dbs: dict[str, Database] = {}
         self._remap_lock = ReadWriteLock()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._queue: queue.SimpleQueue[_Write | object] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._readers = ThreadPoolExecutor(
             max_workers=READER_THREADS, thread_name_prefix="store-reader"
         )
+        # Guards _closed and the queue together, so no write is queued behind _CLOSE.
         self._close_lock = threading.Lock()
         self._closed = False
+        self._writer.start()
 
     @property
     def path(self) -> Path:
@@ -108,16 +152,32 @@ class Engine:
 
     async def read(self, fn: Callable[[Txn], R]) -> R:
         """Run ``fn`` in a read-only transaction in the reader pool."""
-        return await self._submit(self._readers, self._run_read, fn)
+        if self._closed:
+            raise StoreClosedError()
+        try:
+            future: Future[R] = self._readers.submit(self._run_read, fn)
+        except RuntimeError as exc:  # the pool shut down after the check above
+            raise StoreClosedError() from exc
+        return await asyncio.wrap_future(future)
 
     async def write(self, fn: Callable[[Txn], R]) -> R:
-        """Run ``fn`` in a write transaction in the writer thread and commit it.
+        """Run ``fn`` in a write transaction in the writer thread and commit it durably.
 
-        If ``fn`` raises, the transaction is aborted and nothing is written. If the map is full,
-        the map is doubled and ``fn`` runs again in a new transaction, so ``fn`` must not have
-        effects outside the transaction.
+        ``fn`` runs in a nested transaction of the batch of writes queued with it, after the
+        writes queued before it (it sees their changes). If ``fn`` raises, its nested
+        transaction is aborted, nothing of it is written and the exception is raised here; the
+        other writes of the batch are unaffected. The result (or exception) is returned only
+        after the batch's commit is on disk. If the map is full, the map is doubled and the
+        batch runs again from its first write in a new transaction, so ``fn`` may run more than
+        once and must not have effects outside the transaction.
         """
-        return await self._submit(self._writer, self._run_write, fn)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        with self._close_lock:
+            if self._closed:
+                raise StoreClosedError()
+            self._queue.put(_Write(fn, loop, future))
+        return await future
 
     def close(self) -> None:
         """Wait for queued transactions, then close the environment. Idempotent."""
@@ -125,20 +185,10 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
-        self._writer.shutdown(wait=True)
+            self._queue.put(_CLOSE)
+        self._writer.join()
         self._readers.shutdown(wait=True)
         self._env.close()
-
-    async def _submit(
-        self, executor: Executor, runner: Callable[[Callable[[Txn], R]], R], fn: Callable[[Txn], R]
-    ) -> R:
-        if self._closed:
-            raise StoreClosedError()
-        try:
-            future: Future[R] = executor.submit(runner, fn)
-        except RuntimeError as exc:  # the executor shut down after the check above
-            raise StoreClosedError() from exc
-        return await asyncio.wrap_future(future)
 
     def _run_read(self, fn: Callable[[Txn], R]) -> R:
         # A transaction holds its reader slot until the Transaction object is freed, not
@@ -156,22 +206,98 @@ class Engine:
                 txn.abort()
                 del txn
 
-    def _run_write(self, fn: Callable[[Txn], R]) -> R:
-        while True:
+    def _write_loop(self) -> None:
+        """The writer thread: take what is queued, commit it as one batch, until _CLOSE."""
+        closing = False
+        while not closing:
+            batch: list[_Write] = []
+            item = self._queue.get()
+            while True:
+                if item is _CLOSE:
+                    closing = True  # queued last, under the close lock: the batch is complete
+                    break
+                assert isinstance(item, _Write)
+                batch.append(item)
+                if len(batch) >= MAX_BATCH_WRITES:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Write]) -> None:
+        """Commit ``batch`` (in parts if LMDB requires) and answer every caller."""
+        # A caller that was cancelled before its write started no longer wants it.
+        pending = [write for write in batch if not write.future.cancelled()]
+        while pending:
             try:
-                timer = Timer()
-                with self._env.begin(write=True) as txn:
-                    result = fn(txn)
-                # After the with block: the commit (durable, sync=True) is part of the time.
-                STORE_COMMIT_DURATION.record(timer.seconds())
-                if metrics.enabled():
-                    info = self._env.info()
-                    STORE_SIZE.set((info["last_pgno"] + 1) * self._page_size)
-                return result
+                committed, pending = self._commit(pending)
             except lmdb.MapFullError:
-                # The transaction was aborted on the way out of the with block, so no
-                # transaction is open in this thread and the map may be resized.
-                self._grow()
+                # _commit aborted its transaction, so no transaction is open in this thread
+                # and the map may be resized; the whole batch runs again from the start.
+                try:
+                    self._grow()
+                except BaseException as exc:  # noqa: BLE001 - every caller gets it
+                    committed, pending = _failed(pending, exc), []
+                else:
+                    continue
+            except BaseException as exc:  # noqa: BLE001 - the commit failed: nothing written
+                committed, pending = _failed(pending, exc), []
+            _answer(committed)
+
+    def _commit(self, writes: list[_Write]) -> tuple[list[_Write], list[_Write]]:
+        """Run ``writes`` in one transaction and commit it: (answered writes, writes left).
+
+        The writes left are those after a write that hit LMDB's dirty-page limit in a batch,
+        to commit in the next transaction. Raises MapFullError (nothing is committed, no
+        transaction stays open) and the commit's errors.
+        """
+        timer = Timer()
+        txn = self._env.begin(write=True)
+        try:
+            if len(writes) == 1:  # alone: no nested transaction needed
+                try:
+                    writes[0].run(txn)
+                except lmdb.MapFullError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - its caller gets it
+                    writes[0].fail(exc)
+                    txn.abort()
+                    return writes, []
+                done, left = writes, list[_Write]()
+            else:
+                done, left = self._run_nested(txn, writes)
+            txn.commit()  # durable (sync=True) before any caller is answered
+        except BaseException:
+            txn.abort()
+            raise
+        STORE_COMMIT_DURATION.record(timer.seconds())
+        if metrics.enabled():
+            info = self._env.info()
+            STORE_SIZE.set((info["last_pgno"] + 1) * self._page_size)
+        return done, left
+
+    def _run_nested(self, txn: Txn, writes: list[_Write]) -> tuple[list[_Write], list[_Write]]:
+        """Run each write in its own nested transaction of ``txn``; see _commit."""
+        for index, write in enumerate(writes):
+            child = self._env.begin(write=True, parent=txn)
+            try:
+                write.run(child)
+                child.commit()
+            except lmdb.MapFullError:
+                child.abort()
+                raise
+            except lmdb.TxnFullError as exc:
+                child.abort()
+                if index > 0:  # the writes before it fill this transaction; it gets the next
+                    return writes[:index], writes[index:]
+                write.fail(exc)  # too large even for a transaction of its own
+            except BaseException as exc:  # noqa: BLE001 - its caller gets it
+                child.abort()
+                write.fail(exc)
+        return writes, []
 
     def _grow(self) -> None:
         with self._remap_lock.exclusive():
@@ -181,6 +307,37 @@ class Engine:
             self._env.set_mapsize(min(current * 2, MAX_MAP_SIZE))
             self._map_size = self._env.info()["map_size"]
         logger.info("grew LMDB map at %s from %d to %d bytes", self._path, current, self._map_size)
+
+
+def _failed(writes: list[_Write], error: BaseException) -> list[_Write]:
+    for write in writes:
+        write.fail(error)
+    return writes
+
+
+def _answer(writes: list[_Write]) -> None:
+    """Hand each outcome to its caller's event loop: one wake-up per loop and batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+    for write in writes:
+        by_loop.setdefault(write.loop, []).append(write)
+    for loop, answered in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, answered)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
+
+
+def _resolve(writes: list[_Write]) -> None:
+    """Runs in the caller's event loop."""
+    for write in writes:
+        if write.future.done():  # cancelled while the batch ran
+            continue
+        if write.error is None:
+            write.future.set_result(write.result)
+        elif isinstance(write.error, StopIteration):  # a future refuses StopIteration
+            write.future.set_exception(RuntimeError("a store write raised StopIteration"))
+        else:
+            write.future.set_exception(write.error)
 
 
 def _release_frames(exc: BaseException) -> None:

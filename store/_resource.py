@@ -110,7 +110,7 @@ def stamp_replaced(stored: Resource, replacement: Resource) -> None:
     replacement.id = stored.id
     replacement.create_time.CopyFrom(stored.create_time)
     replacement.version = stored.version + 1
-    replacement.update_time.CopyFrom(now())
+    replacement.update_time.FromNanoseconds(_clock.now_ns())
 
 
 def check_version(kind: str, stored: Resource, expected_version: int | None) -> None:

@@ -342,7 +342,8 @@ class ExecutionRepository(Generic[E]):
         updated = self._items.copy(stored)
         # The event logs the delta as the merge leaves its copy: what a merge adds (the
         # items a terminal report closes, see orchestrator.status) reaches watchers too.
-        change = ExecutionUpdate.FromString(delta.SerializeToString())
+        change = ExecutionUpdate()
+        change.CopyFrom(delta)
         merge(updated, change)
         stamp_replaced(stored, updated)
         updated.status.last_sequence = stored.status.last_sequence + 1

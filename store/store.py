@@ -8,6 +8,8 @@ from typing import Self
 
 from store._engine import DEFAULT_MAP_SIZE, Engine
 from store.checkpoints import CheckpointRepository
+from store.cursors import CursorRepository
+from store.events import EventRepository
 from store.executions import AgentExecutionRepository, WorkflowExecutionRepository
 from store.named import AgentRepository, WorkflowRepository
 from store.sessions import SessionRepository
@@ -32,6 +34,8 @@ class Store:
         agent_executions: Agent executions and their event logs.
         workflow_executions: Workflow executions and their event logs.
         checkpoints: The latest checkpoint of each workflow execution.
+        events: The CloudEvents stream (published events and `emit` tasks).
+        cursors: The durable positions of the orchestrator's stream followers.
 
     """
 
@@ -45,6 +49,8 @@ class Store:
         self.agent_executions = AgentExecutionRepository(engine)
         self.workflow_executions = WorkflowExecutionRepository(engine)
         self.checkpoints = CheckpointRepository(engine)
+        self.events = EventRepository(engine)
+        self.cursors = CursorRepository(engine)
 
     @classmethod
     def open(cls, path: Path, map_size: int = DEFAULT_MAP_SIZE) -> Store:

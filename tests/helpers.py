@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
@@ -14,6 +16,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
 from polyfleet.client.watch import wait_terminal as client_wait_terminal
 from polyfleet.ports import free_port as free_port
+from polyfleet.roles import Role
+
+if TYPE_CHECKING:
+    from tests.conftest import Fleet
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Execution)
@@ -110,3 +116,26 @@ async def http_request(port: int, request: bytes) -> tuple[int, str]:
         await writer.wait_closed()
     head, _, body = response.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body.decode()
+
+
+async def run_cli(fleet: Fleet, *args: str, role: Role = Role.ADMIN) -> tuple[int, str, str]:
+    """Run ``python -m polyfleet.cli`` against ``fleet`` with ``role``'s credentials.
+
+    The fleet's address reaches the CLI through ``POLYFLEET_API_ADDRESS``.
+
+    Returns:
+        The exit code, standard output and standard error.
+
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "polyfleet.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **fleet.client_env(role)},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -18,37 +18,16 @@ from starlette.routing import Route
 from tests.helpers import free_port
 
 
-class Server:
-    """A real HTTP server on 127.0.0.1 (uvicorn in a thread) that records what it sees.
+class ThreadedServer:
+    """A Starlette app served by uvicorn in a thread, on a free port of 127.0.0.1.
 
-    Routes: ``/echo`` (any method) answers the request back; ``/count/{name}`` counts;
-    ``/flaky/{key}?fail=N`` answers 503 N times then 200; ``/status/{code}``;
-    ``/slow/{name}?ms=N`` holds the request N ms, tracking concurrency and disconnects;
-    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/big?bytes=N`` answers a large JSON
-    body; ``/hold/{name}`` holds its first request until the client goes away and answers
-    later ones at once (a task that was running when its runner died).
+    Args:
+        routes: The app's routes.
+
     """
 
-    def __init__(self) -> None:
+    def __init__(self, routes: list[Route]) -> None:
         self.port = free_port()
-        self._lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.disconnected: list[str] = []
-        self.completed: list[str] = []
-        self.echoed: list[dict[str, str]] = []
-        routes = [
-            Route("/echo", self._echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-            Route("/count/{name}", self._count, methods=["GET", "POST"]),
-            Route("/flaky/{key}", self._flaky),
-            Route("/status/{code:int}", self._status),
-            Route("/slow/{name}", self._slow),
-            Route("/hold/{name}", self._hold),
-            Route("/big", self._big),
-            Route("/text", self._text),
-            Route("/bytes", self._bytes),
-        ]
         config = uvicorn.Config(
             Starlette(routes=routes),
             host="127.0.0.1",
@@ -69,12 +48,46 @@ class Server:
         deadline = time.monotonic() + 10
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("test HTTP server did not start")
+                raise RuntimeError(f"test server {type(self).__name__} did not start")
             time.sleep(0.01)
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class Server(ThreadedServer):
+    """A real HTTP server on 127.0.0.1 (uvicorn in a thread) that records what it sees.
+
+    Routes: ``/echo`` (any method) answers the request back; ``/count/{name}`` counts;
+    ``/flaky/{key}?fail=N`` answers 503 N times then 200; ``/status/{code}``;
+    ``/slow/{name}?ms=N`` holds the request N ms, tracking concurrency and disconnects;
+    ``/text`` and ``/bytes`` answer non-JSON bodies; ``/big?bytes=N`` answers a large JSON
+    body; ``/hold/{name}`` holds its first request until the client goes away and answers
+    later ones at once (a task that was running when its runner died).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.disconnected: list[str] = []
+        self.completed: list[str] = []
+        self.echoed: list[dict[str, str]] = []
+        super().__init__(
+            [
+                Route("/echo", self._echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+                Route("/count/{name}", self._count, methods=["GET", "POST"]),
+                Route("/flaky/{key}", self._flaky),
+                Route("/status/{code:int}", self._status),
+                Route("/slow/{name}", self._slow),
+                Route("/hold/{name}", self._hold),
+                Route("/big", self._big),
+                Route("/text", self._text),
+                Route("/bytes", self._bytes),
+            ]
+        )
 
     def reset(self) -> None:
         with self._lock:

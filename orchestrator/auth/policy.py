@@ -98,9 +98,23 @@ _SERVICES: dict[str, dict[str, Rule]] = {
             "CreateChildAgentExecution",
             "WatchChildAgentExecution",
             "CancelChildAgentExecution",
+            "EmitEvent",
+            "ReceiveEvents",
+            "CreateChildWorkflowExecution",
+            "WatchChildWorkflowExecution",
+            "CancelChildWorkflowExecution",
         )
     },
     "polyfleet.v1.FleetService": {"GetFleetStatus": _READ},
+    # Schedules follow the workflows (admin to apply); pausing one is an operator's call.
+    "polyfleet.v1.ScheduleService": {
+        "ListSchedules": _READ,
+        "GetSchedule": _READ,
+        "PauseSchedule": _OPERATE,
+        "ResumeSchedule": _OPERATE,
+        "DeleteSchedule": _ADMIN,
+    },
+    "polyfleet.v1.EventService": {"PublishEvent": _OPERATE, "ListEvents": _READ},
     "grpc.health.v1.Health": {
         "Check": Rule(Access.PUBLIC),
         "Watch": Rule(Access.PUBLIC),

@@ -7,11 +7,19 @@ from typing import Any
 
 import grpc
 
+from orchestrator.cloud_events import CloudEvents
+from orchestrator.errors import UnavailableError
 from orchestrator.executions import RUNNER_SOURCE, ExecutionRegistry
 from orchestrator.runner_operations import RunnerOperations
 from orchestrator.servicers.agent_executions import watch_responses
 from orchestrator.servicers.errors import streaming, unary
-from polyfleet.v1 import agent_execution_pb2, runner_pb2, runner_pb2_grpc
+from polyfleet.v1 import (
+    agent_execution_pb2,
+    event_pb2,
+    runner_pb2,
+    runner_pb2_grpc,
+    workflow_execution_pb2,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -19,9 +27,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
     """polyfleet.v1.RunnerService: what stateless runners fetch and report."""
 
-    def __init__(self, operations: RunnerOperations, executions: ExecutionRegistry) -> None:
+    def __init__(
+        self,
+        operations: RunnerOperations,
+        executions: ExecutionRegistry,
+        events: CloudEvents | None = None,
+    ) -> None:
         self._operations = operations
         self._executions = executions
+        self._events = events
 
     @unary
     async def GetAgentExecutionContext(
@@ -87,3 +101,43 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         self, request: runner_pb2.CancelChildAgentExecutionRequest, context: Context
     ) -> agent_execution_pb2.AgentExecution:
         return await self._operations.cancel_child(request)
+
+    @unary
+    async def CreateChildWorkflowExecution(
+        self, request: runner_pb2.CreateChildWorkflowExecutionRequest, context: Context
+    ) -> workflow_execution_pb2.WorkflowExecution:
+        return await self._operations.create_child_workflow(request)
+
+    @streaming
+    async def WatchChildWorkflowExecution(
+        self, request: runner_pb2.WatchChildWorkflowExecutionRequest, context: Context
+    ) -> AsyncIterator[workflow_execution_pb2.WatchWorkflowExecutionResponse]:
+        async for item in self._operations.watch_child_workflow(request):
+            if isinstance(item, workflow_execution_pb2.WorkflowExecution):
+                yield workflow_execution_pb2.WatchWorkflowExecutionResponse(snapshot=item)
+            else:
+                yield workflow_execution_pb2.WatchWorkflowExecutionResponse(event=item)
+
+    @unary
+    async def CancelChildWorkflowExecution(
+        self, request: runner_pb2.CancelChildWorkflowExecutionRequest, context: Context
+    ) -> workflow_execution_pb2.WorkflowExecution:
+        return await self._operations.cancel_child_workflow(request)
+
+    def _cloud_events(self) -> CloudEvents:
+        if self._events is None:
+            raise UnavailableError("events are not served by this orchestrator")
+        return self._events
+
+    @unary
+    async def EmitEvent(
+        self, request: event_pb2.EmitEventRequest, context: Context
+    ) -> event_pb2.EmitEventResponse:
+        record, published = await self._cloud_events().emit(request)
+        return event_pb2.EmitEventResponse(record=record, published=published)
+
+    @unary
+    async def ReceiveEvents(
+        self, request: event_pb2.ReceiveEventsRequest, context: Context
+    ) -> event_pb2.ReceiveEventsResponse:
+        return await self._cloud_events().receive_for(request)

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import tracing
+from polyfleet.v1 import runner_pb2
 
 # Probes and reflection: frequent, and no part of an execution's story.
 _UNTRACED = ("/grpc.health.", "/grpc.reflection.")
@@ -24,6 +25,24 @@ _EXECUTION_PREFIXES = (
     f"{contract.AGENT_EXECUTION_ID_PREFIX}-",
     f"{contract.WORKFLOW_EXECUTION_ID_PREFIX}-",
 )
+
+
+def worth_a_span(request: Any) -> bool:
+    """Whether serving ``request`` gets a span: all but progress reports of a live view only.
+
+    A streaming agent reports its token deltas (and messages, tool calls, usage) every
+    flush interval; a span for each would cost more than everything else in its trace and
+    say nothing the model-call span does not. Reports that change the phase or carry the
+    result or the error keep their span.
+    """
+    if not isinstance(request, runner_pb2.ReportProgressRequest):
+        return True
+    update = request.update
+    return bool(
+        update.phase
+        or update.output_text
+        or any(update.HasField(name) for name in ("error", "output", "workflow_output"))
+    )
 
 
 def _annotate(span: Span, request: Any) -> None:
@@ -66,6 +85,9 @@ class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
 
         @contextlib.asynccontextmanager
         async def traced(request: Any, context: Context) -> AsyncIterator[None]:
+            if not worth_a_span(request):
+                yield
+                return
             with tracing.tracer().start_as_current_span(
                 name,
                 context=parent,

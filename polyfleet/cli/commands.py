@@ -21,7 +21,7 @@ from polyfleet.cli.manifests import load_manifest_files, split_resources
 from polyfleet.cli.output import Console, to_json
 from polyfleet.cli.views import agent_table, describe_agent, describe_workflow, workflow_table
 from polyfleet.manifest import Resource, agent_to_manifest, workflow_to_manifest
-from polyfleet.manifest.workflow import dump_yaml
+from polyfleet.manifest.workflow import dump_yaml, runner_notes, subflows_first
 from polyfleet.v1 import agent_pb2, workflow_pb2
 
 # --- apply ----------------------------------------------------------------------------------
@@ -41,9 +41,12 @@ async def _apply(address: str, resources: Sequence[Resource], console: Console) 
         for agent in agents:
             stored = await client.agents.apply(agent)
             print(f"agent/{stored.name} configured (version {stored.version})", file=console.out)
-        for workflow in workflows:
+        # A workflow that another's `run: workflow` names goes first: the server checks it.
+        for workflow in subflows_first(list(workflows)):
             done = await client.workflows.apply(workflow)
             print(f"workflow/{done.name} configured (version {done.version})", file=console.out)
+            for note in runner_notes(done.document):
+                print(f"note: workflow/{done.name}: {note}", file=console.err)
     return EXIT_OK
 
 

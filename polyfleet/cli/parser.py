@@ -6,7 +6,17 @@ import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from polyfleet.cli import commands, dev, executions, fleet_status, run, tokens, version
+from polyfleet.cli import (
+    commands,
+    dev,
+    events,
+    executions,
+    fleet_status,
+    run,
+    schedules,
+    tokens,
+    version,
+)
 from polyfleet.cli.output import Console, parse_phase, phase_choices
 from polyfleet.durations import parse_duration
 from polyfleet.roles import Role, parse_role
@@ -121,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agents(sub)
     _add_workflows(sub)
     _add_fleet(sub)
+    _add_schedules(sub)
+    _add_events(sub)
     _add_dev(sub)
     _add_demo(sub)
     _add_tokens(sub)
@@ -344,6 +356,86 @@ def _add_fleet(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _output(status, "text", "json")
     status.set_defaults(handler=fleet_status.cmd_fleet_status)
+
+
+def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "schedules",
+        aliases=["schedule"],
+        help="the schedules of workflows (a document's top-level 'schedule')",
+        description="A workflow whose document has a top-level 'schedule' (every, cron or "
+        "after) gets a Temporal Schedule when applied; these commands list, pause, resume "
+        "and delete them (docs/dsl.md, 'schedule').",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="list schedules")
+    _output(listing, "text", "json")
+    listing.set_defaults(handler=schedules.cmd_schedules_list)
+
+    get = actions.add_parser("get", help="show one schedule, its next runs and recent actions")
+    get.add_argument("workflow", metavar="WORKFLOW", help="workflow name")
+    _output(get, "text", "json")
+    get.set_defaults(handler=schedules.cmd_schedules_get)
+
+    for name, handler, text in (
+        ("pause", schedules.cmd_schedules_pause, "stop a schedule starting executions"),
+        ("resume", schedules.cmd_schedules_resume, "let a paused schedule start executions"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("workflow", metavar="WORKFLOW", help="workflow name")
+        action.add_argument(
+            "--reason", default="", help="why, kept in the schedule's note with your name"
+        )
+        _output(action, "text", "json")
+        action.set_defaults(handler=handler)
+
+    delete = actions.add_parser(
+        "delete",
+        help="delete a schedule (applying the workflow again recreates it)",
+    )
+    delete.add_argument("workflow", metavar="WORKFLOW", help="workflow name")
+    _output(delete, "text", "json")
+    delete.set_defaults(handler=schedules.cmd_schedules_delete)
+
+
+def _add_events(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "events",
+        aliases=["event"],
+        help="publish and list CloudEvents (what workflows' emit and listen use)",
+        description="Events are CloudEvents 1.0; a published event wakes the workflow "
+        "executions whose 'listen' tasks wait for it (docs/dsl.md, 'emit and listen').",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    publish = actions.add_parser("publish", help="publish one event (needs the operator role)")
+    publish.add_argument("--type", required=True, help="the event's type, e.g. com.example.paid")
+    publish.add_argument("--source", required=True, help="a URI-reference, e.g. /billing")
+    publish.add_argument("--id", default="", help="unique per source (default: a new UUID)")
+    publish.add_argument("--subject", default="", help="the event's subject")
+    publish.add_argument("--data", metavar="JSON", help="the event's data, any JSON value")
+    publish.add_argument(
+        "--extension",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an extension attribute (lowercase letters and digits); repeatable",
+    )
+    _output(publish, "text", "json")
+    publish.set_defaults(handler=events.cmd_events_publish)
+
+    listing = actions.add_parser("list", help="stored events, oldest first")
+    listing.add_argument("--type", help="only this type")
+    listing.add_argument("--source", help="only this source")
+    listing.add_argument("--execution", metavar="ID", help="only events this execution emitted")
+    listing.add_argument(
+        "--after", type=_non_negative_int, default=0, metavar="SEQ", help="after this sequence"
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, default=100, metavar="N", help="at most N (default 100)"
+    )
+    _output(listing, "text", "json")
+    listing.set_defaults(handler=events.cmd_events_list)
 
 
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -134,6 +134,8 @@ def task_summary(task: common_pb2.TaskStatus) -> str:
         details.append(f"{task.attempts} attempts")
     if task.agent_execution_id:
         details.append(f"agent execution {task.agent_execution_id}")
+    if task.workflow_execution_id:
+        details.append(f"workflow execution {task.workflow_execution_id}")
     text = f"{task_phase_name(task.phase):<9}  {task.id or task.name}"
     if details:
         text += f" ({', '.join(details)})"
@@ -183,10 +185,16 @@ class TaskProgress:
         else:
             # Known from now on, so that its children are indented under it.
             self._shown.setdefault(key, state)
-        if task.agent_execution_id and key not in self._linked:
+        child = (
+            f"agent execution {task.agent_execution_id}"
+            if task.agent_execution_id
+            else f"workflow execution {task.workflow_execution_id}"
+            if task.workflow_execution_id
+            else ""
+        )
+        if child and key not in self._linked:
             self._linked.add(key)
-            link = self._symbols[_LINK]
-            found.append(f"{indent}{link} {key}: agent execution {task.agent_execution_id}")
+            found.append(f"{indent}{self._symbols[_LINK]} {key}: {child}")
         return found
 
     def _line(self, task: common_pb2.TaskStatus, key: str) -> str:

@@ -11,6 +11,7 @@ import grpc
 from pydantic import SecretStr
 
 from polyfleet.client.definitions import Agents, Sessions, Workflows
+from polyfleet.client.events import Events
 from polyfleet.client.executions import (
     AgentExecution,
     AgentExecutions,
@@ -19,6 +20,7 @@ from polyfleet.client.executions import (
     WorkflowExecutions,
 )
 from polyfleet.client.fleet import Fleet
+from polyfleet.client.schedules import Schedules
 from polyfleet.client.transport import Transport, open_channel
 from polyfleet.client.watch import E, ExecutionCalls, ExecutionWatch, wait_terminal
 from polyfleet.config import ApiSettings
@@ -45,6 +47,8 @@ class Client:
         workflows: WorkflowService.
         workflow_executions: WorkflowExecutionService.
         fleet: FleetService (the fleet status).
+        schedules: ScheduleService (the schedules of workflows).
+        events: EventService (publish and list CloudEvents).
 
     """
 
@@ -71,6 +75,8 @@ class Client:
         self.workflows = Workflows(channel, transport)
         self.workflow_executions = WorkflowExecutions(channel, transport)
         self.fleet = Fleet(channel, transport)
+        self.schedules = Schedules(channel, transport)
+        self.events = Events(channel, transport)
         self._owns_channel = owns_channel
 
     @classmethod

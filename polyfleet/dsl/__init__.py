@@ -1,7 +1,8 @@
 """Serverless Workflow DSL 1.0 runtime: parse, validate and run workflow documents.
 
 Supported: `do`, `set`, `call: http`, `call: agent` (polyfleet extension), `switch`,
-`for`, `fork`, `try`/`catch`/`retry`, `wait`, `raise`, flow directives, `if`,
+`for`, `fork`, `try`/`catch`/`retry`, `wait`, `raise`, `run` (workflow, shell, script),
+flow directives, `if`,
 `input`/`output`/`export` (with JSON Schemas), timeouts, `use.secrets|errors|retries|timeouts`
 and jq expressions. Anything else is a validation problem, never silently skipped.
 
@@ -26,7 +27,7 @@ from polyfleet.dsl.errors import (
     WorkflowError,
 )
 from polyfleet.dsl.loader import load_document
-from polyfleet.dsl.reports import EngineHooks, TaskReport
+from polyfleet.dsl.reports import EngineHooks, EventBatch, TaskReport
 from polyfleet.dsl.state import ResumeError
 from polyfleet.dsl.validation import validate_document
 
@@ -40,6 +41,7 @@ __all__ = [
     "DslError",
     "Engine",
     "EngineHooks",
+    "EventBatch",
     "InvalidDocumentError",
     "Problem",
     "ResumeError",

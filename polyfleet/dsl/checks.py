@@ -29,14 +29,28 @@ class Checker(ABC):
     Attributes:
         doc: the document being checked.
         known_agents: names `call: agent` may refer to; None skips that check.
+        known_workflows: names `run: workflow` may refer to; None skips that check.
+        workflow_name: the name the document is applied under (a `run: workflow` of it
+            is a cycle); None when not known.
         problems: what was found so far, in document order.
+        requirements: what the document needs of its runner: `run` process kinds
+            (`shell`, `script`) and the pointers of the tasks that need each.
         use: the document's `use` block ({} when absent or not an object).
     """
 
-    def __init__(self, doc: Mapping[str, Any], known_agents: Collection[str] | None) -> None:
+    def __init__(
+        self,
+        doc: Mapping[str, Any],
+        known_agents: Collection[str] | None,
+        known_workflows: Collection[str] | None = None,
+        workflow_name: str | None = None,
+    ) -> None:
         self.doc = doc
         self.known_agents = None if known_agents is None else frozenset(known_agents)
+        self.known_workflows = None if known_workflows is None else frozenset(known_workflows)
+        self.workflow_name = workflow_name
         self.problems: list[Problem] = []
+        self.requirements: dict[str, list[str]] = {}
         use = doc.get("use")
         self.use: Mapping[str, Any] = use if isinstance(use, Mapping) else {}
 

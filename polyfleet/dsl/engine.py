@@ -21,7 +21,7 @@ from polyfleet.dsl.errors import (
 )
 from polyfleet.dsl.flow import check_schema, run_sequence
 from polyfleet.dsl.reports import EngineHooks
-from polyfleet.dsl.runtime import Runtime, Scope, datetime_descriptor
+from polyfleet.dsl.runtime import ProcessLimits, Runtime, Scope, datetime_descriptor
 from polyfleet.dsl.state import restore
 from polyfleet.dsl.validation import validate_document
 
@@ -43,6 +43,7 @@ class Engine:
             value of any of them ever appears in reports, checkpoints or raised errors.
         resume: a state passed to ``hooks.checkpoint`` by an earlier run of the same
             document; the run continues after the last completed task.
+        processes: what `run: shell` / `run: script` may do; by default neither runs.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class Engine:
         env: Mapping[str, str] = _EMPTY,
         secrets: Mapping[str, str] = _EMPTY,
         resume: dict[str, Any] | None = None,
+        processes: ProcessLimits | None = None,
     ) -> None:
         problems = validate_document(doc)
         if problems:
@@ -64,6 +66,8 @@ class Engine:
         visible = {name: secrets[name] for name in declared if name in secrets}
         # Redact every secret the host handed over, not only the declared ones.
         self._rt = Runtime(doc, hooks, http, env, visible, redact=secrets.values())
+        if processes is not None:
+            self._rt.processes = processes
         if resume is not None:
             self._rt.context, self._rt.resume_frames = restore(resume, self._rt.document_id)
         self._started = False

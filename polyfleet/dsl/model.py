@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 #: Task types of the DSL that this runtime does not run (rejected by validation).
-UNSUPPORTED_TYPES = ("emit", "listen", "run")
+UNSUPPORTED_TYPES: tuple[str, ...] = ()
 #: Properties every task may have.
 COMMON_KEYS = frozenset({"if", "input", "output", "export", "timeout", "then", "metadata"})
 #: Flow directives other than the name of a sibling task.

@@ -124,8 +124,11 @@ def call_function(name: str) -> CallFunction | None:
 
 
 def report_type(task: Mapping[str, Any]) -> str:
-    """The type shown in task reports: the task type, with the function for calls."""
+    """The type shown in task reports: `call:http`, `run:shell`, or the task type."""
     kind = task_type(task) or "unknown"
     if kind == "call":
         return f"call:{task.get('call')}"
+    run = task.get("run")
+    if kind == "run" and isinstance(run, Mapping):
+        return next((f"run:{k}" for k in ("workflow", "shell", "script") if k in run), kind)
     return kind

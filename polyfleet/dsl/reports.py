@@ -1,4 +1,4 @@
-"""What the engine tells its host while it runs: task reports, checkpoints, agent calls."""
+"""What the engine tells its host while it runs: task reports, checkpoints, child runs."""
 
 from __future__ import annotations
 
@@ -47,3 +47,51 @@ class EngineHooks(Protocol):
 
     async def call_agent(self, agent: str, message: str, task_id: str) -> Any:
         """Run agent ``agent`` on ``message`` for task ``task_id``; return its output."""
+
+    async def emit_event(self, event: dict[str, Any], task_id: str, attempt: int) -> dict[str, Any]:
+        """Publish CloudEvent ``event`` for `emit` task ``task_id`` in its ``attempt``.
+
+        ``event`` holds the CloudEvents attributes, extension attributes and `data` as
+        top-level keys (`id` and `source` may be missing: the host derives them from the
+        execution, task and attempt, so another activity attempt publishes the same event
+        once). Return the event as stored, in the same shape.
+        """
+
+    async def receive_events(self, after: int, wait: float) -> EventBatch:
+        """The events after sequence ``after`` (0: the first) this run may consume.
+
+        Waits up to ``wait`` seconds for one when there is none yet.
+        """
+
+    async def run_workflow(self, workflow: ChildWorkflow, task_id: str) -> Any:
+        """Run applied workflow ``workflow`` as a child for task ``task_id`` (`run: workflow`).
+
+        Return the child's output, or, when ``workflow.wait`` is False, the child's
+        execution ID as soon as it is started.
+        """
+
+
+@dataclass(frozen=True)
+class ChildWorkflow:
+    """What a `run: workflow` task asks the host to run.
+
+    ``version`` and ``namespace`` are "" when the task does not name them; ``input`` is
+    the child's workflow input (an object).
+    """
+
+    name: str
+    version: str = ""
+    namespace: str = ""
+    input: dict[str, Any] | None = None
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events for `listen`, and the sequence to read on from.
+
+    The events are CloudEvents shaped as in ``emit_event``, in publish order.
+    """
+
+    events: list[dict[str, Any]]
+    last: int

@@ -42,6 +42,23 @@ def truthy(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class ProcessLimits:
+    """What the host lets `run: shell` / `run: script` do (the runner's settings).
+
+    Attributes:
+        allow: the process kinds (`shell`, `script`) that may run; empty: none.
+        max_seconds: longest a process runs (a task's shorter `timeout` wins).
+        max_output_bytes: largest stdout or stderr a process may write.
+        setting: the host's name of ``allow``, named in the error of a refused task.
+    """
+
+    allow: frozenset[str] = frozenset()
+    max_seconds: float = 600.0
+    max_output_bytes: int = 1024 * 1024
+    setting: str = "POLYFLEET_RUNNER_ALLOW_RUN"
+
+
+@dataclass(frozen=True)
 class Scope:
     """What enclosing tasks add for the tasks inside them."""
 
@@ -107,6 +124,8 @@ class Runtime:
         # Set when the workflow-level timeout fires, so interrupted tasks report it.
         self.abort_error: WorkflowError | None = None
         self.workflow: dict[str, Any] = {"definition": doc, "input": None}
+        # What `run: shell|script` may do; the Engine sets the host's.
+        self.processes = ProcessLimits()
         self._checkpoint_lock = asyncio.Lock()
 
     # -- expressions ----------------------------------------------------------------

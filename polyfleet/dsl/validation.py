@@ -16,33 +16,59 @@ from polyfleet.dsl.errors import Problem
 from polyfleet.dsl.expressions import BASE_VARIABLES, escape
 from polyfleet.dsl.model import COMMON_KEYS, UNSUPPORTED_TYPES
 from polyfleet.dsl.registry import keywords, task_type, type_of
+from polyfleet.dsl.schedule import schedule_problems
+from polyfleet.dsl.tasks.authentication import check_policy
 from polyfleet.dsl.tasks.basic import check_error_object
+from polyfleet.dsl.tasks.functions import check_functions
 from polyfleet.dsl.tasks.try_catch import check_retry
 
 _DSL_VERSION = re.compile(r"^1\.0(\.\d+)?$")
-_TOP_KEYS = frozenset({"document", "input", "output", "use", "do", "timeout", "evaluate"})
+_TOP_KEYS = frozenset(
+    {"document", "input", "output", "use", "do", "timeout", "evaluate", "schedule"}
+)
 _DOCUMENT_KEYS = frozenset(
     {"dsl", "namespace", "name", "version", "title", "summary", "tags", "metadata"}
 )
-_USE_SUPPORTED = frozenset({"secrets", "errors", "retries", "timeouts"})
-_USE_UNSUPPORTED = frozenset({"authentications", "catalogs", "extensions", "functions"})
+_USE_SUPPORTED = frozenset(
+    {"secrets", "errors", "retries", "timeouts", "functions", "authentications"}
+)
+_USE_UNSUPPORTED = frozenset({"catalogs", "extensions"})
 
 
 def validate_document(
-    doc: Mapping[str, Any], *, known_agents: Collection[str] | None = None
+    doc: Mapping[str, Any],
+    *,
+    known_agents: Collection[str] | None = None,
+    known_workflows: Collection[str] | None = None,
+    workflow_name: str | None = None,
 ) -> list[Problem]:
     """Every reason ``doc`` cannot be run, in document order.
 
     Args:
         doc: the parsed document (see :func:`polyfleet.dsl.load_document`).
         known_agents: names `call: agent` may refer to; None skips that check.
+        known_workflows: names `run: workflow` may refer to; None skips that check.
+        workflow_name: the name ``doc`` is applied under: a `run: workflow` naming it
+            is a cycle; None skips that check.
 
     Returns:
         The problems found; empty when the engine can run the document.
     """
-    checker = DocumentChecker(doc, known_agents)
+    checker = DocumentChecker(doc, known_agents, known_workflows, workflow_name)
     checker.document()
     return checker.problems
+
+
+def runner_requirements(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What a (valid) document needs of its runner beyond the defaults.
+
+    Returns:
+        The `run` process kinds it starts (`shell`, `script`: a runner must list them in
+        ``POLYFLEET_RUNNER_ALLOW_RUN``), each with the pointers of the tasks that do.
+    """
+    checker = DocumentChecker(doc, None)
+    checker.document()
+    return checker.requirements
 
 
 class DocumentChecker(Checker):
@@ -57,7 +83,7 @@ class DocumentChecker(Checker):
     def document(self) -> None:
         """Check the whole document."""
         doc = self.doc
-        self.keys("", doc, _TOP_KEYS, required=("document", "do"), unsupported={"schedule"})
+        self.keys("", doc, _TOP_KEYS, required=("document", "do"))
         if "document" in doc:
             header = self.mapping("/document", doc["document"], "'document'")
             if header is not None:
@@ -73,6 +99,8 @@ class DocumentChecker(Checker):
             self._evaluate(doc["evaluate"])
         if "use" in doc and self.mapping("/use", doc["use"], "'use'") is not None:
             self._use()
+        if "schedule" in doc:
+            self.problems.extend(schedule_problems("/schedule", doc["schedule"]))
         if "do" in doc:
             self.task_list("/do", doc["do"], variables)
 
@@ -101,12 +129,14 @@ class DocumentChecker(Checker):
     def _use(self) -> None:
         use = self.use
         self.keys("/use", use, _USE_SUPPORTED, unsupported=_USE_UNSUPPORTED)
+        if "functions" in use:
+            check_functions(self)
         secrets = use.get("secrets")
         if "secrets" in use and (
             not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets)
         ):
             self.add("/use/secrets", "'secrets' must be a list of secret names")
-        for kind in ("errors", "retries", "timeouts"):
+        for kind in ("errors", "retries", "timeouts", "authentications"):
             if kind not in use:
                 continue
             named = self.mapping(f"/use/{kind}", use[kind], f"'{kind}'")
@@ -116,6 +146,8 @@ class DocumentChecker(Checker):
                     check_error_object(self, pointer, item, frozenset(BASE_VARIABLES))
                 elif kind == "retries":
                     check_retry(self, pointer, item, frozenset(BASE_VARIABLES))
+                elif kind == "authentications":
+                    check_policy(self, pointer, item, frozenset(BASE_VARIABLES))
                 else:
                     self.timeout(pointer, item)
 

@@ -112,6 +112,71 @@ def document_problems(text: str) -> list[DocumentProblem]:
     return [DocumentProblem(p.pointer, p.message) for p in validate_document(document)]
 
 
+def runner_notes(text: str) -> list[str]:
+    """What a valid document needs of the runners that run it, as notes for people.
+
+    Today: the `run: shell` / `run: script` processes ``POLYFLEET_RUNNER_ALLOW_RUN`` must
+    allow (docs/dsl.md, "run"). Empty for a document that needs nothing special.
+    """
+    from polyfleet.dsl import InvalidDocumentError, load_document
+    from polyfleet.dsl.validation import runner_requirements
+
+    try:
+        needs = runner_requirements(load_document(text))
+    except InvalidDocumentError:
+        return []
+    return [
+        f"`run: {kind}` ({', '.join(pointers)}) runs only on runners whose "
+        f"POLYFLEET_RUNNER_ALLOW_RUN includes {kind}"
+        for kind, pointers in needs.items()
+    ]
+
+
+def subflows_first(workflows: list[workflow_pb2.Workflow]) -> list[workflow_pb2.Workflow]:
+    """``workflows`` reordered so that one a `run: workflow` names is applied before it.
+
+    The server refuses a `run: workflow` of a workflow it does not have yet. Otherwise the
+    order is kept; workflows in a cycle keep theirs (the server refuses the cycle).
+    """
+    from polyfleet.dsl import InvalidDocumentError, load_document
+
+    names = {w.name for w in workflows}
+    needs: dict[str, set[str]] = {}
+    for workflow in workflows:
+        try:
+            document: Any = load_document(workflow.document)
+        except InvalidDocumentError:
+            document = {}
+        needs[workflow.name] = (_run_workflow_names(document) & names) - {workflow.name}
+    ordered: list[workflow_pb2.Workflow] = []
+    done: set[str] = set()
+    pending = list(workflows)
+    while pending:
+        ready = [w for w in pending if needs[w.name] <= done] or pending[:1]
+        for workflow in ready:
+            ordered.append(workflow)
+            done.add(workflow.name)
+        pending = [w for w in pending if w.name not in done]
+    return ordered
+
+
+def _run_workflow_names(value: Any) -> set[str]:
+    """The literal names of every `run: {workflow: {name}}` in a document."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        run = value.get("run")
+        if isinstance(run, Mapping) and isinstance(run.get("workflow"), Mapping):
+            name = run["workflow"].get("name")
+            if isinstance(name, str):
+                found.add(name)
+        for item in value.values():
+            found |= _run_workflow_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _run_workflow_names(item)
+    return found
+
+
 def pointer_parts(pointer: str) -> list[str]:
     """Split a JSON pointer into its unescaped reference tokens.
 

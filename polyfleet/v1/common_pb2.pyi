@@ -675,6 +675,7 @@ class TaskStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     AGENT_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_EXECUTION_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """JSON pointer of the task in the document, e.g. "/do/2/callApi"."""
     name: _builtins.str
@@ -683,6 +684,8 @@ class TaskStatus(_message.Message):
     attempts: _builtins.int
     agent_execution_id: _builtins.str
     """Agent execution started by a `call: agent` task."""
+    workflow_execution_id: _builtins.str
+    """Workflow execution started by a `run: workflow` task (its child)."""
     @_builtins.property
     def input(self) -> _struct_pb2.Value: ...
     @_builtins.property
@@ -707,10 +710,11 @@ class TaskStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         agent_execution_id: _builtins.str = ...,
+        workflow_execution_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "input", b"input", "output", b"output", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_execution_id", b"agent_execution_id", "attempts", b"attempts", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "name", b"name", "output", b"output", "phase", b"phase", "start_time", b"start_time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_execution_id", b"agent_execution_id", "attempts", b"attempts", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "name", b"name", "output", b"output", "phase", b"phase", "start_time", b"start_time", "type", b"type", "workflow_execution_id", b"workflow_execution_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,54 +22,62 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from polyfleet.v1 import agent_pb2 as polyfleet_dot_v1_dot_agent__pb2
 from polyfleet.v1 import agent_execution_pb2 as polyfleet_dot_v1_dot_agent__execution__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
+from polyfleet.v1 import event_pb2 as polyfleet_dot_v1_dot_event__pb2
 from polyfleet.v1 import workflow_pb2 as polyfleet_dot_v1_dot_workflow__pb2
 from polyfleet.v1 import workflow_execution_pb2 as polyfleet_dot_v1_dot_workflow__execution__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/runner.proto\x12\x0cpolyfleet.v1\x1a\x18polyfleet/v1/agent.proto\x1a\"polyfleet/v1/agent_execution.proto\x1a\x19polyfleet/v1/common.proto\x1a\x1bpolyfleet/v1/workflow.proto\x1a%polyfleet/v1/workflow_execution.proto\"}\n CreateChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x1fWatchChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\"T\n CancelChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\"L\n\x14PutCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x17\n\x15PutCheckpointResponse\",\n\x14GetCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"F\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\"GetWorkflowExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x9d\x01\n#GetWorkflowExecutionContextResponse\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12(\n\x08workflow\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"7\n\x1fGetAgentExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\xb9\x01\n GetAgentExecutionContextResponse\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\"\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12&\n\x07history\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\"+\n\x13\x45nsureThreadRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"Q\n\x14\x45nsureThreadResponse\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x15\n\rmessage_count\x18\x03 \x01(\x05\"o\n\x15ReportProgressRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"h\n\x16ReportProgressResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"l\n\x1b\x41ppendThreadMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\"5\n\x1c\x41ppendThreadMessagesResponse\x12\x15\n\rmessage_count\x18\x01 \x01(\x05\x32\xb4\x08\n\rRunnerService\x12y\n\x18GetAgentExecutionContext\x12-.polyfleet.v1.GetAgentExecutionContextRequest\x1a..polyfleet.v1.GetAgentExecutionContextResponse\x12U\n\x0c\x45nsureThread\x12!.polyfleet.v1.EnsureThreadRequest\x1a\".polyfleet.v1.EnsureThreadResponse\x12[\n\x0eReportProgress\x12#.polyfleet.v1.ReportProgressRequest\x1a$.polyfleet.v1.ReportProgressResponse\x12m\n\x14\x41ppendThreadMessages\x12).polyfleet.v1.AppendThreadMessagesRequest\x1a*.polyfleet.v1.AppendThreadMessagesResponse\x12\x82\x01\n\x1bGetWorkflowExecutionContext\x12\x30.polyfleet.v1.GetWorkflowExecutionContextRequest\x1a\x31.polyfleet.v1.GetWorkflowExecutionContextResponse\x12X\n\rPutCheckpoint\x12\".polyfleet.v1.PutCheckpointRequest\x1a#.polyfleet.v1.PutCheckpointResponse\x12X\n\rGetCheckpoint\x12\".polyfleet.v1.GetCheckpointRequest\x1a#.polyfleet.v1.GetCheckpointResponse\x12i\n\x19\x43reateChildAgentExecution\x12..polyfleet.v1.CreateChildAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12v\n\x18WatchChildAgentExecution\x12-.polyfleet.v1.WatchChildAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse0\x01\x12i\n\x19\x43\x61ncelChildAgentExecution\x12..polyfleet.v1.CancelChildAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecutionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyfleet/v1/runner.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18polyfleet/v1/agent.proto\x1a\"polyfleet/v1/agent_execution.proto\x1a\x19polyfleet/v1/common.proto\x1a\x18polyfleet/v1/event.proto\x1a\x1bpolyfleet/v1/workflow.proto\x1a%polyfleet/v1/workflow_execution.proto\"\xbe\x01\n#CreateChildWorkflowExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12&\n\x05input\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"n\n\"WatchChildWorkflowExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\"W\n#CancelChildWorkflowExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\"}\n CreateChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x1fWatchChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\"T\n CancelChildAgentExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hild_execution_id\x18\x02 \x01(\t\"L\n\x14PutCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x17\n\x15PutCheckpointResponse\",\n\x14GetCheckpointRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"F\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\"GetWorkflowExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x9d\x01\n#GetWorkflowExecutionContextResponse\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12(\n\x08workflow\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"7\n\x1fGetAgentExecutionContextRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\xb9\x01\n GetAgentExecutionContextResponse\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\"\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12&\n\x07history\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\"+\n\x13\x45nsureThreadRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"Q\n\x14\x45nsureThreadResponse\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x15\n\rmessage_count\x18\x03 \x01(\x05\"o\n\x15ReportProgressRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12-\n\x06update\x18\x03 \x01(\x0b\x32\x1d.polyfleet.v1.ExecutionUpdate\"h\n\x16ReportProgressResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12+\n\x05phase\x18\x03 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\"l\n\x1b\x41ppendThreadMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\"5\n\x1c\x41ppendThreadMessagesResponse\x12\x15\n\rmessage_count\x18\x01 \x01(\x05\x32\xc5\x0c\n\rRunnerService\x12y\n\x18GetAgentExecutionContext\x12-.polyfleet.v1.GetAgentExecutionContextRequest\x1a..polyfleet.v1.GetAgentExecutionContextResponse\x12U\n\x0c\x45nsureThread\x12!.polyfleet.v1.EnsureThreadRequest\x1a\".polyfleet.v1.EnsureThreadResponse\x12[\n\x0eReportProgress\x12#.polyfleet.v1.ReportProgressRequest\x1a$.polyfleet.v1.ReportProgressResponse\x12m\n\x14\x41ppendThreadMessages\x12).polyfleet.v1.AppendThreadMessagesRequest\x1a*.polyfleet.v1.AppendThreadMessagesResponse\x12\x82\x01\n\x1bGetWorkflowExecutionContext\x12\x30.polyfleet.v1.GetWorkflowExecutionContextRequest\x1a\x31.polyfleet.v1.GetWorkflowExecutionContextResponse\x12X\n\rPutCheckpoint\x12\".polyfleet.v1.PutCheckpointRequest\x1a#.polyfleet.v1.PutCheckpointResponse\x12X\n\rGetCheckpoint\x12\".polyfleet.v1.GetCheckpointRequest\x1a#.polyfleet.v1.GetCheckpointResponse\x12i\n\x19\x43reateChildAgentExecution\x12..polyfleet.v1.CreateChildAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12v\n\x18WatchChildAgentExecution\x12-.polyfleet.v1.WatchChildAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse0\x01\x12i\n\x19\x43\x61ncelChildAgentExecution\x12..polyfleet.v1.CancelChildAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12L\n\tEmitEvent\x12\x1e.polyfleet.v1.EmitEventRequest\x1a\x1f.polyfleet.v1.EmitEventResponse\x12X\n\rReceiveEvents\x12\".polyfleet.v1.ReceiveEventsRequest\x1a#.polyfleet.v1.ReceiveEventsResponse\x12r\n\x1c\x43reateChildWorkflowExecution\x12\x31.polyfleet.v1.CreateChildWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\x12\x7f\n\x1bWatchChildWorkflowExecution\x12\x30.polyfleet.v1.WatchChildWorkflowExecutionRequest\x1a,.polyfleet.v1.WatchWorkflowExecutionResponse0\x01\x12r\n\x1c\x43\x61ncelChildWorkflowExecution\x12\x31.polyfleet.v1.CancelChildWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecutionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyfleet.v1.runner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATECHILDAGENTEXECUTIONREQUEST']._serialized_start=200
-  _globals['_CREATECHILDAGENTEXECUTIONREQUEST']._serialized_end=325
-  _globals['_WATCHCHILDAGENTEXECUTIONREQUEST']._serialized_start=327
-  _globals['_WATCHCHILDAGENTEXECUTIONREQUEST']._serialized_end=434
-  _globals['_CANCELCHILDAGENTEXECUTIONREQUEST']._serialized_start=436
-  _globals['_CANCELCHILDAGENTEXECUTIONREQUEST']._serialized_end=520
-  _globals['_PUTCHECKPOINTREQUEST']._serialized_start=522
-  _globals['_PUTCHECKPOINTREQUEST']._serialized_end=598
-  _globals['_PUTCHECKPOINTRESPONSE']._serialized_start=600
-  _globals['_PUTCHECKPOINTRESPONSE']._serialized_end=623
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=625
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=669
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=671
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=741
-  _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_start=743
-  _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_end=801
-  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_start=804
-  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_end=961
-  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_start=963
-  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_end=1018
-  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_start=1021
-  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_end=1206
-  _globals['_ENSURETHREADREQUEST']._serialized_start=1208
-  _globals['_ENSURETHREADREQUEST']._serialized_end=1251
-  _globals['_ENSURETHREADRESPONSE']._serialized_start=1253
-  _globals['_ENSURETHREADRESPONSE']._serialized_end=1334
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1336
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1447
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1449
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1553
-  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_start=1555
-  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_end=1663
-  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_start=1665
-  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_end=1718
-  _globals['_RUNNERSERVICE']._serialized_start=1721
-  _globals['_RUNNERSERVICE']._serialized_end=2797
+  _globals['_CREATECHILDWORKFLOWEXECUTIONREQUEST']._serialized_start=257
+  _globals['_CREATECHILDWORKFLOWEXECUTIONREQUEST']._serialized_end=447
+  _globals['_WATCHCHILDWORKFLOWEXECUTIONREQUEST']._serialized_start=449
+  _globals['_WATCHCHILDWORKFLOWEXECUTIONREQUEST']._serialized_end=559
+  _globals['_CANCELCHILDWORKFLOWEXECUTIONREQUEST']._serialized_start=561
+  _globals['_CANCELCHILDWORKFLOWEXECUTIONREQUEST']._serialized_end=648
+  _globals['_CREATECHILDAGENTEXECUTIONREQUEST']._serialized_start=650
+  _globals['_CREATECHILDAGENTEXECUTIONREQUEST']._serialized_end=775
+  _globals['_WATCHCHILDAGENTEXECUTIONREQUEST']._serialized_start=777
+  _globals['_WATCHCHILDAGENTEXECUTIONREQUEST']._serialized_end=884
+  _globals['_CANCELCHILDAGENTEXECUTIONREQUEST']._serialized_start=886
+  _globals['_CANCELCHILDAGENTEXECUTIONREQUEST']._serialized_end=970
+  _globals['_PUTCHECKPOINTREQUEST']._serialized_start=972
+  _globals['_PUTCHECKPOINTREQUEST']._serialized_end=1048
+  _globals['_PUTCHECKPOINTRESPONSE']._serialized_start=1050
+  _globals['_PUTCHECKPOINTRESPONSE']._serialized_end=1073
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1075
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1119
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1121
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1191
+  _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_start=1193
+  _globals['_GETWORKFLOWEXECUTIONCONTEXTREQUEST']._serialized_end=1251
+  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_start=1254
+  _globals['_GETWORKFLOWEXECUTIONCONTEXTRESPONSE']._serialized_end=1411
+  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_start=1413
+  _globals['_GETAGENTEXECUTIONCONTEXTREQUEST']._serialized_end=1468
+  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_start=1471
+  _globals['_GETAGENTEXECUTIONCONTEXTRESPONSE']._serialized_end=1656
+  _globals['_ENSURETHREADREQUEST']._serialized_start=1658
+  _globals['_ENSURETHREADREQUEST']._serialized_end=1701
+  _globals['_ENSURETHREADRESPONSE']._serialized_start=1703
+  _globals['_ENSURETHREADRESPONSE']._serialized_end=1784
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1786
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1897
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1899
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=2003
+  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_start=2005
+  _globals['_APPENDTHREADMESSAGESREQUEST']._serialized_end=2113
+  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_start=2115
+  _globals['_APPENDTHREADMESSAGESRESPONSE']._serialized_end=2168
+  _globals['_RUNNERSERVICE']._serialized_start=2171
+  _globals['_RUNNERSERVICE']._serialized_end=3776
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from polyfleet.v1 import agent_execution_pb2 as _agent_execution_pb2
 from polyfleet.v1 import agent_pb2 as _agent_pb2
@@ -22,6 +23,100 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class CreateChildWorkflowExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent: the workflow execution whose `run: workflow` task asks for the child."""
+    task_id: _builtins.str
+    """The task's ID (JSON pointer), recorded in `polyfleet.parent-task`."""
+    workflow: _builtins.str
+    """The applied workflow to run (its resource name: the DSL's `run.workflow.name`)."""
+    version: _builtins.str
+    """When set, the applied workflow's `document.version` must equal it."""
+    namespace: _builtins.str
+    """When set, the applied workflow's `document.namespace` must equal it."""
+    request_id: _builtins.str
+    """Idempotency key within the parent: a retried activity attempt reuses it."""
+    @_builtins.property
+    def input(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        workflow: _builtins.str = ...,
+        version: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        input: _struct_pb2.Struct | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "input", b"input", "namespace", b"namespace", "request_id", b"request_id", "task_id", b"task_id", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChildWorkflowExecutionRequest: _TypeAlias = CreateChildWorkflowExecutionRequest  # noqa: Y015
+
+@_typing.final
+class WatchChildWorkflowExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    CHILD_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent workflow execution."""
+    child_execution_id: _builtins.str
+    after_sequence: _builtins.int
+    """Only events after this sequence number (the snapshot always comes first)."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        child_execution_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "child_execution_id", b"child_execution_id", "execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChildWorkflowExecutionRequest: _TypeAlias = WatchChildWorkflowExecutionRequest  # noqa: Y015
+
+@_typing.final
+class CancelChildWorkflowExecutionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    CHILD_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The parent workflow execution."""
+    child_execution_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        child_execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_execution_id", b"child_execution_id", "execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelChildWorkflowExecutionRequest: _TypeAlias = CancelChildWorkflowExecutionRequest  # noqa: Y015
 
 @_typing.final
 class CreateChildAgentExecutionRequest(_message.Message):

@@ -4,7 +4,9 @@ import grpc
 import warnings
 
 from polyfleet.v1 import agent_execution_pb2 as polyfleet_dot_v1_dot_agent__execution__pb2
+from polyfleet.v1 import event_pb2 as polyfleet_dot_v1_dot_event__pb2
 from polyfleet.v1 import runner_pb2 as polyfleet_dot_v1_dot_runner__pb2
+from polyfleet.v1 import workflow_execution_pb2 as polyfleet_dot_v1_dot_workflow__execution__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -87,6 +89,31 @@ class RunnerServiceStub:
                 '/polyfleet.v1.RunnerService/CancelChildAgentExecution',
                 request_serializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.SerializeToString,
                 response_deserializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
+                _registered_method=True)
+        self.EmitEvent = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/EmitEvent',
+                request_serializer=polyfleet_dot_v1_dot_event__pb2.EmitEventRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_event__pb2.EmitEventResponse.FromString,
+                _registered_method=True)
+        self.ReceiveEvents = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/ReceiveEvents',
+                request_serializer=polyfleet_dot_v1_dot_event__pb2.ReceiveEventsRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_event__pb2.ReceiveEventsResponse.FromString,
+                _registered_method=True)
+        self.CreateChildWorkflowExecution = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/CreateChildWorkflowExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.CreateChildWorkflowExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.FromString,
+                _registered_method=True)
+        self.WatchChildWorkflowExecution = channel.unary_stream(
+                '/polyfleet.v1.RunnerService/WatchChildWorkflowExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.WatchChildWorkflowExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WatchWorkflowExecutionResponse.FromString,
+                _registered_method=True)
+        self.CancelChildWorkflowExecution = channel.unary_unary(
+                '/polyfleet.v1.RunnerService/CancelChildWorkflowExecution',
+                request_serializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildWorkflowExecutionRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.FromString,
                 _registered_method=True)
 
 
@@ -175,6 +202,51 @@ class RunnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmitEvent(self, request, context):
+        """EmitEvent publishes the event of an `emit` task. Its id defaults to one derived from
+        the execution, task and attempt (a retried activity emits it once), its source to
+        "/polyfleet/workflow-executions/<execution_id>".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveEvents(self, request, context):
+        """ReceiveEvents returns the stored events after a sequence that arrived after the
+        execution was created, waiting up to wait_millis for one (`listen` tasks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateChildWorkflowExecution(self, request, context):
+        """CreateChildWorkflowExecution starts a workflow execution for a `run: workflow` task of
+        the workflow execution `execution_id` (the parent), with the same parent labels as a
+        child agent execution. A repeated request (same parent, task, request_id, workflow and
+        input) returns the child the first one created. Refused with FAILED_PRECONDITION when
+        the parent is terminal, NOT_FOUND when no such workflow is applied, INVALID_ARGUMENT
+        when `version` or `namespace` do not match the applied workflow's document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchChildWorkflowExecution(self, request, context):
+        """WatchChildWorkflowExecution streams a child's snapshot and events, as the public
+        WatchWorkflowExecution does. A child of another parent is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelChildWorkflowExecution(self, request, context):
+        """CancelChildWorkflowExecution asks for a child workflow execution to be cancelled. A
+        child of another parent is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +299,31 @@ def add_RunnerServiceServicer_to_server(servicer, server):
                     servicer.CancelChildAgentExecution,
                     request_deserializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.FromString,
                     response_serializer=polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.SerializeToString,
+            ),
+            'EmitEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmitEvent,
+                    request_deserializer=polyfleet_dot_v1_dot_event__pb2.EmitEventRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_event__pb2.EmitEventResponse.SerializeToString,
+            ),
+            'ReceiveEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveEvents,
+                    request_deserializer=polyfleet_dot_v1_dot_event__pb2.ReceiveEventsRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_event__pb2.ReceiveEventsResponse.SerializeToString,
+            ),
+            'CreateChildWorkflowExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChildWorkflowExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.CreateChildWorkflowExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.SerializeToString,
+            ),
+            'WatchChildWorkflowExecution': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChildWorkflowExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.WatchChildWorkflowExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WatchWorkflowExecutionResponse.SerializeToString,
+            ),
+            'CancelChildWorkflowExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelChildWorkflowExecution,
+                    request_deserializer=polyfleet_dot_v1_dot_runner__pb2.CancelChildWorkflowExecutionRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -502,6 +599,141 @@ class RunnerService:
             '/polyfleet.v1.RunnerService/CancelChildAgentExecution',
             polyfleet_dot_v1_dot_runner__pb2.CancelChildAgentExecutionRequest.SerializeToString,
             polyfleet_dot_v1_dot_agent__execution__pb2.AgentExecution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmitEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/EmitEvent',
+            polyfleet_dot_v1_dot_event__pb2.EmitEventRequest.SerializeToString,
+            polyfleet_dot_v1_dot_event__pb2.EmitEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/ReceiveEvents',
+            polyfleet_dot_v1_dot_event__pb2.ReceiveEventsRequest.SerializeToString,
+            polyfleet_dot_v1_dot_event__pb2.ReceiveEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateChildWorkflowExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/CreateChildWorkflowExecution',
+            polyfleet_dot_v1_dot_runner__pb2.CreateChildWorkflowExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChildWorkflowExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/WatchChildWorkflowExecution',
+            polyfleet_dot_v1_dot_runner__pb2.WatchChildWorkflowExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_workflow__execution__pb2.WatchWorkflowExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelChildWorkflowExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyfleet.v1.RunnerService/CancelChildWorkflowExecution',
+            polyfleet_dot_v1_dot_runner__pb2.CancelChildWorkflowExecutionRequest.SerializeToString,
+            polyfleet_dot_v1_dot_workflow__execution__pb2.WorkflowExecution.FromString,
             options,
             channel_credentials,
             insecure,

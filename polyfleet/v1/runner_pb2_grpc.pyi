@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from polyfleet.v1 import agent_execution_pb2 as _agent_execution_pb2
+from polyfleet.v1 import event_pb2 as _event_pb2
 from polyfleet.v1 import runner_pb2 as _runner_pb2
+from polyfleet.v1 import workflow_execution_pb2 as _workflow_execution_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -71,6 +73,31 @@ class RunnerServiceStub:
     """CancelChildAgentExecution asks for a child to be cancelled, as the public
     CancelAgentExecution does. A child of another parent is NOT_FOUND.
     """
+    EmitEvent: _grpc.UnaryUnaryMultiCallable[_event_pb2.EmitEventRequest, _event_pb2.EmitEventResponse]
+    """EmitEvent publishes the event of an `emit` task. Its id defaults to one derived from
+    the execution, task and attempt (a retried activity emits it once), its source to
+    "/polyfleet/workflow-executions/<execution_id>".
+    """
+    ReceiveEvents: _grpc.UnaryUnaryMultiCallable[_event_pb2.ReceiveEventsRequest, _event_pb2.ReceiveEventsResponse]
+    """ReceiveEvents returns the stored events after a sequence that arrived after the
+    execution was created, waiting up to wait_millis for one (`listen` tasks).
+    """
+    CreateChildWorkflowExecution: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CreateChildWorkflowExecutionRequest, _workflow_execution_pb2.WorkflowExecution]
+    """CreateChildWorkflowExecution starts a workflow execution for a `run: workflow` task of
+    the workflow execution `execution_id` (the parent), with the same parent labels as a
+    child agent execution. A repeated request (same parent, task, request_id, workflow and
+    input) returns the child the first one created. Refused with FAILED_PRECONDITION when
+    the parent is terminal, NOT_FOUND when no such workflow is applied, INVALID_ARGUMENT
+    when `version` or `namespace` do not match the applied workflow's document.
+    """
+    WatchChildWorkflowExecution: _grpc.UnaryStreamMultiCallable[_runner_pb2.WatchChildWorkflowExecutionRequest, _workflow_execution_pb2.WatchWorkflowExecutionResponse]
+    """WatchChildWorkflowExecution streams a child's snapshot and events, as the public
+    WatchWorkflowExecution does. A child of another parent is NOT_FOUND.
+    """
+    CancelChildWorkflowExecution: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CancelChildWorkflowExecutionRequest, _workflow_execution_pb2.WorkflowExecution]
+    """CancelChildWorkflowExecution asks for a child workflow execution to be cancelled. A
+    child of another parent is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RunnerServiceAsyncStub(RunnerServiceStub):
@@ -113,6 +140,31 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     CancelChildAgentExecution: _aio.UnaryUnaryMultiCallable[_runner_pb2.CancelChildAgentExecutionRequest, _agent_execution_pb2.AgentExecution]  # type: ignore[assignment]
     """CancelChildAgentExecution asks for a child to be cancelled, as the public
     CancelAgentExecution does. A child of another parent is NOT_FOUND.
+    """
+    EmitEvent: _aio.UnaryUnaryMultiCallable[_event_pb2.EmitEventRequest, _event_pb2.EmitEventResponse]  # type: ignore[assignment]
+    """EmitEvent publishes the event of an `emit` task. Its id defaults to one derived from
+    the execution, task and attempt (a retried activity emits it once), its source to
+    "/polyfleet/workflow-executions/<execution_id>".
+    """
+    ReceiveEvents: _aio.UnaryUnaryMultiCallable[_event_pb2.ReceiveEventsRequest, _event_pb2.ReceiveEventsResponse]  # type: ignore[assignment]
+    """ReceiveEvents returns the stored events after a sequence that arrived after the
+    execution was created, waiting up to wait_millis for one (`listen` tasks).
+    """
+    CreateChildWorkflowExecution: _aio.UnaryUnaryMultiCallable[_runner_pb2.CreateChildWorkflowExecutionRequest, _workflow_execution_pb2.WorkflowExecution]  # type: ignore[assignment]
+    """CreateChildWorkflowExecution starts a workflow execution for a `run: workflow` task of
+    the workflow execution `execution_id` (the parent), with the same parent labels as a
+    child agent execution. A repeated request (same parent, task, request_id, workflow and
+    input) returns the child the first one created. Refused with FAILED_PRECONDITION when
+    the parent is terminal, NOT_FOUND when no such workflow is applied, INVALID_ARGUMENT
+    when `version` or `namespace` do not match the applied workflow's document.
+    """
+    WatchChildWorkflowExecution: _aio.UnaryStreamMultiCallable[_runner_pb2.WatchChildWorkflowExecutionRequest, _workflow_execution_pb2.WatchWorkflowExecutionResponse]  # type: ignore[assignment]
+    """WatchChildWorkflowExecution streams a child's snapshot and events, as the public
+    WatchWorkflowExecution does. A child of another parent is NOT_FOUND.
+    """
+    CancelChildWorkflowExecution: _aio.UnaryUnaryMultiCallable[_runner_pb2.CancelChildWorkflowExecutionRequest, _workflow_execution_pb2.WorkflowExecution]  # type: ignore[assignment]
+    """CancelChildWorkflowExecution asks for a child workflow execution to be cancelled. A
+    child of another parent is NOT_FOUND.
     """
 
 class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -213,6 +265,61 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_execution_pb2.AgentExecution, _abc.Awaitable[_agent_execution_pb2.AgentExecution]]:
         """CancelChildAgentExecution asks for a child to be cancelled, as the public
         CancelAgentExecution does. A child of another parent is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def EmitEvent(
+        self,
+        request: _event_pb2.EmitEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_pb2.EmitEventResponse, _abc.Awaitable[_event_pb2.EmitEventResponse]]:
+        """EmitEvent publishes the event of an `emit` task. Its id defaults to one derived from
+        the execution, task and attempt (a retried activity emits it once), its source to
+        "/polyfleet/workflow-executions/<execution_id>".
+        """
+
+    @_abc_1.abstractmethod
+    def ReceiveEvents(
+        self,
+        request: _event_pb2.ReceiveEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_pb2.ReceiveEventsResponse, _abc.Awaitable[_event_pb2.ReceiveEventsResponse]]:
+        """ReceiveEvents returns the stored events after a sequence that arrived after the
+        execution was created, waiting up to wait_millis for one (`listen` tasks).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateChildWorkflowExecution(
+        self,
+        request: _runner_pb2.CreateChildWorkflowExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_execution_pb2.WorkflowExecution, _abc.Awaitable[_workflow_execution_pb2.WorkflowExecution]]:
+        """CreateChildWorkflowExecution starts a workflow execution for a `run: workflow` task of
+        the workflow execution `execution_id` (the parent), with the same parent labels as a
+        child agent execution. A repeated request (same parent, task, request_id, workflow and
+        input) returns the child the first one created. Refused with FAILED_PRECONDITION when
+        the parent is terminal, NOT_FOUND when no such workflow is applied, INVALID_ARGUMENT
+        when `version` or `namespace` do not match the applied workflow's document.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchChildWorkflowExecution(
+        self,
+        request: _runner_pb2.WatchChildWorkflowExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workflow_execution_pb2.WatchWorkflowExecutionResponse], _abc.AsyncIterator[_workflow_execution_pb2.WatchWorkflowExecutionResponse]]:
+        """WatchChildWorkflowExecution streams a child's snapshot and events, as the public
+        WatchWorkflowExecution does. A child of another parent is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelChildWorkflowExecution(
+        self,
+        request: _runner_pb2.CancelChildWorkflowExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_execution_pb2.WorkflowExecution, _abc.Awaitable[_workflow_execution_pb2.WorkflowExecution]]:
+        """CancelChildWorkflowExecution asks for a child workflow execution to be cancelled. A
+        child of another parent is NOT_FOUND.
         """
 
 def add_RunnerServiceServicer_to_server(servicer: RunnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

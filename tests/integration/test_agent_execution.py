@@ -12,6 +12,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from orchestrator.workflows.scheduled_start import START_SCHEDULED_EXECUTION
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings
 from polyfleet.v1 import (
@@ -170,16 +171,25 @@ async def test_memo_queue_wins_over_the_default_queue(fleet: Fleet) -> None:
 
 async def test_workers_register_only_their_side_of_the_contract(fleet: Fleet) -> None:
     registered = {}
+    local_activities = {}
     for worker in fleet.orchestrator.workers:
         config = worker.config()
-        activity_names = {
+        # Local activities only: the orchestrator never polls for remote activity tasks.
+        assert config["no_remote_activities"] is True
+        local_activities[config["task_queue"]] = {
             getattr(a, "__temporal_activity_definition").name for a in config["activities"]
         }
-        assert activity_names == {contract.UPDATE_STATUS}
         registered[config["task_queue"]] = [w.__name__ for w in config["workflows"]]
+    agent_queue = fleet.queues.agent_execution_orchestrator_task_queue
+    workflow_queue = fleet.queues.workflow_execution_orchestrator_task_queue
     assert registered == {
-        fleet.queues.agent_execution_orchestrator_task_queue: ["AgentExecutionWorkflow"],
-        fleet.queues.workflow_execution_orchestrator_task_queue: ["WorkflowExecutionWorkflow"],
+        agent_queue: ["AgentExecutionWorkflow"],
+        # A workflow's Temporal Schedule starts ScheduledWorkflowStart (orchestrator/schedules.py).
+        workflow_queue: ["WorkflowExecutionWorkflow", "ScheduledWorkflowStart"],
+    }
+    assert local_activities == {
+        agent_queue: {contract.UPDATE_STATUS},
+        workflow_queue: {contract.UPDATE_STATUS, START_SCHEDULED_EXECUTION},
     }
 
     assert fleet.runner is not None

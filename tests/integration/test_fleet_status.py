@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 
 from temporalio.client import Client
 
 from polyfleet.v1 import agent_pb2, common_pb2, fleet_pb2
-from tests.conftest import Fleet, add_runner, scripted_agent, start_fleet, stopping
-from tests.helpers import assert_eventually, wait_terminal
-
-
-async def _cli(fleet: Fleet, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "polyfleet.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **fleet.client_env()},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=90)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.conftest import add_runner, scripted_agent, start_fleet, stopping
+from tests.helpers import assert_eventually, run_cli, wait_terminal
 
 
 def _queue(status: fleet_pb2.GetFleetStatusResponse, name: str) -> fleet_pb2.TaskQueueStatus:
@@ -60,7 +42,7 @@ async def test_backlog_while_runners_are_stopped_then_pollers_and_phases(
             lambda s: _queue(s, runner_queue).activity_tasks.backlog_count > 0,
             message="a backlog on the runner queue",
         )
-        code, out, err = await _cli(fleet, "fleet", "status")
+        code, out, err = await run_cli(fleet, "fleet", "status")
         assert code == 0, err
         row = next(
             line.split() for line in out.splitlines() if line.strip().startswith(runner_queue)
@@ -71,7 +53,7 @@ async def test_backlog_while_runners_are_stopped_then_pollers_and_phases(
         assert f"no runner polls activity tasks of {runner_queue}" in out
         assert per_agent in out and "agent/moved" in out
 
-        code, out, err = await _cli(fleet, "fleet", "status", "-o", "json")
+        code, out, err = await run_cli(fleet, "fleet", "status", "-o", "json")
         assert code == 0, err
         document = json.loads(out)
         queues = {q["name"]: q for q in document["queues"]}
@@ -98,6 +80,6 @@ async def test_backlog_while_runners_are_stopped_then_pollers_and_phases(
         )
         completed = {c.phase: c.count for c in status.agent_executions}
         assert completed[common_pb2.EXECUTION_PHASE_COMPLETED] == 2
-        code, out, err = await _cli(fleet, "fleet", "status")
+        code, out, err = await run_cli(fleet, "fleet", "status")
         assert code == 0, err
         assert fleet.temporal.identity in out

@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from polyfleet import contract
 from polyfleet.error_details import error_info
 from polyfleet.roles import Role
-from polyfleet.v1 import common_pb2, runner_pb2, runner_pb2_grpc
+from polyfleet.v1 import common_pb2, event_pb2, runner_pb2, runner_pb2_grpc
 from tests.conftest import Fleet, scripted_agent, start_fleet, stop_fleet
 from tests.integration.lifecycle.conftest import HeldRunner, apply, create, request
 
@@ -114,6 +114,17 @@ async def test_a_runner_acts_on_its_own_execution_and_no_other(held: Held) -> No
         ),
         held.stub.GetCheckpoint(
             runner_pb2.GetCheckpointRequest(execution_id=held.other), metadata=claim
+        ),
+        held.stub.EmitEvent(
+            event_pb2.EmitEventRequest(
+                execution_id=held.other,
+                task_id="/do/0/e",
+                event=event_pb2.CloudEvent(type="forged"),
+            ),
+            metadata=claim,
+        ),
+        held.stub.ReceiveEvents(
+            event_pb2.ReceiveEventsRequest(execution_id=held.other), metadata=claim
         ),
     ]
     for call in calls:

@@ -11,10 +11,17 @@ from polyfleet.dsl.tasks.agent import AGENT
 from polyfleet.dsl.tasks.basic import RAISE, SET, SWITCH, WAIT
 from polyfleet.dsl.tasks.call import CALL
 from polyfleet.dsl.tasks.composite import DO, FOR
+from polyfleet.dsl.tasks.events import EMIT, LISTEN
 from polyfleet.dsl.tasks.fork import FORK
+from polyfleet.dsl.tasks.grpc_call import GRPC
 from polyfleet.dsl.tasks.http import HTTP
+from polyfleet.dsl.tasks.mcp_call import MCP
+from polyfleet.dsl.tasks.openapi import OPENAPI
+from polyfleet.dsl.tasks.run import RUN
 from polyfleet.dsl.tasks.try_catch import TRY
 
 # Order is precedence: a task naming two types is the first one's (see registry.register).
-register(FOR, FORK, TRY, CALL, SET, SWITCH, WAIT, RAISE, DO)
+register(FOR, FORK, TRY, CALL, SET, SWITCH, WAIT, RAISE, RUN, DO)
 register(HTTP, AGENT)
+register(OPENAPI, GRPC, MCP)
+register(EMIT, LISTEN)

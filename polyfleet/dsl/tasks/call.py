@@ -12,6 +12,7 @@ from typing import Any
 from polyfleet.dsl.checks import Checker
 from polyfleet.dsl.registry import StepResult, TaskType, call_function, call_names
 from polyfleet.dsl.runtime import Runtime, TaskCall
+from polyfleet.dsl.tasks.functions import call_defined, check_function_call
 
 
 def _check(
@@ -23,8 +24,14 @@ def _check(
         return
     called = call_function(function)
     if called is None:
-        supported = " and ".join(f"call: {name}" for name in call_names())
-        c.add(f"{p}/call", f"unsupported call '{function}': this runtime supports {supported}")
+        if check_function_call(c, p, function, task, variables):
+            return
+        supported = ", ".join(f"call: {name}" for name in call_names())
+        c.add(
+            f"{p}/call",
+            f"unsupported call '{function}': this runtime supports {supported} "
+            "and the functions defined in use.functions",
+        )
         return
     if "with" not in task:
         c.add(f"{p}/with", "missing required property 'with'")
@@ -36,7 +43,8 @@ def _check(
 
 async def _run(rt: Runtime, call: TaskCall) -> StepResult:
     called = call_function(str(call.definition["call"]))
-    assert called is not None, "validation admits registered functions only"
+    if called is None:  # validation admits registered functions and use.functions only
+        return await call_defined(rt, call)
     return await called.run(rt, call)
 
 

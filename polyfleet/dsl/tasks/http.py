@@ -4,6 +4,8 @@ The client's own settings (timeouts, limits, proxies) apply; a per-task `timeout
 the whole call. Cancelling the task closes the connection, so the server sees the
 request aborted. A status outside 200-299 (200-399 with `redirect: true`) and transport
 failures raise a communication error carrying the status, which `try`/`catch` can catch.
+`endpoint.authentication` becomes the request's ``httpx.Auth`` through
+:func:`polyfleet.dsl.tasks.authentication.authenticate` (basic, bearer, digest, oauth2, oidc).
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from polyfleet.dsl.errors import COMMUNICATION, EXPRESSION, WorkflowError
 from polyfleet.dsl.expressions import is_expression
 from polyfleet.dsl.registry import CallFunction, StepResult
 from polyfleet.dsl.runtime import Runtime, TaskCall
+from polyfleet.dsl.tasks.authentication import authenticate, check_authentication
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 HTTP_OUTPUTS = frozenset({"content", "response", "raw"})
 _HTTP_KEYS = frozenset({"method", "endpoint", "headers", "body", "query", "output", "redirect"})
-_AUTH_SUPPORTED = {"basic": ("username", "password"), "bearer": ("token",)}
-_AUTH_UNSUPPORTED = frozenset({"certificate", "digest", "oauth2", "oidc", "use"})
 _TEMPLATE_VARIABLE = re.compile(r"\{([^{}]+)\}")
 _DETAIL_LIMIT = 500
 
@@ -71,25 +72,7 @@ def _endpoint(c: Checker, p: str, value: Any, variables: frozenset[str]) -> None
     if "uri" in endpoint and c.string(f"{p}/uri", endpoint["uri"], "'uri'"):
         c.template(f"{p}/uri", endpoint["uri"], variables)
     if "authentication" in endpoint:
-        auth_p = f"{p}/authentication"
-        auth = c.members(
-            auth_p,
-            endpoint["authentication"],
-            "'authentication'",
-            _AUTH_SUPPORTED,
-            unsupported=_AUTH_UNSUPPORTED,
-        )
-        if auth is None:
-            return
-        if len(auth) != 1:
-            c.add(auth_p, "'authentication' needs exactly one scheme (basic or bearer)")
-        for scheme, fields in _AUTH_SUPPORTED.items():
-            if scheme in auth:
-                block = c.members(
-                    f"{auth_p}/{scheme}", auth[scheme], f"'{scheme}'", fields, required=fields
-                )
-                if block is not None:
-                    c.template(f"{auth_p}/{scheme}", block, variables)
+        check_authentication(c, f"{p}/authentication", endpoint["authentication"], variables)
 
 
 async def call_http(rt: Runtime, call: TaskCall) -> StepResult:
@@ -110,7 +93,10 @@ async def call_http(rt: Runtime, call: TaskCall) -> StepResult:
     headers = _strings(rt.template(args.get("headers") or {}, data, variables), "headers")
     query = _strings(rt.template(args.get("query") or {}, data, variables), "query")
     if auth is not None:
-        headers["Authorization"] = _authorization(rt.template(auth, data, variables))
+        # Resolved once per call; its credentials are redacted from here on.
+        credentials: dict[str, Any] = {"auth": await authenticate(rt, auth, data, variables)}
+    else:
+        credentials = {}
     body = rt.template(args.get("body"), data, variables)
     content: dict[str, Any] = {}
     if isinstance(body, str):
@@ -121,7 +107,7 @@ async def call_http(rt: Runtime, call: TaskCall) -> StepResult:
         # httpx's `params=` would replace a query string already in the endpoint: merge.
         url = httpx.URL(uri).copy_merge_params(query) if query else httpx.URL(uri)
         response = await rt.http.request(
-            method, url, headers=headers, follow_redirects=False, **content
+            method, url, headers=headers, follow_redirects=False, **content, **credentials
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise WorkflowError(
@@ -172,14 +158,6 @@ def _strings(values: Any, what: str) -> dict[str, str]:
             continue
         out[str(key)] = item if isinstance(item, str) else json.dumps(item)
     return out
-
-
-def _authorization(auth: Mapping[str, Any]) -> str:
-    if "basic" in auth:
-        basic = auth["basic"]
-        token = base64.b64encode(f"{basic['username']}:{basic['password']}".encode()).decode()
-        return f"Basic {token}"
-    return f"Bearer {auth['bearer']['token']}"
 
 
 def _output(

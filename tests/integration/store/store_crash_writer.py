@@ -13,7 +13,8 @@ from pathlib import Path
 from polyfleet.v1 import agent_execution_pb2, common_pb2
 from store import Store
 
-WRITERS = 4
+# Enough concurrent writers that the store group-commits several writes per transaction.
+WRITERS = 16
 # Small, so the map also grows while the process is being killed.
 INITIAL_MAP_SIZE = 256 * 1024
 

@@ -1,18 +1,29 @@
-"""Workflow-execution test fixtures: the test HTTP server and request helpers."""
+"""Workflow-execution test fixtures: the test HTTP server, a runnerless fleet, helpers."""
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from google.protobuf import json_format, struct_pb2
+from temporalio.client import Client
 
+from polyfleet.config import ExecutionSettings
 from polyfleet.v1 import common_pb2, workflow_execution_pb2, workflow_pb2
-from tests.conftest import Fleet
-from tests.helpers import wait_terminal
+from tests.conftest import Fleet, start_fleet, stopping
+from tests.helpers import assert_eventually, wait_terminal
 from tests.http_server import Server
+from tests.processes import runner_process
+
+# Runner processes started by these tests take workflow activities only.
+ONLY_WORKFLOWS = {"POLYFLEET_RUNNER_AGENTS": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +39,50 @@ def http(_server: Server) -> Server:
     """The test HTTP server with its counters cleared."""
     _server.reset()
     return _server
+
+
+@pytest_asyncio.fixture
+async def runnerless(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """An orchestrator without a runner that gives up on a silent activity after 3 s."""
+    executions = ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3))
+    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False, executions=executions)
+    async with stopping(fleet):
+        yield fleet
+
+
+async def heartbeat_details(fleet: Fleet, workflow_id: str) -> int:
+    """How many details the pending activity's last heartbeat carried (0: none, or none yet)."""
+    description = await fleet.temporal.get_workflow_handle(workflow_id).describe()
+    pending = description.raw_description.pending_activities
+    return len(pending[0].heartbeat_details.payloads) if pending else 0
+
+
+async def resume_after_sigkill(
+    fleet: Fleet, logs: Path, http: Server, held: str, workflow: str, data: Any = None
+) -> tuple[workflow_execution_pb2.WorkflowExecution, workflow_execution_pb2.WorkflowExecution]:
+    """Run ``workflow`` on runner process A, SIGKILL it mid-task, finish it on runner B.
+
+    A dies while its request to ``/hold/{held}`` is in flight and a checkpoint has reached
+    Temporal with a heartbeat; ``logs`` is the folder of the runners' logs.
+
+    Returns:
+        The execution as created, and as it ended.
+
+    """
+
+    async def calls() -> int:
+        return http.calls[held]
+
+    async with runner_process(fleet, logs / "runner-a.log", **ONLY_WORKFLOWS) as a:
+        created = await start(fleet, workflow, data)
+        await assert_eventually(calls, lambda n: n == 1, timeout=30)
+        await assert_eventually(
+            lambda: heartbeat_details(fleet, created.workflow_id), lambda n: n > 0
+        )
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+    async with runner_process(fleet, logs / "runner-b.log", **ONLY_WORKFLOWS):
+        return created, await finish(fleet, created.id, timeout=60)
 
 
 # A workflow body whose one task raises a problem (type, status 422, title, detail).

@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest_asyncio
-from temporalio.client import Client
-
-from polyfleet.config import ExecutionSettings, RunnerSettings
+from polyfleet.config import RunnerSettings
 from polyfleet.v1 import common_pb2
-from tests.conftest import Fleet, add_runner, start_fleet, stopping
-from tests.helpers import assert_eventually
+from tests.conftest import Fleet, add_runner
 from tests.http_server import Server
-from tests.integration.workflows.conftest import apply_workflow, finish, output, start
+from tests.integration.workflows.conftest import (
+    ONLY_WORKFLOWS,
+    apply_workflow,
+    finish,
+    heartbeat_details,
+    output,
+    resume_after_sigkill,
+    start,
+)
 from tests.processes import runner_process
-
-# Runner processes of these tests take workflow activities only.
-ONLY_WORKFLOWS = {"POLYFLEET_RUNNER_AGENTS": "false"}
-
-
-@pytest_asyncio.fixture
-async def runnerless(temporal_client: Client, tmp_path: Path) -> AsyncIterator[Fleet]:
-    """An orchestrator without a runner that gives up on a silent activity after 3 s."""
-    executions = ExecutionSettings(activity_heartbeat_timeout=timedelta(seconds=3))
-    fleet = await start_fleet(temporal_client, tmp_path, with_runner=False, executions=executions)
-    async with stopping(fleet):
-        yield fleet
-
-
-async def _calls(http: Server, name: str) -> int:
-    return http.calls[name]
-
-
-async def _heartbeat_details(fleet: Fleet, workflow_id: str) -> int:
-    description = await fleet.temporal.get_workflow_handle(workflow_id).describe()
-    pending = description.raw_description.pending_activities
-    return len(pending[0].heartbeat_details.payloads) if pending else 0
 
 
 async def test_sigkilled_runner_is_resumed_without_repeating_completed_tasks(
@@ -69,17 +49,10 @@ async def test_sigkilled_runner_is_resumed_without_repeating_completed_tasks(
                 first: ${{ $workflow.input.order }}
         """,
     )
-    async with runner_process(runnerless, tmp_path / "runner-a.log", **ONLY_WORKFLOWS) as a:
-        created = await start(runnerless, "five", {"order": 42})
-        await assert_eventually(lambda: _calls(http, "three"), lambda n: n == 1, timeout=30)
-        # The checkpoint taken after task 2 has reached Temporal with a heartbeat.
-        await assert_eventually(
-            lambda: _heartbeat_details(runnerless, created.workflow_id), lambda n: n > 0
-        )
-        os.kill(a.pid, signal.SIGKILL)
-        a.wait(10)
-    async with runner_process(runnerless, tmp_path / "runner-b.log", **ONLY_WORKFLOWS):
-        done = await finish(runnerless, created.id, timeout=60)
+    # Runner A dies in task three, after the checkpoint of task two reached Temporal.
+    created, done = await resume_after_sigkill(
+        runnerless, tmp_path, http, "three", "five", {"order": 42}
+    )
     assert done.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED, done.status.error
     assert (http.calls["one"], http.calls["two"]) == (1, 1)  # not executed again
     assert http.calls["three"] == 2  # the task that was running when the runner died
@@ -118,7 +91,7 @@ async def test_a_checkpoint_no_heartbeat_carried_is_still_resumed_from(
         await asyncio.to_thread(a.wait, 30)
     assert a.returncode == -signal.SIGKILL
     assert http.calls["one"] == 1
-    assert await _heartbeat_details(runnerless, created.workflow_id) == 0
+    assert await heartbeat_details(runnerless, created.workflow_id) == 0
     await add_runner(
         runnerless, RunnerSettings(agents=False, heartbeat_interval=timedelta(seconds=1))
     )

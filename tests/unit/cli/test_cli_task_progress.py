@@ -192,6 +192,21 @@ def test_an_agent_call_names_its_child_execution_once() -> None:
     ]
 
 
+def test_a_subflow_names_its_child_workflow_execution_once() -> None:
+    lines = render(
+        task("/do/0/sub", RUNNING, "run:workflow", workflow_execution_id="wex-7"),
+        task(
+            "/do/0/sub", COMPLETED, "run:workflow", output={"n": 1}, workflow_execution_id="wex-7"
+        ),
+    )
+
+    assert lines == [
+        "▶ /do/0/sub (run:workflow)",
+        "↳ /do/0/sub: workflow execution wex-7",
+        '✓ /do/0/sub: {"n": 1}',
+    ]
+
+
 def test_ascii_stand_ins_for_terminals_without_unicode() -> None:
     progress = TaskProgress(unicode=False)
 

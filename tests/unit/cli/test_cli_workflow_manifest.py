@@ -249,12 +249,12 @@ def test_unknown_kind_lists_both_kinds(tmp_path: Path) -> None:
 
 
 def test_inline_document_problems_are_named_by_pointer_and_line(tmp_path: Path) -> None:
-    text = VALID.replace("          call: agent\n", "          call: grpc\n")
+    text = VALID.replace("          call: agent\n", "          call: asyncapi\n")
 
     error = error_for(tmp_path, text)
 
     assert error.field == "spec.document/do/1/ask/call"
-    assert "unsupported call 'grpc'" in error.message
+    assert "call: asyncapi is not supported" in error.message
     assert error.line == 16
     assert str(error).startswith(f"{tmp_path / 'workflow.yaml'}: spec.document/do/1/ask/call: ")
 

@@ -88,6 +88,29 @@ def test_apply_sends_agents_before_workflows_whatever_the_order(
     assert "call: agent" in applied[0].document
 
 
+def test_apply_sends_a_subflow_before_the_workflow_that_runs_it_and_notes_shell_needs(
+    fake_server: FakeApi, run_cli: Run, tmp_path: Path
+) -> None:
+    parent = FLOW.replace("name: greet", "name: parent").replace(
+        "      - hello:\n          set: {greeting: hi}\n",
+        "      - hello:\n          run: {shell: {command: id}}\n"
+        "      - sub:\n          run: {workflow: {name: zchild}}\n",
+    )
+    (tmp_path / "a-parent.yaml").write_text(parent, encoding="utf-8")
+    (tmp_path / "b-child.yaml").write_text(FAILING.replace("failing", "zchild"), encoding="utf-8")
+
+    code, _out, err = cli(
+        fake_server, run_cli, "apply", "-f", str(tmp_path), "-f", str(EXAMPLE_MANIFEST)
+    )
+
+    assert code == 0, err
+    assert [w.name for w in fake_server.state.workflows.recorded.applied] == ["zchild", "parent"]
+    assert err == (
+        "note: workflow/parent: `run: shell` (/do/0/hello) runs only on runners whose "
+        "POLYFLEET_RUNNER_ALLOW_RUN includes shell\n"
+    )
+
+
 def test_apply_again_bumps_the_version(flows: FakeApi, run_cli: Run, tmp_path: Path) -> None:
     code, out, _ = cli(flows, run_cli, "apply", "-f", str(tmp_path / "greet.yaml"))
 

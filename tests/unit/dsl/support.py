@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
@@ -9,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from polyfleet.dsl import Engine, TaskReport, load_document
+from polyfleet.dsl import Engine, EventBatch, TaskReport, load_document
+from polyfleet.dsl.reports import ChildWorkflow
 from tests.http_server import Server
 
 HEADER = 'document: {dsl: "1.0.0", namespace: test, name: wf, version: "1.0.0"}\n'
@@ -30,6 +33,13 @@ class Hooks:
         self.checkpoints: list[dict[str, Any]] = []
         self.agent_calls: list[tuple[str, str, str]] = []
         self._agent = agent
+        # `run: workflow`: what was asked, and what answers (default: an echo).
+        self.workflow_calls: list[tuple[ChildWorkflow, str]] = []
+        self.workflow_fn: Callable[[ChildWorkflow, str], Awaitable[Any]] | None = None
+        # The event bus: every emitted event, in order; a sequence is an index + 1.
+        self.events: list[dict[str, Any]] = []
+        self.receive_calls = 0
+        self._arrived = asyncio.Event()
 
     async def report(self, task: TaskReport) -> None:
         self.reports.append(task)
@@ -43,6 +53,35 @@ class Hooks:
         if self._agent is not None:
             return await self._agent(agent, message, task_id)
         return f"{agent}: {message}"
+
+    async def run_workflow(self, workflow: ChildWorkflow, task_id: str) -> Any:
+        self.workflow_calls.append((workflow, task_id))
+        if self.workflow_fn is not None:
+            return await self.workflow_fn(workflow, task_id)
+        if not workflow.wait:
+            return f"wex-{workflow.name}"
+        return {"ran": workflow.name, "input": workflow.input}
+
+    async def emit_event(self, event: dict[str, Any], task_id: str, attempt: int) -> dict[str, Any]:
+        stored = {
+            "specversion": "1.0",
+            "source": "/test",
+            "id": f"{task_id}#{attempt}",
+            **event,
+        }
+        if not any(e["id"] == stored["id"] for e in self.events):
+            self.events.append(stored)
+            self._arrived.set()
+        return stored
+
+    async def receive_events(self, after: int, wait: float) -> EventBatch:
+        self.receive_calls += 1
+        if len(self.events) <= after:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._arrived.wait()
+        return EventBatch(list(self.events[after:]), len(self.events))
 
     def phases(self) -> list[tuple[str, str]]:
         """(phase, id) of every report, in order."""

@@ -120,18 +120,21 @@ def test_unknown_agent_is_a_problem_only_when_agents_are_known() -> None:
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
-        ("do:\n  - e: {emit: {event: {with: {type: x}}}}\n", "/do/0/e/emit"),
-        ("do:\n  - l: {listen: {to: {one: {with: {type: x}}}}}\n", "/do/0/l/listen"),
-        ("do:\n  - r: {run: {shell: {command: ls}}}\n", "/do/0/r/run"),
-        ("do:\n  - g: {call: grpc, with: {}}\n", "/do/0/g/call"),
-        ("use: {functions: {f: {set: {}}}}\ndo:\n  - a: {set: {}}\n", "/use/functions"),
-        ("schedule: {every: PT1M}\ndo:\n  - a: {set: {}}\n", "/schedule"),
+        ("do:\n  - l: {listen: {to: {one: {}}}, foreach: {do: []}}\n", "/do/0/l/foreach"),
+        ("do:\n  - r: {run: {container: {image: alpine}}}\n", "/do/0/r/run/container"),
+        ("do:\n  - g: {call: asyncapi, with: {}}\n", "/do/0/g/call"),
+        ("do:\n  - g: {call: 'log:1.0.0@global'}\n", "/do/0/g/call"),
+        ("use: {catalogs: {c: {endpoint: x}}}\ndo:\n  - a: {set: {}}\n", "/use/catalogs"),
+        (
+            "schedule: {on: {one: {correlate: {}}}}\ndo:\n  - a: {set: {}}\n",
+            "/schedule/on/one/correlate",
+        ),
         ("evaluate: {mode: loose}\ndo:\n  - a: {set: {}}\n", "/evaluate/mode"),
         ("do:\n  - w: {wait: P1M}\n", "/do/0/w/wait"),
         (
             "do:\n  - c: {call: http, with: {method: get, endpoint: "
-            "{uri: 'http://x', authentication: {oauth2: {}}}}}\n",
-            "/do/0/c/with/endpoint/authentication/oauth2",
+            "{uri: 'http://x', authentication: {certificate: {}}}}}\n",
+            "/do/0/c/with/endpoint/authentication/certificate",
         ),
         (
             "do:\n  - t:\n      try: [{a: {set: {}}}]\n"
@@ -212,7 +215,7 @@ async def test_engine_refuses_an_invalid_document() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(InvalidDocumentError) as caught:
             Engine(doc("do:\n  - a: {emit: {}}\n"), Hooks(), http=client)
-    assert caught.value.problems[0].pointer == "/do/0/a/emit"
+    assert caught.value.problems[0].pointer == "/do/0/a/emit/event"
 
 
 def test_interpolation_inside_a_longer_string_is_rejected() -> None:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, workflow_execution_pb2
 from runner.errors import ExecutionClosedError, OrchestratorUnavailableError
 from runner.runner_client import RunnerClient, activity_time_left
 from tests.helpers import assert_eventually, rpc_error
@@ -190,3 +190,18 @@ async def test_reading_a_child_through_its_watch_is_retried_through_an_outage() 
     assert {(c[1].execution_id, c[1].child_execution_id) for c in channel.calls} == {
         ("wex-1", "aex-2")
     }
+
+
+async def test_a_child_workflow_is_read_through_its_watch_and_a_stream_without_one_fails() -> None:
+    channel = FlakyChannel(failures=1)
+    channel.stream_payload = workflow_execution_pb2.WatchWorkflowExecutionResponse(
+        snapshot=workflow_execution_pb2.WorkflowExecution(id="wex-2")
+    ).SerializeToString()
+    assert (await _client(channel).get_child_workflow("wex-1", "wex-2")).id == "wex-2"
+    assert [c[0] for c in channel.calls] == [
+        "/polyfleet.v1.RunnerService/WatchChildWorkflowExecution"
+    ] * 2
+    # A stream that ends before its snapshot is the orchestrator's failure, named as such.
+    channel.stream_payload = b""  # an empty response: neither snapshot nor event
+    with pytest.raises(OrchestratorUnavailableError, match="wex-2 ended without a snapshot"):
+        await _client(channel).get_child_workflow("wex-1", "wex-2")
