@@ -132,6 +132,8 @@ async def test_a_restart_neither_misses_nor_repeats_an_event(
         assert before is not None, "the position is stored at the first start"
         first = await fleet.client.events.publish({"id": "e1", **alert})
         await _count(fleet, "on-alert", 1)
+        # The position is stored after the execution is created: wait for it too.
+        await _processed(fleet, first.record.sequence)
     # As if the orchestrator had died after creating the execution but before storing its
     # position; and an event arrives while it is down.
     db = await asyncio.to_thread(store.Store.open, data_dir / "store")
