@@ -30,6 +30,7 @@ from orchestrator.event_schedules import EventSchedules
 from orchestrator.events import EventHub
 from orchestrator.executions import ExecutionRegistry
 from orchestrator.fleet_status import FleetStatus
+from orchestrator.function_sources import FunctionSources
 from orchestrator.health import HealthMonitor, store_check, temporal_check
 from orchestrator.ownership import (
     ApiAddressInUseError,
@@ -413,7 +414,18 @@ class Orchestrator:
             AgentServicer(resources.agents(db)), server
         )
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(resources.workflows(db, self.schedules)), server
+            WorkflowServicer(
+                resources.workflows(
+                    db,
+                    self.schedules,
+                    FunctionSources(
+                        s.executions.dsl_function_sources,
+                        timeout=s.executions.dsl_function_timeout.total_seconds(),
+                        max_bytes=s.executions.dsl_function_max_bytes,
+                    ),
+                )
+            ),
+            server,
         )
         session_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(resources.Sessions(db)), server

@@ -6,6 +6,7 @@ edge answers NOT_FOUND like the orchestrator's own.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -13,9 +14,11 @@ from typing import Generic, TypeVar
 import store
 from orchestrator.actors import current_actor, describe
 from orchestrator.errors import FailedPreconditionError, InvalidArgumentError, invalid_page_token
+from orchestrator.function_sources import FunctionSources
 from orchestrator.paging import every_page
 from orchestrator.schedules import Schedules
 from orchestrator.validation import validate_agent, validate_workflow
+from polyfleet.config import OFFICIAL_FUNCTION_CATALOG
 from polyfleet.quoting import quote
 from polyfleet.v1 import agent_pb2, session_pb2, workflow_pb2
 
@@ -41,14 +44,15 @@ class NamedResources(Generic[N]):
         self,
         kind: str,
         repository: store.NamedResourceRepository[N],
-        validate: Callable[[N], Awaitable[None]],
+        validate: Callable[[N], Awaitable[N | None]],
         *,
         written: Callable[[N], Awaitable[None]] | None = None,
         deleted: Callable[[N], Awaitable[None]] | None = None,
     ) -> None:
         self._kind = kind
         self._repo: store.NamedResourceRepository[N] = repository
-        self._validate: Callable[[N], Awaitable[None]] = validate
+        # Returns the resource to store when the server fills fields of its own in.
+        self._validate: Callable[[N], Awaitable[N | None]] = validate
         # Called after a write or delete is stored (a workflow's schedule follows it).
         self._written: Callable[[N], Awaitable[None]] | None = written
         self._deleted: Callable[[N], Awaitable[None]] | None = deleted
@@ -60,7 +64,7 @@ class NamedResources(Generic[N]):
             InvalidArgumentError: The definition is invalid.
             FailedPreconditionError: The name is taken (use apply to replace it).
         """
-        await self._validate(resource)
+        resource = await self._validate(resource) or resource
         try:
             stored = await self._repo.create(_written_by(resource))
         except store.AlreadyExistsError:
@@ -74,7 +78,7 @@ class NamedResources(Generic[N]):
 
     async def apply(self, resource: N) -> N:
         """Create the resource, or replace the definition of the one with its name."""
-        await self._validate(resource)
+        resource = await self._validate(resource) or resource
         stored, created = await self._repo.apply(_written_by(resource))
         self._log(stored, "created (apply)" if created else "replaced (apply)")
         await self._after_write(stored)
@@ -95,7 +99,7 @@ class NamedResources(Generic[N]):
 
     async def update(self, resource: N) -> N:
         """Replace a definition; a set ``version`` must match the stored one."""
-        await self._validate(resource)
+        resource = await self._validate(resource) or resource
         stored = await self._repo.update(
             _written_by(resource), expected_version=resource.version or None
         )
@@ -132,23 +136,38 @@ def agents(db: store.Store) -> NamedResources[agent_pb2.Agent]:
 
     async def validate(agent: agent_pb2.Agent) -> None:
         validate_agent(agent)
+        return None
 
     return NamedResources("agent", db.agents, validate)
 
 
 def workflows(
-    db: store.Store, schedules: Schedules | None = None
+    db: store.Store,
+    schedules: Schedules | None = None,
+    functions: FunctionSources | None = None,
 ) -> NamedResources[workflow_pb2.Workflow]:
     """Serverless Workflow documents; `call: agent` and `run: workflow` name existing ones.
 
     With ``schedules``, every write makes the workflow's Temporal Schedule follow its
-    document's `schedule`, and a delete deletes it (orchestrator/schedules.py).
+    document's `schedule`, and a delete deletes it (orchestrator/schedules.py). Every write
+    fetches the catalog and URL functions the document calls through ``functions`` (by
+    default, from the official catalog only) and stores them in ``resolved_functions``.
     """
+    sources = functions or FunctionSources([OFFICIAL_FUNCTION_CATALOG])
 
-    async def validate(definition: workflow_pb2.Workflow) -> None:
-        validate_workflow(
-            definition, await _agent_names(db), known_workflows=await _workflow_names(db)
-        )
+    async def validate(definition: workflow_pb2.Workflow) -> workflow_pb2.Workflow:
+        agents, names = await _agent_names(db), await _workflow_names(db)
+        document = validate_workflow(definition, agents, known_workflows=names)
+        resolved = await sources.resolve(document, "workflow.document")
+        if resolved:
+            parsed = {reference: json.loads(text) for reference, text in resolved.items()}
+            validate_workflow(definition, agents, known_workflows=names, resolved_functions=parsed)
+        # Output only: whatever the client sent is replaced by what was fetched now.
+        prepared = workflow_pb2.Workflow()
+        prepared.CopyFrom(definition)
+        prepared.resolved_functions.clear()
+        prepared.resolved_functions.update(resolved)
+        return prepared
 
     async def deleted(definition: workflow_pb2.Workflow) -> None:
         if schedules is not None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -121,11 +122,17 @@ def validate_workflow(
     field: str = "workflow",
     *,
     known_workflows: Iterable[str] | None = None,
-) -> None:
+    resolved_functions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Check a workflow resource and its Serverless Workflow document.
 
     A literal `run: workflow` name must be one of ``known_workflows`` (when given) and
-    not the workflow's own name (a cycle).
+    not the workflow's own name (a cycle). Without ``resolved_functions``, catalog and URL
+    functions are checked for their syntax and catalog only; with them (each reference
+    mapped to its parsed definition), each is checked as a task.
+
+    Returns:
+        The parsed document.
 
     Raises:
         InvalidArgumentError: Naming the field, or the JSON pointer of the first problem
@@ -154,8 +161,10 @@ def validate_workflow(
         known_agents=set(known_agents),
         known_workflows=None if known_workflows is None else set(known_workflows),
         workflow_name=definition.name,
+        resolved_functions=resolved_functions,
     )
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise InvalidArgumentError(f"{field}.document{first.pointer}", first.message + more)
+    return document

@@ -84,6 +84,7 @@ class WorkflowExecutions(Executions[WorkflowExecution, CreateRequest]):
             request_id=request.request_id,
             workflow_id=contract.workflow_execution_workflow_id(execution_id),
             document=definition.document,
+            resolved_functions=dict(definition.resolved_functions),
             # The workflow's runner pool, else the default: start_workflow puts it in the memo.
             runner_queue=definition.runner_queue or self.runner_queue(),
             priority=spec.priority or DEFAULT_PRIORITY,

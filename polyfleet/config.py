@@ -28,6 +28,8 @@ from polyfleet.durations import parse_duration
 from polyfleet.roles import Role, parse_role
 
 DEFAULT_API_ADDRESS = "127.0.0.1:7234"
+# The raw files of the DSL specification's official function catalog (polyfleet/dsl/catalogs.py).
+OFFICIAL_FUNCTION_CATALOG = "https://raw.githubusercontent.com/serverlessworkflow/catalog/"
 # Variables with this prefix are polyfleet's: an unknown one is most likely a misspelling.
 PREFIX = "POLYFLEET_"
 
@@ -451,6 +453,13 @@ class StoreSettings(Settings):
     )
 
 
+def _function_sources(prefixes: list[str]) -> list[str]:
+    for prefix in prefixes:
+        if not re.match(r"^https?://[^/]+", prefix):
+            raise ValueError(f"{prefix!r} is not an http(s) URL prefix")
+    return prefixes
+
+
 class ExecutionSettings(Settings):
     """Timeouts of executions and of the activity contract (docs/contract.md)."""
 
@@ -524,6 +533,19 @@ class ExecutionSettings(Settings):
         default=timedelta(minutes=10),
         description="`polyfleet fleet status` warns of RUNNING executions without any event "
         "for longer than this (possibly stuck)",
+    )
+    dsl_function_sources: Annotated[list[str], AfterValidator(_function_sources)] = Field(
+        default=[OFFICIAL_FUNCTION_CATALOG],
+        description="JSON list of http(s) URL prefixes catalog and URL functions of workflow "
+        "documents are fetched from when a workflow is applied (end each with `/`); "
+        "`[]`: none (docs/dsl.md, 'use.functions and catalogs')",
+    )
+    dsl_function_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="how long applying a workflow waits for one function definition",
+    )
+    dsl_function_max_bytes: int = Field(
+        default=256 * 1024, gt=0, description="largest function definition (bytes) fetched"
     )
 
 

@@ -398,13 +398,13 @@ class WorkflowHost:
         state: dict[str, Any] = json.loads(stored.data)
         return state, stored.sequence
 
-    def _check_processes(self, document: Mapping[str, Any]) -> None:
+    def _check_processes(self, document: Mapping[str, Any], functions: Mapping[str, Any]) -> None:
         """Fail before any task runs when the document starts processes this runner refuses.
 
         Raises:
             WorkflowError: Naming the first such task and POLYFLEET_RUNNER_ALLOW_RUN.
         """
-        for kind, pointers in runner_requirements(document).items():
+        for kind, pointers in runner_requirements(document, functions).items():
             if kind not in self._settings.allow_run:
                 raise WorkflowError(
                     CONFIGURATION,
@@ -458,6 +458,14 @@ class WorkflowHost:
         context = await self._client.workflow_context(execution_id)
         execution = context.execution
         text = execution.document or context.workflow.document
+        # The catalog and URL functions resolved when the workflow was applied, snapshotted
+        # with the document (an execution created before the snapshot: the workflow's).
+        resolved = (
+            execution.resolved_functions
+            if execution.document
+            else context.workflow.resolved_functions
+        )
+        functions = {reference: json.loads(body) for reference, body in resolved.items()}
         try:
             document = load_document(text)
         except InvalidDocumentError as err:
@@ -485,7 +493,7 @@ class WorkflowHost:
                     extra={"execution_id": execution_id},
                 )
             try:
-                self._check_processes(document)
+                self._check_processes(document, functions)
                 engine = Engine(
                     document,
                     hooks,
@@ -493,6 +501,7 @@ class WorkflowHost:
                     env=self._env(),
                     secrets=secrets.resolved(),
                     resume=resume,
+                    functions=functions,
                     processes=ProcessLimits(
                         allow=frozenset(self._settings.allow_run),
                         max_seconds=self._settings.run_timeout.total_seconds(),

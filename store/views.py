@@ -48,6 +48,7 @@ def apply_view(execution: V, view: ExecutionView.ValueType) -> V:
         _trim_agent(execution.status)
     elif isinstance(execution, workflow_execution_pb2.WorkflowExecution):
         execution.document = ""
+        execution.resolved_functions.clear()
         _trim_workflow(execution.status)
     return execution
 

@@ -45,7 +45,7 @@ async def _apply(address: str, resources: Sequence[Resource], console: Console) 
         for workflow in subflows_first(list(workflows)):
             done = await client.workflows.apply(workflow)
             print(f"workflow/{done.name} configured (version {done.version})", file=console.out)
-            for note in runner_notes(done.document):
+            for note in runner_notes(done.document, done.resolved_functions):
                 print(f"note: workflow/{done.name}: {note}", file=console.err)
     return EXIT_OK
 

@@ -36,6 +36,11 @@ class Checker(ABC):
         requirements: what the document needs of its runner: `run` process kinds
             (`shell`, `script`) and the pointers of the tasks that need each.
         use: the document's `use` block ({} when absent or not an object).
+        resolved_functions: the definitions of the catalog and URL functions the document
+            calls, by reference (:mod:`polyfleet.dsl.catalogs`); None skips resolution:
+            such calls are checked only for their syntax and catalog.
+        function_references: each catalog or URL function the document calls, with the
+            pointer of its first `call`.
     """
 
     def __init__(
@@ -44,8 +49,11 @@ class Checker(ABC):
         known_agents: Collection[str] | None,
         known_workflows: Collection[str] | None = None,
         workflow_name: str | None = None,
+        resolved_functions: Mapping[str, Any] | None = None,
     ) -> None:
         self.doc = doc
+        self.resolved_functions = resolved_functions
+        self.function_references: dict[str, str] = {}
         self.known_agents = None if known_agents is None else frozenset(known_agents)
         self.known_workflows = None if known_workflows is None else frozenset(known_workflows)
         self.workflow_name = workflow_name

@@ -44,6 +44,9 @@ class Engine:
         resume: a state passed to ``hooks.checkpoint`` by an earlier run of the same
             document; the run continues after the last completed task.
         processes: what `run: shell` / `run: script` may do; by default neither runs.
+        functions: the definitions of the catalog and URL functions the document calls,
+            by reference, as resolved when the workflow was applied; one it calls that is
+            not here is a problem of the document.
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class Engine:
         secrets: Mapping[str, str] = _EMPTY,
         resume: dict[str, Any] | None = None,
         processes: ProcessLimits | None = None,
+        functions: Mapping[str, Any] | None = None,
     ) -> None:
-        problems = validate_document(doc)
+        resolved = dict(functions or {})
+        problems = validate_document(doc, resolved_functions=resolved)
         if problems:
             raise InvalidDocumentError(problems)
         self._doc = doc
@@ -68,6 +73,7 @@ class Engine:
         self._rt = Runtime(doc, hooks, http, env, visible, redact=secrets.values())
         if processes is not None:
             self._rt.processes = processes
+        self._rt.resolved_functions = resolved
         if resume is not None:
             self._rt.context, self._rt.resume_frames = restore(resume, self._rt.document_id)
         self._started = False

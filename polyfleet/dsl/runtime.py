@@ -126,6 +126,8 @@ class Runtime:
         self.workflow: dict[str, Any] = {"definition": doc, "input": None}
         # What `run: shell|script` may do; the Engine sets the host's.
         self.processes = ProcessLimits()
+        # Catalog and URL functions, by reference, as the host resolved them.
+        self.resolved_functions: Mapping[str, Any] = {}
         self._checkpoint_lock = asyncio.Lock()
 
     # -- expressions ----------------------------------------------------------------

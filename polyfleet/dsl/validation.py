@@ -19,7 +19,7 @@ from polyfleet.dsl.registry import keywords, task_type, type_of
 from polyfleet.dsl.schedule import schedule_problems
 from polyfleet.dsl.tasks.authentication import check_policy
 from polyfleet.dsl.tasks.basic import check_error_object
-from polyfleet.dsl.tasks.functions import check_functions
+from polyfleet.dsl.tasks.functions import check_catalogs, check_functions
 from polyfleet.dsl.tasks.try_catch import check_retry
 
 _DSL_VERSION = re.compile(r"^1\.0(\.\d+)?$")
@@ -30,9 +30,9 @@ _DOCUMENT_KEYS = frozenset(
     {"dsl", "namespace", "name", "version", "title", "summary", "tags", "metadata"}
 )
 _USE_SUPPORTED = frozenset(
-    {"secrets", "errors", "retries", "timeouts", "functions", "authentications"}
+    {"secrets", "errors", "retries", "timeouts", "functions", "authentications", "catalogs"}
 )
-_USE_UNSUPPORTED = frozenset({"catalogs", "extensions"})
+_USE_UNSUPPORTED = frozenset({"extensions"})
 
 
 def validate_document(
@@ -41,6 +41,7 @@ def validate_document(
     known_agents: Collection[str] | None = None,
     known_workflows: Collection[str] | None = None,
     workflow_name: str | None = None,
+    resolved_functions: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
     """Every reason ``doc`` cannot be run, in document order.
 
@@ -50,25 +51,45 @@ def validate_document(
         known_workflows: names `run: workflow` may refer to; None skips that check.
         workflow_name: the name ``doc`` is applied under: a `run: workflow` naming it
             is a cycle; None skips that check.
+        resolved_functions: the definitions of the catalog and URL functions ``doc``
+            calls, by reference: each is checked as a task, and a call of one not here is
+            a problem. None: such calls are checked for their syntax and catalog only
+            (resolving them is the orchestrator's, when the workflow is applied).
 
     Returns:
         The problems found; empty when the engine can run the document.
     """
-    checker = DocumentChecker(doc, known_agents, known_workflows, workflow_name)
+    checker = DocumentChecker(doc, known_agents, known_workflows, workflow_name, resolved_functions)
     checker.document()
     return checker.problems
 
 
-def runner_requirements(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+def runner_requirements(
+    doc: Mapping[str, Any], resolved_functions: Mapping[str, Any] | None = None
+) -> dict[str, list[str]]:
     """What a (valid) document needs of its runner beyond the defaults.
+
+    Args:
+        doc: the document.
+        resolved_functions: its resolved catalog and URL functions, whose tasks count too.
 
     Returns:
         The `run` process kinds it starts (`shell`, `script`: a runner must list them in
         ``POLYFLEET_RUNNER_ALLOW_RUN``), each with the pointers of the tasks that do.
     """
-    checker = DocumentChecker(doc, None)
+    checker = DocumentChecker(doc, None, resolved_functions=resolved_functions)
     checker.document()
     return checker.requirements
+
+
+def function_references(doc: Mapping[str, Any]) -> dict[str, str]:
+    """The catalog and URL functions ``doc`` calls, each with the pointer of its first call.
+
+    Only the references of a document without problems are meaningful.
+    """
+    checker = DocumentChecker(doc, None)
+    checker.document()
+    return checker.function_references
 
 
 class DocumentChecker(Checker):
@@ -131,6 +152,8 @@ class DocumentChecker(Checker):
         self.keys("/use", use, _USE_SUPPORTED, unsupported=_USE_UNSUPPORTED)
         if "functions" in use:
             check_functions(self)
+        if "catalogs" in use:
+            check_catalogs(self)
         secrets = use.get("secrets")
         if "secrets" in use and (
             not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets)

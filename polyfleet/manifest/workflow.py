@@ -112,17 +112,19 @@ def document_problems(text: str) -> list[DocumentProblem]:
     return [DocumentProblem(p.pointer, p.message) for p in validate_document(document)]
 
 
-def runner_notes(text: str) -> list[str]:
+def runner_notes(text: str, resolved_functions: Mapping[str, str] | None = None) -> list[str]:
     """What a valid document needs of the runners that run it, as notes for people.
 
     Today: the `run: shell` / `run: script` processes ``POLYFLEET_RUNNER_ALLOW_RUN`` must
-    allow (docs/dsl.md, "run"). Empty for a document that needs nothing special.
+    allow (docs/dsl.md, "run"), its catalog and URL functions (``resolved_functions``, the
+    JSON the server stored) included. Empty for a document that needs nothing special.
     """
     from polyfleet.dsl import InvalidDocumentError, load_document
     from polyfleet.dsl.validation import runner_requirements
 
+    functions = {ref: json.loads(body) for ref, body in (resolved_functions or {}).items()}
     try:
-        needs = runner_requirements(load_document(text))
+        needs = runner_requirements(load_document(text), functions)
     except InvalidDocumentError:
         return []
     return [

@@ -48,6 +48,26 @@ class WorkflowExecution(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ResolvedFunctionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     WORKFLOW_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
@@ -64,6 +84,7 @@ class WorkflowExecution(_message.Message):
     RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    RESOLVED_FUNCTIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier, prefixed "wex-"."""
     workflow: _builtins.str
@@ -105,6 +126,12 @@ class WorkflowExecution(_message.Message):
         transition that follows is credited to them; the orchestrator's workflow writes it.
         """
 
+    @_builtins.property
+    def resolved_functions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The workflow's resolved_functions when the execution was created, beside `document`
+        (output only).
+        """
+
     def __init__(
         self,
         *,
@@ -124,10 +151,11 @@ class WorkflowExecution(_message.Message):
         runner_queue: _builtins.str = ...,
         trace_id: _builtins.str = ...,
         cancel_requested_by: _common_pb2.Actor | None = ...,
+        resolved_functions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_by", b"cancel_requested_by", "create_time", b"create_time", "created_by", b"created_by", "input", b"input", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_by", b"cancel_requested_by", "create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "runner_queue", b"runner_queue", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_by", b"cancel_requested_by", "create_time", b"create_time", "created_by", b"created_by", "document", b"document", "id", b"id", "input", b"input", "labels", b"labels", "priority", b"priority", "request_id", b"request_id", "resolved_functions", b"resolved_functions", "runner_queue", b"runner_queue", "status", b"status", "trace_id", b"trace_id", "update_time", b"update_time", "version", b"version", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -46,6 +46,26 @@ class Workflow(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ResolvedFunctionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
@@ -57,6 +77,7 @@ class Workflow(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
     RUNNER_QUEUE_FIELD_NUMBER: _builtins.int
+    RESOLVED_FUNCTIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -82,6 +103,14 @@ class Workflow(_message.Message):
     def updated_by(self) -> _common_pb2.Actor:
         """Who last created, updated or applied it (output only)."""
 
+    @_builtins.property
+    def resolved_functions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The catalog and URL functions the document calls (`call: log:1.0.0@catalog`,
+        `call: https://.../function.yaml`), each reference mapped to the JSON of the task
+        definition the server fetched when the workflow was applied (output only; set by the
+        server, whatever the client sends). Runners run these and never fetch. docs/dsl.md.
+        """
+
     def __init__(
         self,
         *,
@@ -96,10 +125,11 @@ class Workflow(_message.Message):
         created_by: _common_pb2.Actor | None = ...,
         updated_by: _common_pb2.Actor | None = ...,
         runner_queue: _builtins.str = ...,
+        resolved_functions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "document", b"document", "id", b"id", "labels", b"labels", "name", b"name", "runner_queue", b"runner_queue", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "document", b"document", "id", b"id", "labels", b"labels", "name", b"name", "resolved_functions", b"resolved_functions", "runner_queue", b"runner_queue", "update_time", b"update_time", "updated_by", b"updated_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,8 +2,8 @@
 
 The runner fetches an OpenAPI document from a real HTTP server and sends the operation to the
 echo server, calls a gRPC greeter through reflection and through its proto file, and calls a
-tool of a streamable-HTTP MCP server; `call: asyncapi` and catalog functions are refused when
-the workflow is applied.
+tool of a streamable-HTTP MCP server; `call: asyncapi` and unknown functions are refused when
+the workflow is applied (catalog functions: test_catalog_functions.py).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ async def test_an_unknown_operation_fails_the_task_naming_it(
     ("body", "pointer"),
     [
         ("do:\n  - a: {call: asyncapi, with: {document: {endpoint: x}}}\n", "/do/0/a/call"),
-        ("do:\n  - a: {call: 'log:1.0.0@default', with: {}}\n", "/do/0/a/call"),
+        ("do:\n  - a: {call: 'log:1.0.0@nowhere', with: {}}\n", "/do/0/a/call"),
         ("do:\n  - a: {call: undefinedFunction}\n", "/do/0/a/call"),
         (
             "do:\n  - a: {call: mcp, with: {method: tools/list, "

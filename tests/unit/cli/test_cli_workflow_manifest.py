@@ -17,7 +17,7 @@ from polyfleet.manifest import (
     parse_resources,
     workflow_to_manifest,
 )
-from polyfleet.manifest.workflow import dump_yaml
+from polyfleet.manifest.workflow import dump_yaml, runner_notes
 from polyfleet.v1 import agent_pb2, workflow_pb2
 from tests.unit.cli.support import EXAMPLE_MANIFEST, EXAMPLE_WORKFLOWS
 
@@ -321,3 +321,21 @@ def test_a_missing_document_file_names_the_manifest_field(tmp_path: Path) -> Non
     assert error.field == "spec.documentFile"
     assert error.message == f"file not found: {tmp_path / 'nowhere.yaml'}"
     assert error.line == 5
+
+
+def test_catalog_and_url_functions_pass_the_local_check_without_fetching() -> None:
+    # The CLI cannot fetch: the server resolves (and may refuse) them when applying.
+    text = VALID.split("    do:\n")[0] + (
+        "    do:\n"
+        "      - log: {call: 'log:1.0.0@default', with: {message: hi}}\n"
+        "      - url: {call: 'https://functions.example/shout/1.0.0'}\n"
+    )
+    (workflow,) = parse_resources(text, "order-flow.yaml")
+    assert isinstance(workflow, workflow_pb2.Workflow)
+    script = json.dumps({"run": {"script": {"language": "python", "code": "print(1)"}}})
+    resolved = {"log:1.0.0@default": script}
+    assert runner_notes(workflow.document, resolved) == [
+        "`run: script` (/do/0/log/call) runs only on runners whose "
+        "POLYFLEET_RUNNER_ALLOW_RUN includes script"
+    ]
+    assert runner_notes(workflow.document) == []

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from polyfleet.config import ExecutionSettings
 from polyfleet.dsl import InvalidDocumentError, load_document, validate_document
+from polyfleet.dsl.catalogs import allowed, function_url
+from polyfleet.dsl.validation import function_references
 
 EXAMPLES = Path(__file__).parents[2] / "data" / "dsl-spec-examples"
 
@@ -20,7 +23,7 @@ _ASYNCAPI = "call: asyncapi is not supported"
 _CONTAINER = "`run: container` is not supported"
 
 #: Rejected documents: (pointer of the first problem, a phrase of its message). Every other
-#: example is accepted (47 of 66).
+#: example is accepted (48 of 66).
 REJECTED: dict[str, tuple[str, str]] = {
     # A message broker (Kafka, AMQP, MQTT...) is not assumed.
     "call-asyncapi-publish.yaml": ("/do/0/findPet/call", _ASYNCAPI),
@@ -31,8 +34,6 @@ REJECTED: dict[str, tuple[str, str]] = {
     ),
     "call-asyncapi-subscribe-consume-until.yaml": ("/do/0/getNotifications/call", _ASYNCAPI),
     "call-asyncapi-subscribe-consume-while.yaml": ("/do/0/getNotifications/call", _ASYNCAPI),
-    # Resolving a function from a URL would make applying depend on the network.
-    "call-custom-function-cataloged.yaml": ("/do/0/log/call", "custom functions called by URL"),
     # A document may not start processes on a runner through MCP's stdio transport.
     "call-mcp.yaml": (
         "/do/0/publishMessageToSlack/with/transport/stdio",
@@ -78,7 +79,16 @@ def _names() -> list[str]:
 def test_all_examples_are_here() -> None:
     assert len(_names()) == 66
     assert set(REJECTED) <= set(_names())
-    assert len(_names()) - len(REJECTED) == 47
+    assert len(_names()) - len(REJECTED) == 48
+
+
+def test_the_cataloged_function_example_is_fetched_from_the_default_source() -> None:
+    # Accepted syntactically above; applying it fetches the function (the orchestrator's
+    # step), which the default POLYFLEET_DSL_FUNCTION_SOURCES allows: the official catalog.
+    text = (EXAMPLES / "call-custom-function-cataloged.yaml").read_text(encoding="utf-8")
+    document = load_document(text)
+    (reference,) = function_references(document)
+    assert allowed(function_url(document, reference), ExecutionSettings().dsl_function_sources)
 
 
 @pytest.mark.parametrize("name", _names())

@@ -124,7 +124,10 @@ def test_unknown_agent_is_a_problem_only_when_agents_are_known() -> None:
         ("do:\n  - r: {run: {container: {image: alpine}}}\n", "/do/0/r/run/container"),
         ("do:\n  - g: {call: asyncapi, with: {}}\n", "/do/0/g/call"),
         ("do:\n  - g: {call: 'log:1.0.0@global'}\n", "/do/0/g/call"),
-        ("use: {catalogs: {c: {endpoint: x}}}\ndo:\n  - a: {set: {}}\n", "/use/catalogs"),
+        (
+            "use: {catalogs: {c: {endpoint: x}}}\ndo:\n  - a: {set: {}}\n",
+            "/use/catalogs/c/endpoint",
+        ),
         (
             "schedule: {on: {one: {correlate: {}}}}\ndo:\n  - a: {set: {}}\n",
             "/schedule/on/one/correlate",
