@@ -58,6 +58,7 @@ WARMUP = 10
 CREATE_CONCURRENCY = 20
 SCRAPE_INTERVAL = 5.0
 WAIT_TIMEOUT = 600.0
+RUNNER_STOP_TIMEOUT = 60.0
 TARGET = 0.10
 AGENT = "bench-noop"
 WARM_AGENT = "bench-warmup"
@@ -272,8 +273,26 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
             urls = [f"http://127.0.0.1:{port}/metrics" for port in (orchestrator_port, runner_port)]
             asyncio.run(_drive(config.api_address, pids, urls if metrics else [], measured))
         finally:
-            runner.terminate()
-            runner.wait(60)
+            _stop_runner(runner, log_path)
+
+
+def _stop_runner(runner: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM the runner (it drains: nothing is in flight by now); kill it if it hangs."""
+    runner.terminate()
+    try:
+        runner.wait(RUNNER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # Measured already; say why it hung rather than lose the run.
+        tail = log_path.read_bytes().decode(errors="replace").splitlines()[-40:]
+        print(
+            f"the runner did not stop within {RUNNER_STOP_TIMEOUT:.0f} s of SIGTERM; "
+            "killed it. Its last log lines:",
+            *tail,
+            sep="\n",
+            file=sys.stderr,
+        )
+        runner.kill()
+        runner.wait()
 
 
 def _report(
