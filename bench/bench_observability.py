@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import psutil
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from bench.report import write_section
+from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import Fleet, FleetConfig, free_port
@@ -138,14 +137,6 @@ def _agent(name: str) -> agent_pb2.Agent:
     )
 
 
-def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    used = {}
-    for name, pid in pids.items():
-        times = psutil.Process(pid).cpu_times()
-        used[name] = times.user + times.system
-    return used
-
-
 async def _scrape(urls: list[str], measured: Measured, stop: asyncio.Event) -> None:
     """Read every `/metrics` endpoint each SCRAPE_INTERVAL, as Prometheus would."""
 
@@ -187,7 +178,7 @@ async def _drive(address: str, pids: dict[str, int], urls: list[str], measured: 
 
         stop = asyncio.Event()
         scraper = asyncio.create_task(_scrape(urls, measured, stop)) if urls else None
-        before = _cpu_seconds(pids)
+        before = cpu_seconds(pids)
         started = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
         while await waiting():
@@ -195,7 +186,7 @@ async def _drive(address: str, pids: dict[str, int], urls: list[str], measured: 
                 break
             await asyncio.sleep(0.5)
         measured.wall += time.perf_counter() - started
-        after = _cpu_seconds(pids)
+        after = cpu_seconds(pids)
         stop.set()
         if scraper:
             await scraper

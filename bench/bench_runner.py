@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 from google.protobuf.duration_pb2 import Duration
 
-from bench.report import write_section
+from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client, is_terminal, phase_name
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import Fleet, FleetConfig, free_port
@@ -129,15 +129,6 @@ class RssSampler:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds each process has used so far."""
-    used = {}
-    for name, pid in pids.items():
-        times = psutil.Process(pid).cpu_times()
-        used[name] = times.user + times.system
-    return used
-
-
 @dataclass
 class Outcome:
     """What one run measured."""
@@ -204,7 +195,7 @@ class Bench:
         runner = await asyncio.to_thread(self.start_runner)
         sampler = RssSampler(runner)
         pids = {**self.pids, "runner": runner}
-        cpu_before = _cpu_seconds(pids)
+        cpu_before = cpu_seconds(pids)
         idle = sampler.now()
         sampler.start()
         started = time.perf_counter()
@@ -217,7 +208,7 @@ class Bench:
             await asyncio.sleep(1)
         wall = time.perf_counter() - started
         await sampler.stop()
-        cpu_after = _cpu_seconds(pids)
+        cpu_after = cpu_seconds(pids)
         cpu = {name: cpu_after[name] - cpu_before[name] for name in pids}
         return Outcome(
             executions, creates_per_second, wall, server.max_in_flight, idle, sampler.peak, cpu

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 _HEADER = """# Benchmarks
 
@@ -32,3 +34,12 @@ def write_section(name: str, title: str, lines: list[str]) -> None:
     text = pattern.sub(lambda _m: body, text) if pattern.search(text) else f"{text}\n{body}\n"
     DOC.write_text(text)
     print(body)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    used = {}
+    for name, pid in pids.items():
+        times = psutil.Process(pid).cpu_times()
+        used[name] = times.user + times.system
+    return used

@@ -194,18 +194,25 @@ def _on_key(value: Mapping[Any, Any]) -> dict[Any, Any]:
     return {("on" if key is True else key): item for key, item in value.items()}
 
 
+def _schedule_block(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The document's validated `schedule` (its `on` key read as such); None without one."""
+    if "schedule" not in doc:
+        return None
+    problems = schedule_problems("/schedule", doc["schedule"])
+    if problems:
+        raise ValueError(f"{problems[0].pointer}: {problems[0].message}")
+    block: Mapping[str, Any] = _on_key(doc["schedule"])
+    return block
+
+
 def event_trigger_of(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The `schedule.on` strategy of a valid document; None when it has none.
 
     Raises:
         ValueError: the schedule is invalid (validate the document first).
     """
-    if "schedule" not in doc:
-        return None
-    problems = schedule_problems("/schedule", doc["schedule"])
-    if problems:
-        raise ValueError(f"{problems[0].pointer}: {problems[0].message}")
-    on: Mapping[str, Any] | None = _on_key(doc["schedule"]).get("on")
+    block = _schedule_block(doc)
+    on: Mapping[str, Any] | None = None if block is None else block.get("on")
     return on
 
 
@@ -217,13 +224,8 @@ def schedule_of(doc: Mapping[str, Any]) -> WorkflowSchedule | None:
     Raises:
         ValueError: the schedule is invalid (validate the document first).
     """
-    if "schedule" not in doc:
-        return None
-    problems = schedule_problems("/schedule", doc["schedule"])
-    if problems:
-        raise ValueError(f"{problems[0].pointer}: {problems[0].message}")
-    block: Mapping[str, Any] = _on_key(doc["schedule"])
-    if "on" in block:
+    block = _schedule_block(doc)
+    if block is None or "on" in block:
         return None
     if "cron" in block:
         return WorkflowSchedule(cron=normalize_cron(str(block["cron"])))
