@@ -28,6 +28,7 @@ from polyfleet.durations import parse_duration
 from polyfleet.roles import Role, parse_role
 
 DEFAULT_API_ADDRESS = "127.0.0.1:7234"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:7280"
 # The raw files of the DSL specification's official function catalog (polyfleet/dsl/catalogs.py).
 OFFICIAL_FUNCTION_CATALOG = "https://raw.githubusercontent.com/serverlessworkflow/catalog/"
 # Variables with this prefix are polyfleet's: an unknown one is most likely a misspelling.
@@ -751,6 +752,28 @@ class TracingSettings(Settings):
     )
 
 
+class HttpSettings(Settings):
+    """The orchestrator's HTTP/JSON API, SSE streams and dashboard (docs/http.md)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}HTTP_")
+
+    enabled: bool = Field(
+        default=True,
+        description="serve the HTTP/JSON API, its SSE streams and the dashboard beside gRPC",
+    )
+    address: str = Field(
+        default=DEFAULT_HTTP_ADDRESS,
+        description="where the HTTP API and dashboard listen; TLS with the API's "
+        "certificate (POLYFLEET_API_TLS_CERT) when it has one; a non-loopback address "
+        "needs TLS and authentication as the gRPC API does",
+    )
+    temporal_ui_url: str = Field(
+        default="",
+        description="base URL of the Temporal UI (e.g. `http://127.0.0.1:8233`): the "
+        "dashboard links each execution to its workflow there; empty: no link",
+    )
+
+
 ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     TaskQueueSettings,
     ApiSettings,
@@ -762,6 +785,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     LogSettings,
     MetricsSettings,
     TracingSettings,
+    HttpSettings,
     EnvironmentSettings,
 )
 """Every settings class, in the order the README documents them."""

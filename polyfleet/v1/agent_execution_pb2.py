@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"polyfleet/v1/agent_execution.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x9e\x04\n\x0e\x41gentExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x06labels\x18\x05 \x03(\x0b\x32(.polyfleet.v1.AgentExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0b\x32\".polyfleet.v1.AgentExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\'\n\ncreated_by\x18\r \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0e \x01(\t\x12\x10\n\x08trace_id\x18\x0f \x01(\t\x12\x30\n\x13\x63\x61ncel_requested_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa6\x04\n\x14\x41gentExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\x12=\n\x14sub_agent_executions\x18\x0b \x03(\x0b\x32\x1f.polyfleet.v1.SubAgentExecution\x12\x32\n\x0btransitions\x18\x0c \x03(\x0b\x32\x1d.polyfleet.v1.PhaseTransition\x12\x15\n\rqueued_behind\x18\r \x01(\t\"\x9f\x01\n\x1b\x43reateAgentExecutionRequest\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12;\n\x12multitask_strategy\x18\x03 \x01(\x0e\x32\x1f.polyfleet.v1.MultitaskStrategy\"}\n\x13\x45xecuteAgentRequest\x12:\n\x07request\x18\x01 \x01(\x0b\x32).polyfleet.v1.CreateAgentExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04view\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\"\x9a\x03\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12+\n\x05phase\x18\x05 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x06labels\x18\x08 \x03(\x0b\x32\x34.polyfleet.v1.ListAgentExecutionsRequest.LabelsEntry\x12)\n\x04view\x18\t \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x1bListAgentExecutionsResponse\x12\x30\n\nexecutions\x18\x01 \x03(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x43\x61ncelAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x86\x01\n\x1bWatchAgentExecutionResponse\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\xdf\x04\n\x15\x41gentExecutionService\x12_\n\x14\x43reateAgentExecution\x12).polyfleet.v1.CreateAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12O\n\x0c\x45xecuteAgent\x12!.polyfleet.v1.ExecuteAgentRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12Y\n\x11GetAgentExecution\x12&.polyfleet.v1.GetAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12j\n\x13ListAgentExecutions\x12(.polyfleet.v1.ListAgentExecutionsRequest\x1a).polyfleet.v1.ListAgentExecutionsResponse\x12_\n\x14\x43\x61ncelAgentExecution\x12).polyfleet.v1.CancelAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\x12l\n\x13WatchAgentExecution\x12(.polyfleet.v1.WatchAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"polyfleet/v1/agent_execution.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x9e\x04\n\x0e\x41gentExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x06labels\x18\x05 \x03(\x0b\x32(.polyfleet.v1.AgentExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0b\x32\".polyfleet.v1.AgentExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\'\n\ncreated_by\x18\r \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0e \x01(\t\x12\x10\n\x08trace_id\x18\x0f \x01(\t\x12\x30\n\x13\x63\x61ncel_requested_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa6\x04\n\x14\x41gentExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.polyfleet.v1.ToolCall\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.polyfleet.v1.Usage\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12\x13\n\x0boutput_text\x18\x06 \x01(\t\x12\'\n\x06output\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\x12=\n\x14sub_agent_executions\x18\x0b \x03(\x0b\x32\x1f.polyfleet.v1.SubAgentExecution\x12\x32\n\x0btransitions\x18\x0c \x03(\x0b\x32\x1d.polyfleet.v1.PhaseTransition\x12\x15\n\rqueued_behind\x18\r \x01(\t\"\x9f\x01\n\x1b\x43reateAgentExecutionRequest\x12/\n\texecution\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12;\n\x12multitask_strategy\x18\x03 \x01(\x0e\x32\x1f.polyfleet.v1.MultitaskStrategy\"}\n\x13\x45xecuteAgentRequest\x12:\n\x07request\x18\x01 \x01(\x0b\x32).polyfleet.v1.CreateAgentExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04view\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\"\x9a\x03\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12+\n\x05phase\x18\x05 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x06labels\x18\x08 \x03(\x0b\x32\x34.polyfleet.v1.ListAgentExecutionsRequest.LabelsEntry\x12)\n\x04view\x18\t \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x1bListAgentExecutionsResponse\x12\x30\n\nexecutions\x18\x01 \x03(\x0b\x32\x1c.polyfleet.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x43\x61ncelAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x86\x01\n\x1bWatchAgentExecutionResponse\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\xbe\x06\n\x15\x41gentExecutionService\x12\x7f\n\x14\x43reateAgentExecution\x12).polyfleet.v1.CreateAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/agentExecutions:\x01*\x12w\n\x0c\x45xecuteAgent\x12!.polyfleet.v1.ExecuteAgentRequest\x1a\x1c.polyfleet.v1.AgentExecution\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/agentExecutions:execute:\x01*\x12{\n\x11GetAgentExecution\x12&.polyfleet.v1.GetAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/agentExecutions/{id}\x12\x87\x01\n\x13ListAgentExecutions\x12(.polyfleet.v1.ListAgentExecutionsRequest\x1a).polyfleet.v1.ListAgentExecutionsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/agentExecutions\x12\x8b\x01\n\x14\x43\x61ncelAgentExecution\x12).polyfleet.v1.CancelAgentExecutionRequest\x1a\x1c.polyfleet.v1.AgentExecution\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/agentExecutions/{id}:cancel:\x01*\x12\x95\x01\n\x13WatchAgentExecution\x12(.polyfleet.v1.WatchAgentExecutionRequest\x1a).polyfleet.v1.WatchAgentExecutionResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/agentExecutions/{id}/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,30 +40,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENTEXECUTION']._serialized_start=175
-  _globals['_AGENTEXECUTION']._serialized_end=717
-  _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_start=672
-  _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_end=717
-  _globals['_AGENTEXECUTIONSTATUS']._serialized_start=720
-  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=1270
-  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_start=1273
-  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_end=1432
-  _globals['_EXECUTEAGENTREQUEST']._serialized_start=1434
-  _globals['_EXECUTEAGENTREQUEST']._serialized_end=1559
-  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_start=1561
-  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_end=1642
-  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_start=1645
-  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=2055
-  _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=672
-  _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=717
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=2057
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=2161
-  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_start=2163
-  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_end=2204
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=2206
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=2270
-  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_start=2273
-  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_end=2407
-  _globals['_AGENTEXECUTIONSERVICE']._serialized_start=2410
-  _globals['_AGENTEXECUTIONSERVICE']._serialized_end=3017
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['CreateAgentExecution']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['CreateAgentExecution']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/agentExecutions:\001*'
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['ExecuteAgent']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['ExecuteAgent']._serialized_options = b'\202\323\344\223\002 \"\033/v1/agentExecutions:execute:\001*'
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['GetAgentExecution']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['GetAgentExecution']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/agentExecutions/{id}'
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['ListAgentExecutions']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['ListAgentExecutions']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/agentExecutions'
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['CancelAgentExecution']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['CancelAgentExecution']._serialized_options = b'\202\323\344\223\002$\"\037/v1/agentExecutions/{id}:cancel:\001*'
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['WatchAgentExecution']._loaded_options = None
+  _globals['_AGENTEXECUTIONSERVICE'].methods_by_name['WatchAgentExecution']._serialized_options = b'\202\323\344\223\002!\022\037/v1/agentExecutions/{id}/events'
+  _globals['_AGENTEXECUTION']._serialized_start=205
+  _globals['_AGENTEXECUTION']._serialized_end=747
+  _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_start=702
+  _globals['_AGENTEXECUTION_LABELSENTRY']._serialized_end=747
+  _globals['_AGENTEXECUTIONSTATUS']._serialized_start=750
+  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=1300
+  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_start=1303
+  _globals['_CREATEAGENTEXECUTIONREQUEST']._serialized_end=1462
+  _globals['_EXECUTEAGENTREQUEST']._serialized_start=1464
+  _globals['_EXECUTEAGENTREQUEST']._serialized_end=1589
+  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_start=1591
+  _globals['_GETAGENTEXECUTIONREQUEST']._serialized_end=1672
+  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_start=1675
+  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=2085
+  _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=702
+  _globals['_LISTAGENTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=747
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=2087
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=2191
+  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_start=2193
+  _globals['_CANCELAGENTEXECUTIONREQUEST']._serialized_end=2234
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=2236
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=2300
+  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_start=2303
+  _globals['_WATCHAGENTEXECUTIONRESPONSE']._serialized_end=2437
+  _globals['_AGENTEXECUTIONSERVICE']._serialized_start=2440
+  _globals['_AGENTEXECUTIONSERVICE']._serialized_end=3270
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
@@ -30,7 +31,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/agent.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x86\x05\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\x12/\n\x06labels\x18\x06 \x03(\x0b\x32\x1f.polyfleet.v1.Agent.LabelsEntry\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bmcp_servers\x18\n \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12*\n\nsub_agents\x18\x0b \x03(\x0b\x32\x16.polyfleet.v1.SubAgent\x12.\n\routput_schema\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06limits\x18\r \x01(\x0b\x32\x19.polyfleet.v1.AgentLimits\x12\x0f\n\x07secrets\x18\x0e \x03(\t\x12\r\n\x05graph\x18\x0f \x01(\t\x12\'\n\ncreated_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\'\n\nupdated_by\x18\x11 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x12 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05stdio\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.McpStdioH\x00\x12%\n\x04http\x18\x03 \x01(\x0b\x32\x15.polyfleet.v1.McpHttpH\x00\x12\x15\n\rallowed_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"\x90\x01\n\x08McpStdio\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.polyfleet.v1.McpStdio.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x07McpHttp\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x33\n\x07headers\x18\x02 \x03(\x0b\x32\".polyfleet.v1.McpHttp.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x08SubAgent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12,\n\x0bmcp_servers\x18\x04 \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\"L\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8a\x02\n\x0bModelConfig\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x08scripted\x18\x04 \x01(\x0b\x32\x1b.polyfleet.v1.ScriptedModel\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x16\n\x0e\x61pi_key_secret\x18\x06 \x01(\t\x12+\n\x07pricing\x18\x07 \x01(\x0b\x32\x1a.polyfleet.v1.ModelPricing\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.polyfleet.v1.ModelRetry\"e\n\x0cModelPricing\x12 \n\x18input_per_million_tokens\x18\x01 \x01(\x01\x12!\n\x19output_per_million_tokens\x18\x02 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"N\n\nModelRetry\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"~\n\rScriptedModel\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.polyfleet.v1.ScriptedRule\x12\x15\n\rdefault_reply\x18\x02 \x01(\t\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_words\x18\x04 \x01(\x05\"p\n\x0cScriptedRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x31\n\ttool_call\x18\x04 \x01(\x0b\x32\x1e.polyfleet.v1.ScriptedToolCall\"L\n\x10ScriptedToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x12\x43reateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.polyfleet.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x12UpdateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x41pplyAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent2\xb8\x03\n\x0c\x41gentService\x12\x44\n\x0b\x43reateAgent\x12 .polyfleet.v1.CreateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12>\n\x08GetAgent\x12\x1d.polyfleet.v1.GetAgentRequest\x1a\x13.polyfleet.v1.Agent\x12O\n\nListAgents\x12\x1f.polyfleet.v1.ListAgentsRequest\x1a .polyfleet.v1.ListAgentsResponse\x12\x44\n\x0bUpdateAgent\x12 .polyfleet.v1.UpdateAgentRequest\x1a\x13.polyfleet.v1.Agent\x12G\n\x0b\x44\x65leteAgent\x12 .polyfleet.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12\x42\n\nApplyAgent\x12\x1f.polyfleet.v1.ApplyAgentRequest\x1a\x13.polyfleet.v1.Agentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/agent.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x86\x05\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\x12/\n\x06labels\x18\x06 \x03(\x0b\x32\x1f.polyfleet.v1.Agent.LabelsEntry\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bmcp_servers\x18\n \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12*\n\nsub_agents\x18\x0b \x03(\x0b\x32\x16.polyfleet.v1.SubAgent\x12.\n\routput_schema\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06limits\x18\r \x01(\x0b\x32\x19.polyfleet.v1.AgentLimits\x12\x0f\n\x07secrets\x18\x0e \x03(\t\x12\r\n\x05graph\x18\x0f \x01(\t\x12\'\n\ncreated_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\'\n\nupdated_by\x18\x11 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x12 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05stdio\x18\x02 \x01(\x0b\x32\x16.polyfleet.v1.McpStdioH\x00\x12%\n\x04http\x18\x03 \x01(\x0b\x32\x15.polyfleet.v1.McpHttpH\x00\x12\x15\n\rallowed_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"\x90\x01\n\x08McpStdio\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.polyfleet.v1.McpStdio.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x07McpHttp\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x33\n\x07headers\x18\x02 \x03(\x0b\x32\".polyfleet.v1.McpHttp.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x08SubAgent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12,\n\x0bmcp_servers\x18\x04 \x03(\x0b\x32\x17.polyfleet.v1.McpServer\x12(\n\x05model\x18\x05 \x01(\x0b\x32\x19.polyfleet.v1.ModelConfig\"L\n\x0b\x41gentLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8a\x02\n\x0bModelConfig\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x08scripted\x18\x04 \x01(\x0b\x32\x1b.polyfleet.v1.ScriptedModel\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x16\n\x0e\x61pi_key_secret\x18\x06 \x01(\t\x12+\n\x07pricing\x18\x07 \x01(\x0b\x32\x1a.polyfleet.v1.ModelPricing\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.polyfleet.v1.ModelRetry\"e\n\x0cModelPricing\x12 \n\x18input_per_million_tokens\x18\x01 \x01(\x01\x12!\n\x19output_per_million_tokens\x18\x02 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"N\n\nModelRetry\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"~\n\rScriptedModel\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.polyfleet.v1.ScriptedRule\x12\x15\n\rdefault_reply\x18\x02 \x01(\t\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_words\x18\x04 \x01(\x05\"p\n\x0cScriptedRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x31\n\ttool_call\x18\x04 \x01(\x0b\x32\x1e.polyfleet.v1.ScriptedToolCall\"L\n\x10ScriptedToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x12\x43reateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.polyfleet.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x12UpdateAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x41pplyAgentRequest\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.polyfleet.v1.Agent2\xed\x04\n\x0c\x41gentService\x12_\n\x0b\x43reateAgent\x12 .polyfleet.v1.CreateAgentRequest\x1a\x13.polyfleet.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/agents:\x05\x61gent\x12Y\n\x08GetAgent\x12\x1d.polyfleet.v1.GetAgentRequest\x1a\x13.polyfleet.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/agents/{name}\x12\x63\n\nListAgents\x12\x1f.polyfleet.v1.ListAgentsRequest\x1a .polyfleet.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12l\n\x0bUpdateAgent\x12 .polyfleet.v1.UpdateAgentRequest\x1a\x13.polyfleet.v1.Agent\"&\x82\xd3\xe4\x93\x02 2\x17/v1/agents/{agent.name}:\x05\x61gent\x12\x62\n\x0b\x44\x65leteAgent\x12 .polyfleet.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/agents/{name}\x12j\n\nApplyAgent\x12\x1f.polyfleet.v1.ApplyAgentRequest\x1a\x13.polyfleet.v1.Agent\"&\x82\xd3\xe4\x93\x02 \x1a\x17/v1/agents/{agent.name}:\x05\x61gentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,50 +44,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MCPSTDIO_ENVENTRY']._serialized_options = b'8\001'
   _globals['_MCPHTTP_HEADERSENTRY']._loaded_options = None
   _globals['_MCPHTTP_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENT']._serialized_start=228
-  _globals['_AGENT']._serialized_end=874
-  _globals['_AGENT_LABELSENTRY']._serialized_start=829
-  _globals['_AGENT_LABELSENTRY']._serialized_end=874
-  _globals['_MCPSERVER']._serialized_start=877
-  _globals['_MCPSERVER']._serialized_end=1018
-  _globals['_MCPSTDIO']._serialized_start=1021
-  _globals['_MCPSTDIO']._serialized_end=1165
-  _globals['_MCPSTDIO_ENVENTRY']._serialized_start=1123
-  _globals['_MCPSTDIO_ENVENTRY']._serialized_end=1165
-  _globals['_MCPHTTP']._serialized_start=1167
-  _globals['_MCPHTTP']._serialized_end=1290
-  _globals['_MCPHTTP_HEADERSENTRY']._serialized_start=1244
-  _globals['_MCPHTTP_HEADERSENTRY']._serialized_end=1290
-  _globals['_SUBAGENT']._serialized_start=1293
-  _globals['_SUBAGENT']._serialized_end=1448
-  _globals['_AGENTLIMITS']._serialized_start=1450
-  _globals['_AGENTLIMITS']._serialized_end=1526
-  _globals['_MODELCONFIG']._serialized_start=1529
-  _globals['_MODELCONFIG']._serialized_end=1795
-  _globals['_MODELPRICING']._serialized_start=1797
-  _globals['_MODELPRICING']._serialized_end=1898
-  _globals['_MODELRETRY']._serialized_start=1900
-  _globals['_MODELRETRY']._serialized_end=1978
-  _globals['_SCRIPTEDMODEL']._serialized_start=1980
-  _globals['_SCRIPTEDMODEL']._serialized_end=2106
-  _globals['_SCRIPTEDRULE']._serialized_start=2108
-  _globals['_SCRIPTEDRULE']._serialized_end=2220
-  _globals['_SCRIPTEDTOOLCALL']._serialized_start=2222
-  _globals['_SCRIPTEDTOOLCALL']._serialized_end=2298
-  _globals['_CREATEAGENTREQUEST']._serialized_start=2300
-  _globals['_CREATEAGENTREQUEST']._serialized_end=2356
-  _globals['_GETAGENTREQUEST']._serialized_start=2358
-  _globals['_GETAGENTREQUEST']._serialized_end=2389
-  _globals['_LISTAGENTSREQUEST']._serialized_start=2391
-  _globals['_LISTAGENTSREQUEST']._serialized_end=2449
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2451
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2533
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=2535
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=2640
-  _globals['_DELETEAGENTREQUEST']._serialized_start=2642
-  _globals['_DELETEAGENTREQUEST']._serialized_end=2676
-  _globals['_APPLYAGENTREQUEST']._serialized_start=2678
-  _globals['_APPLYAGENTREQUEST']._serialized_end=2733
-  _globals['_AGENTSERVICE']._serialized_start=2736
-  _globals['_AGENTSERVICE']._serialized_end=3176
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\202\323\344\223\002\023\"\n/v1/agents:\005agent'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/agents/{name}'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\202\323\344\223\002 2\027/v1/agents/{agent.name}:\005agent'
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\202\323\344\223\002\023*\021/v1/agents/{name}'
+  _globals['_AGENTSERVICE'].methods_by_name['ApplyAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ApplyAgent']._serialized_options = b'\202\323\344\223\002 \032\027/v1/agents/{agent.name}:\005agent'
+  _globals['_AGENT']._serialized_start=258
+  _globals['_AGENT']._serialized_end=904
+  _globals['_AGENT_LABELSENTRY']._serialized_start=859
+  _globals['_AGENT_LABELSENTRY']._serialized_end=904
+  _globals['_MCPSERVER']._serialized_start=907
+  _globals['_MCPSERVER']._serialized_end=1048
+  _globals['_MCPSTDIO']._serialized_start=1051
+  _globals['_MCPSTDIO']._serialized_end=1195
+  _globals['_MCPSTDIO_ENVENTRY']._serialized_start=1153
+  _globals['_MCPSTDIO_ENVENTRY']._serialized_end=1195
+  _globals['_MCPHTTP']._serialized_start=1197
+  _globals['_MCPHTTP']._serialized_end=1320
+  _globals['_MCPHTTP_HEADERSENTRY']._serialized_start=1274
+  _globals['_MCPHTTP_HEADERSENTRY']._serialized_end=1320
+  _globals['_SUBAGENT']._serialized_start=1323
+  _globals['_SUBAGENT']._serialized_end=1478
+  _globals['_AGENTLIMITS']._serialized_start=1480
+  _globals['_AGENTLIMITS']._serialized_end=1556
+  _globals['_MODELCONFIG']._serialized_start=1559
+  _globals['_MODELCONFIG']._serialized_end=1825
+  _globals['_MODELPRICING']._serialized_start=1827
+  _globals['_MODELPRICING']._serialized_end=1928
+  _globals['_MODELRETRY']._serialized_start=1930
+  _globals['_MODELRETRY']._serialized_end=2008
+  _globals['_SCRIPTEDMODEL']._serialized_start=2010
+  _globals['_SCRIPTEDMODEL']._serialized_end=2136
+  _globals['_SCRIPTEDRULE']._serialized_start=2138
+  _globals['_SCRIPTEDRULE']._serialized_end=2250
+  _globals['_SCRIPTEDTOOLCALL']._serialized_start=2252
+  _globals['_SCRIPTEDTOOLCALL']._serialized_end=2328
+  _globals['_CREATEAGENTREQUEST']._serialized_start=2330
+  _globals['_CREATEAGENTREQUEST']._serialized_end=2386
+  _globals['_GETAGENTREQUEST']._serialized_start=2388
+  _globals['_GETAGENTREQUEST']._serialized_end=2419
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2421
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2479
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2481
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2563
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=2565
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=2670
+  _globals['_DELETEAGENTREQUEST']._serialized_start=2672
+  _globals['_DELETEAGENTREQUEST']._serialized_end=2706
+  _globals['_APPLYAGENTREQUEST']._serialized_start=2708
+  _globals['_APPLYAGENTREQUEST']._serialized_end=2763
+  _globals['_AGENTSERVICE']._serialized_start=2766
+  _globals['_AGENTSERVICE']._serialized_end=3387
 # @@protoc_insertion_point(module_scope)

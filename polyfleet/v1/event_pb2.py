@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/event.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x02\n\nCloudEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0bspecversion\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64\x61tacontenttype\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x12\n\ndataschema\x18\x08 \x01(\t\x12$\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12<\n\nextensions\x18\n \x03(\x0b\x32(.polyfleet.v1.CloudEvent.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa1\x01\n\x0b\x45ventRecord\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\x12\x30\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\t\">\n\x13PublishEventRequest\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\"T\n\x14PublishEventResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x11\n\tpublished\x18\x02 \x01(\x08\"r\n\x11ListEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\"V\n\x12ListEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\"s\n\x10\x45mitEventRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\"Q\n\x11\x45mitEventResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x11\n\tpublished\x18\x02 \x01(\x08\"m\n\x14ReceiveEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x13\n\x0bwait_millis\x18\x03 \x01(\x05\x12\x12\n\nmax_events\x18\x04 \x01(\x05\"Y\n\x15ReceiveEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\x32\xb6\x01\n\x0c\x45ventService\x12U\n\x0cPublishEvent\x12!.polyfleet.v1.PublishEventRequest\x1a\".polyfleet.v1.PublishEventResponse\x12O\n\nListEvents\x12\x1f.polyfleet.v1.ListEventsRequest\x1a .polyfleet.v1.ListEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/event.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x02\n\nCloudEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0bspecversion\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64\x61tacontenttype\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x12\n\ndataschema\x18\x08 \x01(\t\x12$\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12<\n\nextensions\x18\n \x03(\x0b\x32(.polyfleet.v1.CloudEvent.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa1\x01\n\x0b\x45ventRecord\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\x12\x30\n\x0creceive_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\t\">\n\x13PublishEventRequest\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\"T\n\x14PublishEventResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x11\n\tpublished\x18\x02 \x01(\x08\"r\n\x11ListEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\"V\n\x12ListEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\"s\n\x10\x45mitEventRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x18.polyfleet.v1.CloudEvent\"Q\n\x11\x45mitEventResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x11\n\tpublished\x18\x02 \x01(\x08\"m\n\x14ReceiveEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x13\n\x0bwait_millis\x18\x03 \x01(\x05\x12\x12\n\nmax_events\x18\x04 \x01(\x05\"Y\n\x15ReceiveEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.polyfleet.v1.EventRecord\x12\x15\n\rlast_sequence\x18\x02 \x01(\x03\x32\xe5\x01\n\x0c\x45ventService\x12p\n\x0cPublishEvent\x12!.polyfleet.v1.PublishEventRequest\x1a\".polyfleet.v1.PublishEventResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/events:\x05\x65vent\x12\x63\n\nListEvents\x12\x1f.polyfleet.v1.ListEventsRequest\x1a .polyfleet.v1.ListEventsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/eventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLOUDEVENT_EXTENSIONSENTRY']._loaded_options = None
   _globals['_CLOUDEVENT_EXTENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_CLOUDEVENT']._serialized_start=106
-  _globals['_CLOUDEVENT']._serialized_end=436
-  _globals['_CLOUDEVENT_EXTENSIONSENTRY']._serialized_start=387
-  _globals['_CLOUDEVENT_EXTENSIONSENTRY']._serialized_end=436
-  _globals['_EVENTRECORD']._serialized_start=439
-  _globals['_EVENTRECORD']._serialized_end=600
-  _globals['_PUBLISHEVENTREQUEST']._serialized_start=602
-  _globals['_PUBLISHEVENTREQUEST']._serialized_end=664
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=666
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=750
-  _globals['_LISTEVENTSREQUEST']._serialized_start=752
-  _globals['_LISTEVENTSREQUEST']._serialized_end=866
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=868
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=954
-  _globals['_EMITEVENTREQUEST']._serialized_start=956
-  _globals['_EMITEVENTREQUEST']._serialized_end=1071
-  _globals['_EMITEVENTRESPONSE']._serialized_start=1073
-  _globals['_EMITEVENTRESPONSE']._serialized_end=1154
-  _globals['_RECEIVEEVENTSREQUEST']._serialized_start=1156
-  _globals['_RECEIVEEVENTSREQUEST']._serialized_end=1265
-  _globals['_RECEIVEEVENTSRESPONSE']._serialized_start=1267
-  _globals['_RECEIVEEVENTSRESPONSE']._serialized_end=1356
-  _globals['_EVENTSERVICE']._serialized_start=1359
-  _globals['_EVENTSERVICE']._serialized_end=1541
+  _globals['_EVENTSERVICE'].methods_by_name['PublishEvent']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['PublishEvent']._serialized_options = b'\202\323\344\223\002\023\"\n/v1/events:\005event'
+  _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/events'
+  _globals['_CLOUDEVENT']._serialized_start=136
+  _globals['_CLOUDEVENT']._serialized_end=466
+  _globals['_CLOUDEVENT_EXTENSIONSENTRY']._serialized_start=417
+  _globals['_CLOUDEVENT_EXTENSIONSENTRY']._serialized_end=466
+  _globals['_EVENTRECORD']._serialized_start=469
+  _globals['_EVENTRECORD']._serialized_end=630
+  _globals['_PUBLISHEVENTREQUEST']._serialized_start=632
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=694
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=696
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=780
+  _globals['_LISTEVENTSREQUEST']._serialized_start=782
+  _globals['_LISTEVENTSREQUEST']._serialized_end=896
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=898
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=984
+  _globals['_EMITEVENTREQUEST']._serialized_start=986
+  _globals['_EMITEVENTREQUEST']._serialized_end=1101
+  _globals['_EMITEVENTRESPONSE']._serialized_start=1103
+  _globals['_EMITEVENTRESPONSE']._serialized_end=1184
+  _globals['_RECEIVEEVENTSREQUEST']._serialized_start=1186
+  _globals['_RECEIVEEVENTSREQUEST']._serialized_end=1295
+  _globals['_RECEIVEEVENTSRESPONSE']._serialized_start=1297
+  _globals['_RECEIVEEVENTSRESPONSE']._serialized_end=1386
+  _globals['_EVENTSERVICE']._serialized_start=1389
+  _globals['_EVENTSERVICE']._serialized_end=1618
 # @@protoc_insertion_point(module_scope)

@@ -22,34 +22,47 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from polyfleet.v1 import agent_execution_pb2 as polyfleet_dot_v1_dot_agent__execution__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
+from polyfleet.v1 import workflow_execution_pb2 as polyfleet_dot_v1_dot_workflow__execution__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/fleet.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"G\n\x15GetFleetStatusRequest\x12.\n\x0bstuck_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x02\n\x16GetFleetStatusResponse\x12-\n\tread_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06queues\x18\x02 \x03(\x0b\x32\x1d.polyfleet.v1.TaskQueueStatus\x12\x32\n\x10\x61gent_executions\x18\x03 \x03(\x0b\x32\x18.polyfleet.v1.PhaseCount\x12\x35\n\x13workflow_executions\x18\x04 \x03(\x0b\x32\x18.polyfleet.v1.PhaseCount\x12,\n\x05stuck\x18\x05 \x01(\x0b\x32\x1d.polyfleet.v1.StuckExecutions\"\xf7\x01\n\x0fTaskQueueStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04role\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.TaskQueueRole\x12\x0f\n\x07used_by\x18\x03 \x03(\t\x12\x15\n\rused_by_count\x18\x04 \x01(\x05\x12\x39\n\x0eworkflow_tasks\x18\x05 \x01(\x0b\x32!.polyfleet.v1.TaskQueueTypeStatus\x12\x39\n\x0e\x61\x63tivity_tasks\x18\x06 \x01(\x0b\x32!.polyfleet.v1.TaskQueueTypeStatus\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\xb8\x01\n\x13TaskQueueTypeStatus\x12%\n\x07pollers\x18\x01 \x03(\x0b\x32\x14.polyfleet.v1.Poller\x12\x15\n\rbacklog_count\x18\x02 \x01(\x03\x12.\n\x0b\x62\x61\x63klog_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0etasks_add_rate\x18\x04 \x01(\x02\x12\x1b\n\x13tasks_dispatch_rate\x18\x05 \x01(\x02\"i\n\x06Poller\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x34\n\x10last_access_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frate_per_second\x18\x03 \x01(\x01\"H\n\nPhaseCount\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"y\n\x0fStuckExecutions\x12.\n\x0bstuck_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x15\n\rexecution_ids\x18\x03 \x03(\t\x12\x10\n\x08\x65xamined\x18\x04 \x01(\x03*n\n\rTaskQueueRole\x12\x1f\n\x1bTASK_QUEUE_ROLE_UNSPECIFIED\x10\x00\x12 \n\x1cTASK_QUEUE_ROLE_ORCHESTRATOR\x10\x01\x12\x1a\n\x16TASK_QUEUE_ROLE_RUNNER\x10\x02\x32k\n\x0c\x46leetService\x12[\n\x0eGetFleetStatus\x12#.polyfleet.v1.GetFleetStatusRequest\x1a$.polyfleet.v1.GetFleetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18polyfleet/v1/fleet.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"polyfleet/v1/agent_execution.proto\x1a\x19polyfleet/v1/common.proto\x1a%polyfleet/v1/workflow_execution.proto\"G\n\x15GetFleetStatusRequest\x12.\n\x0bstuck_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x02\n\x16GetFleetStatusResponse\x12-\n\tread_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06queues\x18\x02 \x03(\x0b\x32\x1d.polyfleet.v1.TaskQueueStatus\x12\x32\n\x10\x61gent_executions\x18\x03 \x03(\x0b\x32\x18.polyfleet.v1.PhaseCount\x12\x35\n\x13workflow_executions\x18\x04 \x03(\x0b\x32\x18.polyfleet.v1.PhaseCount\x12,\n\x05stuck\x18\x05 \x01(\x0b\x32\x1d.polyfleet.v1.StuckExecutions\"\xf7\x01\n\x0fTaskQueueStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04role\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.TaskQueueRole\x12\x0f\n\x07used_by\x18\x03 \x03(\t\x12\x15\n\rused_by_count\x18\x04 \x01(\x05\x12\x39\n\x0eworkflow_tasks\x18\x05 \x01(\x0b\x32!.polyfleet.v1.TaskQueueTypeStatus\x12\x39\n\x0e\x61\x63tivity_tasks\x18\x06 \x01(\x0b\x32!.polyfleet.v1.TaskQueueTypeStatus\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\xb8\x01\n\x13TaskQueueTypeStatus\x12%\n\x07pollers\x18\x01 \x03(\x0b\x32\x14.polyfleet.v1.Poller\x12\x15\n\rbacklog_count\x18\x02 \x01(\x03\x12.\n\x0b\x62\x61\x63klog_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0etasks_add_rate\x18\x04 \x01(\x02\x12\x1b\n\x13tasks_dispatch_rate\x18\x05 \x01(\x02\"i\n\x06Poller\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x34\n\x10last_access_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frate_per_second\x18\x03 \x01(\x01\"H\n\nPhaseCount\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"y\n\x0fStuckExecutions\x12.\n\x0bstuck_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x15\n\rexecution_ids\x18\x03 \x03(\t\x12\x10\n\x08\x65xamined\x18\x04 \x01(\x03\"0\n\x16WatchExecutionsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\"\xd9\x01\n\x0f\x45xecutionChange\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x04type\x18\x02 \x01(\x0e\x32!.polyfleet.v1.ExecutionChangeType\x12\x37\n\x0f\x61gent_execution\x18\x03 \x01(\x0b\x32\x1c.polyfleet.v1.AgentExecutionH\x00\x12=\n\x12workflow_execution\x18\x04 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecutionH\x00\x42\x0b\n\texecution*n\n\rTaskQueueRole\x12\x1f\n\x1bTASK_QUEUE_ROLE_UNSPECIFIED\x10\x00\x12 \n\x1cTASK_QUEUE_ROLE_ORCHESTRATOR\x10\x01\x12\x1a\n\x16TASK_QUEUE_ROLE_RUNNER\x10\x02*\xa9\x01\n\x13\x45xecutionChangeType\x12%\n!EXECUTION_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45XECUTION_CHANGE_TYPE_CREATED\x10\x01\x12\'\n#EXECUTION_CHANGE_TYPE_PHASE_CHANGED\x10\x02\x12\x1f\n\x1b\x45XECUTION_CHANGE_TYPE_RESET\x10\x03\x32\xfd\x01\n\x0c\x46leetService\x12u\n\x0eGetFleetStatus\x12#.polyfleet.v1.GetFleetStatusRequest\x1a$.polyfleet.v1.GetFleetStatusResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/fleet/status\x12v\n\x0fWatchExecutions\x12$.polyfleet.v1.WatchExecutionsRequest\x1a\x1d.polyfleet.v1.ExecutionChange\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/executions:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyfleet.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKQUEUEROLE']._serialized_start=1222
-  _globals['_TASKQUEUEROLE']._serialized_end=1332
-  _globals['_GETFLEETSTATUSREQUEST']._serialized_start=134
-  _globals['_GETFLEETSTATUSREQUEST']._serialized_end=205
-  _globals['_GETFLEETSTATUSRESPONSE']._serialized_start=208
-  _globals['_GETFLEETSTATUSRESPONSE']._serialized_end=479
-  _globals['_TASKQUEUESTATUS']._serialized_start=482
-  _globals['_TASKQUEUESTATUS']._serialized_end=729
-  _globals['_TASKQUEUETYPESTATUS']._serialized_start=732
-  _globals['_TASKQUEUETYPESTATUS']._serialized_end=916
-  _globals['_POLLER']._serialized_start=918
-  _globals['_POLLER']._serialized_end=1023
-  _globals['_PHASECOUNT']._serialized_start=1025
-  _globals['_PHASECOUNT']._serialized_end=1097
-  _globals['_STUCKEXECUTIONS']._serialized_start=1099
-  _globals['_STUCKEXECUTIONS']._serialized_end=1220
-  _globals['_FLEETSERVICE']._serialized_start=1334
-  _globals['_FLEETSERVICE']._serialized_end=1441
+  _globals['_FLEETSERVICE'].methods_by_name['GetFleetStatus']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['GetFleetStatus']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/fleet/status'
+  _globals['_FLEETSERVICE'].methods_by_name['WatchExecutions']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['WatchExecutions']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/executions:watch'
+  _globals['_TASKQUEUEROLE']._serialized_start=1597
+  _globals['_TASKQUEUEROLE']._serialized_end=1707
+  _globals['_EXECUTIONCHANGETYPE']._serialized_start=1710
+  _globals['_EXECUTIONCHANGETYPE']._serialized_end=1879
+  _globals['_GETFLEETSTATUSREQUEST']._serialized_start=239
+  _globals['_GETFLEETSTATUSREQUEST']._serialized_end=310
+  _globals['_GETFLEETSTATUSRESPONSE']._serialized_start=313
+  _globals['_GETFLEETSTATUSRESPONSE']._serialized_end=584
+  _globals['_TASKQUEUESTATUS']._serialized_start=587
+  _globals['_TASKQUEUESTATUS']._serialized_end=834
+  _globals['_TASKQUEUETYPESTATUS']._serialized_start=837
+  _globals['_TASKQUEUETYPESTATUS']._serialized_end=1021
+  _globals['_POLLER']._serialized_start=1023
+  _globals['_POLLER']._serialized_end=1128
+  _globals['_PHASECOUNT']._serialized_start=1130
+  _globals['_PHASECOUNT']._serialized_end=1202
+  _globals['_STUCKEXECUTIONS']._serialized_start=1204
+  _globals['_STUCKEXECUTIONS']._serialized_end=1325
+  _globals['_WATCHEXECUTIONSREQUEST']._serialized_start=1327
+  _globals['_WATCHEXECUTIONSREQUEST']._serialized_end=1375
+  _globals['_EXECUTIONCHANGE']._serialized_start=1378
+  _globals['_EXECUTIONCHANGE']._serialized_end=1595
+  _globals['_FLEETSERVICE']._serialized_start=1882
+  _globals['_FLEETSERVICE']._serialized_end=2135
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,9 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from polyfleet.v1 import agent_execution_pb2 as _agent_execution_pb2
 from polyfleet.v1 import common_pb2 as _common_pb2
+from polyfleet.v1 import workflow_execution_pb2 as _workflow_execution_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -43,6 +45,32 @@ TASK_QUEUE_ROLE_ORCHESTRATOR: TaskQueueRole.ValueType  # 1
 TASK_QUEUE_ROLE_RUNNER: TaskQueueRole.ValueType  # 2
 """Activities of runners (EnsureThread, ExecuteGraphton, ExecuteWorkflow)."""
 Global___TaskQueueRole: _TypeAlias = TaskQueueRole  # noqa: Y015
+
+class _ExecutionChangeType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExecutionChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExecutionChangeType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXECUTION_CHANGE_TYPE_UNSPECIFIED: _ExecutionChangeType.ValueType  # 0
+    EXECUTION_CHANGE_TYPE_CREATED: _ExecutionChangeType.ValueType  # 1
+    """The execution was created (it is PENDING, or already FAILED when its start failed)."""
+    EXECUTION_CHANGE_TYPE_PHASE_CHANGED: _ExecutionChangeType.ValueType  # 2
+    """The execution's phase changed; the execution carries the new phase."""
+    EXECUTION_CHANGE_TYPE_RESET: _ExecutionChangeType.ValueType  # 3
+    """Changes after the requested sequence are no longer held: list again. No execution."""
+
+class ExecutionChangeType(_ExecutionChangeType, metaclass=_ExecutionChangeTypeEnumTypeWrapper):
+    """ExecutionChangeType is what happened to an execution."""
+
+EXECUTION_CHANGE_TYPE_UNSPECIFIED: ExecutionChangeType.ValueType  # 0
+EXECUTION_CHANGE_TYPE_CREATED: ExecutionChangeType.ValueType  # 1
+"""The execution was created (it is PENDING, or already FAILED when its start failed)."""
+EXECUTION_CHANGE_TYPE_PHASE_CHANGED: ExecutionChangeType.ValueType  # 2
+"""The execution's phase changed; the execution carries the new phase."""
+EXECUTION_CHANGE_TYPE_RESET: ExecutionChangeType.ValueType  # 3
+"""Changes after the requested sequence are no longer held: list again. No execution."""
+Global___ExecutionChangeType: _TypeAlias = ExecutionChangeType  # noqa: Y015
 
 @_typing.final
 class GetFleetStatusRequest(_message.Message):
@@ -297,3 +325,60 @@ class StuckExecutions(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StuckExecutions: _TypeAlias = StuckExecutions  # noqa: Y015
+
+@_typing.final
+class WatchExecutionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """Stream changes whose sequence is greater than this; 0 streams only changes from now on."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutionsRequest: _TypeAlias = WatchExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class ExecutionChange(_message.Message):
+    """ExecutionChange is one entry of the change stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    AGENT_EXECUTION_FIELD_NUMBER: _builtins.int
+    WORKFLOW_EXECUTION_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in the stream, increasing; pass it as after_sequence to resume. Sequences
+    of a restarted orchestrator are greater than any of the previous process.
+    """
+    type: Global___ExecutionChangeType.ValueType
+    @_builtins.property
+    def agent_execution(self) -> _agent_execution_pb2.AgentExecution: ...
+    @_builtins.property
+    def workflow_execution(self) -> _workflow_execution_pb2.WorkflowExecution: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        type: Global___ExecutionChangeType.ValueType = ...,
+        agent_execution: _agent_execution_pb2.AgentExecution | None = ...,
+        workflow_execution: _workflow_execution_pb2.WorkflowExecution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_execution", b"agent_execution", "execution", b"execution", "workflow_execution", b"workflow_execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_execution", b"agent_execution", "execution", b"execution", "sequence", b"sequence", "type", b"type", "workflow_execution", b"workflow_execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_execution: _TypeAlias = _typing.Literal["agent_execution", "workflow_execution"]  # noqa: Y015
+    _WhichOneofArgType_execution: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_execution) -> _WhichOneofReturnType_execution | None: ...
+
+Global___ExecutionChange: _TypeAlias = ExecutionChange  # noqa: Y015

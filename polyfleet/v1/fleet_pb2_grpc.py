@@ -41,6 +41,11 @@ class FleetServiceStub:
                 request_serializer=polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusRequest.SerializeToString,
                 response_deserializer=polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchExecutions = channel.unary_stream(
+                '/polyfleet.v1.FleetService/WatchExecutions',
+                request_serializer=polyfleet_dot_v1_dot_fleet__pb2.WatchExecutionsRequest.SerializeToString,
+                response_deserializer=polyfleet_dot_v1_dot_fleet__pb2.ExecutionChange.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -58,6 +63,17 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchExecutions(self, request, context):
+        """WatchExecutions streams every execution's changes as they happen (created, phase
+        changed), both kinds, for live lists such as the dashboard's. The orchestrator keeps
+        recent changes in memory: a client resuming from a sequence it no longer holds (older
+        than what it keeps, or from before a restart) first gets a RESET change, and should
+        list again. Ends only when the client or the server goes away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +81,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.GetFleetStatus,
                     request_deserializer=polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusRequest.FromString,
                     response_serializer=polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusResponse.SerializeToString,
+            ),
+            'WatchExecutions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecutions,
+                    request_deserializer=polyfleet_dot_v1_dot_fleet__pb2.WatchExecutionsRequest.FromString,
+                    response_serializer=polyfleet_dot_v1_dot_fleet__pb2.ExecutionChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +117,33 @@ class FleetService:
             '/polyfleet.v1.FleetService/GetFleetStatus',
             polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusRequest.SerializeToString,
             polyfleet_dot_v1_dot_fleet__pb2.GetFleetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/polyfleet.v1.FleetService/WatchExecutions',
+            polyfleet_dot_v1_dot_fleet__pb2.WatchExecutionsRequest.SerializeToString,
+            polyfleet_dot_v1_dot_fleet__pb2.ExecutionChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,13 @@ class FleetServiceStub:
     through Temporal's DescribeTaskQueue, counts the executions of each phase in the store,
     and lists RUNNING executions without any event for longer than the stuck threshold.
     """
+    WatchExecutions: _grpc.UnaryStreamMultiCallable[_fleet_pb2.WatchExecutionsRequest, _fleet_pb2.ExecutionChange]
+    """WatchExecutions streams every execution's changes as they happen (created, phase
+    changed), both kinds, for live lists such as the dashboard's. The orchestrator keeps
+    recent changes in memory: a client resuming from a sequence it no longer holds (older
+    than what it keeps, or from before a restart) first gets a RESET change, and should
+    list again. Ends only when the client or the server goes away.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -54,6 +61,13 @@ class FleetServiceAsyncStub(FleetServiceStub):
     queues and every runner_queue named by an agent, a workflow or an unfinished execution)
     through Temporal's DescribeTaskQueue, counts the executions of each phase in the store,
     and lists RUNNING executions without any event for longer than the stuck threshold.
+    """
+    WatchExecutions: _aio.UnaryStreamMultiCallable[_fleet_pb2.WatchExecutionsRequest, _fleet_pb2.ExecutionChange]  # type: ignore[assignment]
+    """WatchExecutions streams every execution's changes as they happen (created, phase
+    changed), both kinds, for live lists such as the dashboard's. The orchestrator keeps
+    recent changes in memory: a client resuming from a sequence it no longer holds (older
+    than what it keeps, or from before a restart) first gets a RESET change, and should
+    list again. Ends only when the client or the server goes away.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -71,6 +85,19 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         queues and every runner_queue named by an agent, a workflow or an unfinished execution)
         through Temporal's DescribeTaskQueue, counts the executions of each phase in the store,
         and lists RUNNING executions without any event for longer than the stuck threshold.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExecutions(
+        self,
+        request: _fleet_pb2.WatchExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_fleet_pb2.ExecutionChange], _abc.AsyncIterator[_fleet_pb2.ExecutionChange]]:
+        """WatchExecutions streams every execution's changes as they happen (created, phase
+        changed), both kinds, for live lists such as the dashboard's. The orchestrator keeps
+        recent changes in memory: a client resuming from a sequence it no longer holds (older
+        than what it keeps, or from before a restart) first gets a RESET change, and should
+        list again. Ends only when the client or the server goes away.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,33 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyfleet/v1/schedule.proto\x12\x0cpolyfleet.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n\x08Schedule\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x0c\n\x04spec\x18\x03 \x01(\t\x12\x0e\n\x06paused\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x35\n\x11next_action_times\x18\x06 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0erecent_actions\x18\x07 \x03(\x0b\x32\x1c.polyfleet.v1.ScheduleAction\x12\x14\n\x0c\x61\x63tion_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0eScheduleAction\x12\x32\n\x0escheduled_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63tual_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11start_workflow_id\x18\x03 \x01(\t\"\x16\n\x14ListSchedulesRequest\"B\n\x15ListSchedulesResponse\x12)\n\tschedules\x18\x01 \x03(\x0b\x32\x16.polyfleet.v1.Schedule\"&\n\x12GetScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"8\n\x14PauseScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x15ResumeScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\")\n\x15\x44\x65leteScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t2\x9f\x03\n\x0fScheduleService\x12X\n\rListSchedules\x12\".polyfleet.v1.ListSchedulesRequest\x1a#.polyfleet.v1.ListSchedulesResponse\x12G\n\x0bGetSchedule\x12 .polyfleet.v1.GetScheduleRequest\x1a\x16.polyfleet.v1.Schedule\x12K\n\rPauseSchedule\x12\".polyfleet.v1.PauseScheduleRequest\x1a\x16.polyfleet.v1.Schedule\x12M\n\x0eResumeSchedule\x12#.polyfleet.v1.ResumeScheduleRequest\x1a\x16.polyfleet.v1.Schedule\x12M\n\x0e\x44\x65leteSchedule\x12#.polyfleet.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyfleet/v1/schedule.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n\x08Schedule\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x0c\n\x04spec\x18\x03 \x01(\t\x12\x0e\n\x06paused\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x35\n\x11next_action_times\x18\x06 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0erecent_actions\x18\x07 \x03(\x0b\x32\x1c.polyfleet.v1.ScheduleAction\x12\x14\n\x0c\x61\x63tion_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0eScheduleAction\x12\x32\n\x0escheduled_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63tual_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11start_workflow_id\x18\x03 \x01(\t\"\x16\n\x14ListSchedulesRequest\"B\n\x15ListSchedulesResponse\x12)\n\tschedules\x18\x01 \x03(\x0b\x32\x16.polyfleet.v1.Schedule\"&\n\x12GetScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"8\n\x14PauseScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x15ResumeScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\")\n\x15\x44\x65leteScheduleRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t2\xd1\x04\n\x0fScheduleService\x12o\n\rListSchedules\x12\".polyfleet.v1.ListSchedulesRequest\x1a#.polyfleet.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12i\n\x0bGetSchedule\x12 .polyfleet.v1.GetScheduleRequest\x1a\x16.polyfleet.v1.Schedule\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/schedules/{workflow}\x12v\n\rPauseSchedule\x12\".polyfleet.v1.PauseScheduleRequest\x1a\x16.polyfleet.v1.Schedule\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/schedules/{workflow}:pause:\x01*\x12y\n\x0eResumeSchedule\x12#.polyfleet.v1.ResumeScheduleRequest\x1a\x16.polyfleet.v1.Schedule\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/schedules/{workflow}:resume:\x01*\x12o\n\x0e\x44\x65leteSchedule\x12#.polyfleet.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Empty\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/schedules/{workflow}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyfleet.v1.schedule_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCHEDULE']._serialized_start=108
-  _globals['_SCHEDULE']._serialized_end=430
-  _globals['_SCHEDULEACTION']._serialized_start=433
-  _globals['_SCHEDULEACTION']._serialized_end=577
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=579
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=601
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=603
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=669
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=671
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=709
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=711
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=767
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=769
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=826
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=828
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=869
-  _globals['_SCHEDULESERVICE']._serialized_start=872
-  _globals['_SCHEDULESERVICE']._serialized_end=1287
+  _globals['_SCHEDULESERVICE'].methods_by_name['ListSchedules']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/schedules'
+  _globals['_SCHEDULESERVICE'].methods_by_name['GetSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/schedules/{workflow}'
+  _globals['_SCHEDULESERVICE'].methods_by_name['PauseSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\202\323\344\223\002#\"\036/v1/schedules/{workflow}:pause:\001*'
+  _globals['_SCHEDULESERVICE'].methods_by_name['ResumeSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\202\323\344\223\002$\"\037/v1/schedules/{workflow}:resume:\001*'
+  _globals['_SCHEDULESERVICE'].methods_by_name['DeleteSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['DeleteSchedule']._serialized_options = b'\202\323\344\223\002\032*\030/v1/schedules/{workflow}'
+  _globals['_SCHEDULE']._serialized_start=138
+  _globals['_SCHEDULE']._serialized_end=460
+  _globals['_SCHEDULEACTION']._serialized_start=463
+  _globals['_SCHEDULEACTION']._serialized_end=607
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=609
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=631
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=633
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=699
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=701
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=739
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=741
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=797
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=799
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=856
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=858
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=899
+  _globals['_SCHEDULESERVICE']._serialized_start=902
+  _globals['_SCHEDULESERVICE']._serialized_end=1495
 # @@protoc_insertion_point(module_scope)

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apolyfleet/v1/session.proto\x12\x0cpolyfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x8c\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x31\n\x06labels\x18\x03 \x03(\x0b\x32!.polyfleet.v1.Session.LabelsEntry\x12\x11\n\tthread_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x06Thread\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x14\x43reateSessionRequest\x12&\n\x07session\x18\x01 \x01(\x0b\x32\x15.polyfleet.v1.Session\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"K\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\"X\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.polyfleet.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf9\x01\n\x0eSessionService\x12J\n\rCreateSession\x12\".polyfleet.v1.CreateSessionRequest\x1a\x15.polyfleet.v1.Session\x12\x44\n\nGetSession\x12\x1f.polyfleet.v1.GetSessionRequest\x1a\x15.polyfleet.v1.Session\x12U\n\x0cListSessions\x12!.polyfleet.v1.ListSessionsRequest\x1a\".polyfleet.v1.ListSessionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apolyfleet/v1/session.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x8c\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x31\n\x06labels\x18\x03 \x03(\x0b\x32!.polyfleet.v1.Session.LabelsEntry\x12\x11\n\tthread_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x06Thread\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x14\x43reateSessionRequest\x12&\n\x07session\x18\x01 \x01(\x0b\x32\x15.polyfleet.v1.Session\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"K\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\"X\n\x14ListSessionsResponse\x12\'\n\x08sessions\x18\x01 \x03(\x0b\x32\x15.polyfleet.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc9\x02\n\x0eSessionService\x12i\n\rCreateSession\x12\".polyfleet.v1.CreateSessionRequest\x1a\x15.polyfleet.v1.Session\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/sessions:\x07session\x12_\n\nGetSession\x12\x1f.polyfleet.v1.GetSessionRequest\x1a\x15.polyfleet.v1.Session\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/sessions/{id}\x12k\n\x0cListSessions\x12!.polyfleet.v1.ListSessionsRequest\x1a\".polyfleet.v1.ListSessionsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/sessionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SESSION_LABELSENTRY']._loaded_options = None
   _globals['_SESSION_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SESSION']._serialized_start=105
-  _globals['_SESSION']._serialized_end=373
-  _globals['_SESSION_LABELSENTRY']._serialized_start=328
-  _globals['_SESSION_LABELSENTRY']._serialized_end=373
-  _globals['_THREAD']._serialized_start=376
-  _globals['_THREAD']._serialized_end=572
-  _globals['_CREATESESSIONREQUEST']._serialized_start=574
-  _globals['_CREATESESSIONREQUEST']._serialized_end=636
-  _globals['_GETSESSIONREQUEST']._serialized_start=638
-  _globals['_GETSESSIONREQUEST']._serialized_end=669
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=671
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=746
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=748
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=836
-  _globals['_SESSIONSERVICE']._serialized_start=839
-  _globals['_SESSIONSERVICE']._serialized_end=1088
+  _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/sessions:\007session'
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/sessions/{id}'
+  _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/sessions'
+  _globals['_SESSION']._serialized_start=135
+  _globals['_SESSION']._serialized_end=403
+  _globals['_SESSION_LABELSENTRY']._serialized_start=358
+  _globals['_SESSION_LABELSENTRY']._serialized_end=403
+  _globals['_THREAD']._serialized_start=406
+  _globals['_THREAD']._serialized_end=602
+  _globals['_CREATESESSIONREQUEST']._serialized_start=604
+  _globals['_CREATESESSIONREQUEST']._serialized_end=666
+  _globals['_GETSESSIONREQUEST']._serialized_start=668
+  _globals['_GETSESSIONREQUEST']._serialized_end=699
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=701
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=776
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=778
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=866
+  _globals['_SESSIONSERVICE']._serialized_start=869
+  _globals['_SESSIONSERVICE']._serialized_end=1198
 # @@protoc_insertion_point(module_scope)

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%polyfleet/v1/workflow_execution.proto\x12\x0cpolyfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\xcd\x05\n\x11WorkflowExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x06labels\x18\x04 \x03(\x0b\x32+.polyfleet.v1.WorkflowExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x35\n\x06status\x18\x06 \x01(\x0b\x32%.polyfleet.v1.WorkflowExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64ocument\x18\x0b \x01(\t\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\'\n\ncreated_by\x18\r \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0e \x01(\t\x12\x10\n\x08trace_id\x18\x0f \x01(\t\x12\x30\n\x13\x63\x61ncel_requested_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12R\n\x12resolved_functions\x18\x11 \x03(\x0b\x32\x36.polyfleet.v1.WorkflowExecution.ResolvedFunctionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16ResolvedFunctionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x03\n\x17WorkflowExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x05tasks\x18\x02 \x03(\x0b\x32\x18.polyfleet.v1.TaskStatus\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12&\n\x06output\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x08 \x01(\x03\x12\x32\n\x0btransitions\x18\t \x03(\x0b\x32\x1d.polyfleet.v1.PhaseTransition\"h\n\x1e\x43reateWorkflowExecutionRequest\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x83\x01\n\x16\x45xecuteWorkflowRequest\x12=\n\x07request\x18\x01 \x01(\x0b\x32,.polyfleet.v1.CreateWorkflowExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x1bGetWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04view\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\"\x8f\x03\n\x1dListWorkflowExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12+\n\x05phase\x18\x04 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12G\n\x06labels\x18\x07 \x03(\x0b\x32\x37.polyfleet.v1.ListWorkflowExecutionsRequest.LabelsEntry\x12)\n\x04view\x18\x08 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x1eListWorkflowExecutionsResponse\x12\x33\n\nexecutions\x18\x01 \x03(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x1e\x43\x61ncelWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x1dWatchWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x8c\x01\n\x1eWatchWorkflowExecutionResponse\x12\x33\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\x98\x05\n\x18WorkflowExecutionService\x12h\n\x17\x43reateWorkflowExecution\x12,.polyfleet.v1.CreateWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\x12X\n\x0f\x45xecuteWorkflow\x12$.polyfleet.v1.ExecuteWorkflowRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\x12\x62\n\x14GetWorkflowExecution\x12).polyfleet.v1.GetWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\x12s\n\x16ListWorkflowExecutions\x12+.polyfleet.v1.ListWorkflowExecutionsRequest\x1a,.polyfleet.v1.ListWorkflowExecutionsResponse\x12h\n\x17\x43\x61ncelWorkflowExecution\x12,.polyfleet.v1.CancelWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\x12u\n\x16WatchWorkflowExecution\x12+.polyfleet.v1.WatchWorkflowExecutionRequest\x1a,.polyfleet.v1.WatchWorkflowExecutionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%polyfleet/v1/workflow_execution.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\xcd\x05\n\x11WorkflowExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x06labels\x18\x04 \x03(\x0b\x32+.polyfleet.v1.WorkflowExecution.LabelsEntry\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x35\n\x06status\x18\x06 \x01(\x0b\x32%.polyfleet.v1.WorkflowExecutionStatus\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64ocument\x18\x0b \x01(\t\x12\x10\n\x08priority\x18\x0c \x01(\x05\x12\'\n\ncreated_by\x18\r \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0e \x01(\t\x12\x10\n\x08trace_id\x18\x0f \x01(\t\x12\x30\n\x13\x63\x61ncel_requested_by\x18\x10 \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12R\n\x12resolved_functions\x18\x11 \x03(\x0b\x32\x36.polyfleet.v1.WorkflowExecution.ResolvedFunctionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16ResolvedFunctionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x03\n\x17WorkflowExecutionStatus\x12+\n\x05phase\x18\x01 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\'\n\x05tasks\x18\x02 \x03(\x0b\x32\x18.polyfleet.v1.TaskStatus\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.polyfleet.v1.Message\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionError\x12&\n\x06output\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x08 \x01(\x03\x12\x32\n\x0btransitions\x18\t \x03(\x0b\x32\x1d.polyfleet.v1.PhaseTransition\"h\n\x1e\x43reateWorkflowExecutionRequest\x12\x32\n\texecution\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x83\x01\n\x16\x45xecuteWorkflowRequest\x12=\n\x07request\x18\x01 \x01(\x0b\x32,.polyfleet.v1.CreateWorkflowExecutionRequest\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x1bGetWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04view\x18\x02 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\"\x8f\x03\n\x1dListWorkflowExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12+\n\x05phase\x18\x04 \x01(\x0e\x32\x1c.polyfleet.v1.ExecutionPhase\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12G\n\x06labels\x18\x07 \x03(\x0b\x32\x37.polyfleet.v1.ListWorkflowExecutionsRequest.LabelsEntry\x12)\n\x04view\x18\x08 \x01(\x0e\x32\x1b.polyfleet.v1.ExecutionView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x1eListWorkflowExecutionsResponse\x12\x33\n\nexecutions\x18\x01 \x03(\x0b\x32\x1f.polyfleet.v1.WorkflowExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x1e\x43\x61ncelWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x1dWatchWorkflowExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x8c\x01\n\x1eWatchWorkflowExecutionResponse\x12\x33\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1f.polyfleet.v1.WorkflowExecutionH\x00\x12-\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1c.polyfleet.v1.ExecutionEventH\x00\x42\x06\n\x04kind2\x8c\x07\n\x18WorkflowExecutionService\x12\x8b\x01\n\x17\x43reateWorkflowExecution\x12,.polyfleet.v1.CreateWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/workflowExecutions:\x01*\x12\x83\x01\n\x0f\x45xecuteWorkflow\x12$.polyfleet.v1.ExecuteWorkflowRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/workflowExecutions:execute:\x01*\x12\x87\x01\n\x14GetWorkflowExecution\x12).polyfleet.v1.GetWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/workflowExecutions/{id}\x12\x93\x01\n\x16ListWorkflowExecutions\x12+.polyfleet.v1.ListWorkflowExecutionsRequest\x1a,.polyfleet.v1.ListWorkflowExecutionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/workflowExecutions\x12\x97\x01\n\x17\x43\x61ncelWorkflowExecution\x12,.polyfleet.v1.CancelWorkflowExecutionRequest\x1a\x1f.polyfleet.v1.WorkflowExecution\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/workflowExecutions/{id}:cancel:\x01*\x12\xa1\x01\n\x16WatchWorkflowExecution\x12+.polyfleet.v1.WatchWorkflowExecutionRequest\x1a,.polyfleet.v1.WatchWorkflowExecutionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/workflowExecutions/{id}/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,32 +42,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWEXECUTION_RESOLVEDFUNCTIONSENTRY']._serialized_options = b'8\001'
   _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKFLOWEXECUTION']._serialized_start=178
-  _globals['_WORKFLOWEXECUTION']._serialized_end=895
-  _globals['_WORKFLOWEXECUTION_LABELSENTRY']._serialized_start=792
-  _globals['_WORKFLOWEXECUTION_LABELSENTRY']._serialized_end=837
-  _globals['_WORKFLOWEXECUTION_RESOLVEDFUNCTIONSENTRY']._serialized_start=839
-  _globals['_WORKFLOWEXECUTION_RESOLVEDFUNCTIONSENTRY']._serialized_end=895
-  _globals['_WORKFLOWEXECUTIONSTATUS']._serialized_start=898
-  _globals['_WORKFLOWEXECUTIONSTATUS']._serialized_end=1304
-  _globals['_CREATEWORKFLOWEXECUTIONREQUEST']._serialized_start=1306
-  _globals['_CREATEWORKFLOWEXECUTIONREQUEST']._serialized_end=1410
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=1413
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1544
-  _globals['_GETWORKFLOWEXECUTIONREQUEST']._serialized_start=1546
-  _globals['_GETWORKFLOWEXECUTIONREQUEST']._serialized_end=1630
-  _globals['_LISTWORKFLOWEXECUTIONSREQUEST']._serialized_start=1633
-  _globals['_LISTWORKFLOWEXECUTIONSREQUEST']._serialized_end=2032
-  _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=792
-  _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=837
-  _globals['_LISTWORKFLOWEXECUTIONSRESPONSE']._serialized_start=2034
-  _globals['_LISTWORKFLOWEXECUTIONSRESPONSE']._serialized_end=2144
-  _globals['_CANCELWORKFLOWEXECUTIONREQUEST']._serialized_start=2146
-  _globals['_CANCELWORKFLOWEXECUTIONREQUEST']._serialized_end=2190
-  _globals['_WATCHWORKFLOWEXECUTIONREQUEST']._serialized_start=2192
-  _globals['_WATCHWORKFLOWEXECUTIONREQUEST']._serialized_end=2259
-  _globals['_WATCHWORKFLOWEXECUTIONRESPONSE']._serialized_start=2262
-  _globals['_WATCHWORKFLOWEXECUTIONRESPONSE']._serialized_end=2402
-  _globals['_WORKFLOWEXECUTIONSERVICE']._serialized_start=2405
-  _globals['_WORKFLOWEXECUTIONSERVICE']._serialized_end=3069
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['CreateWorkflowExecution']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['CreateWorkflowExecution']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/workflowExecutions:\001*'
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['ExecuteWorkflow']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['ExecuteWorkflow']._serialized_options = b'\202\323\344\223\002#\"\036/v1/workflowExecutions:execute:\001*'
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['GetWorkflowExecution']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['GetWorkflowExecution']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/workflowExecutions/{id}'
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['ListWorkflowExecutions']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['ListWorkflowExecutions']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/workflowExecutions'
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['CancelWorkflowExecution']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['CancelWorkflowExecution']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/workflowExecutions/{id}:cancel:\001*'
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['WatchWorkflowExecution']._loaded_options = None
+  _globals['_WORKFLOWEXECUTIONSERVICE'].methods_by_name['WatchWorkflowExecution']._serialized_options = b'\202\323\344\223\002$\022\"/v1/workflowExecutions/{id}/events'
+  _globals['_WORKFLOWEXECUTION']._serialized_start=208
+  _globals['_WORKFLOWEXECUTION']._serialized_end=925
+  _globals['_WORKFLOWEXECUTION_LABELSENTRY']._serialized_start=822
+  _globals['_WORKFLOWEXECUTION_LABELSENTRY']._serialized_end=867
+  _globals['_WORKFLOWEXECUTION_RESOLVEDFUNCTIONSENTRY']._serialized_start=869
+  _globals['_WORKFLOWEXECUTION_RESOLVEDFUNCTIONSENTRY']._serialized_end=925
+  _globals['_WORKFLOWEXECUTIONSTATUS']._serialized_start=928
+  _globals['_WORKFLOWEXECUTIONSTATUS']._serialized_end=1334
+  _globals['_CREATEWORKFLOWEXECUTIONREQUEST']._serialized_start=1336
+  _globals['_CREATEWORKFLOWEXECUTIONREQUEST']._serialized_end=1440
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=1443
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1574
+  _globals['_GETWORKFLOWEXECUTIONREQUEST']._serialized_start=1576
+  _globals['_GETWORKFLOWEXECUTIONREQUEST']._serialized_end=1660
+  _globals['_LISTWORKFLOWEXECUTIONSREQUEST']._serialized_start=1663
+  _globals['_LISTWORKFLOWEXECUTIONSREQUEST']._serialized_end=2062
+  _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=822
+  _globals['_LISTWORKFLOWEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=867
+  _globals['_LISTWORKFLOWEXECUTIONSRESPONSE']._serialized_start=2064
+  _globals['_LISTWORKFLOWEXECUTIONSRESPONSE']._serialized_end=2174
+  _globals['_CANCELWORKFLOWEXECUTIONREQUEST']._serialized_start=2176
+  _globals['_CANCELWORKFLOWEXECUTIONREQUEST']._serialized_end=2220
+  _globals['_WATCHWORKFLOWEXECUTIONREQUEST']._serialized_start=2222
+  _globals['_WATCHWORKFLOWEXECUTIONREQUEST']._serialized_end=2289
+  _globals['_WATCHWORKFLOWEXECUTIONRESPONSE']._serialized_start=2292
+  _globals['_WATCHWORKFLOWEXECUTIONRESPONSE']._serialized_end=2432
+  _globals['_WORKFLOWEXECUTIONSERVICE']._serialized_start=2435
+  _globals['_WORKFLOWEXECUTIONSERVICE']._serialized_end=3343
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from polyfleet.v1 import common_pb2 as polyfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyfleet/v1/workflow.proto\x12\x0cpolyfleet.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x8e\x04\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".polyfleet.v1.Workflow.LabelsEntry\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ncreated_by\x18\t \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\'\n\nupdated_by\x18\n \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0b \x01(\t\x12I\n\x12resolved_functions\x18\x0c \x03(\x0b\x32-.polyfleet.v1.Workflow.ResolvedFunctionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16ResolvedFunctionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x15\x43reateWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\"\"\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListWorkflowsResponse\x12)\n\tworkflows\x18\x01 \x03(\x0b\x32\x16.polyfleet.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15UpdateWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\"%\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x14\x41pplyWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow2\xee\x03\n\x0fWorkflowService\x12M\n\x0e\x43reateWorkflow\x12#.polyfleet.v1.CreateWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\x12G\n\x0bGetWorkflow\x12 .polyfleet.v1.GetWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\x12X\n\rListWorkflows\x12\".polyfleet.v1.ListWorkflowsRequest\x1a#.polyfleet.v1.ListWorkflowsResponse\x12M\n\x0eUpdateWorkflow\x12#.polyfleet.v1.UpdateWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\x12M\n\x0e\x44\x65leteWorkflow\x12#.polyfleet.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\x12K\n\rApplyWorkflow\x12\".polyfleet.v1.ApplyWorkflowRequest\x1a\x16.polyfleet.v1.Workflowb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyfleet/v1/workflow.proto\x12\x0cpolyfleet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19polyfleet/v1/common.proto\"\x8e\x04\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".polyfleet.v1.Workflow.LabelsEntry\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\ncreated_by\x18\t \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\'\n\nupdated_by\x18\n \x01(\x0b\x32\x13.polyfleet.v1.Actor\x12\x14\n\x0crunner_queue\x18\x0b \x01(\t\x12I\n\x12resolved_functions\x18\x0c \x03(\x0b\x32-.polyfleet.v1.Workflow.ResolvedFunctionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16ResolvedFunctionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x15\x43reateWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\"\"\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListWorkflowsResponse\x12)\n\tworkflows\x18\x01 \x03(\x0b\x32\x16.polyfleet.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15UpdateWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow\"%\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x14\x41pplyWorkflowRequest\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.polyfleet.v1.Workflow2\xc4\x05\n\x0fWorkflowService\x12n\n\x0e\x43reateWorkflow\x12#.polyfleet.v1.CreateWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\"\x1f\x82\xd3\xe4\x93\x02\x19\"\r/v1/workflows:\x08workflow\x12\x65\n\x0bGetWorkflow\x12 .polyfleet.v1.GetWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/workflows/{name}\x12o\n\rListWorkflows\x12\".polyfleet.v1.ListWorkflowsRequest\x1a#.polyfleet.v1.ListWorkflowsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/workflows\x12~\n\x0eUpdateWorkflow\x12#.polyfleet.v1.UpdateWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\"/\x82\xd3\xe4\x93\x02)2\x1d/v1/workflows/{workflow.name}:\x08workflow\x12k\n\x0e\x44\x65leteWorkflow\x12#.polyfleet.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/workflows/{name}\x12|\n\rApplyWorkflow\x12\".polyfleet.v1.ApplyWorkflowRequest\x1a\x16.polyfleet.v1.Workflow\"/\x82\xd3\xe4\x93\x02)\x1a\x1d/v1/workflows/{workflow.name}:\x08workflowb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,26 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOW_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._loaded_options = None
   _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKFLOW']._serialized_start=135
-  _globals['_WORKFLOW']._serialized_end=661
-  _globals['_WORKFLOW_LABELSENTRY']._serialized_start=558
-  _globals['_WORKFLOW_LABELSENTRY']._serialized_end=603
-  _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._serialized_start=605
-  _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._serialized_end=661
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=663
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=728
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=730
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=764
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=766
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=827
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=829
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=920
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=922
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=987
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=989
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1026
-  _globals['_APPLYWORKFLOWREQUEST']._serialized_start=1028
-  _globals['_APPLYWORKFLOWREQUEST']._serialized_end=1092
-  _globals['_WORKFLOWSERVICE']._serialized_start=1095
-  _globals['_WORKFLOWSERVICE']._serialized_end=1589
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\202\323\344\223\002\031\"\r/v1/workflows:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/workflows/{name}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/workflows'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\202\323\344\223\002)2\035/v1/workflows/{workflow.name}:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\202\323\344\223\002\026*\024/v1/workflows/{name}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ApplyWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ApplyWorkflow']._serialized_options = b'\202\323\344\223\002)\032\035/v1/workflows/{workflow.name}:\010workflow'
+  _globals['_WORKFLOW']._serialized_start=165
+  _globals['_WORKFLOW']._serialized_end=691
+  _globals['_WORKFLOW_LABELSENTRY']._serialized_start=588
+  _globals['_WORKFLOW_LABELSENTRY']._serialized_end=633
+  _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._serialized_start=635
+  _globals['_WORKFLOW_RESOLVEDFUNCTIONSENTRY']._serialized_end=691
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=693
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=758
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=760
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=794
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=796
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=857
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=859
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=950
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=952
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1017
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1019
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1056
+  _globals['_APPLYWORKFLOWREQUEST']._serialized_start=1058
+  _globals['_APPLYWORKFLOWREQUEST']._serialized_end=1122
+  _globals['_WORKFLOWSERVICE']._serialized_start=1125
+  _globals['_WORKFLOWSERVICE']._serialized_end=1833
 # @@protoc_insertion_point(module_scope)
