@@ -56,6 +56,7 @@ RUN groupadd --system --gid 10001 polyfleet \
 COPY --from=build /opt/polyfleet /opt/polyfleet
 USER 10001:10001
 WORKDIR /var/lib/polyfleet
-# The gRPC API (POLYFLEET_API_ADDRESS; off loopback it needs TLS and tokens: docs/security.md).
-EXPOSE 7234
+# The gRPC API (POLYFLEET_API_ADDRESS) and the HTTP API and dashboard (POLYFLEET_HTTP_ADDRESS);
+# off loopback both need TLS and tokens (docs/security.md).
+EXPOSE 7234 7280
 CMD ["python", "-m", "orchestrator"]

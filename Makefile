@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_STAMP := $(VENV)/.synced
 
-.PHONY: help setup uv kubectl proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
+.PHONY: help setup uv kubectl browser proto proto-check lint typecheck test test-unit test-integration test-e2e demo dev bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,18 @@ kubectl: ## Install kubectl (Debian package) for the deploy tests if it is missi
 	      > .tools/kubectl.unavailable; echo "WARNING: kubectl could not be installed"; }; }
 	@if command -v kubectl >/dev/null 2>&1; then rm -f .tools/kubectl.unavailable; fi
 
+# The browser tests drive Debian's `chromium` with Playwright (never a browser Playwright downloads
+# itself). Installed like kubectl; only when that fails is the reason left in
+# .tools/chromium.unavailable, and those tests skip with it (tests/browser.py).
+browser: ## Install chromium (Debian package) for the browser tests if it is missing
+	@command -v chromium >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing chromium (apt-get install chromium)"; \
+	  { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; } >/dev/null 2>&1 || { \
+	    mkdir -p .tools; echo "apt-get install chromium failed (no root, no sudo, or no package)" \
+	      > .tools/chromium.unavailable; echo "WARNING: chromium could not be installed"; }; }
+	@if command -v chromium >/dev/null 2>&1; then rm -f .tools/chromium.unavailable; fi
+
 proto: setup ## Regenerate polyfleet/v1 from protos/
 	$(VENV)/bin/buf lint protos
 	scripts/gen_protos.sh
@@ -52,13 +64,13 @@ lint: setup ## ruff
 typecheck: setup ## mypy --strict on hand-written code
 	$(VENV)/bin/mypy
 
-test: setup kubectl proto-check lint typecheck ## Lint, typecheck and run every test (unit, integration, e2e)
+test: setup kubectl browser proto-check lint typecheck ## Lint, typecheck and run every test (unit, integration, e2e)
 	$(VENV)/bin/pytest
 
 test-unit: setup kubectl ## Unit tests only
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: setup kubectl ## Integration tests (real Temporal dev server, LMDB, gRPC)
+test-integration: setup kubectl browser ## Integration tests (real Temporal dev server, LMDB, gRPC)
 	$(VENV)/bin/pytest tests/integration
 
 test-e2e: setup ## End-to-end tests (the whole fleet as processes; the installed wheel)

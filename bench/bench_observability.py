@@ -1,7 +1,6 @@
 """Benchmark: what metrics and tracing cost, in CPU per execution, against a run without them.
 
-Two fleets in the same run, one after the other, each a Temporal dev server (in memory), an
-orchestrator process and one runner process, all on this machine:
+Two fleets, observability off and on, each an orchestrator process and one runner process:
 
 - **off**: no `/metrics` endpoint (``POLYFLEET_METRICS_PORT=0``) and no OTLP endpoint, so
   neither metrics nor traces are exported;
@@ -10,19 +9,32 @@ orchestrator process and one runner process, all on this machine:
   (``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) to a
   receiver in this process that counts and discards.
 
+``BENCH_OBS_MODE`` says how the two are run:
+
+- ``paired`` (the default): both fleets at the same time on one Temporal dev server (in
+  memory), each in its own namespace with its own task queues and data directory, driven by
+  the same load (every execution is created on both sides at once). Whatever else loads the
+  machine meanwhile weighs on both sides alike, which sequential runs cannot promise: on a
+  shared machine the same "off" fleet measured 74-105 ms per execution from one run to the
+  next, more than the difference to resolve.
+- ``sequential``: one fleet after the other, each with its own dev server, alternating which
+  runs first from one round to the next.
+
 Each fleet runs ``BENCH_OBS_EXECUTIONS`` agent executions of a no-op agent (the offline
 ``scripted`` model: no network) after a warm-up; the figure is each process's user + system
-CPU time (psutil) from the first create to the last terminal state, divided by the
-executions. ``BENCH_OBS_ROUNDS`` (default 2) repeats the off/on pair, alternating which
-runs first; ``BENCH_OBS_PARTS`` (``metrics``: `/metrics` and OTLP metrics; ``tracing``: OTLP
-traces only; or both, the default) says what "on" turns on, to tell the two costs apart. Run
-with ``make bench``.
+CPU time (psutil) from the first create to its fleet's last terminal state, divided by the
+executions. ``BENCH_OBS_ROUNDS`` (default 2) repeats the measurement (paired: that many paired
+runs); each round's ratio is reported with the pooled one. ``BENCH_OBS_PARTS`` (``metrics``:
+`/metrics` and OTLP metrics; ``tracing``: OTLP traces only; or both, the default) says what
+"on" turns on, to tell the two costs apart. Run with ``make bench``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +42,17 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
+    health_pb2,
+    health_pb2_grpc,
+)
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -46,22 +62,32 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client
 from polyfleet.client.executions import AgentExecutions
-from polyfleet.fleet import Fleet, FleetConfig, free_port
+from polyfleet.fleet import find_temporal, free_port
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 
 EXECUTIONS = int(os.environ.get("BENCH_OBS_EXECUTIONS", "200"))
 ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "2"))
+MODE = os.environ.get("BENCH_OBS_MODE", "paired")
 # What "on" turns on, to tell the two costs apart: metrics, tracing or both (the default).
 PARTS = frozenset(os.environ.get("BENCH_OBS_PARTS", "metrics,tracing").split(","))
 WARMUP = 10
 CREATE_CONCURRENCY = 20
 SCRAPE_INTERVAL = 5.0
 WAIT_TIMEOUT = 600.0
+STARTUP_TIMEOUT = 90.0
 RUNNER_STOP_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
 TARGET = 0.10
 AGENT = "bench-noop"
 WARM_AGENT = "bench-warmup"
 PROCESSES = ("orchestrator", "runner")
+HOST = "127.0.0.1"
+QUEUE_VARIABLES = (
+    "TEMPORAL_AGENT_EXECUTION_ORCHESTRATOR_TASK_QUEUE",
+    "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE",
+    "TEMPORAL_WORKFLOW_EXECUTION_ORCHESTRATOR_TASK_QUEUE",
+    "TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE",
+)
 
 
 class OtlpSink(
@@ -154,57 +180,40 @@ async def _scrape(urls: list[str], measured: Measured, stop: asyncio.Event) -> N
             pass
 
 
-async def _drive(address: str, pids: dict[str, int], urls: list[str], measured: Measured) -> None:
-    async with await Client.connect(address) as client:
-        await client.agents.apply(_agent(WARM_AGENT))
-        await client.agents.apply(_agent(AGENT))
-        for _ in range(WARMUP):  # imports, caches, first workflow tasks: not measured
-            await client.agent_executions.execute(AgentExecutions.request(WARM_AGENT, "warm"))
-        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+@dataclass
+class Side:
+    """One fleet of a round: an orchestrator and a runner, observability ``on`` or off."""
 
-        async def create() -> None:
-            async with gate:
-                await client.agent_executions.create(AGENT, "go")
+    on: bool
+    measured: Measured
+    data_dir: Path
+    api_address: str = field(default_factory=lambda: f"{HOST}:{free_port()}")
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics_ports: tuple[int, int] = (0, 0)
 
-        async def waiting() -> bool:
-            # One tiny page per open phase: the benchmark's own load stays small.
-            for phase in (common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING):
-                request = agent_execution_pb2.ListAgentExecutionsRequest(
-                    agent=AGENT, phase=phase, page_size=1
-                )
-                if (await client.agent_executions.list(request)).executions:
-                    return True
-            return False
+    @property
+    def name(self) -> str:
+        """``on`` or ``off``: also its namespace's and its queues' suffix."""
+        return "on" if self.on else "off"
 
-        stop = asyncio.Event()
-        scraper = asyncio.create_task(_scrape(urls, measured, stop)) if urls else None
-        before = cpu_seconds(pids)
-        started = time.perf_counter()
-        await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
-        while await waiting():
-            if time.perf_counter() - started > WAIT_TIMEOUT:
-                break
-            await asyncio.sleep(0.5)
-        measured.wall += time.perf_counter() - started
-        after = cpu_seconds(pids)
-        stop.set()
-        if scraper:
-            await scraper
-        completed = agent_execution_pb2.ListAgentExecutionsRequest(
-            agent=AGENT, phase=common_pb2.EXECUTION_PHASE_COMPLETED, page_size=1000
-        )
-        measured.completed += len([e async for e in client.agent_executions.list_all(completed)])
-    for name in pids:
-        measured.cpu[name] += after[name] - before[name]
-    measured.executions += EXECUTIONS
+    @property
+    def metrics(self) -> bool:
+        """Whether this side exports metrics (and is scraped)."""
+        return self.on and "metrics" in PARTS
+
+    def urls(self) -> list[str]:
+        """The `/metrics` URLs to scrape; none when metrics are off."""
+        return [f"http://{HOST}:{port}/metrics" for port in self.metrics_ports if port]
+
+    def pids(self) -> dict[str, int]:
+        """The measured processes by name."""
+        return {name: self.processes[name].pid for name in PROCESSES}
 
 
-def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
-    """One fleet (observability ``on`` or off), its runner, one measured batch."""
-    data_dir = tmp / ("on" if on else "off") / str(measured.executions)
-    data_dir.mkdir(parents=True)
-    metrics = on and "metrics" in PARTS
-    orchestrator_port, runner_port = (free_port(), free_port()) if metrics else (0, 0)
+def _environments(side: Side, temporal_address: str, otlp: str) -> tuple[dict[str, str], ...]:
+    """The orchestrator's and the runner's environment of ``side``."""
+    if side.metrics:
+        side.metrics_ports = (free_port(), free_port())
     # Each part has its own OTLP variable, so "tracing" alone exports no metrics and
     # "metrics" alone no spans (OTEL_EXPORTER_OTLP_ENDPOINT would turn on both).
     observability = {
@@ -213,58 +222,213 @@ def _run_fleet(tmp: Path, on: bool, otlp: str, measured: Measured) -> None:
             ("metrics", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
             ("tracing", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
         )
-        if on and part in PARTS
+        if side.on and part in PARTS
     }
-    env = {
+    # Inherited observability, Temporal and HTTP settings would make the sides differ or
+    # collide (two orchestrators cannot both serve the default HTTP port).
+    common = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "POLYFLEET_METRICS_"))
+        if not key.startswith(("OTEL_", "POLYFLEET_METRICS_", "POLYFLEET_HTTP_", "TEMPORAL_"))
     }
-    env.update(POLYFLEET_LOG_LEVEL="WARNING")
-    config = FleetConfig(
-        data_dir=data_dir,
-        runners=0,
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        api_address=f"127.0.0.1:{free_port()}",
-        base_env=env,
-        temporal_in_memory=True,
-        # Only the orchestrator sees the observability settings (not the Temporal server).
-        orchestrator_command=(
-            "env",
-            f"POLYFLEET_METRICS_PORT={orchestrator_port}",
-            *(f"{key}={value}" for key, value in observability.items()),
-            sys.executable,
-            "-m",
-            "orchestrator",
-        ),
+    common.update(
+        observability,
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_NAMESPACE=f"bench-{side.name}",
+        POLYFLEET_API_ADDRESS=side.api_address,
+        POLYFLEET_METRICS_ADDRESS=HOST,
+        PYTHONUNBUFFERED="1",
     )
-    log_path = data_dir / "runner.log"
-    runner_env = {
-        **env,
-        **observability,
-        "POLYFLEET_METRICS_PORT": str(runner_port),
-        "TEMPORAL_ADDRESS": config.temporal_address,
-        "TEMPORAL_NAMESPACE": config.namespace,
-        "POLYFLEET_API_ADDRESS": config.api_address,
+    # Namespaces keep the sides apart already; queues of their own say so in Temporal's UI.
+    common.update(
+        {variable: f"bench-{side.name}-{variable.lower()}" for variable in QUEUE_VARIABLES}
+    )
+    orchestrator = {
+        **common,
+        "POLYFLEET_DATA_DIR": str(side.data_dir / "orchestrator"),
+        "POLYFLEET_HTTP_ENABLED": "false",
+        "POLYFLEET_METRICS_PORT": str(side.metrics_ports[0]),
+        "POLYFLEET_LOG_LEVEL": "WARNING",
+    }
+    runner = {
+        **common,
+        "POLYFLEET_METRICS_PORT": str(side.metrics_ports[1]),
         "POLYFLEET_LOG_LEVEL": "INFO",  # its "runner polling" line says it is ready
     }
-    with Fleet(config, report=lambda _: None) as fleet, log_path.open("wb") as log:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "runner"], env=runner_env, stdout=log, stderr=log
+    return orchestrator, runner
+
+
+def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own, its output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        try:
-            deadline = time.monotonic() + 90
-            while b"runner polling" not in log_path.read_bytes():
-                if time.monotonic() > deadline or runner.poll() is not None:
-                    raise RuntimeError(f"the benchmark's runner did not start; see {log_path}")
-                time.sleep(0.1)
-            pids = {child.name: child.popen.pid for child in fleet.children}
-            pids = {"orchestrator": pids["orchestrator"], "runner": runner.pid}
-            urls = [f"http://127.0.0.1:{port}/metrics" for port in (orchestrator_port, runner_port)]
-            asyncio.run(_drive(config.api_address, pids, urls if metrics else [], measured))
-        finally:
-            _stop_runner(runner, log_path)
+
+
+def _wait_until(
+    ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Poll ``ready`` until it holds; raise if ``process`` exits or STARTUP_TIMEOUT passes."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not ready():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"the benchmark's {what} did not start; see {log}")
+        time.sleep(0.1)
+
+
+def _port_open(port: int) -> bool:
+    with suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+        return True
+    return False
+
+
+def _serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with suppress(grpc.RpcError):
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+    return False
+
+
+@contextmanager
+def _cluster(tmp: Path, sides: list[Side], otlp: str) -> Iterator[None]:
+    """One Temporal dev server (in memory) with a namespace per side; each side's processes."""
+    temporal_port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    temporal_log = tmp / "temporal.log"  # appended to: sequential rounds start two
+    namespaces = [x for side in sides for x in ("--namespace", f"bench-{side.name}")]
+    temporal = _spawn(
+        [
+            str(find_temporal()),
+            *("server", "start-dev", "--ip", HOST, "--port", str(temporal_port)),
+            *("--ui-port", str(free_port()), "--log-level", "warn", *namespaces),
+            # Task-queue priorities need the new matcher, as in `polyfleet dev`.
+            *("--dynamic-config-value", "matching.useNewMatcher=true"),
+        ],
+        dict(os.environ),
+        temporal_log,
+    )
+    try:
+        _wait_until(lambda: _port_open(temporal_port), "Temporal", temporal, temporal_log)
+        for side in sides:
+            side.data_dir.mkdir(parents=True)
+            orchestrator_env, runner_env = _environments(side, f"{HOST}:{temporal_port}", otlp)
+            log = side.data_dir / "orchestrator.log"
+            process = _spawn([sys.executable, "-m", "orchestrator"], orchestrator_env, log)
+            side.processes["orchestrator"] = process
+            address = side.api_address
+            _wait_until(lambda: _serving(address), "orchestrator", process, log)  # noqa: B023 - waited for here
+            log = side.data_dir / "runner.log"
+            process = _spawn([sys.executable, "-m", "runner"], runner_env, log)
+            side.processes["runner"] = process
+            _wait_until(lambda: b"runner polling" in log.read_bytes(), "runner", process, log)  # noqa: B023 - waited for here
+        yield
+    finally:
+        for side in sides:
+            if "runner" in side.processes:
+                _stop_runner(side.processes["runner"], side.data_dir / "runner.log")
+        for process in [
+            s.processes["orchestrator"] for s in sides if "orchestrator" in s.processes
+        ]:
+            _stop(process)
+        _stop(temporal)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``process``, SIGKILL it after STOP_TIMEOUT, then whatever it started."""
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    # Anything it started lives in its process group (start_new_session): leave nothing.
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _warm(client: Client) -> None:
+    """Apply the agents and run the warm-up executions, one at a time."""
+    await client.agents.apply(_agent(WARM_AGENT))
+    await client.agents.apply(_agent(AGENT))
+    for _ in range(WARMUP):  # imports, caches, first workflow tasks: not measured
+        await client.agent_executions.execute(AgentExecutions.request(WARM_AGENT, "warm"))
+
+
+async def _open(client: Client) -> bool:
+    """Whether any measured execution is still PENDING or RUNNING."""
+    # One tiny page per open phase: the benchmark's own load stays small.
+    for phase in (common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING):
+        request = agent_execution_pb2.ListAgentExecutionsRequest(
+            agent=AGENT, phase=phase, page_size=1
+        )
+        if (await client.agent_executions.list(request)).executions:
+            return True
+    return False
+
+
+async def _drive(sides: list[Side]) -> dict[str, float]:
+    """Create the executions on every side at once; CPU ms per execution of each side.
+
+    Each execution is created on all sides together, so the sides see the same load at the
+    same moments; each side's measurement ends when its own last execution is terminal.
+    """
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(await Client.connect(s.api_address)) for s in sides
+        ]
+        await asyncio.gather(*(_warm(client) for client in clients))
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+        result: dict[str, float] = {}
+
+        async def create() -> None:
+            async with gate:
+                await asyncio.gather(*(c.agent_executions.create(AGENT, "go") for c in clients))
+
+        async def finish(side: Side, client: Client, before: dict[str, float]) -> None:
+            while await _open(client):
+                if time.perf_counter() - started > WAIT_TIMEOUT:
+                    break
+                await asyncio.sleep(0.5)
+            after = cpu_seconds(side.pids())
+            side.measured.wall += time.perf_counter() - started
+            for name in PROCESSES:
+                side.measured.cpu[name] += after[name] - before[name]
+            result[side.name] = sum(after[n] - before[n] for n in PROCESSES) * 1000 / EXECUTIONS
+            stop[side.name].set()
+
+        stop = {side.name: asyncio.Event() for side in sides}
+        scrapers = [
+            asyncio.create_task(_scrape(side.urls(), side.measured, stop[side.name]))
+            for side in sides
+            if side.urls()
+        ]
+        before = {side.name: cpu_seconds(side.pids()) for side in sides}
+        started = time.perf_counter()
+        await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
+        await asyncio.gather(
+            *(
+                finish(side, client, before[side.name])
+                for side, client in zip(sides, clients, strict=True)
+            )
+        )
+        await asyncio.gather(*scrapers)
+        completed = agent_execution_pb2.ListAgentExecutionsRequest(
+            agent=AGENT, phase=common_pb2.EXECUTION_PHASE_COMPLETED, page_size=1000
+        )
+        for side, client in zip(sides, clients, strict=True):
+            side.measured.completed += len(
+                [e async for e in client.agent_executions.list_all(completed)]
+            )
+            side.measured.executions += EXECUTIONS
+        return result
 
 
 def _stop_runner(runner: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -302,15 +466,27 @@ def _report(
         rows.append(f"| {label} | {base:.1f} ms | {with_obs:.1f} ms | {ratio:+.1%} |")
     total = overhead(None)[2]
     verdict = "met" if total < TARGET else "NOT met"
+    fleet = (
+        f"an orchestrator process and a runner process; each runs {EXECUTIONS} executions of a "
+        f"no-op agent (offline `scripted` model) after {WARMUP} warm-up executions, created "
+        f"{CREATE_CONCURRENCY} at a time. Everything shares this machine's {os.cpu_count()} CPUs."
+    )
+    if MODE == "paired":
+        how = [
+            f"{ROUNDS} paired round(s): the two fleets, observability off and on, run **at the "
+            "same time** on one Temporal dev server (in memory; a namespace, task queues and a "
+            "data directory per fleet), and every execution is created on both at once, so "
+            "whatever else loads the machine weighs on both alike. Each fleet is " + fleet
+        ]
+    else:
+        how = [
+            f"{ROUNDS} sequential round(s) of two fleets, observability off and on (alternating "
+            "which runs first), each a Temporal dev server (in memory), " + fleet
+        ]
     return [
-        f"{ROUNDS} round(s) of two fleets, observability off and on (alternating which runs "
-        "first), each a Temporal dev server "
-        f"(in memory), an orchestrator process and a runner process; each runs {EXECUTIONS} "
-        f"executions of a no-op agent (offline `scripted` model) after {WARMUP} warm-up "
-        f"executions, created {CREATE_CONCURRENCY} at a time. Everything shares this machine's "
-        f"{os.cpu_count()} CPUs.",
+        *how,
         "",
-        "- **off**: `POLYFLEET_METRICS_PORT=0`, no `OTEL_EXPORTER_OTLP_ENDPOINT`.",
+        "- **off**: `POLYFLEET_METRICS_PORT=0`, no OTLP endpoint.",
         f"- **on** ({', '.join(sorted(PARTS))}): "
         + " and ".join(
             text
@@ -339,7 +515,7 @@ def _report(
         f"{on.scrape_bytes / max(on.scrapes, 1) / 1024:.0f} KB each on average.",
         "- By round (orchestrator + runner, off → on): "
         + "; ".join(f"{a:.1f} → {b:.1f} ms ({(b - a) / a:+.1%})" for a, b in rounds)
-        + ".",
+        + f"; pooled {total:+.1%}.",
         "",
         f"Target: metrics and tracing cost under {TARGET:.0%} of the orchestrator's and runner's "
         f"CPU per execution: **{verdict}** ({total:+.1%}).",
@@ -347,20 +523,34 @@ def _report(
 
 
 def main() -> None:
-    """Run the off/on fleets, write docs/benchmarks.md."""
+    """Run the off/on fleets (paired or sequential), write docs/benchmarks.md."""
+    if MODE not in ("paired", "sequential"):
+        raise SystemExit(f"BENCH_OBS_MODE={MODE!r}: paired or sequential")
     off, on = Measured(), Measured()
     rounds: list[tuple[float, float]] = []
     sink = OtlpSink()
     with tempfile.TemporaryDirectory() as tmp, sink.serving() as otlp:
         for round_number in range(ROUNDS):
-            # Off first in even rounds, on first in odd ones: a machine that slows down or
-            # speeds up during the run weighs on both sides alike.
-            order = (False, True) if round_number % 2 == 0 else (True, False)
-            start = off.total_ms(), on.total_ms()
-            for on_now in order:
-                _run_fleet(Path(tmp), on_now, otlp, on if on_now else off)
-            rounds.append(
-                ((off.total_ms() - start[0]) / EXECUTIONS, (on.total_ms() - start[1]) / EXECUTIONS)
+            directory = Path(tmp) / str(round_number)
+            figures: dict[str, float] = {}
+            if MODE == "paired":
+                sides = [Side(False, off, directory / "off"), Side(True, on, directory / "on")]
+                with _cluster(directory, sides, otlp):
+                    figures = asyncio.run(_drive(sides))
+            else:
+                # Off first in even rounds, on first in odd ones: a machine that slows down
+                # or speeds up during the run weighs on both sides alike.
+                for on_now in (False, True) if round_number % 2 == 0 else (True, False):
+                    side = Side(
+                        on_now, on if on_now else off, directory / ("on" if on_now else "off")
+                    )
+                    with _cluster(directory, [side], otlp):
+                        figures.update(asyncio.run(_drive([side])))
+            rounds.append((figures["off"], figures["on"]))
+            print(
+                f"round {round_number + 1}: off {figures['off']:.1f} ms, on {figures['on']:.1f} ms "
+                f"({(figures['on'] - figures['off']) / figures['off']:+.1%})",
+                file=sys.stderr,
             )
     write_section(
         "observability",

@@ -326,6 +326,7 @@ def main() -> None:
             temporal_port=free_port(),
             temporal_ui_port=free_port(),
             api_address=f"127.0.0.1:{free_port()}",
+            http_address=f"127.0.0.1:{free_port()}",
             base_env=env,
             temporal_in_memory=True,
         )

@@ -25,6 +25,7 @@ from orchestrator.auth.authn import Authenticator
 from orchestrator.auth.binding import RunnerBinding
 from orchestrator.auth.interceptor import AuthInterceptor
 from orchestrator.auth.limits import CreateRate, WatchLimit
+from orchestrator.changes import ExecutionChanges
 from orchestrator.cloud_events import CloudEvents
 from orchestrator.event_schedules import EventSchedules
 from orchestrator.events import EventHub
@@ -32,6 +33,8 @@ from orchestrator.executions import ExecutionRegistry
 from orchestrator.fleet_status import FleetStatus
 from orchestrator.function_sources import FunctionSources
 from orchestrator.health import HealthMonitor, store_check, temporal_check
+from orchestrator.http.dashboard import DashboardConfig
+from orchestrator.http.server import HttpFrontend
 from orchestrator.ownership import (
     ApiAddressInUseError,
     DataDirLock,
@@ -63,10 +66,12 @@ from polyfleet.config import (
     AuthSettings,
     ConfigError,
     ExecutionSettings,
+    HttpSettings,
     MetricsSettings,
     ReconcilerSettings,
     StoreSettings,
     TaskQueueSettings,
+    TracingSettings,
 )
 from polyfleet.telemetry.metrics import (
     ORCHESTRATOR_METRICS_PORT,
@@ -131,6 +136,8 @@ class OrchestratorSettings:
     queues: TaskQueueSettings = field(default_factory=TaskQueueSettings)
     executions: ExecutionSettings = field(default_factory=ExecutionSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+    # The HTTP/JSON API, SSE and dashboard (docs/http.md); `enabled=False`: gRPC only.
+    http: HttpSettings = field(default_factory=HttpSettings)
     # None: no metrics export (in-process tests); `python -m orchestrator` reads them.
     metrics: MetricsSettings | None = None
     # Seconds in-flight RPCs get to finish on shutdown.
@@ -145,6 +152,8 @@ class _Services:
     # The CloudEvents stream: EventService, `emit`/`listen`, and `subscribe` for the
     # orchestrator's own followers of new events.
     events: CloudEvents
+    # Every execution's changes (created, phase changed): FleetService.WatchExecutions.
+    changes: ExecutionChanges
 
 
 class Orchestrator:
@@ -185,6 +194,10 @@ class Orchestrator:
         # The workflows' Temporal Schedules; set when run() starts.
         self.schedules: Schedules | None = None
         self._authenticator: Authenticator | None = None
+        # The HTTP/JSON API and dashboard while HTTP is enabled; set when run() starts.
+        self._http: HttpFrontend | None = None
+        # Where the HTTP API listens (host:port) once ready; "" while HTTP is off.
+        self.http_address = ""
 
     async def wait_ready(self) -> None:
         """Return once the API serves and the workers poll."""
@@ -204,6 +217,8 @@ class Orchestrator:
         # First of all: plaintext only on loopback unless allowed, and TLS files that
         # cannot be read are a ConfigError naming the variable and the path.
         s.api.check_bind(self.address, s.auth.enabled)
+        if s.http.enabled:
+            s.api.check_bind(s.http.address, s.auth.enabled, "POLYFLEET_HTTP_ADDRESS")
         self._certificates = CertificateFiles(s.api) if s.api.server_tls else None
         if s.auth.mtls_roles and s.api.api_tls_client_ca is None:
             raise ConfigError(
@@ -237,6 +252,11 @@ class Orchestrator:
             try:
                 await self._serve(db)
             finally:
+                if self._http is not None:
+                    # Idempotent; releases the HTTP port whatever stopped the start.
+                    await self._http.shutdown()
+                    # The gRPC server is stopped: its Unix socket's directory can go.
+                    self._http.close()
                 await asyncio.to_thread(db.close)
                 logger.info("orchestrator stopped")
 
@@ -250,7 +270,15 @@ class Orchestrator:
         await ensure_queues_free(temporal, self._orchestrator_queues(), self.store_id)
         services = self._services(db, temporal)
         self.schedules = Schedules(db, temporal, queues.workflow_execution_orchestrator_task_queue)
+        self._http = self._http_frontend(temporal) if s.http.enabled else None
         server, health_servicer = self._build_server(db, services, temporal)
+        if self._http is not None:
+            # Now, with the gRPC port: a taken port stops the start before anything runs.
+            try:
+                self._http.bind()
+            except BaseException:
+                await server.stop(None)
+                raise
         update_status = StatusActivities(services.registry).update_status
         # A workflow's schedule starts ScheduledWorkflowStart, whose local activity creates
         # the execution (orchestrator/schedules.py).
@@ -333,6 +361,10 @@ class Orchestrator:
                 triggered = asyncio.create_task(
                     EventSchedules(db, services.events, services.workflow_executions).run_forever()
                 )
+                if self._http is not None:
+                    # After the gRPC server it calls, before ready: tests use it at once.
+                    await self._http.start()
+                    self.http_address = self._http.address
                 self._ready.set()
                 try:
                     await self._stop.wait()
@@ -343,10 +375,15 @@ class Orchestrator:
                 periodic.cancel()
                 gauges.cancel()
                 monitor.cancel()
+                # HTTP first: its calls go through the gRPC server, which drains next.
+                if self._http is not None:
+                    await self._http.shutdown()
                 # Stop taking new RPCs first, so clients fail over while workers drain.
                 await health_servicer.enter_graceful_shutdown()
                 await server.stop(s.shutdown_grace)
         finally:
+            if self._http is not None:
+                await self._http.shutdown()
             await server.stop(None)
 
     async def _reconcile_schedules(self) -> None:
@@ -369,12 +406,13 @@ class Orchestrator:
     def _services(self, db: store.Store, temporal: Client) -> _Services:
         s = self.settings
         hub = EventHub()
+        changes = ExecutionChanges()
         hook = self._after_persist
         agent_executions = AgentExecutions(
-            db, temporal, hub, s.queues, s.executions, after_persist=hook
+            db, temporal, hub, s.queues, s.executions, changes=changes, after_persist=hook
         )
         workflow_executions = WorkflowExecutions(
-            db, temporal, hub, s.queues, s.executions, after_persist=hook
+            db, temporal, hub, s.queues, s.executions, changes=changes, after_persist=hook
         )
         registry = ExecutionRegistry(
             {
@@ -383,7 +421,7 @@ class Orchestrator:
             }
         )
         db.events.retention = s.store.store_event_retention
-        return _Services(agent_executions, workflow_executions, registry, CloudEvents(db))
+        return _Services(agent_executions, workflow_executions, registry, CloudEvents(db), changes)
 
     def _build_server(
         self, db: store.Store, services: _Services, temporal: Client
@@ -442,7 +480,10 @@ class Orchestrator:
         )
         event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(
-            FleetServicer(FleetStatus(db, temporal, s.queues, s.executions.stuck_after)), server
+            FleetServicer(
+                FleetStatus(db, temporal, s.queues, s.executions.stuck_after), services.changes
+            ),
+            server,
         )
         if self.schedules is not None:
             schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
@@ -454,6 +495,9 @@ class Orchestrator:
             reflection.enable_server_reflection(
                 tuple(service.full_name for service in SERVED_SERVICES), server
             )
+        if self._http is not None:
+            # The HTTP gateway's private way in: same servicers, same interceptors.
+            server.add_insecure_port(self._http.grpc_target)
         credentials = self._certificates.credentials() if self._certificates else None
         try:
             if credentials is not None:
@@ -467,6 +511,23 @@ class Orchestrator:
         host = self.address.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         return server, health_servicer
+
+    def _http_frontend(self, temporal: Client) -> HttpFrontend:
+        s = self.settings
+        dashboard = DashboardConfig(
+            temporal_ui_url=s.http.temporal_ui_url,
+            namespace=temporal.namespace,
+            trace_url_template=TracingSettings().url_template,
+            stuck_after_seconds=s.executions.stuck_after.total_seconds(),
+            auth_required=s.auth.enabled,
+        )
+        return HttpFrontend(
+            s.http,
+            API_SERVICES,
+            s.api,
+            dashboard,
+            lambda: self.health is None or self.health.serving,
+        )
 
     def shutdown(self) -> None:
         """Ask ``run()`` to drain and return; safe to call more than once."""

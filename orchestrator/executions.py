@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import store
 from orchestrator.actors import current_actor, describe
+from orchestrator.changes import ExecutionChanges
 from orchestrator.errors import (
     ExecutionDeadlineError,
     InvalidArgumentError,
@@ -55,6 +56,7 @@ from polyfleet.v1 import (
     activities_pb2,
     agent_execution_pb2,
     common_pb2,
+    fleet_pb2,
     runner_pb2,
     workflow_execution_pb2,
 )
@@ -187,12 +189,16 @@ class Executions(ABC, Generic[E, C]):
         queues: TaskQueueSettings,
         settings: ExecutionSettings,
         *,
+        changes: ExecutionChanges | None = None,
         after_persist: Callable[[str], None] | None = None,
     ) -> None:
         self._db = db
         self._repo: store.ExecutionRepository[E] = self._repository(db)
         self._temporal = temporal
         self._hub = hub
+        # The change stream of every execution (FleetService.WatchExecutions), shared by
+        # both kinds; a service built alone (unit tests) gets its own.
+        self._changes = changes or ExecutionChanges()
         self._queues = queues
         self.settings = settings
         # Called with a new execution's ID between persisting it and starting its workflow;
@@ -302,6 +308,8 @@ class Executions(ABC, Generic[E, C]):
             extra={"execution_id": execution_id},
         )
         self._hub.publish(execution_id)
+        # Before the workflow starts, so it precedes every phase change of the execution.
+        self._changes.publish(fleet_pb2.EXECUTION_CHANGE_TYPE_CREATED, stored)
         if self._after_persist:
             self._after_persist(execution_id)
         if start:
@@ -502,6 +510,10 @@ class Executions(ABC, Generic[E, C]):
             raise
         self._count_report(source, "applied" if applied else "duplicate", "")
         if applied:
+            if change:
+                # Every phase change is a report (runner, UpdateStatus, reconciler, a
+                # failed start, a cancel without a workflow): published here, committed.
+                self._changes.publish(fleet_pb2.EXECUTION_CHANGE_TYPE_PHASE_CHANGED, execution)
             self._record_phase_changes(execution, change)
             for before, after in change:
                 logger.info(

@@ -228,13 +228,17 @@ class ApiSettings(Settings):
         """Whether the orchestrator serves TLS (a certificate and key are set)."""
         return self.api_tls_cert is not None
 
-    def check_bind(self, address: str, authenticated: bool) -> None:
+    def check_bind(
+        self, address: str, authenticated: bool, variable: str = "POLYFLEET_API_ADDRESS"
+    ) -> None:
         """Refuse anything but loopback without TLS and authentication, unless allowed.
 
         Args:
             address: The ``host:port`` the orchestrator is about to listen on.
             authenticated: Whether the API authenticates its callers
                 (:attr:`AuthSettings.enabled`).
+            variable: The setting ``address`` comes from, for the message (the HTTP API
+                follows the same rule with ``POLYFLEET_HTTP_ADDRESS``).
 
         Raises:
             ConfigError: ``address`` is not loopback, TLS or authentication is not
@@ -255,7 +259,7 @@ class ApiSettings(Settings):
         if not missing:
             return
         raise ConfigError(
-            f"POLYFLEET_API_ADDRESS={address} is not a loopback address and the API has no "
+            f"{variable}={address} is not a loopback address and the API has no "
             f"{' and no '.join(missing)}: configure it, or set "
             "POLYFLEET_API_ALLOW_INSECURE=true to serve it anyway on a trusted network "
             "(see docs/security.md)"

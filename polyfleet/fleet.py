@@ -31,7 +31,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 )
 
 from polyfleet.channel import create_sync_channel
-from polyfleet.config import ApiSettings, variable_name
+from polyfleet.config import ApiSettings, HttpSettings, variable_name
 from polyfleet.dev_credentials import DevCredentials
 from polyfleet.ports import free_port
 from polyfleet.roles import Role
@@ -70,6 +70,11 @@ def _default_api_address() -> str:
     return ApiSettings().api_address
 
 
+def _default_http_address() -> str | None:
+    settings = HttpSettings()
+    return settings.address if settings.enabled else None
+
+
 @dataclass(frozen=True)
 class FleetConfig:
     """What to start and where.
@@ -80,6 +85,9 @@ class FleetConfig:
         temporal_port: Temporal frontend gRPC port.
         temporal_ui_port: Temporal Web UI port.
         api_address: ``host:port`` the orchestrator's gRPC API listens on.
+        http_address: ``host:port`` the orchestrator's HTTP API and dashboard listen on
+            (``POLYFLEET_HTTP_ADDRESS``); None serves no HTTP (``POLYFLEET_HTTP_ENABLED``
+            false). By default, what those two variables say.
         namespace: Temporal namespace.
         host: Interface Temporal binds to.
         startup_timeout: Seconds each of Temporal and the orchestrator get to become ready.
@@ -101,6 +109,7 @@ class FleetConfig:
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     api_address: str = field(default_factory=_default_api_address)
+    http_address: str | None = field(default_factory=_default_http_address)
     namespace: str = "default"
     host: str = "127.0.0.1"
     startup_timeout: float = 60.0
@@ -217,6 +226,8 @@ class Fleet:
         self.config = config
         self._report = report or (lambda _line: None)
         self.children: list[ChildProcess] = []
+        self.dashboard_url: str | None = None
+        """The dashboard's URL once started, e.g. ``http://127.0.0.1:7280/``; None: no HTTP."""
         self._started = False
         self._stopped = False
 
@@ -261,11 +272,14 @@ class Fleet:
         except OSError as exc:
             raise FleetError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
         api_host, api_port = _split_address(config.api_address)
-        for what, host, port in (
+        ports = [
             ("Temporal", config.host, config.temporal_port),
             ("Temporal UI", config.host, config.temporal_ui_port),
             ("polyfleet API", api_host, api_port),
-        ):
+        ]
+        if config.http_address is not None:
+            ports.append(("polyfleet HTTP API", *_split_address(config.http_address)))
+        for what, host, port in ports:
             _ensure_port_free(what, host, port)
 
         temporal = self._spawn("temporal", self._temporal_command(), self._env())
@@ -275,6 +289,7 @@ class Fleet:
         orchestrator_env = self._env(
             POLYFLEET_DATA_DIR=str(config.data_dir / "orchestrator"),
             **(config.credentials.server_env() if config.credentials else {}),
+            **self._http_env(),
         )
         # Its own metrics port unless one is set: the default (9464) is a deployment's,
         # and a second fleet or another exporter on this machine may hold it.
@@ -283,6 +298,12 @@ class Fleet:
         orchestrator = self._spawn("orchestrator", config.orchestrator_command, orchestrator_env)
         self._wait_for_health(orchestrator, _dial_address(api_host, api_port))
         self._report(f"orchestrator is serving at {config.api_address}")
+        if config.http_address is not None:
+            http_host, http_port = _split_address(config.http_address)
+            # So the dashboard's URL is printed only once it answers.
+            self._wait_for_port(orchestrator, _dial_host(http_host), http_port)
+            self.dashboard_url = _dashboard_url(config.http_address, orchestrator_env)
+            self._report(f"orchestrator dashboard at {self.dashboard_url}")
         if orchestrator_env["POLYFLEET_METRICS_PORT"] != "0":
             metrics = _dial_address(config.host, int(orchestrator_env["POLYFLEET_METRICS_PORT"]))
             self._report(f"orchestrator metrics at http://{metrics}/metrics")
@@ -290,6 +311,18 @@ class Fleet:
         runner_env = self._env(**self._client_env(Role.RUNNER))
         for number in range(1, config.runners + 1):
             self._spawn(f"runner-{number}", config.runner_command, runner_env)
+
+    def _http_env(self) -> dict[str, str]:
+        """The orchestrator's HTTP settings: this fleet's address and its Temporal UI."""
+        address = self.config.http_address
+        if address is None:
+            return {variable_name(HttpSettings, "enabled"): "false"}
+        return {
+            variable_name(HttpSettings, "enabled"): "true",
+            variable_name(HttpSettings, "address"): address,
+            # The dev server's own UI, never one inherited from another cluster.
+            variable_name(HttpSettings, "temporal_ui_url"): self.config.temporal_ui_url,
+        }
 
     def _temporal_command(self) -> list[str]:
         config = self.config
@@ -508,11 +541,20 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _dial_address(host: str, port: int) -> str:
+def _dial_host(host: str) -> str:
     # A server bound to all interfaces is reached through loopback.
-    if host in {"0.0.0.0", "::", ""}:
-        host = "127.0.0.1"
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+def _dial_address(host: str, port: int) -> str:
+    host = _dial_host(host)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dashboard_url(http_address: str, orchestrator_env: Mapping[str, str]) -> str:
+    """The dashboard's URL: https when the orchestrator has the API's certificate to serve."""
+    tls = bool(orchestrator_env.get(variable_name(ApiSettings, "api_tls_cert")))
+    return f"{'https' if tls else 'http'}://{_dial_address(*_split_address(http_address))}/"
 
 
 def _ensure_port_free(what: str, host: str, port: int) -> None:

@@ -30,6 +30,7 @@ from polyfleet.config import (
     ApiSettings,
     AuthSettings,
     ExecutionSettings,
+    HttpSettings,
     ReconcilerSettings,
     RunnerSettings,
     StoreSettings,
@@ -165,6 +166,7 @@ async def start_fleet(
     api: dict[str, Any] | None = None,
     secure: bool = True,
     auth: AuthSettings | None = None,
+    http: HttpSettings | None = None,
 ) -> Fleet:
     """Start an orchestrator and a runner in this event loop, on unique queues.
 
@@ -172,7 +174,8 @@ async def start_fleet(
     call (``Fleet.credentials``; the fleet's own channel is an admin's, its runner has the
     runner token). ``secure=False`` or TLS fields in ``api`` turn that off; other ``api``
     fields (limits, ...) apply either way. ``auth`` replaces the orchestrator's
-    authentication settings (e.g. client-certificate roles).
+    authentication settings (e.g. client-certificate roles). ``http`` replaces its HTTP
+    settings; by default it serves HTTP on a free port (``orchestrator.http_address``).
 
     Pass the ``queues`` of an earlier fleet (and its ``data_dir``) to restart it, and its
     orchestrator's ``api_address`` to restart it where its runners look for it. ``api``
@@ -206,6 +209,8 @@ async def start_fleet(
             queues=queues,
             executions=executions or ExecutionSettings(),
             reconciler=reconciler or ReconcilerSettings(),
+            # A free port each: fleets never collide on the default 7280.
+            http=http or HttpSettings(address=f"127.0.0.1:{free_port()}"),
             shutdown_grace=1.0,
         ),
         temporal=temporal,

@@ -105,7 +105,7 @@ _SERVICES: dict[str, dict[str, Rule]] = {
             "CancelChildWorkflowExecution",
         )
     },
-    "polyfleet.v1.FleetService": {"GetFleetStatus": _READ},
+    "polyfleet.v1.FleetService": {"GetFleetStatus": _READ, "WatchExecutions": _WATCH},
     # Schedules follow the workflows (admin to apply); pausing one is an operator's call.
     "polyfleet.v1.ScheduleService": {
         "ListSchedules": _READ,

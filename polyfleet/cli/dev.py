@@ -49,7 +49,7 @@ from polyfleet.cli.manifests import load_manifest_files, split_resources
 from polyfleet.cli.output import Console
 from polyfleet.cli.progress import ProgressPrinter
 from polyfleet.client import Client
-from polyfleet.config import DEFAULT_API_ADDRESS, ApiSettings, TaskQueueSettings
+from polyfleet.config import DEFAULT_API_ADDRESS, ApiSettings, HttpSettings, TaskQueueSettings
 from polyfleet.dev_credentials import DevCredentials
 from polyfleet.fleet import Fleet, FleetConfig, FleetError, free_port
 from polyfleet.roles import Role
@@ -197,13 +197,16 @@ def _say(stream: TextIO) -> Callable[[str], None]:
     return say
 
 
-def _banner(config: FleetConfig) -> list[str]:
+def _banner(fleet: Fleet) -> list[str]:
+    config = fleet.config
+    dashboard = [f"  Dashboard      {fleet.dashboard_url}"] if fleet.dashboard_url else []
     return [
         "polyfleet fleet is up:",
         f"  Temporal       {config.temporal_address} (namespace {config.namespace})",
         f"  Temporal UI    {config.temporal_ui_url}",
         f"  polyfleet API  {config.api_address}"
         + (" (TLS, bearer tokens)" if config.credentials else " (plaintext, no authentication)"),
+        *dashboard,
         f"  runners        {config.runners}",
         f"  data           {config.data_dir}",
         f"  logs           {config.log_dir}",
@@ -224,6 +227,10 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
         api_address=api_address(args),
         credentials=_credentials(data_dir) if args.secure else None,
     )
+    if args.http_address:
+        # Otherwise POLYFLEET_HTTP_ADDRESS or 127.0.0.1:7280: a fixed port, so the dashboard's
+        # URL survives restarts; taken, it fails up front like the API's port.
+        config = dataclasses.replace(config, http_address=args.http_address)
     say = _say(console.out)
     fleet = Fleet(config, report=say)
     guard = _SignalGuard(console.err)
@@ -231,7 +238,7 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     with guard.installed():
         try:
             fleet.start()
-            lines = [*_banner(config), "", *_connect_tips(config), *_dev_tips(config)]
+            lines = [*_banner(fleet), "", *_connect_tips(fleet), *_dev_tips(config)]
             for line in [*lines, "Press Ctrl-C to stop."]:
                 say(line)
             while True:
@@ -258,17 +265,26 @@ def _credentials(data_dir: Path) -> DevCredentials:
         ) from None
 
 
-def _connect_tips(config: FleetConfig) -> list[str]:
+def _connect_tips(fleet: Fleet) -> list[str]:
     """How a shell reaches a secure fleet; the token's file is named, never the token."""
-    credentials = config.credentials
+    credentials = fleet.config.credentials
     if credentials is None:
         return []
     root = shlex.quote(str(credentials.ca_cert))
     admin = shlex.quote(str(credentials.token_path(Role.ADMIN)))
+    dashboard = (
+        [
+            f"The dashboard asks for a token: paste the one in {admin}",
+            f"(browsers warn about its certificate unless they trust the dev CA {root}).",
+        ]
+        if fleet.dashboard_url
+        else []
+    )
     return [
         f"TLS and bearer tokens are on (dev credentials in {credentials.directory}; the",
         "tokens are stored there in clear text, for this machine only). Connect as admin with:",
         f'  export POLYFLEET_API_TLS_ROOT_CERT={root} POLYFLEET_API_TOKEN="$(cat {admin})"',
+        *dashboard,
         "",
     ]
 
@@ -344,6 +360,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         temporal_port=free_port(),
         temporal_ui_port=free_port(),
         api_address=f"127.0.0.1:{free_port()}",
+        http_address=f"127.0.0.1:{free_port()}" if HttpSettings().enabled else None,
         # The demo shows the fleet as it should run: TLS and bearer tokens.
         credentials=_credentials(data_dir),
     )
@@ -357,7 +374,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         try:
             say(f"Starting a demo fleet in {data_dir}")
             fleet.start()
-            for line in _banner(config):
+            for line in _banner(fleet):
                 say(line)
             messages = args.messages or list(DEMO_MESSAGES)
             run = _demo(fleet, agents, agent_name, messages, console.out, workflow)

@@ -1,14 +1,17 @@
-"""Handlers of ``polyfleet executions get|list|watch|cancel``, for both kinds of execution.
+"""Handlers of ``polyfleet executions get|list|watch|changes|cancel``, for both kinds.
 
 ``get``, ``watch`` and ``cancel`` take an ID and ask the service its prefix names
 (``aex-`` agent, ``wex-`` workflow); ``list`` lists agent executions, or workflow
-executions with ``--workflow NAME`` or ``--kind workflow``.
+executions with ``--workflow NAME`` or ``--kind workflow``; ``changes`` follows every
+execution's changes (FleetService.WatchExecutions).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+
+from google.protobuf import json_format
 
 from polyfleet.cli import api, follow
 from polyfleet.cli.api import api_address
@@ -23,7 +26,7 @@ from polyfleet.cli.views import (
 )
 from polyfleet.client import WaitTimeoutError
 from polyfleet.contract import Execution, is_terminal, phase_name
-from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, fleet_pb2, workflow_execution_pb2
 
 
 def cmd_executions_get(args: argparse.Namespace, console: Console) -> int:
@@ -136,6 +139,41 @@ async def _executions_watch(args: argparse.Namespace, console: Console) -> int:
             after_sequence=args.after,
         )
     return exit_code_for(final)
+
+
+def cmd_executions_changes(args: argparse.Namespace, console: Console) -> int:
+    """``polyfleet executions changes``: one line per change of any execution, live."""
+    return asyncio.run(_executions_changes(args, console))
+
+
+async def _executions_changes(args: argparse.Namespace, console: Console) -> int:
+    printed = 0
+    async with api.connect(api_address(args)) as client:
+        async for change in client.fleet.watch_executions(args.after):
+            if args.output == "json":
+                line = json_format.MessageToJson(change, indent=None)
+            else:
+                line = change_line(change)
+            print(line, file=console.out, flush=True)
+            printed += 1
+            if printed == args.limit:
+                break
+    return EXIT_OK
+
+
+def change_line(change: fleet_pb2.ExecutionChange) -> str:
+    """``SEQUENCE TYPE ID agent/NAME|workflow/NAME PHASE``, or a RESET's advice."""
+    kind = fleet_pb2.ExecutionChangeType.Name(change.type).removeprefix("EXECUTION_CHANGE_TYPE_")
+    if change.HasField("agent_execution"):
+        execution: Execution = change.agent_execution
+        definition = f"agent/{change.agent_execution.agent}"
+    elif change.HasField("workflow_execution"):
+        execution = change.workflow_execution
+        definition = f"workflow/{change.workflow_execution.workflow}"
+    else:
+        return f"{change.sequence} {kind} (changes were missed: list the executions again)"
+    phase = phase_name(execution.status.phase)
+    return f"{change.sequence} {kind} {execution.id} {definition} {phase}"
 
 
 def cmd_executions_cancel(args: argparse.Namespace, console: Console) -> int:

@@ -18,6 +18,7 @@ from polyfleet.cli import (
     version,
 )
 from polyfleet.cli.output import Console, parse_phase, phase_choices
+from polyfleet.config import DEFAULT_HTTP_ADDRESS
 from polyfleet.durations import parse_duration
 from polyfleet.roles import Role, parse_role
 
@@ -84,6 +85,14 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
     return value
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    _port(port)
+    return text
 
 
 def _phase(text: str) -> int:
@@ -282,6 +291,24 @@ def _add_executions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     watch.set_defaults(handler=executions.cmd_executions_watch)
 
+    changes = actions.add_parser(
+        "changes",
+        help="stream every execution's changes (created, phase changed) as they happen",
+        description="One line per change: SEQUENCE TYPE ID agent/NAME|workflow/NAME PHASE. "
+        "Runs until interrupted, or until --limit changes. RESET means changes after --after "
+        "are no longer held by the orchestrator: list the executions again.",
+    )
+    changes.add_argument(
+        "--after",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="only changes after sequence number N (default: from now on)",
+    )
+    changes.add_argument("--limit", type=_positive_int, metavar="N", help="exit after N changes")
+    _output(changes, "text", "json")
+    changes.set_defaults(handler=executions.cmd_executions_changes)
+
     cancel = actions.add_parser(
         "cancel",
         help="cancel a running execution",
@@ -465,6 +492,13 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     dev_parser.add_argument(
         "--ui-port", type=_port, default=8233, metavar="PORT", help="Temporal UI, default: 8233"
+    )
+    dev_parser.add_argument(
+        "--http-address",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="the HTTP API and dashboard (default: POLYFLEET_HTTP_ADDRESS, else "
+        f"{DEFAULT_HTTP_ADDRESS}); POLYFLEET_HTTP_ENABLED=false serves neither",
     )
     dev_parser.add_argument(
         "--secure",

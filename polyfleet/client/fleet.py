@@ -1,7 +1,8 @@
-"""Typed calls of FleetService: the fleet status."""
+"""Typed calls of FleetService: the fleet status and the change stream of every execution."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class Fleet:
-    """FleetService: task queues, pollers, backlogs and executions by phase."""
+    """FleetService: task queues, pollers, backlogs, executions by phase, and their changes."""
 
     def __init__(self, channel: grpc.aio.Channel, transport: Transport) -> None:
         """Bind to a channel.
@@ -50,3 +51,24 @@ class Fleet:
             duration.FromTimedelta(stuck_after)
             request.stuck_after.CopyFrom(duration)
         return await self._rpc.unary(self.stub.GetFleetStatus, request)
+
+    def watch_executions(self, after_sequence: int = 0) -> AsyncIterator[fleet_pb2.ExecutionChange]:
+        """Stream every execution's changes (created, phase changed), both kinds.
+
+        The stream does not end by itself. Each change carries the execution in the BASIC
+        view and a sequence; to resume after a broken stream, pass the last sequence seen.
+        When the orchestrator no longer holds the changes after it (too old, or it restarted)
+        the stream starts with a RESET change: list the executions again, then go on.
+
+        Args:
+            after_sequence: Only changes after this sequence; 0 for changes from now on.
+
+        Returns:
+            An async iterator of the changes, in sequence order.
+
+        Raises:
+            PolyfleetError: The call failed or the stream broke (while iterating).
+
+        """
+        request = fleet_pb2.WatchExecutionsRequest(after_sequence=after_sequence)
+        return self._rpc.stream(self.stub.WatchExecutions, request)

@@ -13,6 +13,10 @@ metrics are buffered by the Temporal runtime (:func:`temporal_metric_buffer`,
 used by :func:`polyfleet.temporal.connect`) and forwarded into the same provider, so they appear
 on the same endpoint. Without a setup every record is a no-op costing one attribute check.
 
+Gauges are observed: :meth:`Metric.set` keeps the value and each collection (a scrape, an OTLP
+export) reads the last one set, so setting a gauge often costs a dictionary store, not a
+measurement through the SDK's pipeline.
+
 Label values must be bounded: kinds, phases, definition names, method names, never IDs.
 """
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -37,6 +41,7 @@ from prometheus_client.metrics_core import Metric as PrometheusFamily
 from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
     BUFFERED_METRIC_KIND_HISTOGRAM,
+    BufferedMetricUpdate,
     MetricBuffer,
     MetricBufferDurationFormat,
 )
@@ -83,6 +88,11 @@ class Metric:
     #: The process that records it: "orchestrator" or "runner".
     process: str = "orchestrator"
     buckets: tuple[float, ...] = ()
+    #: ``labels`` as a set, built once: every record checks its label names against it.
+    _label_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_label_set", frozenset(self.labels))
 
     def add(self, amount: float = 1, **labels: str) -> None:
         """Add to a counter or up-down counter (no-op without a setup)."""
@@ -97,13 +107,13 @@ class Metric:
             instrument.record(value, self._attributes(labels))
 
     def set(self, value: float, **labels: str) -> None:
-        """Set a gauge (no-op without a setup)."""
+        """Set a gauge (no-op without a setup); collections read the last value set."""
         instrument = _instrument(self)
         if instrument is not None:
             instrument.set(value, self._attributes(labels))
 
     def _attributes(self, labels: dict[str, str]) -> dict[str, str]:
-        if labels.keys() != set(self.labels):
+        if labels.keys() != self._label_set:
             raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
         return labels
 
@@ -366,10 +376,34 @@ def _create(meter: Meter, metric: Metric) -> Any:
     if metric.kind is Kind.UP_DOWN_COUNTER:
         return meter.create_up_down_counter(name, unit, description)
     if metric.kind is Kind.GAUGE:
-        return meter.create_gauge(name, unit, description)
+        return _ObservedGauge(meter, name, unit, description)
     return meter.create_histogram(
         name, unit, description, explicit_bucket_boundaries_advisory=list(metric.buckets) or None
     )
+
+
+class _ObservedGauge:
+    """A gauge whose :meth:`set` keeps the value for the SDK to observe at collection.
+
+    Some gauges are set far more often than anything collects them (the store's size, after
+    every commit; Temporal's slot gauges, after every task): a synchronous gauge would push
+    each value through the SDK's pipeline once per reader only for all but the last to be
+    overwritten. Keeping the last value per attribute set and observing it exports the same
+    series with the same values.
+    """
+
+    def __init__(self, meter: Meter, name: str, unit: str, description: str) -> None:
+        self._values: dict[frozenset[tuple[str, str]], tuple[float, dict[str, str]]] = {}
+        meter.create_observable_gauge(name, [self._observe], unit, description)
+
+    def set(self, value: float, attributes: dict[str, str]) -> None:
+        """Keep ``value`` as the gauge's value for ``attributes`` (a dict not mutated later)."""
+        self._values[frozenset(attributes.items())] = (value, attributes)
+
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
+        # list() copies the values in one step under the GIL, so a set() from another thread
+        # (the store's commit thread, the Temporal drain) cannot change the dict mid-iteration.
+        return [Observation(value, attributes) for value, attributes in list(self._values.values())]
 
 
 def enabled() -> bool:
@@ -415,23 +449,53 @@ class _TemporalForwarder:
             self.drain()
 
     def drain(self) -> None:
+        """Record the buffer's updates since the last drain into the instruments.
+
+        One drain's updates are folded first: a counter's deltas for one attribute set become
+        one ``add`` of their sum and a gauge's values one ``set`` of the last, while every
+        histogram value is recorded (a histogram's buckets need each one). Temporal updates
+        its slot and poller gauges and request counters many times per task, and each record
+        costs the SDK several microseconds per reader; folding exports the same values.
+        """
         with self._lock:
             try:
                 updates = self.buffer.retrieve_updates()
             except RuntimeError:  # no Temporal runtime uses the buffer yet
                 return
-            for update in updates:
-                metric = update.metric
-                instrument = self._instruments.get(metric.name)
-                if instrument is None:
-                    instrument = self._instruments[metric.name] = self._create(metric)
-                attributes = {key: str(value) for key, value in update.attributes.items()}
-                if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
-                    instrument.add(update.value, attributes)
-                elif metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
-                    instrument.record(update.value, attributes)
-                else:
-                    instrument.set(update.value, attributes)
+            if updates:
+                self._record(updates)
+
+    def _record(self, updates: Sequence[BufferedMetricUpdate]) -> None:
+        # Temporal hands the same attributes object to every update of one attribute set,
+        # so they are converted once per object; the updates hold the objects, so ids stay
+        # unique for the drain. Different objects with the same values share a fold key.
+        converted: dict[int, tuple[dict[str, str], frozenset[tuple[str, str]]]] = {}
+        folded: dict[tuple[str, frozenset[tuple[str, str]]], list[Any]] = {}
+        for update in updates:
+            metric, raw = update.metric, update.attributes
+            attributes = converted.get(id(raw))
+            if attributes is None:
+                as_text = {key: str(value) for key, value in raw.items()}
+                attributes = converted[id(raw)] = (as_text, frozenset(as_text.items()))
+            instrument = self._instruments.get(metric.name)
+            if instrument is None:
+                instrument = self._instruments[metric.name] = self._create(metric)
+            if metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
+                instrument.record(update.value, attributes[0])
+                continue
+            key = (metric.name, attributes[1])
+            entry = folded.get(key)
+            if entry is None:
+                folded[key] = [instrument, metric.kind, update.value, attributes[0]]
+            elif metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+                entry[2] += update.value
+            else:  # a gauge: the last value wins
+                entry[2] = update.value
+        for instrument, kind, value, attributes in folded.values():
+            if kind == BUFFERED_METRIC_KIND_COUNTER:
+                instrument.add(value, attributes)
+            else:
+                instrument.set(value, attributes)
 
     def _create(self, metric: Any) -> Any:
         name, unit, description = metric.name, metric.unit or "", metric.description or ""
@@ -445,7 +509,7 @@ class _TemporalForwarder:
                 description,
                 explicit_bucket_boundaries_advisory=list(SLOW_BUCKETS) if seconds else None,
             )
-        return self._meter.create_gauge(name, unit, description)
+        return _ObservedGauge(self._meter, name, unit, description)
 
 
 class _DrainBeforeScrape:

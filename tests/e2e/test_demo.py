@@ -173,7 +173,11 @@ def test_demo_talks_to_the_assistant_live_and_leaves_no_process(tmp_path: Path) 
     assert output["total"] == total, report
     assert output["about"] == answer, report
     # The demo ran secure: TLS and tokens, and no token in anything it printed or logged.
-    assert re.search(r"polyfleet API  127\.0\.0\.1:\d+ \(TLS, bearer tokens\)", out), report
+    api = re.search(r"polyfleet API  127\.0\.0\.1:(\d+) \(TLS, bearer tokens\)", out)
+    assert api, report
+    # The dashboard's URL, https (the API's certificate) on a port of its own.
+    dashboard = re.search(r"^  Dashboard      https://127\.0\.0\.1:(\d+)/$", out, re.MULTILINE)
+    assert dashboard and dashboard[1] != api[1], report
     tokens = json.loads((data_dir / "credentials" / "tokens.json").read_text())
     logs = "".join(p.read_text(errors="replace") for p in (data_dir / "logs").glob("*.log"))
     for token in tokens.values():

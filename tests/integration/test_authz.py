@@ -53,9 +53,12 @@ async def _call(channel: grpc.aio.Channel, method: MethodDescriptor) -> grpc.aio
             call = channel.unary_stream(
                 path, request_type.SerializeToString, response_type.FromString
             )(request, timeout=10)
-            async for _ in call:
-                # The first message is past authorization; health's Watch never ends.
-                break
+            # Headers come only from a servicer, so past authorization; a refusal ends the
+            # call without them. (Health's Watch and WatchExecutions never end by themselves.)
+            await call.initial_metadata()
+            if call.done():
+                async for _ in call:
+                    break
             call.cancel()
         else:
             await channel.unary_unary(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from polyfleet.config import DEFAULT_API_ADDRESS, DEFAULT_HTTP_ADDRESS
 from polyfleet.dev_credentials import DevCredentials
 from polyfleet.roles import Role
 
@@ -113,6 +114,17 @@ def test_the_runtime_stage_is_slim_non_root_and_versioned() -> None:
     assert "chown polyfleet:polyfleet /var/lib/polyfleet" in " ".join(
         rest for keyword, rest in final if keyword == "RUN"
     )
+
+
+def _port(address: str) -> str:
+    return address.rsplit(":", 1)[1]
+
+
+def test_the_image_exposes_the_grpc_and_http_ports() -> None:
+    exposed = {
+        port for keyword, rest in instructions() if keyword == "EXPOSE" for port in rest.split()
+    }
+    assert exposed == {_port(DEFAULT_API_ADDRESS), _port(DEFAULT_HTTP_ADDRESS)}
 
 
 def test_the_entrypoints_exist() -> None:
@@ -270,3 +282,17 @@ def test_compose_dependencies_and_volumes_are_consistent(compose: dict[str, Any]
     assert "orchestrator-data:/var/lib/polyfleet" in services["orchestrator"]["volumes"]
     # One orchestrator per store: never scaled.
     assert services["orchestrator"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_compose_publishes_the_orchestrator_apis_on_loopback(compose: dict[str, Any]) -> None:
+    orchestrator = compose["services"]["orchestrator"]
+    env = orchestrator["environment"]
+    published = set(orchestrator["ports"])
+    # Listening on every interface of the container, published on the host's loopback only.
+    for variable in ("POLYFLEET_API_ADDRESS", "POLYFLEET_HTTP_ADDRESS"):
+        host, port = env[variable].rsplit(":", 1)
+        assert host == "0.0.0.0", variable
+        assert f"127.0.0.1:{port}:{port}" in published, variable
+    # The dashboard links to the Temporal UI the temporal service publishes.
+    ui_port = env["POLYFLEET_HTTP_TEMPORAL_UI_URL"].rsplit(":", 1)[1]
+    assert f"127.0.0.1:{ui_port}:8233" in compose["services"]["temporal"]["ports"]

@@ -94,6 +94,8 @@ async def test_the_dev_overlay_containers_start_a_working_fleet(
         "TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "POLYFLEET_API_ADDRESS": api,
+        # The manifests' 0.0.0.0:7280 would bind every interface of this machine.
+        "POLYFLEET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
         "POLYFLEET_DATA_DIR": str(tmp_path / "data"),
         # The dev certificate names the loopback addresses, not the Service.
         "POLYFLEET_API_TLS_SERVER_NAME": "localhost",

@@ -133,6 +133,8 @@ async def test_a_second_orchestrator_process_on_the_same_data_dir_exits_naming_t
         "TEMPORAL_ADDRESS": temporal_client.service_client.config.target_host,
         "POLYFLEET_DATA_DIR": str(data_dir),
         "POLYFLEET_API_ADDRESS": f"127.0.0.1:{free_port()}",
+        # Never the default 7280, which a dev fleet or another test run may hold.
+        "POLYFLEET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
     }
     second = await asyncio.to_thread(
         subprocess.run,

@@ -44,6 +44,8 @@ async def _crash_after_persisting(
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "POLYFLEET_API_ADDRESS": address,
         "POLYFLEET_DATA_DIR": str(data_dir),
+        # Never the default 7280, which a dev fleet or another test run may hold.
+        "POLYFLEET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
     }
 
     def spawn() -> subprocess.Popen[bytes]:

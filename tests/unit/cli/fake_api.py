@@ -26,6 +26,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -500,6 +501,11 @@ def _main() -> None:
     tls = (cert, os.environ["POLYFLEET_API_TLS_KEY"]) if cert else None
     tokens_file = os.environ.get("POLYFLEET_AUTH_TOKENS_FILE")
     server, _ = serve(os.environ["POLYFLEET_API_ADDRESS"], tls=tls, tokens_file=tokens_file)
+    # The HTTP API only accepts connections: the fleet waits for that before it is up.
+    http = None
+    if os.environ.get("POLYFLEET_HTTP_ENABLED", "true") != "false":
+        host, _, port = os.environ.get("POLYFLEET_HTTP_ADDRESS", "127.0.0.1:7280").rpartition(":")
+        http = socket.create_server((host, int(port)))
     stopped = threading.Event()
 
     def stop(*_: object) -> None:
@@ -513,6 +519,8 @@ def _main() -> None:
     print("fake orchestrator serving", flush=True)
     stopped.wait()
     server.stop(1).wait()
+    if http is not None:
+        http.close()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def fake_config(tmp_path: Path, runner_mode: str = "exit", **overrides: Any) -> 
         "temporal_port": free_port(),
         "temporal_ui_port": free_port(),
         "api_address": f"127.0.0.1:{free_port()}",
+        "http_address": f"127.0.0.1:{free_port()}",
         "startup_timeout": 20.0,
         "stop_timeout": 5.0,
         "temporal_executable": temporal,
@@ -152,6 +153,11 @@ def test_start_wires_every_child_and_stop_leaves_none(
     assert env["TEMPORAL_NAMESPACE"] == "default"
     assert env["POLYFLEET_API_ADDRESS"] == config.api_address
     assert env["POLYFLEET_DATA_DIR"] == str(data / "orchestrator")
+    assert env["POLYFLEET_HTTP_ENABLED"] == "true"
+    assert env["POLYFLEET_HTTP_ADDRESS"] == config.http_address
+    assert env["POLYFLEET_HTTP_TEMPORAL_UI_URL"] == config.temporal_ui_url
+    assert fleet.dashboard_url == f"http://{config.http_address}/"
+    assert f"orchestrator dashboard at {fleet.dashboard_url}" in lines
     assert "TEMPORAL_API_KEY" not in env
     assert env["TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"] == "custom_runner_queue"
     for child in fleet.children:
@@ -196,6 +202,46 @@ def test_a_taken_port_fails_before_anything_starts(tmp_path: Path) -> None:
     assert fleet.children == []
 
 
+def test_a_taken_http_port_fails_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        fleet = Fleet(fake_config(tmp_path, http_address=f"127.0.0.1:{port}"))
+
+        with pytest.raises(FleetError, match=f"cannot use 127.0.0.1:{port} for polyfleet HTTP"):
+            fleet.start()
+
+    assert fleet.children == []
+
+
+def test_a_fleet_without_http_turns_it_off_and_has_no_dashboard(
+    tmp_path: Path, stopped_fleets: list[Fleet]
+) -> None:
+    config = fake_config(tmp_path, http_address=None)
+    env = {**(config.base_env or {}), "POLYFLEET_HTTP_ADDRESS": "127.0.0.1:1"}
+    lines: list[str] = []
+    fleet = Fleet(dataclasses.replace(config, base_env=env), report=lines.append)
+    stopped_fleets.append(fleet)
+
+    fleet.start()
+
+    env = json.loads((config.data_dir / "orchestrator-env.json").read_text())
+    assert env["POLYFLEET_HTTP_ENABLED"] == "false"
+    assert fleet.dashboard_url is None
+    assert not any("dashboard" in line for line in lines)
+
+
+def test_the_http_address_defaults_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYFLEET_HTTP_ADDRESS", "127.0.0.1:7999")
+    assert FleetConfig(data_dir=Path("d")).http_address == "127.0.0.1:7999"
+    monkeypatch.setenv("POLYFLEET_HTTP_ENABLED", "false")
+    assert FleetConfig(data_dir=Path("d")).http_address is None
+    monkeypatch.delenv("POLYFLEET_HTTP_ADDRESS")
+    monkeypatch.delenv("POLYFLEET_HTTP_ENABLED")
+    assert FleetConfig(data_dir=Path("d")).http_address == "127.0.0.1:7280"
+
+
 def test_a_child_that_ignores_sigterm_is_killed(
     tmp_path: Path, stopped_fleets: list[Fleet]
 ) -> None:
@@ -235,6 +281,7 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
             temporal_port={config.temporal_port},
             temporal_ui_port={config.temporal_ui_port},
             api_address={config.api_address!r},
+            http_address={config.http_address!r},
             temporal_executable=Path({str(config.temporal_executable)!r}),
             orchestrator_command={config.orchestrator_command!r},
             runner_command={config.runner_command!r},
@@ -294,6 +341,7 @@ def run_dev(children: FleetConfig, runners: int, interrupt: Callable[[], None]) 
             *("--address", children.api_address, "dev", "--runners", str(runners)),
             *("--data-dir", str(children.data_dir), "--temporal-port", str(children.temporal_port)),
             *("--ui-port", str(children.temporal_ui_port)),
+            *("--http-address", str(children.http_address)),
         ]
     )
     sender.join(timeout=5)
@@ -318,6 +366,7 @@ def test_dev_runs_until_sigint_and_a_second_sigint_is_absorbed(
     assert code == 0, err
     assert f"Temporal UI    http://127.0.0.1:{fake_children.temporal_ui_port}" in out
     assert f"polyfleet API  {fake_children.api_address}" in out
+    assert f"  Dashboard      http://{fake_children.http_address}/" in out.splitlines()
     assert str(data / "logs" / "orchestrator.log") in out
     assert "still stopping the fleet" in err
     assert (data / "stops.log").read_text().split() == STOP_ORDER
@@ -588,6 +637,7 @@ def test_dev_secure_serves_tls_and_tokens_and_prints_how_to_connect(
             *("--address", fake_children.api_address, "dev", "--secure", "--runners", "0"),
             *("--data-dir", str(data), "--temporal-port", str(fake_children.temporal_port)),
             *("--ui-port", str(fake_children.temporal_ui_port)),
+            *("--http-address", str(fake_children.http_address)),
         ]
     )
     sender.join(timeout=5)
@@ -595,6 +645,12 @@ def test_dev_secure_serves_tls_and_tokens_and_prints_how_to_connect(
     out, err = capsys.readouterr()
     assert code == 0, err
     credentials = DevCredentials.ensure(data / "credentials")
+    # HTTP is served with the API's certificate, so the dashboard's URL is https.
+    assert f"  Dashboard      https://{fake_children.http_address}/" in out.splitlines()
+    assert (
+        f"The dashboard asks for a token: paste the one in {credentials.token_path(Role.ADMIN)}"
+        in out
+    )
     env = json.loads((data / "orchestrator-env.json").read_text())
     assert env["POLYFLEET_API_TLS_CERT"] == str(credentials.server_cert)
     assert env["POLYFLEET_AUTH_TOKENS_FILE"] == str(credentials.tokens_file)
@@ -624,3 +680,8 @@ def test_demo_runs_its_fleet_with_tls_and_tokens(
     assert env["POLYFLEET_API_TLS_CERT"] == str(credentials.server_cert)
     assert env["POLYFLEET_AUTH_TOKENS_FILE"] == str(credentials.tokens_file)
     assert not any(token in out + err for token in credentials.tokens.values())
+    # Its own free port, beside a `polyfleet dev` on the default one.
+    http_address = env["POLYFLEET_HTTP_ADDRESS"]
+    assert http_address != "127.0.0.1:7280"
+    assert f"  Dashboard      https://{http_address}/" in out.splitlines()
+    assert env["POLYFLEET_HTTP_TEMPORAL_UI_URL"].startswith("http://127.0.0.1:")

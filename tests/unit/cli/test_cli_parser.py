@@ -69,6 +69,9 @@ def test_help_exits_zero(command: list[str], capsys: pytest.CaptureFixture[str])
         ["agents", "get"],
         ["dev", "--runners", "-1"],
         ["dev", "--temporal-port", "70000"],
+        ["dev", "--http-address", "7280"],
+        ["dev", "--http-address", "127.0.0.1:http"],
+        ["dev", "--http-address", ":7280"],
         ["demo", "--timeout", "soon"],
     ],
     ids=lambda argv: " ".join(argv) or "nothing",
@@ -146,6 +149,14 @@ def test_dev_defaults() -> None:
     assert args.handler is dev.cmd_dev
     assert (args.runners, args.temporal_port, args.ui_port) == (1, 7233, 8233)
     assert args.data_dir == ".polyfleet/dev"
+    # The fleet then serves HTTP where POLYFLEET_HTTP_ADDRESS says (polyfleet.fleet).
+    assert args.http_address is None
+
+
+def test_dev_http_address() -> None:
+    args = build_parser().parse_args(["dev", "--http-address", "0.0.0.0:8080"])
+
+    assert args.http_address == "0.0.0.0:8080"
 
 
 def test_dev_accepts_zero_runners() -> None:

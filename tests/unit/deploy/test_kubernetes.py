@@ -300,3 +300,34 @@ def test_every_polyfleet_variable_is_a_setting(
     for workload in workloads:
         env = container_env(objects, containers(workload)[0])
         assert unknown_variables(dict.fromkeys(env, "")) == {}, workload["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_orchestrator_serves_grpc_and_http_through_its_services(
+    rendered: dict[str, list[Object]], name: str
+) -> None:
+    objects = rendered[name]
+    orchestrator = containers(one(objects, "StatefulSet", "polyfleet-orchestrator"))[0]
+    env = container_env(objects, orchestrator)
+    ports = {p["name"]: p["containerPort"] for p in orchestrator["ports"]}
+    # Each API listens on all interfaces at the port its container declares.
+    for port_name, variable in (
+        ("grpc", "POLYFLEET_API_ADDRESS"),
+        ("http", "POLYFLEET_HTTP_ADDRESS"),
+    ):
+        address = env[variable]
+        assert address is not None, variable
+        host, port = address.rsplit(":", 1)
+        assert (host, int(port)) == ("0.0.0.0", ports[port_name]), variable
+    # The HTTP API is on unless a setting turns it off, and then it would not be served.
+    assert (env.get("POLYFLEET_HTTP_ENABLED") or "true").lower() == "true"
+    for service_name in ("polyfleet-orchestrator", "polyfleet-orchestrator-headless"):
+        service = one(objects, "Service", service_name)
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] == port["name"], service_name
+            assert port["port"] == ports[port["name"]], service_name
+    service = one(objects, "Service", "polyfleet-orchestrator")
+    by_name = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(by_name) == {"grpc", "http"}
+    # Served with the API's certificate.
+    assert by_name["http"]["appProtocol"] == "https"

@@ -98,6 +98,15 @@ def test_the_endpoint_shows_every_kind_under_the_names_the_table_gives(
     assert 'service_name="polyfleet-test"' in text  # target_info carries the service
 
 
+def test_a_gauge_shows_the_last_value_set(export: metrics.MetricsExport) -> None:
+    # Gauges are observed at collection (the store sets its size after every commit).
+    for size in (4096, 12288, 8192):
+        metrics.STORE_SIZE.set(size)
+    assert "polyfleet_store_size_bytes 8192.0" in scrape(export.port).splitlines()
+    metrics.STORE_SIZE.set(16384)
+    assert "polyfleet_store_size_bytes 16384.0" in scrape(export.port).splitlines()
+
+
 def test_temporal_sdk_metrics_are_forwarded_to_the_same_endpoint(
     export: metrics.MetricsExport,
 ) -> None:
