@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
@@ -45,6 +45,7 @@ __all__ = [
     "LOCK_FILE",
     "POLLER_LIVENESS",
     "STORE_ID_FILE",
+    "AddressInUseError",
     "ApiAddressInUseError",
     "DataDirLock",
     "DataDirLockedError",
@@ -120,19 +121,28 @@ class TaskQueueTakenError(StartupRefusedError):
         )
 
 
-class ApiAddressInUseError(StartupRefusedError):
-    """The API address cannot be bound, e.g. because another orchestrator listens there.
+class AddressInUseError(StartupRefusedError):
+    """An address the orchestrator listens on cannot be bound (another process listens there).
 
     Attributes:
-        address: The ``host:port`` from ``POLYFLEET_API_ADDRESS``.
+        variable: The setting that names the address.
+        address: The ``host:port`` from that setting.
         reason: What the operating system said.
 
     """
 
+    variable: ClassVar[str]
+
     def __init__(self, address: str, reason: str) -> None:
         self.address = address
         self.reason = reason
-        super().__init__(f"cannot listen on POLYFLEET_API_ADDRESS={address}: {reason}")
+        super().__init__(f"cannot listen on {self.variable}={address}: {reason}")
+
+
+class ApiAddressInUseError(AddressInUseError):
+    """The gRPC API's address cannot be bound, e.g. another orchestrator listens there."""
+
+    variable = "POLYFLEET_API_ADDRESS"
 
 
 class DataDirLock:

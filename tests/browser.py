@@ -10,16 +10,13 @@ missing, unless that target recorded why it could not be installed here
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import pytest
 from playwright.async_api import Page, ViewportSize, async_playwright
 
-REPO = Path(__file__).resolve().parents[1]
-UNAVAILABLE = REPO / ".tools" / "chromium.unavailable"
+from tests.helpers import system_tool
+
 VIEWPORT = ViewportSize(width=1280, height=800)
 
 # Playwright only looks for browsers of its own when it is not given an executable; this keeps
@@ -29,12 +26,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 def chromium_executable() -> str:
     """The system chromium; fails the test (or skips it, see the module) when missing."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if UNAVAILABLE.exists():
-        pytest.skip(f"chromium cannot be installed here: {UNAVAILABLE.read_text().strip()}")
-    pytest.fail("chromium is not installed: run `make browser` (apt-get install chromium)")
+    return system_tool("chromium", "browser")
 
 
 def launch_args() -> list[str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
+import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -17,6 +20,7 @@ from polyfleet.client import Execution, ExecutionCalls, WaitTimeoutError
 from polyfleet.client.watch import wait_terminal as client_wait_terminal
 from polyfleet.ports import free_port as free_port
 from polyfleet.roles import Role
+from polyfleet.v1 import agent_execution_pb2
 
 if TYPE_CHECKING:
     from tests.conftest import Fleet
@@ -35,6 +39,21 @@ def served_methods() -> list[MethodDescriptor]:
 def method_path(method: MethodDescriptor) -> str:
     """The gRPC path of ``method``: ``/package.Service/Method``."""
     return f"/{method.containing_service.full_name}/{method.name}"
+
+
+def system_tool(name: str, target: str) -> str:
+    """The path of a tool that ``make <target>`` installs with apt-get, e.g. kubectl.
+
+    When it is missing, the test fails, or skips when `make` could not install it here and
+    left the reason in ``.tools/<name>.unavailable``.
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    unavailable = Path(__file__).resolve().parents[1] / ".tools" / f"{name}.unavailable"
+    if unavailable.exists():
+        pytest.skip(f"{name} cannot be installed here: {unavailable.read_text().strip()}")
+    pytest.fail(f"{name} is not installed: run `make {target}` (apt-get install {name})")
 
 
 async def assert_eventually(
@@ -59,6 +78,19 @@ async def assert_eventually(
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     """An error as a gRPC call raises it, without metadata (so without error details)."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+async def create_agent_execution(
+    fleet: Fleet, agent: str, message: str, session_id: str = ""
+) -> agent_execution_pb2.AgentExecution:
+    """Create an execution of ``agent`` on ``message`` over the fleet's API (admin)."""
+    return await fleet.executions.CreateAgentExecution(
+        agent_execution_pb2.CreateAgentExecutionRequest(
+            execution=agent_execution_pb2.AgentExecution(
+                agent=agent, message=message, session_id=session_id
+            )
+        )
+    )
 
 
 async def wait_terminal(executions: ExecutionCalls[E], execution_id: str, timeout: float = 60) -> E:

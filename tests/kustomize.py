@@ -7,30 +7,24 @@ it fails when it is missing, unless that target recorded why it could not be ins
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.helpers import system_tool
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERNETES = REPO / "deploy" / "kubernetes"
 OVERLAYS = ("dev", "staging", "prod")
-UNAVAILABLE = REPO / ".tools" / "kubectl.unavailable"
 
 Object = dict[str, Any]
 
 
 def kubectl() -> str:
     """The kubectl executable; fails the test (or skips it, see the module) when missing."""
-    found = shutil.which("kubectl")
-    if found:
-        return found
-    if UNAVAILABLE.exists():
-        pytest.skip(f"kubectl cannot be installed here: {UNAVAILABLE.read_text().strip()}")
-    pytest.fail("kubectl is not installed: run `make kubectl` (apt-get install kubectl)")
+    return system_tool("kubectl", "kubectl")
 
 
 def render(directory: Path) -> list[Object]:

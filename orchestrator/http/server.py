@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 from orchestrator.http.dashboard import DashboardConfig, dashboard_routes
 from orchestrator.http.gateway import Gateway
 from orchestrator.http.routes import RouteTable
-from orchestrator.ownership import StartupRefusedError
+from orchestrator.ownership import AddressInUseError
 from polyfleet.channel import channel_options
 from polyfleet.config import ApiSettings, ConfigError, HttpSettings
 
@@ -34,19 +34,10 @@ logger = logging.getLogger(__name__)
 ADDRESS_VARIABLE = "POLYFLEET_HTTP_ADDRESS"
 
 
-class HttpAddressInUseError(StartupRefusedError):
-    """The HTTP address cannot be bound, e.g. because another process listens there.
+class HttpAddressInUseError(AddressInUseError):
+    """The HTTP address cannot be bound, e.g. because another process listens there."""
 
-    Attributes:
-        address: The ``host:port`` from ``POLYFLEET_HTTP_ADDRESS``.
-        reason: What the operating system said.
-
-    """
-
-    def __init__(self, address: str, reason: str) -> None:
-        self.address = address
-        self.reason = reason
-        super().__init__(f"cannot listen on {ADDRESS_VARIABLE}={address}: {reason}")
+    variable = ADDRESS_VARIABLE
 
 
 def bind(address: str) -> socket.socket:

@@ -22,7 +22,7 @@ from polyfleet.v1 import (
     workflow_execution_pb2,
 )
 from tests.conftest import Fleet, scripted_agent, start_fleet, stop_fleet
-from tests.helpers import assert_eventually, run_cli
+from tests.helpers import assert_eventually, create_agent_execution, run_cli
 from tests.integration.workflows.conftest import apply_workflow, start
 
 CREATED = fleet_pb2.EXECUTION_CHANGE_TYPE_CREATED
@@ -104,18 +104,6 @@ def _slow_agent(name: str) -> agent_pb2.Agent:
     return agent
 
 
-async def _create_agent_execution(
-    fleet: Fleet, agent: str, message: str, session_id: str = ""
-) -> agent_execution_pb2.AgentExecution:
-    return await fleet.executions.CreateAgentExecution(
-        agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=agent_execution_pb2.AgentExecution(
-                agent=agent, message=message, session_id=session_id
-            )
-        )
-    )
-
-
 async def test_both_kinds_appear_and_change_phase_in_order_and_resume_exactly(
     fleet: Fleet,
 ) -> None:
@@ -123,7 +111,7 @@ async def test_both_kinds_appear_and_change_phase_in_order_and_resume_exactly(
     await apply_workflow(fleet, "double", "do:\n  - double:\n      set:\n        n: 2\n")
     lifecycle = [(CREATED, PENDING), (PHASE_CHANGED, RUNNING), (PHASE_CHANGED, COMPLETED)]
     async with watching(fleet) as stream:
-        agent_run = await _create_agent_execution(fleet, "assistant", "the secret word")
+        agent_run = await create_agent_execution(fleet, "assistant", "the secret word")
         workflow_run = await start(fleet, "double")
         await stream.until(6)
         assert stream.of(agent_run.id) == lifecycle
@@ -159,9 +147,9 @@ async def test_both_kinds_appear_and_change_phase_in_order_and_resume_exactly(
 async def test_cancel_shows_as_a_phase_change_running_or_queued(fleet: Fleet) -> None:
     await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=_slow_agent("slow")))
     async with watching(fleet) as stream:
-        running = await _create_agent_execution(fleet, "slow", "take your time")
+        running = await create_agent_execution(fleet, "slow", "take your time")
         # Same session: it waits, persisted but not started, behind the running one.
-        queued = await _create_agent_execution(fleet, "slow", "me next", running.session_id)
+        queued = await create_agent_execution(fleet, "slow", "me next", running.session_id)
         assert queued.status.queued_behind == running.id
         await assert_eventually(
             lambda: _phases(stream, running.id), lambda got: RUNNING in got, message="RUNNING"
@@ -195,14 +183,14 @@ async def test_a_restarted_orchestrator_resets_old_sequences_and_numbers_above_t
     try:
         await first.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=scripted_agent()))
         async with watching(first) as stream:
-            await _create_agent_execution(first, "assistant", "before the restart")
+            await create_agent_execution(first, "assistant", "before the restart")
             (before,) = await stream.until(1)
     finally:
         await stop_fleet(first)
     second = await start_fleet(temporal_client, tmp_path, queues=first.queues, with_runner=False)
     try:
         async with watching(second, before.sequence) as stream:
-            created = await _create_agent_execution(second, "assistant", "after the restart")
+            created = await create_agent_execution(second, "assistant", "after the restart")
             reset, change = await stream.until(2)
         # Not held any more: the client lists again, then goes on after the RESET.
         assert reset.type == RESET and reset.WhichOneof("execution") is None
@@ -226,7 +214,7 @@ async def test_a_negative_sequence_is_refused_naming_the_field(fleet: Fleet) -> 
 async def test_the_client_and_the_cli_stream_the_changes(fleet: Fleet) -> None:
     await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=scripted_agent()))
     async with watching(fleet) as stream:
-        created = await _create_agent_execution(fleet, "assistant", "hello")
+        created = await create_agent_execution(fleet, "assistant", "hello")
         changes = await stream.until(3)
     after = changes[0].sequence - 1
 

@@ -21,9 +21,9 @@ from temporalio.client import Client
 from polyfleet import contract
 from polyfleet.config import RunnerSettings
 from polyfleet.error_details import field_violations
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2, workflow_pb2
+from polyfleet.v1 import agent_pb2, common_pb2, workflow_pb2
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping, unique_queues
-from tests.helpers import wait_terminal
+from tests.helpers import create_agent_execution, wait_terminal
 from tests.integration.workflows.conftest import document, finish, start, tasks
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
@@ -70,18 +70,6 @@ async def _memo_queue(fleet: Fleet, workflow_id: str) -> object:
     return (await description.memo()).get(contract.MEMO_ACTIVITY_TASK_QUEUE)
 
 
-async def _create(
-    fleet: Fleet, agent: str, message: str, session_id: str = ""
-) -> agent_execution_pb2.AgentExecution:
-    return await fleet.executions.CreateAgentExecution(
-        agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=agent_execution_pb2.AgentExecution(
-                agent=agent, message=message, session_id=session_id
-            )
-        )
-    )
-
-
 async def test_one_runner_polls_every_listed_queue(pools: Pools) -> None:
     fleet = pools.fleet
     assert fleet.runner is not None
@@ -102,10 +90,10 @@ async def test_an_agents_runner_queue_routes_its_activities_there_only(pools: Po
     assert applied.runner_queue == pools.agent_pool
     await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=scripted_agent()))
 
-    first = await _create(fleet, "gpu", "first")
+    first = await create_agent_execution(fleet, "gpu", "first")
     # Enqueued behind the first in its session: started later, by the dequeue, on the pool.
-    second = await _create(fleet, "gpu", "second", session_id=first.session_id)
-    plain = await _create(fleet, "assistant", "plain")
+    second = await create_agent_execution(fleet, "gpu", "second", session_id=first.session_id)
+    plain = await create_agent_execution(fleet, "assistant", "plain")
     default = fleet.queues.agent_execution_runner_task_queue
     for created, queue in ((first, pools.agent_pool), (second, pools.agent_pool), (plain, default)):
         done = await wait_terminal(fleet.client.agent_executions, created.id)

@@ -25,6 +25,9 @@ FAKE_API_KEY = "sk-test-FAKE-KEY-0123456789abcdef"
 TOOL_TOKEN = "tool-token-SECRET-9876"
 MCP_SERVER = Path(__file__).with_name("mcp_server.py")
 
+# The graphton tests' name for the shared helper.
+create = helpers.create_agent_execution
+
 
 def write_secrets(path: Path) -> Path:
     """A dotenv secrets file with the test secrets."""
@@ -110,18 +113,6 @@ def stdio_mcp(
 
 async def apply(fleet: Fleet, agent: agent_pb2.Agent) -> None:
     await fleet.agents.ApplyAgent(agent_pb2.ApplyAgentRequest(agent=agent))
-
-
-async def create(
-    fleet: Fleet, agent: str, message: str, session_id: str = ""
-) -> agent_execution_pb2.AgentExecution:
-    return await fleet.executions.CreateAgentExecution(
-        agent_execution_pb2.CreateAgentExecutionRequest(
-            execution=agent_execution_pb2.AgentExecution(
-                agent=agent, message=message, session_id=session_id
-            )
-        )
-    )
 
 
 async def get(fleet: Fleet, execution_id: str) -> agent_execution_pb2.AgentExecution:

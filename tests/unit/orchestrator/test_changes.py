@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 import store
 from orchestrator.agent_executions import AgentExecutions
@@ -20,11 +18,11 @@ from orchestrator.events import EventHub
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import (
     agent_execution_pb2,
-    agent_pb2,
     common_pb2,
     fleet_pb2,
     workflow_execution_pb2,
 )
+from tests.unit.orchestrator.conftest import RefusingTemporal
 
 CREATED = fleet_pb2.EXECUTION_CHANGE_TYPE_CREATED
 PHASE_CHANGED = fleet_pb2.EXECUTION_CHANGE_TYPE_PHASE_CHANGED
@@ -243,28 +241,6 @@ def test_a_negative_after_sequence_is_refused_at_once() -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         ExecutionChanges().follow(-1)
     assert raised.value.field == "after_sequence"
-
-
-class RefusingTemporal:
-    """Stands in for the Temporal client: every start fails like an unreachable server."""
-
-    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
-        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[store.Store]:
-    opened = store.Store.open(tmp_path / "store")
-    await opened.agents.create(
-        agent_pb2.Agent(
-            name="assistant",
-            model=agent_pb2.ModelConfig(
-                provider="scripted", scripted=agent_pb2.ScriptedModel(default_reply="hi")
-            ),
-        )
-    )
-    yield opened
-    opened.close()
 
 
 async def test_a_failed_start_is_created_then_failed_in_the_feed(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import pytest_asyncio
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 import store
 from orchestrator.agent_executions import AgentExecutions
@@ -18,33 +14,8 @@ from orchestrator.events import EventHub
 from orchestrator.executions import RUNNER_SOURCE, check_report_source
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
-
-
-class RefusingTemporal:
-    """Stands in for the Temporal client: every start fails like an unreachable server."""
-
-    def __init__(self) -> None:
-        self.starts: list[dict[str, Any]] = []
-
-    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
-        self.starts.append(kwargs)
-        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[store.Store]:
-    opened = store.Store.open(tmp_path / "store")
-    await opened.agents.create(
-        agent_pb2.Agent(
-            name="assistant",
-            model=agent_pb2.ModelConfig(
-                provider="scripted", scripted=agent_pb2.ScriptedModel(default_reply="hi")
-            ),
-        )
-    )
-    yield opened
-    opened.close()
+from polyfleet.v1 import agent_execution_pb2, common_pb2
+from tests.unit.orchestrator.conftest import RefusingTemporal
 
 
 def _service(db: store.Store, temporal: RefusingTemporal) -> AgentExecutions:
