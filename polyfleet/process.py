@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -22,7 +23,23 @@ class Process(Protocol):
     """A long-running process: ``run()`` serves until ``shutdown()`` is called."""
 
     async def run(self) -> None: ...  # noqa: D102
+    async def wait_ready(self) -> None: ...  # noqa: D102
     def shutdown(self) -> None: ...  # noqa: D102
+
+
+async def freeze_when_ready(process: Process) -> None:
+    """Move everything alive once ``process`` is ready out of the garbage collector's sight.
+
+    What a process holds once it serves (modules, settings, clients, servers, workers) lives
+    until it exits, yet every full collection would walk it again. ``gc.freeze()`` moves
+    them to the permanent generation; later garbage is collected as before. Measured on an
+    in-process fleet: the collector's CPU per execution fell from 4.3 to 2.8 ms without
+    tracing and from 8.0 to 4.2 ms with it (finished spans wait for export, so tracing
+    triggers more collections).
+    """
+    await process.wait_ready()
+    gc.collect()
+    gc.freeze()
 
 
 def serve(factory: Callable[[], Process]) -> None:
@@ -37,7 +54,11 @@ def serve(factory: Callable[[], Process]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, process.shutdown)
-        await process.run()
+        frozen = asyncio.create_task(freeze_when_ready(process))
+        try:
+            await process.run()
+        finally:
+            frozen.cancel()
 
     try:
         configure_logging()

@@ -76,9 +76,6 @@ class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
         method = str(handler_call_details.method)
         if handler is None or not tracing.enabled() or method.startswith(_UNTRACED):
             return handler
-        # Typed for the sync API; the aio server's details carry the metadata too.
-        details: Any = handler_call_details
-        parent = tracing.extract_metadata(details.invocation_metadata)
         name = method.lstrip("/")
         service, _, rpc = name.rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
@@ -88,6 +85,8 @@ class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
             if not worth_a_span(request):
                 yield
                 return
+            # Read only for a call that gets a span: live-view progress reports do not.
+            parent = tracing.extract_metadata(context.invocation_metadata())
             with tracing.tracer().start_as_current_span(
                 name,
                 context=parent,

@@ -58,6 +58,8 @@ _TRACER_NAME = "polyfleet"
 _execution_id: ContextVar[str] = ContextVar("polyfleet_trace_execution_id", default="")
 # The provider this process installed; None: tracing is off.
 _provider: TracerProvider | None = None
+# Its tracer, got once: the SDK's get_tracer is not a lookup (see :func:`tracer`).
+_tracer: trace.Tracer | None = None
 
 
 def exporting(environ: Mapping[str, str] | None = None) -> bool:
@@ -112,11 +114,12 @@ def install(provider: TracerProvider) -> None:
     OpenTelemetry allows one global provider per process: a second call keeps the first
     (tests install one per session).
     """
-    global _provider
+    global _provider, _tracer
     if _provider is not None:
         return
     trace.set_tracer_provider(provider)
     _provider = provider
+    _tracer = provider.get_tracer(_TRACER_NAME)
 
 
 def setup(default_service_name: str) -> bool:
@@ -150,7 +153,14 @@ def flush(timeout_millis: int = 5000) -> None:
 
 
 def tracer() -> trace.Tracer:
-    """Polyfleet's tracer (a no-op one while tracing is off)."""
+    """Polyfleet's tracer (a no-op one while tracing is off).
+
+    The installed provider's tracer is kept: every ``get_tracer`` call of the SDK adds a
+    warnings filter (which empties every module's warnings cache) and emits a deprecation
+    warning, about 20 µs, and this is called for every span.
+    """
+    if _tracer is not None:
+        return _tracer
     return trace.get_tracer(_TRACER_NAME)
 
 

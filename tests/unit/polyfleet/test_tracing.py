@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from polyfleet.cli.views import describe_execution, describe_workflow_execution
@@ -64,3 +69,34 @@ def test_executions_get_shows_the_trace_and_its_link(monkeypatch: pytest.MonkeyP
     assert f"{TRACE_ID} (https://tempo.example/trace/{TRACE_ID})" in text
     # An execution created while tracing was off has none.
     assert "Trace:" in describe_execution(agent_execution_pb2.AgentExecution(id="aex-2"))
+
+
+def test_spans_come_from_the_installed_providers_tracer_got_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # Installed for this test only: the process's global provider and state come back.
+    monkeypatch.setattr(tracing, "_provider", None)
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
+    tracing.install(provider)
+    first = tracing.tracer()
+
+    def no_more(*args: object, **kwargs: object) -> trace.Tracer:
+        raise AssertionError("get_tracer called again")
+
+    # The SDK's get_tracer adds a warnings filter and warns each time: once is enough.
+    monkeypatch.setattr(provider, "get_tracer", no_more)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert tracing.tracer() is first
+        with tracing.execution_scope("aex-1"), tracing.span("polyfleet.model_call"):
+            pass
+    assert not caught
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "polyfleet.model_call"
+    assert span.attributes == {tracing.EXECUTION_ID: "aex-1"}
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == "polyfleet"

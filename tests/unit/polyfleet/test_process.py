@@ -1,0 +1,41 @@
+"""polyfleet.process: what every process does around its run."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from polyfleet.process import freeze_when_ready
+
+
+class SlowToStart:
+    """A process that becomes ready when told to."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def wait_ready(self) -> None:
+        await self.ready.wait()
+
+    def shutdown(self) -> None:
+        pass
+
+
+async def test_objects_alive_when_the_process_is_ready_are_frozen_then_and_not_before() -> None:
+    gc.unfreeze()
+    process = SlowToStart()
+    freezing = asyncio.create_task(freeze_when_ready(process))
+    try:
+        await asyncio.sleep(0)
+        assert not freezing.done()
+        assert gc.get_freeze_count() == 0
+
+        process.ready.set()
+        await asyncio.wait_for(freezing, 5)
+        assert gc.get_freeze_count() > 0
+    finally:
+        freezing.cancel()
+        gc.unfreeze()
