@@ -138,6 +138,8 @@ class OrchestratorSettings:
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     # The HTTP/JSON API, SSE and dashboard (docs/http.md); `enabled=False`: gRPC only.
     http: HttpSettings = field(default_factory=HttpSettings)
+    # Trace links the dashboard shows (POLYFLEET_TRACE_URL_TEMPLATE).
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     # None: no metrics export (in-process tests); `python -m orchestrator` reads them.
     metrics: MetricsSettings | None = None
     # Seconds in-flight RPCs get to finish on shutdown.
@@ -517,7 +519,7 @@ class Orchestrator:
         dashboard = DashboardConfig(
             temporal_ui_url=s.http.temporal_ui_url,
             namespace=temporal.namespace,
-            trace_url_template=TracingSettings().url_template,
+            trace_url_template=s.tracing.url_template,
             stuck_after_seconds=s.executions.stuck_after.total_seconds(),
             auth_required=s.auth.enabled,
         )

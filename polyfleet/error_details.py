@@ -19,6 +19,34 @@ DOMAIN = "polyfleet"
 #: ``ErrorInfo.metadata`` key naming the execution an error is about.
 EXECUTION_ID = "execution_id"
 
+# Google's mapping of gRPC codes to HTTP statuses (google/rpc/code.proto), for the HTTP API
+# and for the DSL's `call: grpc` errors, whose `status` is HTTP-like.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status Google's mapping gives ``code`` (500 for any it does not list)."""
+    return HTTP_STATUS.get(code, 500)
+
+
 # The trailer gRPC's rich error model uses (grpc_status.rpc_status sets it on the server).
 _DETAILS_KEY = "grpc-status-details-bin"
 

@@ -35,32 +35,11 @@ from orchestrator.http.routes import (
     RouteNotFoundError,
     RouteTable,
 )
-from polyfleet.error_details import EXECUTION_ID, error_info, field_violations
+from polyfleet.error_details import EXECUTION_ID, error_info, field_violations, http_status
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-
-# Google's mapping of gRPC codes to HTTP statuses (google/rpc/code.proto).
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
 
 # Headers forwarded to the gRPC call as metadata: the caller's credentials and the W3C
 # trace context, so the call is authenticated and traced as a gRPC client's would be.
@@ -112,7 +91,7 @@ def problem(
 def rpc_problem(err: grpc.aio.AioRpcError) -> Response:
     """The problem+json response for a failed gRPC call, with its rich error details."""
     code = err.code()
-    status = HTTP_STATUS.get(code, 500)
+    status = http_status(code)
     info = error_info(err)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem(

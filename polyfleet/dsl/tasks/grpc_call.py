@@ -33,25 +33,10 @@ from polyfleet.dsl.expressions import is_expression
 from polyfleet.dsl.registry import CallFunction, StepResult
 from polyfleet.dsl.runtime import Runtime, TaskCall
 from polyfleet.dsl.tasks.openapi import check_resource, read_resource, resource_uri
+from polyfleet.error_details import http_status
 
 _KEYS = frozenset({"proto", "service", "method", "arguments"})
 _SERVICE_KEYS = frozenset({"name", "host", "port"})
-#: HTTP-like statuses of gRPC codes, for the error's `status`.
-_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 _REFLECTION_TIMEOUT = 10.0
 
 # Descriptor pools of compiled proto files per run, by URI.
@@ -137,7 +122,7 @@ async def call_grpc(rt: Runtime, call: TaskCall) -> StepResult:
             code = exc.code()
             raise WorkflowError(
                 COMMUNICATION,
-                _STATUS.get(code, 500),
+                http_status(code),
                 title=f"gRPC {code.name}",
                 detail=f"{where} answered {code.name}: {exc.details() or ''}".strip(),
             ) from None
@@ -183,7 +168,7 @@ def _reflect(target: str, tls: bool, service: str, method: str, where: str) -> M
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
         raise WorkflowError(
             COMMUNICATION,
-            _STATUS.get(code, 500),
+            http_status(code),
             title="gRPC reflection failed",
             detail=f"{where}: the server's reflection answered {code.name} (give 'proto' instead)",
         ) from None

@@ -9,8 +9,9 @@ import grpc
 import pytest
 
 from orchestrator.errors import ExecutionDeadlineError, InvalidArgumentError, UnauthenticatedError
-from orchestrator.http.gateway import HTTP_STATUS, rpc_problem, sse_message
+from orchestrator.http.gateway import rpc_problem, sse_message
 from orchestrator.servicers.errors import error_status
+from polyfleet.error_details import HTTP_STATUS
 from polyfleet.v1 import agent_execution_pb2, common_pb2, fleet_pb2
 
 
