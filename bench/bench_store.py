@@ -25,7 +25,7 @@ from polyfleet.v1 import agent_execution_pb2, common_pb2
 
 SEQUENTIAL_REPORTS = 2000
 CONCURRENT_REPORTS = 8000
-CALLERS = (1, 8, 32)
+CALLERS = (1, 8, 32, 64)
 RAW_GROUP = 32
 TARGET = 20_000  # issue 16: report merges per second with 8+ concurrent callers
 

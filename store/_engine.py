@@ -1,9 +1,9 @@
 """The LMDB environment and the threads that run every transaction off the event loop.
 
 Writes are group-committed: one writer thread takes every write queued at that moment (at most
-``MAX_BATCH_WRITES``) and commits them as one durable LMDB transaction, each write in its own
-nested transaction, so a write that raises is rolled back alone. Every caller is answered only
-after the commit of its batch is on disk.
+``MAX_BATCH_WRITES``) and commits them as one durable LMDB transaction. A write that raises is
+rolled back alone (the batch then runs again with each write in its own nested transaction).
+Every caller is answered only after the commit of its batch is on disk.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ class Engine:
 
     Every write runs in one dedicated thread, so writes are serialized exactly as LMDB
     serializes them anyway, and that thread never holds a transaction while it grows the map.
-    The writer group-commits: it drains the queue and runs the writes in their queue order,
-    each in a nested transaction of one batch transaction, and commits the batch with one
-    fsync. Reads run in a small pool, concurrently with the writer (LMDB's MVCC). Growing the
-    map remaps memory under open read transactions, so reads hold a shared lock that growth
-    takes exclusively.
+    The writer group-commits: it drains the queue, runs the writes in their queue order in
+    one batch transaction (each in a nested transaction of it once one of them has failed) and
+    commits the batch with one fsync. Reads run in a small pool, concurrently with the writer
+    (LMDB's MVCC). Growing the map remaps memory under open read transactions, so reads hold
+    a shared lock that growth takes exclusively.
     """
 
     def __init__(self, path: Path, map_size: int) -> None:
@@ -163,13 +163,14 @@ class Engine:
     async def write(self, fn: Callable[[Txn], R]) -> R:
         """Run ``fn`` in a write transaction in the writer thread and commit it durably.
 
-        ``fn`` runs in a nested transaction of the batch of writes queued with it, after the
-        writes queued before it (it sees their changes). If ``fn`` raises, its nested
-        transaction is aborted, nothing of it is written and the exception is raised here; the
-        other writes of the batch are unaffected. The result (or exception) is returned only
-        after the batch's commit is on disk. If the map is full, the map is doubled and the
-        batch runs again from its first write in a new transaction, so ``fn`` may run more than
-        once and must not have effects outside the transaction.
+        ``fn`` runs in the transaction of the batch of writes queued with it, after the
+        writes queued before it (it sees their changes). If ``fn`` raises, nothing of it is
+        written and the exception is raised here; the other writes of the batch are
+        unaffected (they may run again, each in a nested transaction, see _run_writes). The
+        result (or exception) is returned only after the batch's commit is on disk. If the
+        map is full, the map is doubled and the batch runs again from its first write in a
+        new transaction, so ``fn`` may run more than once and must not have effects outside
+        the transaction.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
@@ -255,20 +256,8 @@ class Engine:
         transaction stays open) and the commit's errors.
         """
         timer = Timer()
-        txn = self._env.begin(write=True)
+        txn, left = self._run_writes(writes)
         try:
-            if len(writes) == 1:  # alone: no nested transaction needed
-                try:
-                    writes[0].run(txn)
-                except lmdb.MapFullError:
-                    raise
-                except BaseException as exc:  # noqa: BLE001 - its caller gets it
-                    writes[0].fail(exc)
-                    txn.abort()
-                    return writes, []
-                done, left = writes, list[_Write]()
-            else:
-                done, left = self._run_nested(txn, writes)
             txn.commit()  # durable (sync=True) before any caller is answered
         except BaseException:
             txn.abort()
@@ -277,10 +266,51 @@ class Engine:
         if metrics.enabled():
             info = self._env.info()
             STORE_SIZE.set((info["last_pgno"] + 1) * self._page_size)
-        return done, left
+        return writes[: len(writes) - len(left)], left
 
-    def _run_nested(self, txn: Txn, writes: list[_Write]) -> tuple[list[_Write], list[_Write]]:
-        """Run each write in its own nested transaction of ``txn``; see _commit."""
+    def _run_writes(self, writes: list[_Write]) -> tuple[Txn, list[_Write]]:
+        """Run ``writes`` in a new transaction: (the open transaction, writes left for the next).
+
+        Each write first runs directly in the batch transaction: a nested transaction per
+        write costs a child to begin and commit and a copy of every page the write touches
+        (about 14% of the instructions of a progress report, docs/benchmarks.md). A write
+        that raises may leave part of its changes behind, so the transaction is dropped: when
+        the write was the first in it, aborting drops only its own changes, it is answered
+        with its error and the writes after it start again in a new transaction; otherwise
+        the writes from that transaction's first run again, each in its own nested
+        transaction (_run_nested), which rolls a failing write back alone. Writes may run
+        more than once anyway (map growth), and a failing write costs its batch at most one
+        extra run.
+        """
+        first = 0
+        txn = self._env.begin(write=True)
+        try:
+            for index, write in enumerate(writes):
+                try:
+                    write.run(txn)
+                except lmdb.MapFullError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - handled below or by its caller
+                    txn.abort()
+                    txn = self._env.begin(write=True)
+                    if index > first:
+                        return txn, self._run_nested(txn, writes[first:])
+                    # Alone in the transaction: its own error, or too large for any
+                    # transaction (MDB_TXN_FULL); nothing of another write was lost.
+                    write.fail(exc)
+                    first = index + 1
+            return txn, []
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _run_nested(self, txn: Txn, writes: list[_Write]) -> list[_Write]:
+        """Run each write in its own nested transaction of ``txn``: the writes left.
+
+        The writes left are those from a write that hit LMDB's dirty-page limit after
+        others; they go to the next transaction. Raises MapFullError (``txn`` is then
+        unusable).
+        """
         for index, write in enumerate(writes):
             child = self._env.begin(write=True, parent=txn)
             try:
@@ -292,12 +322,12 @@ class Engine:
             except lmdb.TxnFullError as exc:
                 child.abort()
                 if index > 0:  # the writes before it fill this transaction; it gets the next
-                    return writes[:index], writes[index:]
+                    return writes[index:]
                 write.fail(exc)  # too large even for a transaction of its own
             except BaseException as exc:  # noqa: BLE001 - its caller gets it
                 child.abort()
                 write.fail(exc)
-        return writes, []
+        return []
 
     def _grow(self) -> None:
         with self._remap_lock.exclusive():

@@ -26,29 +26,33 @@ class EventLog:
         self._events = engine.database(f"{name}.events")
         self._reports = engine.database(f"{name}.reports")
 
-    def find_report(self, txn: Txn, execution_id: str, report_id: str) -> ExecutionEvent | None:
-        """Return the event a report produced, or None if it was not applied."""
-        sequence = txn.get(_keys.report_key(execution_id, report_id), db=self._reports)
+    def find_report(self, txn: Txn, execution_id: str, report_key: bytes) -> ExecutionEvent | None:
+        """Return the event a report produced, or None if it was not applied.
+
+        Args:
+            txn: The transaction.
+            execution_id: The execution.
+            report_key: The report's record key (``_keys.report_key``).
+
+        """
+        sequence = txn.get(report_key, db=self._reports)
         if sequence is None:
             return None
         data = txn.get(_keys.event_key(execution_id, _keys.sequence_of(sequence)), db=self._events)
         if data is None:
+            report_id = report_key.partition(b"\x00")[2].decode()
             raise StoreError(f"event log of {execution_id!r} lost the event of {report_id!r}")
         return ExecutionEvent.FromString(data)
 
-    def append(self, txn: Txn, event: ExecutionEvent) -> None:
-        """Write an event, and its report record when it has a report ID."""
+    def append(self, txn: Txn, event: ExecutionEvent, report_key: bytes | None) -> None:
+        """Write an event and, when ``report_key`` is given, its report record."""
         key = _keys.event_key(event.execution_id, event.sequence)
         if not txn.put(key, event.SerializeToString(), overwrite=False, db=self._events):
             # Sequences come from the execution's last_sequence in the same transaction, so a
             # taken slot means the two disagree; overwriting would rewrite history.
             raise StoreError(f"event {event.sequence} of {event.execution_id!r} already exists")
-        if event.report_id:
-            txn.put(
-                _keys.report_key(event.execution_id, event.report_id),
-                _keys.encode_sequence(event.sequence),
-                db=self._reports,
-            )
+        if report_key is not None:
+            txn.put(report_key, _keys.encode_sequence(event.sequence), db=self._reports)
 
     def read(
         self, txn: Txn, execution_id: str, after_sequence: int, limit: int

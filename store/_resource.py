@@ -110,7 +110,9 @@ def stamp_replaced(stored: Resource, replacement: Resource) -> None:
     replacement.id = stored.id
     replacement.create_time.CopyFrom(stored.create_time)
     replacement.version = stored.version + 1
-    replacement.update_time.FromNanoseconds(_clock.now_ns())
+    # Timestamp.FromNanoseconds validates in Python; the clock's values are always valid.
+    update_time = replacement.update_time
+    update_time.seconds, update_time.nanos = divmod(_clock.now_ns(), 1_000_000_000)
 
 
 def check_version(kind: str, stored: Resource, expected_version: int | None) -> None:

@@ -307,14 +307,15 @@ class ExecutionRepository(Generic[E]):
         """
         delta = ExecutionUpdate()
         delta.CopyFrom(update)
+        report_key = _keys.report_key(execution_id, report_id) if report_id else None
 
         def apply(txn: Txn) -> tuple[E, ExecutionEvent, bool]:
             stored = self._items.require(txn, execution_id)
-            if report_id:
-                previous = self._log.find_report(txn, execution_id, report_id)
+            if report_key is not None:
+                previous = self._log.find_report(txn, execution_id, report_key)
                 if previous is not None:
                     return stored, previous, False
-            updated, event = self._append(txn, stored, report_id, source, delta, merge)
+            updated, event = self._append(txn, stored, report_id, report_key, source, delta, merge)
             return updated, event, True
 
         return await self._engine.write(apply)
@@ -324,9 +325,10 @@ class ExecutionRepository(Generic[E]):
         created = self._items.add(txn, self._items.copy(msg))
         if first is None:
             return created
-        delta = ExecutionUpdate()
-        delta.CopyFrom(first.update)
-        updated, _ = self._append(txn, created, first.report_id, first.source, delta, first.merge)
+        report_key = _keys.report_key(created.id, first.report_id) if first.report_id else None
+        updated, _ = self._append(
+            txn, created, first.report_id, report_key, first.source, first.update, first.merge
+        )
         return updated
 
     def _append(
@@ -334,29 +336,26 @@ class ExecutionRepository(Generic[E]):
         txn: Txn,
         stored: E,
         report_id: str,
+        report_key: bytes | None,
         source: str,
         delta: ExecutionUpdate,
         merge: Callable[[E, ExecutionUpdate], None],
     ) -> tuple[E, ExecutionEvent]:
-        """Merge ``delta`` into ``stored`` and log it as the next event, in ``txn``."""
+        """Merge a copy of ``delta`` into ``stored`` and log it as the next event, in ``txn``."""
         updated = self._items.copy(stored)
+        event = ExecutionEvent(execution_id=stored.id, report_id=report_id, source=source)
         # The event logs the delta as the merge leaves its copy: what a merge adds (the
         # items a terminal report closes, see orchestrator.status) reaches watchers too.
-        change = ExecutionUpdate()
+        change = event.update
         change.CopyFrom(delta)
         merge(updated, change)
         stamp_replaced(stored, updated)
-        updated.status.last_sequence = stored.status.last_sequence + 1
-        event = ExecutionEvent(
-            execution_id=stored.id,
-            sequence=updated.status.last_sequence,
-            create_time=updated.update_time,
-            report_id=report_id,
-            source=source,
-            update=change,
-            phase=updated.status.phase,
-        )
-        self._log.append(txn, event)
+        sequence = stored.status.last_sequence + 1
+        updated.status.last_sequence = sequence
+        event.sequence = sequence
+        event.create_time.CopyFrom(updated.update_time)
+        event.phase = updated.status.phase
+        self._log.append(txn, event, report_key)
         self._items.replace(txn, stored, updated)
         return updated, event
 

@@ -181,28 +181,63 @@ async def test_map_full_mid_batch_grows_and_reruns_the_batch(tmp_path: Path) -> 
 
 async def test_a_full_transaction_carries_the_rest_to_the_next(engine: Engine) -> None:
     db = engine.database("t")
+    first_txn: list[int] = []
     tries = 0
 
-    def too_much_for_this_one(txn: Txn) -> int:
+    def first_write(txn: Txn) -> int:
+        first_txn.append(txn.id())  # a nested transaction has its parent's ID
+        return put(db, b"a", b"1")(txn)
+
+    def too_much_beside_the_first(txn: Txn) -> int:
         nonlocal tries
         tries += 1
-        if tries == 1:
-            raise lmdb.TxnFullError("mdb_put: MDB_TXN_FULL")  # as LMDB reports a full batch
+        if txn.id() == first_txn[-1]:  # as LMDB reports a batch that is full with it
+            raise lmdb.TxnFullError("mdb_put: MDB_TXN_FULL")
         return put(db, b"b", b"2")(txn)
 
     async with held_writer(engine):
         first, second, third = await queue(
             [
-                engine.write(put(db, b"a", b"1")),
-                engine.write(too_much_for_this_one),
+                engine.write(first_write),
+                engine.write(too_much_beside_the_first),
                 engine.write(put(db, b"c", b"3")),
             ]
         )
 
     assert await second == await third, "the rest ran together in the next transaction"
     assert await first != await second
-    assert tries == 2
     assert await engine.read(lambda txn: txn.get(b"b", db=db)) == b"2"
+    assert tries >= 2
+
+
+async def test_a_write_failing_alone_in_its_batch_does_not_rerun_the_others(
+    engine: Engine,
+) -> None:
+    db = engine.database("t")
+    runs: list[str] = []
+
+    def fail(txn: Txn) -> None:
+        runs.append("fail")
+        txn.put(b"partial", b"x", db=db)
+        raise ValueError("boom")
+
+    def counted(key: bytes) -> Callable[[Txn], int]:
+        def write(txn: Txn) -> int:
+            runs.append(key.decode())
+            return put(db, key, b"v")(txn)
+
+        return write
+
+    async with held_writer(engine):
+        futures = await queue(
+            [engine.write(fail), engine.write(counted(b"a")), engine.write(counted(b"b"))]
+        )
+
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert isinstance(outcomes[0], ValueError)
+    assert outcomes[1] == outcomes[2], "the others committed together"
+    assert runs == ["fail", "a", "b"], "the first write's failure costs no re-run"
+    assert await engine.read(lambda txn: txn.get(b"partial", db=db)) is None
 
 
 async def test_a_cancelled_write_that_has_not_started_never_runs(engine: Engine) -> None:
