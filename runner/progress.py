@@ -11,11 +11,18 @@ across two batches would match in neither. Each flush sends the part of the mess
 text that cannot hold the start of a secret (``Redactor.stream_cut``) and holds the
 rest back, raw and never sent, until more text arrives, the completed message is sent,
 or the reporter is flushed or closed.
+
+Reports that wait in the outbox while the previous one is in flight go out together as
+one report (:func:`coalesce`), where one ``ExecutionUpdate`` can carry them in the order
+they were queued. Nothing waits for that; a no-op agent turn then takes two to four calls
+instead of five, as the orchestrator's answers come. A phase change always starts a report
+of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 from collections.abc import Callable
@@ -52,6 +59,85 @@ def scrub_update(update: common_pb2.ExecutionUpdate, scrub: Callable[[str], str]
     update.content_delta = scrub(update.content_delta)
     if update.HasField("error"):
         update.error.message = scrub(update.error.message)
+
+
+# Where each field of a report is applied and shown, in this order, whatever the order of
+# the reports it came in (orchestrator/status.py merges, polyfleet/cli/progress.py renders):
+# a report can absorb a later one only if nothing of the later one ranks before it.
+_RANK = {
+    "content_delta": 1,
+    "delta_message_id": 1,
+    "messages": 2,
+    "tool_calls": 3,
+    "sub_agent_executions": 4,
+    "tasks": 5,
+    "error": 6,
+}
+# Lists upserted by ID: two reports' items in queue order merge as the reports would.
+_LISTS = frozenset({"messages", "tool_calls", "sub_agent_executions", "tasks"})
+# Merged whatever their order: totals added, or set once.
+_UNORDERED = frozenset({"usage", "output_text", "output", "workflow_output"})
+# Set at most once in a report.
+_SINGLE = frozenset({"error", "output_text", "output", "workflow_output"})
+# Largest report that absorbs others: far below gRPC's message limits.
+COALESCE_MAX_BYTES = 64 * 1024
+
+
+def coalesce(into: common_pb2.ExecutionUpdate, update: common_pb2.ExecutionUpdate) -> bool:
+    """Merge ``update``, queued after ``into``, into ``into`` if one report can carry both.
+
+    The orchestrator (and every watcher) must end up where the two reports one after the
+    other would have left it: ``update`` changes no phase; it sets no single field
+    ``into`` sets; a delta joins only ``into``'s delta of the same message; nothing of it
+    ranks before what ``into`` holds (:data:`_RANK`: a message's deltas before the
+    message, a message before the tool calls it asks for); usage is added as the
+    orchestrator adds it; and the result stays under :data:`COALESCE_MAX_BYTES`. Fields
+    this function does not know are never merged.
+
+    Returns:
+        Whether ``update`` was merged (``into`` changed); if not, neither changed.
+
+    """
+    fields = [field.name for field, _ in update.ListFields()]
+    if not fields:
+        return True
+    held = [field.name for field, _ in into.ListFields()]
+    if any(name not in _RANK and name not in _UNORDERED for name in fields):
+        return False  # a phase change, or a field added later
+    if any(name in _SINGLE for name in fields if name in held):
+        return False
+    first = min((_RANK[name] for name in fields if name in _RANK), default=None)
+    last = max((_RANK[name] for name in held if name in _RANK), default=0)
+    if first is not None and first <= last:
+        same_list = first == last and all(
+            name in _LISTS or name in _UNORDERED for name in fields if _RANK.get(name) == last
+        )
+        same_stream = (
+            first == last == _RANK["content_delta"]
+            and into.delta_message_id == update.delta_message_id
+        )
+        if not (same_list or same_stream):
+            return False
+    if into.ByteSize() + update.ByteSize() > COALESCE_MAX_BYTES:
+        return False
+    if update.HasField("usage"):
+        _add_usage(into.usage, update.usage)
+    if update.content_delta:
+        into.content_delta += update.content_delta
+        into.delta_message_id = update.delta_message_id
+    into.messages.extend(update.messages)
+    into.tool_calls.extend(update.tool_calls)
+    into.sub_agent_executions.extend(update.sub_agent_executions)
+    into.tasks.extend(update.tasks)
+    if update.HasField("error"):
+        into.error.CopyFrom(update.error)
+    if update.output_text:
+        into.output_text = update.output_text
+    if update.HasField("output"):
+        into.output.CopyFrom(update.output)
+    if update.HasField("workflow_output"):
+        into.workflow_output.CopyFrom(update.workflow_output)
+    return True
 
 
 def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
@@ -101,9 +187,10 @@ class ProgressReporter:
         self._prefix = prefix
         self._counter = itertools.count(1)
         self._interval = flush_interval
-        self._outbox: asyncio.Queue[tuple[str, common_pb2.ExecutionUpdate] | _Flushed] = (
-            asyncio.Queue()
+        self._outbox: collections.deque[tuple[str, common_pb2.ExecutionUpdate] | _Flushed] = (
+            collections.deque()
         )
+        self._queued = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._delta_id = ""
         self._delta_parts: list[str] = []
@@ -172,7 +259,7 @@ class ProgressReporter:
         for message_id in list(self._held):
             self._release(message_id)
         marker = _Flushed()
-        self._outbox.put_nowait(marker)
+        self._put(marker)
         sender = self._sender
         if sender is None:
             raise RuntimeError("ProgressReporter used outside 'async with'")
@@ -238,15 +325,29 @@ class ProgressReporter:
         scrub_update(update, self.redactor.text)
         if update.HasField("usage"):
             _add_usage(self.usage, update.usage)
-        self._outbox.put_nowait((self.next_id(), update))
+        self._put((self.next_id(), update))
+
+    def _put(self, item: tuple[str, common_pb2.ExecutionUpdate] | _Flushed) -> None:
+        self._outbox.append(item)
+        self._queued.set()
 
     async def _send_all(self) -> None:
+        outbox = self._outbox
         while True:
-            item = await self._outbox.get()
+            if not outbox:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            item = outbox.popleft()
             if isinstance(item, _Flushed):
                 item.done.set_result(None)
                 continue
+            # The report keeps its own ID; those of the reports it absorbs go unused.
             report_id, update = item
+            while outbox and not isinstance(outbox[0], _Flushed):
+                if not coalesce(update, outbox[0][1]):
+                    break
+                outbox.popleft()
             await self._sink.report(self.execution_id, report_id, update)
 
 

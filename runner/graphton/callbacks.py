@@ -91,10 +91,42 @@ class ProgressCallbacks(AsyncCallbackHandler):
 
     """
 
+    # Its handlers only queue reports, so LangChain may await them in place instead of
+    # wrapping each event in a task of its own.
+    run_inline = True
+
     def __init__(self, progress: ProgressReporter, pricing: agent_pb2.ModelPricing) -> None:
         self._progress = progress
         self._pricing = pricing
         self._calls: dict[UUID, common_pb2.ToolCall] = {}
+
+    # The events it does not handle, skipped instead of delivered to a no-op: every node
+    # and edge of a graph is a chain run, and a chat model's start would be turned into
+    # an LLM start (formatting the whole conversation) for want of a handler.
+    @property
+    def ignore_chain(self) -> bool:
+        """Skip chain events (graph nodes, edges, the graph itself)."""
+        return True
+
+    @property
+    def ignore_chat_model(self) -> bool:
+        """Skip chat model starts; their ends (``on_llm_end``) still arrive."""
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        """Skip retriever events."""
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        """Skip retry events."""
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        """Skip custom events."""
+        return True
 
     def _send(self, update: common_pb2.ExecutionUpdate) -> None:
         # A failed sender surfaces in the agent loop; raising here would only make

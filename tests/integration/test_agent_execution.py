@@ -255,7 +255,8 @@ async def test_watch_from_zero_middle_and_after_terminal_replays_the_log(fleet: 
     assert fleet.orchestrator.db is not None
     logged = await fleet.orchestrator.db.agent_executions.events(created.id)
     last = logged[-1].sequence
-    assert len(logged) >= 5
+    # Created, RUNNING, the answer (reports queued together travel as one), COMPLETED.
+    assert len(logged) >= 4
     assert [e.sequence for e in logged] == list(range(1, last + 1))
 
     _, from_zero = await _watch(fleet, created.id, 0)

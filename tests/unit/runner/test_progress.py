@@ -1,4 +1,4 @@
-"""The progress outbox: order, batched deltas, stable report IDs, failures."""
+"""The progress outbox: order, batched deltas, coalesced reports, stable IDs, failures."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from orchestrator.status import merge_agent_update
 from polyfleet.redaction import REDACTED, Redactor
-from polyfleet.v1 import common_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2
 from runner.errors import ExecutionClosedError
-from runner.progress import ProgressReporter
+from runner.progress import COALESCE_MAX_BYTES, ProgressReporter, coalesce
 from tests.helpers import assert_eventually
 
 
@@ -35,6 +36,31 @@ class Sink:
     @property
     def updates(self) -> list[common_pb2.ExecutionUpdate]:
         return [u for _, u in self.reports]
+
+    @property
+    def items(self) -> list[tuple[str, str, str]]:
+        """What the reports carried, in the order a watcher sees it, whatever the batching.
+
+        A message's consecutive deltas are joined: a watcher appends them.
+        """
+        items: list[tuple[str, str, str]] = []
+        for item in (item for update in self.updates for item in _items(update)):
+            kind, key, text = item
+            if kind == "delta" and items and items[-1][:2] == (kind, key):
+                items[-1] = (kind, key, items[-1][2] + text)
+            else:
+                items.append(item)
+        return items
+
+
+def _items(update: common_pb2.ExecutionUpdate) -> list[tuple[str, str, str]]:
+    # The order in which the orchestrator applies and the CLI shows one report's parts.
+    items = [("delta", update.delta_message_id, update.content_delta)] * bool(update.content_delta)
+    items += [("message", m.id, m.content) for m in update.messages]
+    items += [
+        ("tool_call", c.id, common_pb2.ToolCallStatus.Name(c.status)) for c in update.tool_calls
+    ]
+    return items
 
 
 def _message(content: str) -> common_pb2.ExecutionUpdate:
@@ -64,11 +90,11 @@ async def test_pending_deltas_go_before_the_next_report_and_a_new_message_id() -
         progress.delta("m1", "lo")
         progress.delta("m2", "Bye")
         progress.send(_message("Hello"))
-    assert [(u.delta_message_id, u.content_delta) for u in sink.updates[:2]] == [
-        ("m1", "Hello"),
-        ("m2", "Bye"),
+    assert sink.items == [
+        ("delta", "m1", "Hello"),
+        ("delta", "m2", "Bye"),
+        ("message", "m1", "Hello"),
     ]
-    assert sink.updates[2].messages[0].content == "Hello"
 
 
 async def test_report_ids_are_numbered_in_order_under_the_prefix() -> None:
@@ -76,9 +102,55 @@ async def test_report_ids_are_numbered_in_order_under_the_prefix() -> None:
     async with ProgressReporter(sink, "aex-1", "run/2/1") as progress:
         for i in range(3):
             progress.send(_message(str(i)))
+            await progress.flush()
         assert progress.next_id() == "run/2/1/4"
     assert [rid for rid, _ in sink.reports] == ["run/2/1/1", "run/2/1/2", "run/2/1/3"]
     assert [u.messages[0].content for u in sink.updates] == ["0", "1", "2"]
+
+
+async def test_reports_queued_while_one_is_in_flight_go_as_one_in_order() -> None:
+    sink = Sink(delay=0.05)
+    async with ProgressReporter(sink, "aex-1", "run/2/1") as progress:
+        progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
+        await asyncio.sleep(0.01)  # RUNNING is in flight: the rest waits for it
+        progress.delta("m1", "Hel")
+        progress.send(common_pb2.ExecutionUpdate(usage=common_pb2.Usage(model_calls=1)))
+        progress.delta("m1", "lo")
+        progress.send(_message("Hello"))
+        progress.send(common_pb2.ExecutionUpdate(output_text="Hello"))
+        await progress.flush()
+        assert progress.next_id() == "run/2/1/7"
+    # The second report keeps the ID of the first it holds; the others go unused.
+    assert [rid for rid, _ in sink.reports] == ["run/2/1/1", "run/2/1/2"]
+    running, rest = sink.updates
+    assert running == common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING)
+    assert (rest.delta_message_id, rest.content_delta) == ("m1", "Hello")
+    assert [m.content for m in rest.messages] == ["Hello"]
+    assert (rest.usage.model_calls, rest.output_text) == (1, "Hello")
+
+
+async def test_a_phase_change_and_what_ranks_earlier_start_a_report_of_their_own() -> None:
+    sink = Sink(delay=0.02)
+    call = common_pb2.ToolCall(id="c1", status=common_pb2.TOOL_CALL_STATUS_RUNNING)
+    done = common_pb2.ToolCall(id="c1", status=common_pb2.TOOL_CALL_STATUS_SUCCEEDED)
+    async with ProgressReporter(sink, "aex-1", "p", flush_interval=10) as progress:
+        progress.send(_message("first"))
+        await asyncio.sleep(0.005)  # in flight
+        progress.send(common_pb2.ExecutionUpdate(tool_calls=[call]))
+        progress.send(common_pb2.ExecutionUpdate(tool_calls=[done]))
+        progress.send(_message("the tool's result"))  # after its call: a report of its own
+        progress.delta("m2", "next")  # after a message: too
+        progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
+    assert sink.items == [
+        ("message", "m1", "first"),
+        ("tool_call", "c1", "TOOL_CALL_STATUS_RUNNING"),
+        ("tool_call", "c1", "TOOL_CALL_STATUS_SUCCEEDED"),
+        ("message", "m1", "the tool's result"),
+        ("delta", "m2", "next"),
+    ]
+    assert [len(u.tool_calls) for u in sink.updates] == [0, 2, 0, 0, 0]
+    assert sink.updates[-1].phase == common_pb2.EXECUTION_PHASE_RUNNING
+    assert not sink.updates[-1].content_delta
 
 
 async def test_send_does_not_wait_but_flush_does() -> None:
@@ -88,7 +160,7 @@ async def test_send_does_not_wait_but_flush_does() -> None:
         progress.send(_message("b"))
         assert sink.reports == []
         await progress.flush()
-        assert len(sink.reports) == 2
+        assert [m.content for u in sink.updates for m in u.messages] == ["a", "b"]
 
 
 async def test_a_failed_report_surfaces_on_the_next_send_and_on_close() -> None:
@@ -96,6 +168,7 @@ async def test_a_failed_report_surfaces_on_the_next_send_and_on_close() -> None:
     progress = ProgressReporter(sink, "aex-1", "p")
     await progress.__aenter__()
     progress.send(_message("a"))
+    await progress.flush()
     progress.send(_message("b"))
     with pytest.raises(ExecutionClosedError):
         await progress.flush()
@@ -199,8 +272,9 @@ async def test_a_secret_split_across_delta_batches_never_leaks(complete: bool) -
         deltas = [u.content_delta for u in sink.updates if u.content_delta]
         assert "".join(deltas) == scrubbed, pieces
         if complete:
-            assert sink.updates[-1].messages[0].content == scrubbed
-            assert not sink.updates[-2].messages  # the last delta came before the message
+            # The message comes last, after every delta of its stream.
+            assert sink.items[-1] == ("message", "m1", scrubbed)
+            assert {kind for kind, _, _ in sink.items[:-1]} == {"delta"}
 
 
 async def test_held_back_text_waits_for_its_message_while_another_streams() -> None:
@@ -232,3 +306,103 @@ async def test_deltas_on_the_flush_timer_are_redacted_as_a_stream() -> None:
         progress.delta("m1", STREAMED[half:])
     _assert_no_secret(sink)
     assert "".join(u.content_delta for u in sink.updates) == STREAMED.replace(SECRET, REDACTED)
+
+
+def _usage(tokens: int, currency: str = "") -> common_pb2.ExecutionUpdate:
+    return common_pb2.ExecutionUpdate(
+        usage=common_pb2.Usage(
+            input_tokens=tokens, total_tokens=tokens, cost=0.25, model_calls=1, currency=currency
+        )
+    )
+
+
+def _call(status: common_pb2.ToolCallStatus.ValueType) -> common_pb2.ExecutionUpdate:
+    return common_pb2.ExecutionUpdate(tool_calls=[common_pb2.ToolCall(id="c1", status=status)])
+
+
+_RUNNING = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING)
+_TOOL_RUNNING = _call(common_pb2.TOOL_CALL_STATUS_RUNNING)
+_TOOL_DONE = _call(common_pb2.TOOL_CALL_STATUS_SUCCEEDED)
+
+
+def _delta(message_id: str, text: str) -> common_pb2.ExecutionUpdate:
+    return common_pb2.ExecutionUpdate(content_delta=text, delta_message_id=message_id)
+
+
+def _merged(updates: list[common_pb2.ExecutionUpdate]) -> agent_execution_pb2.AgentExecution:
+    execution = agent_execution_pb2.AgentExecution(id="aex-1")
+    execution.status.phase = common_pb2.EXECUTION_PHASE_PENDING
+    for update in updates:
+        merge_agent_update(execution, update, "runner")
+    for transition in execution.status.transitions:
+        transition.ClearField("time")
+    execution.status.ClearField("start_time")
+    return execution
+
+
+def _coalesced(updates: list[common_pb2.ExecutionUpdate]) -> list[common_pb2.ExecutionUpdate]:
+    # What the sender makes of ``updates`` all queued at once.
+    reports: list[common_pb2.ExecutionUpdate] = []
+    for update in updates:
+        if not reports or not coalesce(reports[-1], update):
+            reports.append(common_pb2.ExecutionUpdate())
+            reports[-1].CopyFrom(update)
+    return reports
+
+
+@pytest.mark.parametrize(
+    ("updates", "reports"),
+    [
+        # A no-op turn: RUNNING, the answer's delta, usage, the answer, the output.
+        (
+            [
+                _RUNNING,
+                _delta("m1", "Hello"),
+                _usage(3),
+                _message("Hello"),
+                common_pb2.ExecutionUpdate(output_text="Hello"),
+            ],
+            1,
+        ),
+        ([_delta("m1", "Hel"), _delta("m1", "lo"), _message("Hello")], 1),
+        ([_delta("m1", "a"), _delta("m2", "b")], 2),  # one delta per report
+        ([_message("Hello"), _delta("m2", "b")], 2),  # a delta never goes before a message
+        ([_usage(1, "EUR"), _usage(2), _usage(3, "USD")], 1),
+        ([_TOOL_RUNNING, _TOOL_DONE, _message("result")], 2),  # a message before tool calls
+        ([_message("ask"), _TOOL_RUNNING, _TOOL_DONE], 1),
+        ([_message("a"), _RUNNING, _message("b")], 2),  # a phase change starts a report
+        (
+            [
+                common_pb2.ExecutionUpdate(output_text="a"),
+                common_pb2.ExecutionUpdate(output_text="b"),
+            ],
+            2,
+        ),  # set twice: in order
+        (
+            [
+                common_pb2.ExecutionUpdate(error=common_pb2.ExecutionError(message="x")),
+                _message("after the error"),
+            ],
+            2,
+        ),
+    ],
+)
+def test_a_coalesced_report_leaves_the_status_where_its_reports_would(
+    updates: list[common_pb2.ExecutionUpdate], reports: int
+) -> None:
+    coalesced = _coalesced(updates)
+    assert len(coalesced) == reports
+    assert _merged(coalesced) == _merged(updates)
+    sequential, batched = Sink(), Sink()
+    sequential.reports = [("", u) for u in updates]
+    batched.reports = [("", u) for u in coalesced]
+    assert batched.items == sequential.items  # what a watcher sees, in the same order
+
+
+def test_coalesce_refuses_unknown_fields_and_big_reports() -> None:
+    reason = common_pb2.ExecutionUpdate(reason="why")
+    assert not coalesce(_message("a"), reason)
+    big = _message("x" * COALESCE_MAX_BYTES)
+    into = _message("a")
+    assert not coalesce(into, big)
+    assert into == _message("a")  # untouched when refused
