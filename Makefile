@@ -88,4 +88,6 @@ clean: ## Remove the venv and local data
 bench: setup ## Benchmarks against a baseline measured in the same run -> docs/benchmarks.md
 	$(VENV)/bin/python -m bench.bench_store
 	$(VENV)/bin/python -m bench.bench_runner
+	$(VENV)/bin/python -m bench.bench_latency
 	$(VENV)/bin/python -m bench.bench_observability
+	$(VENV)/bin/python -m bench.bench_fleet

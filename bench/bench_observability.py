@@ -33,17 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,17 +50,13 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health_pb2,
     health_pb2_grpc,
 )
-from opentelemetry.proto.collector.metrics.v1 import (
-    metrics_service_pb2,
-    metrics_service_pb2_grpc,
-)
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from bench.harness import OtlpSink, noop_agent, stop_process
 from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import find_temporal, free_port
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2
 
 EXECUTIONS = int(os.environ.get("BENCH_OBS_EXECUTIONS", "200"))
 ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "2"))
@@ -76,7 +69,6 @@ SCRAPE_INTERVAL = 5.0
 WAIT_TIMEOUT = 600.0
 STARTUP_TIMEOUT = 90.0
 RUNNER_STOP_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
 TARGET = 0.10
 AGENT = "bench-noop"
 WARM_AGENT = "bench-warmup"
@@ -88,48 +80,6 @@ QUEUE_VARIABLES = (
     "TEMPORAL_WORKFLOW_EXECUTION_ORCHESTRATOR_TASK_QUEUE",
     "TEMPORAL_WORKFLOW_EXECUTION_RUNNER_TASK_QUEUE",
 )
-
-
-class OtlpSink(
-    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
-):
-    """An OTLP/gRPC receiver that counts what it is sent and keeps nothing."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self.metric_exports = 0
-        self._lock = threading.Lock()
-
-    def Export(  # noqa: N802 - both services name their one method Export
-        self, request: object, context: grpc.ServicerContext
-    ) -> object:
-        """Count the spans (traces) or the export (metrics); answer success."""
-        if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
-            count = sum(
-                len(scope.spans)
-                for resource in request.resource_spans
-                for scope in resource.scope_spans
-            )
-            with self._lock:
-                self.spans += count
-            return trace_service_pb2.ExportTraceServiceResponse()
-        with self._lock:
-            self.metric_exports += 1
-        return metrics_service_pb2.ExportMetricsServiceResponse()
-
-    @contextmanager
-    def serving(self) -> Iterator[str]:
-        """Serve on a free 127.0.0.1 port; yields the endpoint URL."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        # The generated registration functions carry no annotations.
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop(None).wait()
 
 
 @dataclass
@@ -150,17 +100,6 @@ class Measured:
     def per_execution_ms(self, name: str) -> float:
         """CPU milliseconds of process ``name`` per execution."""
         return self.cpu[name] * 1000 / max(self.executions, 1)
-
-
-def _agent(name: str) -> agent_pb2.Agent:
-    return agent_pb2.Agent(
-        name=name,
-        instructions="You are a benchmark agent.",
-        model=agent_pb2.ModelConfig(
-            provider="scripted",
-            scripted=agent_pb2.ScriptedModel(default_reply="done"),
-        ),
-    )
 
 
 async def _scrape(urls: list[str], measured: Measured, stop: asyncio.Event) -> None:
@@ -337,27 +276,14 @@ def _cluster(tmp: Path, sides: list[Side], otlp: str) -> Iterator[None]:
         for process in [
             s.processes["orchestrator"] for s in sides if "orchestrator" in s.processes
         ]:
-            _stop(process)
-        _stop(temporal)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM ``process``, SIGKILL it after STOP_TIMEOUT, then whatever it started."""
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    # Anything it started lives in its process group (start_new_session): leave nothing.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+            stop_process(process)
+        stop_process(temporal)
 
 
 async def _warm(client: Client) -> None:
     """Apply the agents and run the warm-up executions, one at a time."""
-    await client.agents.apply(_agent(WARM_AGENT))
-    await client.agents.apply(_agent(AGENT))
+    await client.agents.apply(noop_agent(WARM_AGENT))
+    await client.agents.apply(noop_agent(AGENT))
     for _ in range(WARMUP):  # imports, caches, first workflow tasks: not measured
         await client.agent_executions.execute(AgentExecutions.request(WARM_AGENT, "warm"))
 

@@ -35,10 +35,11 @@ from pathlib import Path
 import psutil
 from google.protobuf.duration_pb2 import Duration
 
+from bench.harness import Sampler, local_fleet
 from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client, is_terminal, phase_name
 from polyfleet.client.executions import AgentExecutions
-from polyfleet.fleet import Fleet, FleetConfig, free_port
+from polyfleet.fleet import Fleet
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
 
@@ -101,32 +102,23 @@ def _seconds(execution: agent_execution_pb2.AgentExecution) -> float:
     return (status.end_time.ToNanoseconds() - status.start_time.ToNanoseconds()) / 1e9
 
 
-class RssSampler:
+class RssSampler(Sampler):
     """Samples a process's resident set size in the background and keeps the peak."""
 
+    interval = 0.2
+
     def __init__(self, pid: int) -> None:
+        super().__init__()
         self._process = psutil.Process(pid)
         self.peak = 0
-        self._task: asyncio.Task[None] | None = None
 
     def now(self) -> int:
         """Current RSS in bytes."""
         return int(self._process.memory_info().rss)
 
-    async def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, self.now())
-            await asyncio.sleep(0.2)
-
-    def start(self) -> None:
-        """Start sampling."""
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        """Stop sampling."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    def sample(self) -> None:
+        """Keep the peak."""
+        self.peak = max(self.peak, self.now())
 
 
 @dataclass
@@ -320,16 +312,7 @@ def main() -> None:
             POLYFLEET_ACTIVITY_SCHEDULE_TO_START_TIMEOUT="1800",
             POLYFLEET_LOG_LEVEL="WARNING",
         )
-        config = FleetConfig(
-            data_dir=Path(tmp),
-            runners=0,
-            temporal_port=free_port(),
-            temporal_ui_port=free_port(),
-            api_address=f"127.0.0.1:{free_port()}",
-            http_address=f"127.0.0.1:{free_port()}",
-            base_env=env,
-            temporal_in_memory=True,
-        )
+        config = local_fleet(Path(tmp), env, 0, http_address=None)
         runners: list[subprocess.Popen[bytes]] = []
         log_path = Path(tmp) / "runner.log"
 

@@ -11,8 +11,8 @@ __all__ = ["Orchestrator", "OrchestratorSettings"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily: the workflow sandbox re-imports this package for every workflow
-    # module, and it must not pull in the gRPC server, the store and their dependencies.
+    # Imported lazily: whatever imports a workflow module (the replay tests, a worker built
+    # elsewhere) must not pull in the gRPC server, the store and their dependencies.
     if name in __all__:
         from orchestrator import app
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +48,35 @@ def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
     )
 
 
+@dataclass
+class _SessionLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class SessionLocks:
+    """One asyncio lock per session, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _SessionLock] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        """Hold the lock of ``session_id``; its entry goes when its last user leaves."""
+        entry = self._locks.setdefault(session_id, _SessionLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[session_id]
+
+
 class AgentExecutions(Executions[AgentExecution, CreateRequest]):
     """Agent executions: the shared service plus agent and session handling on Create."""
 
@@ -55,7 +86,7 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         super().__init__(*args, **kwargs)
         # Creates and dequeues of one session are serialized: threads never see two
         # executions writing at once, and the queue order is the creation order.
-        self._session_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._session_locks = SessionLocks()
         self._background: set[asyncio.Task[Any]] = set()
 
     def _repository(self, db: store.Store) -> store.AgentExecutionRepository:
@@ -107,7 +138,9 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         spec = request.execution
         agent = await self._db.agents.get(spec.agent)
         session_id = spec.session_id or _session_for_request(request.request_id)
-        async with self._session_locks[session_id or "-"]:
+        # A new session without a request_id is known to no one else: nothing to serialize
+        # (one shared lock there made every such Create wait for the one before it).
+        async with self._session_locks.hold(session_id) if session_id else nullcontext():
             session = await self._session_for(spec.session_id, session_id, agent.name)
             in_flight = await self.in_flight(session.id) if spec.session_id else []
             for execution in in_flight:
@@ -215,7 +248,7 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         Returns:
             The ID of the execution started, or "" when none was.
         """
-        async with self._session_locks[session_id]:
+        async with self._session_locks.hold(session_id):
             in_flight = await self.in_flight(session_id)
             if not in_flight or not in_flight[0].status.queued_behind:
                 return ""  # something still runs, or nothing waits

@@ -15,7 +15,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import store
 from orchestrator import resources
@@ -44,6 +43,7 @@ from orchestrator.ownership import (
 )
 from orchestrator.reconciler import Reconciler
 from orchestrator.runner_operations import RunnerOperations
+from orchestrator.sandbox import WORKFLOW_RUNNER
 from orchestrator.schedules import ScheduleActivities, Schedules
 from orchestrator.servicers.agent_executions import AgentExecutionServicer
 from orchestrator.servicers.cloud_events import EventServicer
@@ -299,13 +299,7 @@ class Orchestrator:
                 # sent there by mistake waits visibly instead of running here.
                 activities=activities,
                 no_remote_activities=True,
-                # OpenTelemetry's context is process-wide state: workflows share the
-                # host's module rather than re-importing it (temporalio's tracing docs).
-                workflow_runner=SandboxedWorkflowRunner(
-                    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                        "opentelemetry"
-                    )
-                ),
+                workflow_runner=WORKFLOW_RUNNER,
                 identity=identity,
             )
             for task_queue, workflows, activities in (

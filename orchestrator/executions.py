@@ -204,6 +204,9 @@ class Executions(ABC, Generic[E, C]):
         # Called with a new execution's ID between persisting it and starting its workflow;
         # tests kill the process there to prove the reconciler repairs that window.
         self._after_persist = after_persist
+        # Execute calls waiting for an execution's terminal state, handed the execution by
+        # the report that makes it terminal: no store read per intermediate report.
+        self._terminal_waiters: dict[str, list[asyncio.Future[E]]] = {}
 
     @abstractmethod
     def _repository(self, db: store.Store) -> store.ExecutionRepository[E]:
@@ -527,8 +530,22 @@ class Executions(ABC, Generic[E, C]):
                 )
             self._hub.publish(execution_id)
             if update.phase and is_terminal(update.phase):
+                self._hand_over(execution)
                 await self.on_terminal(execution)
         return ReportResult(execution=execution, event=event, applied=applied)
+
+    def _hand_over(self, execution: E) -> None:
+        """Give a terminal ``execution`` to the Execute calls waiting for it, in the FULL view."""
+        waiters = self._terminal_waiters.get(execution.id)
+        if not waiters:
+            return
+        # As a read returns it: the stored form keeps the final answer once (store/views.py).
+        full = type(execution)()
+        full.CopyFrom(execution)
+        store.apply_view(full, common_pb2.EXECUTION_VIEW_FULL)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(full)
 
     async def on_terminal(self, execution: E) -> None:
         """Called once when an execution reaches its terminal phase."""
@@ -586,18 +603,27 @@ class Executions(ABC, Generic[E, C]):
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
-        while True:
-            changed = self._hub.signal(execution_id)
-            execution = await self.get(execution_id)
-            if is_terminal(execution.status.phase):
-                return execution
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ExecutionDeadlineError(execution_id, wait_seconds)
-            try:
-                await asyncio.wait_for(changed.wait(), min(remaining, _POLL_SECONDS))
-            except TimeoutError:
-                pass
+        # Registered before the first read, so a terminal report between the read and the
+        # wait still resolves it.
+        terminal: asyncio.Future[E] = loop.create_future()
+        waiters = self._terminal_waiters.setdefault(execution_id, [])
+        waiters.append(terminal)
+        try:
+            while True:
+                execution = await self.get(execution_id)
+                if is_terminal(execution.status.phase):
+                    return execution
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ExecutionDeadlineError(execution_id, wait_seconds)
+                # The store is re-read now and then as a safety net for the hand-over.
+                done, _ = await asyncio.wait((terminal,), timeout=min(remaining, _POLL_SECONDS))
+                if done:
+                    return terminal.result()
+        finally:
+            waiters.remove(terminal)
+            if not waiters:
+                del self._terminal_waiters[execution_id]
 
     async def cancel(self, execution_id: str) -> E:
         """Request cancellation; the workflow persists CANCELLED once the runner stops.

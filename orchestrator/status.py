@@ -7,7 +7,6 @@ without erasing each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -235,9 +234,13 @@ _Item = TypeVar(
 )
 
 
-def _upsert(target: RepeatedCompositeFieldContainer[_Item], items: Iterable[_Item]) -> None:
+def _upsert(
+    target: RepeatedCompositeFieldContainer[_Item], items: RepeatedCompositeFieldContainer[_Item]
+) -> None:
     # Items with an ID replace the earlier item with that ID; a retried or refined
     # report (a tool call that finished) updates in place instead of duplicating.
+    if not items:
+        return  # most reports touch one list: no index of the others' items
     index = {item.id: i for i, item in enumerate(target) if item.id}
     for item in items:
         position = index.get(item.id) if item.id else None

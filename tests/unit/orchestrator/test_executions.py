@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -9,12 +10,13 @@ from temporalio.client import Client
 
 import store
 from orchestrator.agent_executions import AgentExecutions
-from orchestrator.errors import InvalidArgumentError, WorkflowStartError
+from orchestrator.errors import ExecutionDeadlineError, InvalidArgumentError, WorkflowStartError
 from orchestrator.events import EventHub
 from orchestrator.executions import RUNNER_SOURCE, check_report_source
 from polyfleet import contract
 from polyfleet.config import ExecutionSettings, TaskQueueSettings
 from polyfleet.v1 import agent_execution_pb2, common_pb2
+from tests.helpers import assert_eventually
 from tests.unit.orchestrator.conftest import RefusingTemporal
 
 
@@ -92,3 +94,57 @@ async def test_a_runner_report_with_a_terminal_phase_is_refused_before_the_store
             common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_COMPLETED),
         )
     assert await db.agent_executions.events(execution_id) == before
+
+
+async def test_a_waiting_execute_is_handed_the_execution_by_its_terminal_report(
+    db: store.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = _service(db, RefusingTemporal())
+    request = _request()
+    execution = service._new_execution(request, "assistant", "", "", "")
+    await service.persist_and_start(execution, common_pb2.ExecutionUpdate(), start=False)
+    reads = 0
+    real_get = service.get
+
+    async def counting_get(execution_id: str, *args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_get(execution_id, *args)
+
+    monkeypatch.setattr(service, "get", counting_get)
+    waiting = asyncio.create_task(service.wait_terminal(execution.id, 30))
+
+    async def reads_so_far() -> int:
+        return reads
+
+    await assert_eventually(reads_so_far, lambda n: n == 1)
+    running = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING)
+    await service.report(execution.id, "r1", RUNNER_SOURCE, running)
+    answer = common_pb2.ExecutionUpdate(
+        output_text="the answer",
+        messages=[
+            common_pb2.Message(
+                id="m1", role=common_pb2.MESSAGE_ROLE_ASSISTANT, content="the answer"
+            )
+        ],
+    )
+    await service.report(execution.id, "r2", RUNNER_SOURCE, answer)
+    done = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_COMPLETED)
+    await service.report(execution.id, "done", "orchestrator", done)
+    # Handed over by the terminal report, well before the store's safety-net re-read, and
+    # as a read returns it: the final answer is the last message's content again.
+    finished = await asyncio.wait_for(waiting, 2)
+    assert finished.status.phase == common_pb2.EXECUTION_PHASE_COMPLETED
+    assert finished == await real_get(execution.id)
+    assert finished.status.messages[-1].content == "the answer"
+    assert reads == 1
+    assert service._terminal_waiters == {}
+
+
+async def test_execute_waits_no_longer_than_asked(db: store.Store) -> None:
+    service = _service(db, RefusingTemporal())
+    execution = service._new_execution(_request(), "assistant", "", "", "")
+    await service.persist_and_start(execution, common_pb2.ExecutionUpdate(), start=False)
+    with pytest.raises(ExecutionDeadlineError):
+        await service.wait_terminal(execution.id, 0.05)
+    assert service._terminal_waiters == {}

@@ -1,0 +1,135 @@
+"""What the benchmarks share: a no-op agent, an OTLP receiver, process stops, samplers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from polyfleet.fleet import FleetConfig, free_port
+from polyfleet.v1 import agent_pb2
+
+STOP_TIMEOUT = 30.0
+
+
+def local_fleet(data_dir: Path, env: dict[str, str], runners: int, **options: Any) -> FleetConfig:
+    """A fleet on free 127.0.0.1 ports with Temporal in memory (nothing to keep, no sync)."""
+    return FleetConfig(
+        data_dir=data_dir,
+        runners=runners,
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        api_address=f"127.0.0.1:{free_port()}",
+        base_env=env,
+        temporal_in_memory=True,
+        **options,
+    )
+
+
+def noop_agent(name: str) -> agent_pb2.Agent:
+    """An agent whose answer costs nothing: the offline ``scripted`` model, no delay."""
+    return agent_pb2.Agent(
+        name=name,
+        instructions="You are a benchmark agent.",
+        model=agent_pb2.ModelConfig(
+            provider="scripted",
+            scripted=agent_pb2.ScriptedModel(default_reply="done"),
+        ),
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM ``process``, SIGKILL it after ``timeout``, then whatever it started."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    # Anything it started lives in its process group (start_new_session): leave nothing.
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+class Sampler:
+    """Calls :meth:`sample` every ``interval`` seconds in the background, between start and stop."""
+
+    interval = 1.0
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        """Take one sample."""
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class OtlpSink(
+    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
+):
+    """An OTLP/gRPC receiver that counts what it is sent and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.metric_exports = 0
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802 - both services name their one method Export
+        self, request: object, context: grpc.ServicerContext
+    ) -> object:
+        """Count the spans (traces) or the export (metrics); answer success."""
+        if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+            count = sum(
+                len(scope.spans)
+                for resource in request.resource_spans
+                for scope in resource.scope_spans
+            )
+            with self._lock:
+                self.spans += count
+            return trace_service_pb2.ExportTraceServiceResponse()
+        with self._lock:
+            self.metric_exports += 1
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        """Serve on a free 127.0.0.1 port; yields the endpoint URL."""
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # The generated registration functions carry no annotations.
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.stop(None).wait()
