@@ -40,7 +40,7 @@ from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client, is_terminal, phase_name
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import Fleet
-from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2, fleet_pb2
 from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
 
 EXECUTIONS = int(os.environ.get("BENCH_EXECUTIONS", "1000"))
@@ -95,6 +95,24 @@ def _agent(name: str, model_url: str) -> agent_pb2.Agent:
             ),
         ),
     )
+
+
+async def _started(client: Client) -> None:
+    """Wait until the orchestrator has run every queued workflow's first task.
+
+    Otherwise the runner's measurement would include start-up work of the orchestrator that
+    faster creates leave for later: no workflow task waiting on an orchestrator queue, twice
+    in a row a second apart (Temporal's backlog counts are approximate), or a minute at most.
+    """
+    orchestrator = fleet_pb2.TASK_QUEUE_ROLE_ORCHESTRATOR
+    deadline, quiet = time.perf_counter() + 60, 0
+    while quiet < 2 and time.perf_counter() < deadline:
+        status = await client.fleet.status()
+        waiting = sum(
+            q.workflow_tasks.backlog_count for q in status.queues if q.role == orchestrator
+        )
+        quiet = quiet + 1 if waiting == 0 else 0
+        await asyncio.sleep(1)
 
 
 def _seconds(execution: agent_execution_pb2.AgentExecution) -> float:
@@ -183,6 +201,7 @@ class Bench:
         started = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(EXECUTIONS)))
         creates_per_second = EXECUTIONS / (time.perf_counter() - started)
+        await _started(client)
 
         runner = await asyncio.to_thread(self.start_runner)
         sampler = RssSampler(runner)
