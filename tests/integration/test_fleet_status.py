@@ -36,11 +36,17 @@ async def test_backlog_while_runners_are_stopped_then_pollers_and_phases(
             await fleet.client.agent_executions.create("assistant", f"hello {i}") for i in range(2)
         ]
 
-        # Temporal's stats lag the schedule a little.
+        # Temporal's stats lag the schedule a little. And it lists the pollers its root
+        # partition has seen: a new orchestrator's one poller of new workflow tasks may be
+        # waiting on another partition at first.
+        orchestrator = fleet.queues.agent_execution_orchestrator_task_queue
         await assert_eventually(
             fleet.client.fleet.status,
-            lambda s: _queue(s, runner_queue).activity_tasks.backlog_count > 0,
-            message="a backlog on the runner queue",
+            lambda s: (
+                _queue(s, runner_queue).activity_tasks.backlog_count > 0
+                and bool(_queue(s, orchestrator).workflow_tasks.pollers)
+            ),
+            message="a backlog on the runner queue, and the orchestrator polling its own",
         )
         code, out, err = await run_cli(fleet, "fleet", "status")
         assert code == 0, err
@@ -59,7 +65,7 @@ async def test_backlog_while_runners_are_stopped_then_pollers_and_phases(
         queues = {q["name"]: q for q in document["queues"]}
         assert int(queues[runner_queue]["activityTasks"]["backlogCount"]) > 0
         assert queues[per_agent]["usedBy"] == ["agent/moved"]
-        orchestrator_queue = queues[fleet.queues.agent_execution_orchestrator_task_queue]
+        orchestrator_queue = queues[orchestrator]
         assert orchestrator_queue["role"] == "TASK_QUEUE_ROLE_ORCHESTRATOR"
         assert orchestrator_queue["workflowTasks"]["pollers"], "the orchestrator polls"
         waiting = _count(document["agentExecutions"], "PENDING") + _count(
