@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager, suppress
@@ -65,7 +66,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT
         os.killpg(process.pid, signal.SIGKILL)
 
 
-class Sampler:
+class Sampler(ABC):
     """Calls :meth:`sample` every ``interval`` seconds in the background, between start and stop."""
 
     interval = 1.0
@@ -73,9 +74,9 @@ class Sampler:
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     def sample(self) -> None:
         """Take one sample."""
-        raise NotImplementedError
 
     async def _run(self) -> None:
         while True:
