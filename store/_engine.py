@@ -119,6 +119,7 @@ class Engine:
         # Guards _closed and the queue together, so no write is queued behind _CLOSE.
         self._close_lock = threading.Lock()
         self._closed = False
+        self._env_closed = False
         self._writer.start()
 
     @property
@@ -160,6 +161,20 @@ class Engine:
             raise StoreClosedError() from exc
         return await asyncio.wrap_future(future)
 
+    async def lookup(self, fn: Callable[[Txn], R]) -> R:
+        """Run ``fn``, a point read, in a read-only transaction on the event loop's thread.
+
+        For reads that fetch a few keys, not scans: a B-tree lookup in the memory map takes
+        microseconds, where handing it to the reader pool and back to the event loop costs
+        about 100 µs of CPU (docs/benchmarks.md). It can only wait for the rare map growth,
+        which holds the remap lock while the pool's reads in progress end. Like a pool
+        read, it lets other tasks run first, so a loop of reads cannot starve them.
+        """
+        await asyncio.sleep(0)
+        if self._closed:
+            raise StoreClosedError()
+        return self._run_read(fn)
+
     async def write(self, fn: Callable[[Txn], R]) -> R:
         """Run ``fn`` in a write transaction in the writer thread and commit it durably.
 
@@ -189,7 +204,10 @@ class Engine:
             self._queue.put(_CLOSE)
         self._writer.join()
         self._readers.shutdown(wait=True)
-        self._env.close()
+        # Lookups run on their callers' threads: wait for any in progress, refuse the rest.
+        with self._remap_lock.exclusive():
+            self._env_closed = True
+            self._env.close()
 
     def _run_read(self, fn: Callable[[Txn], R]) -> R:
         # A transaction holds its reader slot until the Transaction object is freed, not
@@ -197,6 +215,8 @@ class Engine:
         # (until the garbage collector runs, if ever), so a burst of reads that raise, e.g.
         # NotFoundError, would exhaust the reader table. Free it deterministically instead.
         with self._remap_lock.shared():
+            if self._env_closed:
+                raise StoreClosedError()
             txn = self._env.begin()
             try:
                 return fn(txn)

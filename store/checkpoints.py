@@ -67,7 +67,7 @@ class CheckpointRepository:
         key = execution_id.encode()
         if not key or len(key) > MAX_ID_BYTES:
             return None  # such an ID cannot have been stored, and LMDB rejects the key
-        value = await self._engine.read(lambda txn: txn.get(key, db=self._checkpoints))
+        value = await self._engine.lookup(lambda txn: txn.get(key, db=self._checkpoints))
         if value is None:
             return None
         return Checkpoint(

@@ -41,5 +41,5 @@ class CursorRepository:
     async def get(self, name: str) -> bytes | None:
         """The cursor ``name``, or None before its first write."""
         key = check_id(name, "name")
-        value = await self._engine.read(lambda txn: txn.get(key, db=self._cursors))
+        value = await self._engine.lookup(lambda txn: txn.get(key, db=self._cursors))
         return None if value is None else bytes(value)

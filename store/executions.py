@@ -167,7 +167,7 @@ class ExecutionRepository(Generic[E]):
             NotFoundError: There is no such execution.
 
         """
-        return await self._engine.read(
+        return await self._engine.lookup(
             lambda txn: apply_view(self._items.require(txn, execution_id), view)
         )
 

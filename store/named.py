@@ -69,7 +69,7 @@ class NamedResourceRepository(Generic[N]):
             NotFoundError: Neither matches.
 
         """
-        return await self._engine.read(lambda txn: self._require(txn, id_or_name))
+        return await self._engine.lookup(lambda txn: self._require(txn, id_or_name))
 
     async def list(self, page_size: int = 0, page_token: str = "") -> tuple[list[N], str]:
         """Return one page of resources, newest first, and the next page token.

@@ -55,7 +55,7 @@ class SessionRepository:
             NotFoundError: There is no such session.
 
         """
-        return await self._engine.read(lambda txn: self._items.require(txn, session_id))
+        return await self._engine.lookup(lambda txn: self._items.require(txn, session_id))
 
     async def list(
         self, agent: str = "", page_size: int = 0, page_token: str = ""

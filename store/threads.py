@@ -73,7 +73,7 @@ class ThreadRepository:
             NotFoundError: There is no such thread.
 
         """
-        return await self._engine.read(lambda txn: self._items.require(txn, thread_id))
+        return await self._engine.lookup(lambda txn: self._items.require(txn, thread_id))
 
     async def append_messages(
         self, thread_id: str, report_id: str, messages: Iterable[common_pb2.Message]

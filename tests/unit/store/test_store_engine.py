@@ -165,3 +165,56 @@ async def test_reads_that_raise_release_their_reader_slots(tmp_path: Path) -> No
             assert await db.agent_executions.get(existing.id) == existing
     finally:
         gc.enable()
+
+
+async def test_point_reads_run_on_the_loop_thread_and_scans_in_the_pool(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store") as db:
+        created = await db.agent_executions.create(AgentExecution(agent="a"))
+        engine = db._engine
+        threads: list[str] = []
+
+        def where(txn: object) -> str:
+            threads.append(threading.current_thread().name)
+            return "read"
+
+        assert await engine.lookup(where) == "read"
+        assert await engine.read(where) == "read"
+
+        assert threads[0] == threading.current_thread().name
+        assert threads[1].startswith("store-reader")
+        assert await db.agent_executions.get(created.id) == created
+
+
+async def test_lookups_yield_to_other_tasks(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store") as db:
+        await db.agents.create(agent_pb2.Agent(name="seed"))
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        for _ in range(50):
+            await db.agents.get("seed")
+        ticker.cancel()
+
+        assert ticks >= 50, "every lookup let the other task run"
+
+
+async def test_lookups_after_close_or_during_it_are_refused(tmp_path: Path) -> None:
+    db = Store.open(tmp_path / "store")
+    await db.agents.create(agent_pb2.Agent(name="a"))
+    engine = db._engine
+
+    await asyncio.to_thread(db.close)
+
+    with pytest.raises(StoreClosedError):
+        await db.agents.get("a")
+    # A lookup that passed the closed check just before close() began reaches the read once
+    # close() has released the remap lock: it is refused, not run on the closed environment.
+    with pytest.raises(StoreClosedError):
+        engine._run_read(lambda txn: txn.get(b"a"))
