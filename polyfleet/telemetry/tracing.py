@@ -9,9 +9,9 @@ here returns at once, without creating a span. ``OTEL_SERVICE_NAME`` names the p
 
 The context travels as W3C ``traceparent`` in gRPC metadata (:func:`inject_metadata`,
 :func:`extract_metadata`) and in Temporal headers (:func:`temporal_interceptors`, temporalio's
-``TracingInterceptor``). Spans of polyfleet's own work carry the execution ID as
-:data:`EXECUTION_ID` (set for a block with :func:`execution_scope`). See
-docs/observability.md, "Traces".
+``TracingInterceptor`` less its zero-length workflow markers, :mod:`.temporal_tracing`).
+Spans of polyfleet's own work carry the execution ID as :data:`EXECUTION_ID` (set for a
+block with :func:`execution_scope`). See docs/observability.md, "Traces".
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ def extract_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> otel
 
 
 def temporal_interceptors() -> list[Interceptor]:
-    """Temporalio's tracing interceptor while tracing is on, else nothing.
+    """Temporalio's tracing interceptor (without its zero-length markers) while tracing is on.
 
     On a client it traces workflow starts (the start joins the current trace) and, through
     the client's workers, workflows and activities, carrying the context in Temporal
@@ -310,9 +310,9 @@ def temporal_interceptors() -> list[Interceptor]:
     """
     if _provider is None:
         return []
-    from temporalio.contrib.opentelemetry import TracingInterceptor
+    from polyfleet.telemetry.temporal_tracing import TemporalTracing
 
-    return [TracingInterceptor(tracer())]
+    return [TemporalTracing(tracer())]
 
 
 def trace_url(trace_id: str, environ: Mapping[str, str] | None = None) -> str:

@@ -228,25 +228,28 @@ async def test_an_agent_execution_is_one_trace_from_the_client_to_its_tool_call(
         "polyfleet.tool_call",
         "polyfleet.sub_agent",
         "polyfleet.v1.RunnerService/AppendThreadMessages",
+        "RunActivity:UpdateStatus",
     )
     execution = {tracing.EXECUTION_ID: created.id}
     api = _one(spans, "polyfleet.v1.AgentExecutionService/CreateAgentExecution", **execution)
     assert api.service == tracing.ORCHESTRATOR_SERVICE
     assert _parent(spans, api).name == "application"
-    # temporalio's interceptor parents the workflow's spans (run, activities scheduled,
-    # completion) on the start's context it receives in the workflow's headers.
+    # temporalio's interceptor parents the workflow's spans (its run, its activities) on
+    # the start's context it receives in the workflow's headers; the zero-length markers
+    # of a scheduled activity and of a successful completion are not made.
     start = _one(spans, "StartWorkflow:AgentExecutionWorkflow")
     assert _parent(spans, start) == api
     run = _one(spans, "RunWorkflow:AgentExecutionWorkflow")
     assert _parent(spans, run) == start
-    scheduled = _one(spans, "StartActivity:ExecuteGraphton")
-    assert _parent(spans, scheduled) == start
-    assert _parent(spans, _one(spans, "RunActivity:EnsureThread", **execution)).name == (
-        "StartActivity:EnsureThread"
-    )
+    assert _parent(spans, _one(spans, "RunActivity:EnsureThread", **execution)) == start
     activity = _one(spans, "RunActivity:ExecuteGraphton", **execution)
     assert activity.service == tracing.RUNNER_SERVICE
-    assert _parent(spans, activity) == scheduled
+    assert _parent(spans, activity) == start
+    update = _one(spans, "RunActivity:UpdateStatus")
+    assert _parent(spans, update) == start
+    assert update.service == tracing.ORCHESTRATOR_SERVICE
+    markers = [s.name for s in spans if s.name.startswith(("StartActivity:", "CompleteWorkflow:"))]
+    assert markers == [], tree(spans)
 
     tool = _one(spans, "polyfleet.tool_call", **execution, **{"polyfleet.tool": "helper"})
     assert tool.service == tracing.RUNNER_SERVICE
@@ -306,7 +309,6 @@ async def test_a_workflow_execution_is_one_trace_down_to_its_tasks(
     assert api.parent_id == ""
     activity = _one(spans, "RunActivity:ExecuteWorkflow", **{tracing.EXECUTION_ID: created.id})
     assert _ancestors(spans, activity) == [
-        "StartActivity:ExecuteWorkflow",
         "StartWorkflow:WorkflowExecutionWorkflow",
         api.name,
     ], tree(spans)
