@@ -20,7 +20,7 @@ import grpc
 
 import store
 from orchestrator.executions import Executions
-from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, WrappingInterceptor, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metrics import (
@@ -52,20 +52,18 @@ def _code(context: Any, failure: BaseException | None) -> str:
     return grpc.StatusCode(code).name if isinstance(code, tuple) else str(code)
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """polyfleet.api.requests and polyfleet.api.request.duration for every served method.
 
     Unknown methods (no handler) are not counted: their names are the callers' and unbounded.
     """
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """Wrap the method's handler to time it and record its status code."""
-        handler = await continuation(handler_call_details)
-        if handler is None or not metrics.enabled():
+        if not metrics.enabled():
             return handler
-        method = str(handler_call_details.method)
 
         @contextlib.asynccontextmanager
         async def timed(request: Any, context: Context) -> AsyncIterator[None]:

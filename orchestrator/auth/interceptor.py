@@ -24,7 +24,7 @@ from orchestrator.auth.limits import CreateRate, WatchLimit
 from orchestrator.auth.policy import Access, Limit, Rule, is_runner_method, rule_for
 from orchestrator.errors import PermissionDeniedError, UnauthenticatedError
 from orchestrator.servicers.errors import abort_with
-from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, WrappingInterceptor, wrap_handler
 from polyfleet.roles import Role, grants
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _metadata(context: Context) -> dict[str, str]:
     }
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     """Authenticates, authorizes and rate-limits every call of the API.
 
     Args:
@@ -59,19 +59,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         watches: WatchLimit,
         creates: CreateRate,
     ) -> None:
+        super().__init__()
         self._authenticator = authenticator
         self._binding = binding
         self._watches = watches
         self._creates = creates
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """Wrap the method's handler so the checks run before it."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = str(handler_call_details.method)
         rule = rule_for(method)
         if handler.request_streaming and not handler.response_streaming:
             # No client-streaming methods exist; refuse rather than serve one unchecked.

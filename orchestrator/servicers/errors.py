@@ -34,7 +34,7 @@ from orchestrator.errors import (
     UnavailableError,
     WorkflowStartError,
 )
-from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, WrappingInterceptor, wrap_handler
 from orchestrator.status import IllegalTransitionError
 from polyfleet.error_details import DOMAIN, EXECUTION_ID
 from polyfleet.quoting import excerpt
@@ -206,7 +206,7 @@ def _malformed_error(method: str, malformed: _Malformed) -> InvalidArgumentError
     )
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(WrappingInterceptor):
     """Answers a request body that is not valid protobuf with INVALID_ARGUMENT.
 
     gRPC's generated handlers deserialize before any servicer code runs and answer a
@@ -214,15 +214,12 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     failure reaches the handler as a marker, which it turns into INVALID_ARGUMENT.
     """
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """Wrap a unary-request handler's deserializer and check its result first."""
+        if handler.request_streaming or handler.request_deserializer is None:
             return handler
-        method = str(handler_call_details.method)
 
         @contextlib.asynccontextmanager
         async def parsed(request: Any, context: Context) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from orchestrator.servicers.wrapping import Context, Continuation, wrap_handler
+from orchestrator.servicers.wrapping import Context, WrappingInterceptor, wrap_handler
 from polyfleet import contract
 from polyfleet.telemetry import tracing
 from polyfleet.v1 import runner_pb2
@@ -65,16 +65,14 @@ def _finish(span: Span, context: Context, error: BaseException | None) -> None:
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
-class ApiTracingInterceptor(grpc.aio.ServerInterceptor):
+class ApiTracingInterceptor(WrappingInterceptor):
     """Serves each call inside a SERVER span named after its method."""
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """Wrap the method's handler in a span when tracing is on."""
-        handler = await continuation(handler_call_details)
-        method = str(handler_call_details.method)
-        if handler is None or not tracing.enabled() or method.startswith(_UNTRACED):
+        if not tracing.enabled() or method.startswith(_UNTRACED):
             return handler
         name = method.lstrip("/")
         service, _, rpc = name.rpartition("/")

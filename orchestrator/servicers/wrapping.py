@@ -9,6 +9,7 @@ interceptor supplies only the ``around`` context manager.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -23,6 +24,39 @@ Continuation = Callable[
 # Entered around each call with its request (None for a request stream) and context; an
 # exception raised on entry ends the call before the servicer runs.
 Around = Callable[[Any, Context], AbstractAsyncContextManager[Any]]
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor, ABC):
+    """An interceptor that wraps each served method's handler once and reuses it.
+
+    gRPC runs the interceptors for every call, and rebuilding each one's wrapper (closures,
+    a handler object) every time cost more than the work they wrap. The wrapper of a
+    method depends only on its handler, so the first call's is kept; the outermost
+    interceptor's, which holds all the inner ones, then answers every later call. Unknown
+    methods (no handler) are not kept: their names are the callers' and unbounded.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The method's wrapped handler, built on its first call."""
+        method = str(handler_call_details.method)
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[method] = self.wrap(handler, method)
+        return wrapped
+
+    @abstractmethod
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` of ``method`` (``/package.Service/Method``) as every call runs it."""
 
 
 def wrap_handler(
