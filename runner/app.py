@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from polyfleet.channel import create_channel, token_metadata
+from polyfleet.channel import bearer_metadata, create_channel
 from polyfleet.config import ApiSettings, MetricsSettings, RunnerSettings, TaskQueueSettings
 from polyfleet.telemetry.metrics import RUNNER_DRAINING, RUNNER_SERVICE, setup_metrics
 from polyfleet.temporal import connect, traced
@@ -136,7 +136,8 @@ class Runner:
         s = self.settings
         # Traced while tracing is on: activities continue their workflow's trace.
         temporal = traced(self._temporal or await connect())
-        channel = create_channel(s.api.api_address, s.api)
+        # The token rides in each call's metadata: cheaper than call credentials.
+        channel = create_channel(s.api.api_address, s.api, call_credentials=False)
         self._probe = OrchestratorProbe(channel)
         health = None
         if s.runner.health_port:
@@ -148,7 +149,7 @@ class Runner:
             client = RunnerClient(
                 channel,
                 max_backoff=s.runner.report_max_backoff.total_seconds(),
-                metadata=token_metadata(s.api),
+                metadata=bearer_metadata(s.api),
             )
             # `call: agent` runs its child through RunnerService, never the public API.
             host = WorkflowHost(client, s.runner, after_checkpoint=self._after_checkpoint)

@@ -122,7 +122,7 @@ class RunnerClient:
             fallback_budget: Seconds to keep retrying when ``time_left`` knows no deadline
                 (a call made outside an activity).
             time_left: Seconds left to the caller's deadline, or None if it has none.
-            metadata: Sent with every call (the bearer token on a plaintext channel).
+            metadata: Sent with every call (the bearer token, which is not on the channel).
 
         """
         self._stub = runner_pb2_grpc.RunnerServiceStub(channel)

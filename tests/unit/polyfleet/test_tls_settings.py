@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from polyfleet.channel import client_credentials, create_sync_channel, read_pem
+from polyfleet.channel import (
+    bearer_metadata,
+    client_credentials,
+    create_sync_channel,
+    read_pem,
+    token_metadata,
+)
 from polyfleet.config import ApiSettings, ConfigError, is_loopback
 from polyfleet.fleet import _api_overrides
 
@@ -116,6 +122,20 @@ def test_client_credentials_follow_the_settings(tmp_path: Path) -> None:
         client_credentials(settings)
     with pytest.raises(ConfigError, match="POLYFLEET_API_TLS_CLIENT_CERT="):
         create_sync_channel("127.0.0.1:1", settings)
+
+
+def test_the_token_as_metadata_on_any_channel_or_on_plaintext_only() -> None:
+    header = ("authorization", "Bearer t0ken")
+    tls = ApiSettings(api_tls=True, api_token="t0ken")
+    plaintext = ApiSettings(api_token="t0ken")
+
+    # Over TLS the channel's call credentials carry it, unless the client opts out and
+    # passes bearer_metadata with each call (the runner: no plugin thread per call).
+    assert token_metadata(tls) == ()
+    assert bearer_metadata(tls) == (header,)
+    assert token_metadata(plaintext) == bearer_metadata(plaintext) == (header,)
+    assert bearer_metadata(ApiSettings(api_tls=True)) == ()
+    assert client_credentials(tls, call_credentials=False) is not None
 
 
 def test_fleet_health_check_uses_the_childrens_api_settings() -> None:
