@@ -16,7 +16,8 @@ Reports that wait in the outbox while the previous one is in flight go out toget
 one report (:func:`coalesce`), where one ``ExecutionUpdate`` can carry them in the order
 they were queued. Nothing waits for that; a no-op agent turn then takes two to four calls
 instead of five, as the orchestrator's answers come. A phase change always starts a report
-of its own.
+of its own. The run's turn for the session's thread rides on its last report
+(``send(update, thread_append=...)``), so the answer and the turn are one call.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import collections
 import contextlib
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from polyfleet import contract
 from polyfleet.redaction import Redactor
-from polyfleet.v1 import common_pb2
+from polyfleet.v1 import common_pb2, runner_pb2
 from runner.errors import OutputTooLargeError
 
 
@@ -38,9 +40,13 @@ class ReportSink(Protocol):
     """Where reports go: :class:`runner.runner_client.RunnerClient` in production."""
 
     async def report(
-        self, execution_id: str, report_id: str, update: common_pb2.ExecutionUpdate
+        self,
+        execution_id: str,
+        report_id: str,
+        update: common_pb2.ExecutionUpdate,
+        thread_append: runner_pb2.AppendThreadMessagesRequest | None = None,
     ) -> object:
-        """Deliver one report; retries inside must reuse ``report_id``."""
+        """Deliver one report (with messages for the thread); retries reuse ``report_id``."""
 
 
 def scrub_update(update: common_pb2.ExecutionUpdate, scrub: Callable[[str], str]) -> None:
@@ -151,6 +157,15 @@ def check_output_size(update: common_pb2.ExecutionUpdate, limit: int) -> None:
         OutputTooLargeError.check(what, size, limit)
 
 
+@dataclass
+class _Report:
+    """An outbox entry: a numbered report and the thread messages riding on it."""
+
+    report_id: str
+    update: common_pb2.ExecutionUpdate
+    thread_append: runner_pb2.AppendThreadMessagesRequest | None = None
+
+
 class _Flushed:
     """Outbox marker: resolved once every report queued before it was sent."""
 
@@ -187,9 +202,7 @@ class ProgressReporter:
         self._prefix = prefix
         self._counter = itertools.count(1)
         self._interval = flush_interval
-        self._outbox: collections.deque[tuple[str, common_pb2.ExecutionUpdate] | _Flushed] = (
-            collections.deque()
-        )
+        self._outbox: collections.deque[_Report | _Flushed] = collections.deque()
         self._queued = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._delta_id = ""
@@ -218,8 +231,18 @@ class ProgressReporter:
         """A fresh report ID, also used for idempotent thread appends."""
         return f"{self._prefix}/{next(self._counter)}"
 
-    def send(self, update: common_pb2.ExecutionUpdate) -> None:
+    def send(
+        self,
+        update: common_pb2.ExecutionUpdate,
+        thread_append: runner_pb2.AppendThreadMessagesRequest | None = None,
+    ) -> None:
         """Queue a report after any pending delta.
+
+        Args:
+            update: The report.
+            thread_append: Messages for the session's thread, appended by the
+                orchestrator once this report is applied (the run's turn, on its last
+                report); a report that absorbs this one carries them.
 
         Raises:
             OutputTooLargeError: An output or message in ``update`` is over
@@ -233,7 +256,7 @@ class ProgressReporter:
         # A completed message ends its stream: what was held back goes before it.
         for message in update.messages:
             self._release(message.id)
-        self._enqueue(update)
+        self._enqueue(update, thread_append)
 
     def delta(self, message_id: str, text: str) -> None:
         """Queue streamed text of ``message_id``; sent within ``flush_interval``."""
@@ -321,13 +344,17 @@ class ProgressReporter:
                 common_pb2.ExecutionUpdate(content_delta=text, delta_message_id=message_id)
             )
 
-    def _enqueue(self, update: common_pb2.ExecutionUpdate) -> None:
+    def _enqueue(
+        self,
+        update: common_pb2.ExecutionUpdate,
+        thread_append: runner_pb2.AppendThreadMessagesRequest | None = None,
+    ) -> None:
         scrub_update(update, self.redactor.text)
         if update.HasField("usage"):
             _add_usage(self.usage, update.usage)
-        self._put((self.next_id(), update))
+        self._put(_Report(self.next_id(), update, thread_append))
 
-    def _put(self, item: tuple[str, common_pb2.ExecutionUpdate] | _Flushed) -> None:
+    def _put(self, item: _Report | _Flushed) -> None:
         self._outbox.append(item)
         self._queued.set()
 
@@ -343,12 +370,14 @@ class ProgressReporter:
                 item.done.set_result(None)
                 continue
             # The report keeps its own ID; those of the reports it absorbs go unused.
-            report_id, update = item
-            while outbox and not isinstance(outbox[0], _Flushed):
-                if not coalesce(update, outbox[0][1]):
+            update, thread_append = item.update, item.thread_append
+            while outbox:
+                following = outbox[0]
+                if isinstance(following, _Flushed) or not coalesce(update, following.update):
                     break
+                thread_append = following.thread_append or thread_append
                 outbox.popleft()
-            await self._sink.report(self.execution_id, report_id, update)
+            await self._sink.report(self.execution_id, item.report_id, update, thread_append)
 
 
 def _add_usage(total: common_pb2.Usage, usage: common_pb2.Usage) -> None:

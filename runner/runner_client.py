@@ -222,31 +222,26 @@ class RunnerClient:
         )
 
     async def report(
-        self, execution_id: str, report_id: str, update: common_pb2.ExecutionUpdate
+        self,
+        execution_id: str,
+        report_id: str,
+        update: common_pb2.ExecutionUpdate,
+        thread_append: runner_pb2.AppendThreadMessagesRequest | None = None,
     ) -> runner_pb2.ReportProgressResponse:
-        """Send one progress report.
+        """Send one progress report, with messages for the thread riding on it if given.
 
         Raises:
             ExecutionClosedError: The execution is already terminal (e.g. cancelled).
 
         """
         request = runner_pb2.ReportProgressRequest(
-            execution_id=execution_id, report_id=report_id, update=update
+            execution_id=execution_id,
+            report_id=report_id,
+            update=update,
+            thread_append=thread_append,
         )
         return await self._call(
             "ReportProgress", lambda t, m: self._stub.ReportProgress(request, timeout=t, metadata=m)
-        )
-
-    async def append_thread(
-        self, thread_id: str, report_id: str, messages: list[common_pb2.Message]
-    ) -> runner_pb2.AppendThreadMessagesResponse:
-        """Append messages to the session's thread, once per report ID."""
-        request = runner_pb2.AppendThreadMessagesRequest(
-            thread_id=thread_id, report_id=report_id, messages=messages
-        )
-        return await self._call(
-            "AppendThreadMessages",
-            lambda t, m: self._stub.AppendThreadMessages(request, timeout=t, metadata=m),
         )
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

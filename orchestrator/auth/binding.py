@@ -31,7 +31,7 @@ import store
 from orchestrator.errors import RunnerNotBoundError, UnavailableError
 from polyfleet import contract
 from polyfleet.quoting import quote
-from polyfleet.v1 import common_pb2
+from polyfleet.v1 import common_pb2, runner_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,10 @@ class RunnerBinding:
                 )
         await self._confirm(claim)
         thread_id = getattr(request, "thread_id", None)
+        if isinstance(request, runner_pb2.ReportProgressRequest) and request.HasField(
+            "thread_append"
+        ):
+            thread_id = request.thread_append.thread_id
         if isinstance(thread_id, str) and thread_id != await self._thread_of(bound):
             raise RunnerNotBoundError(
                 f"thread {quote(thread_id)} is not the thread of execution {bound}, "

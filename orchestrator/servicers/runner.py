@@ -56,6 +56,10 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
         result = await self._executions.for_id(request.execution_id).report(
             request.execution_id, request.report_id, RUNNER_SOURCE, request.update
         )
+        if request.HasField("thread_append"):
+            # After the report, applied now or before (a retry whose append had failed):
+            # a refused report (a terminal execution) appends nothing.
+            await self._operations.append_thread_messages(request.thread_append)
         return result.as_message(runner_pb2.ReportProgressResponse)
 
     @unary

@@ -443,21 +443,30 @@ class ReportProgressRequest(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     REPORT_ID_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
+    THREAD_APPEND_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     report_id: _builtins.str
     """Unique per report; retries of one report reuse it."""
     @_builtins.property
     def update(self) -> _common_pb2.ExecutionUpdate: ...
+    @_builtins.property
+    def thread_append(self) -> Global___AppendThreadMessagesRequest:
+        """Optional: messages for the execution's thread, appended once the report is applied,
+        once per thread_append.report_id (as AppendThreadMessages). Not appended when the
+        report is refused (e.g. the execution is already terminal).
+        """
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         report_id: _builtins.str = ...,
         update: _common_pb2.ExecutionUpdate | None = ...,
+        thread_append: Global___AppendThreadMessagesRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["thread_append", b"thread_append", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "report_id", b"report_id", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "report_id", b"report_id", "thread_append", b"thread_append", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

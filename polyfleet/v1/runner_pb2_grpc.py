@@ -140,7 +140,9 @@ class RunnerServiceServicer:
     def ReportProgress(self, request, context):
         """ReportProgress merges a progress report into the execution's status, appends it
         to the event log and publishes it. A report whose report_id was already applied
-        is acknowledged without being applied again.
+        is acknowledged without being applied again. A report may carry thread_append: once
+        the report is applied (or found applied before), those messages are appended as
+        AppendThreadMessages would, so a runner's last report and its turn take one call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

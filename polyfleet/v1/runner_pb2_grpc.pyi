@@ -46,7 +46,9 @@ class RunnerServiceStub:
     ReportProgress: _grpc.UnaryUnaryMultiCallable[_runner_pb2.ReportProgressRequest, _runner_pb2.ReportProgressResponse]
     """ReportProgress merges a progress report into the execution's status, appends it
     to the event log and publishes it. A report whose report_id was already applied
-    is acknowledged without being applied again.
+    is acknowledged without being applied again. A report may carry thread_append: once
+    the report is applied (or found applied before), those messages are appended as
+    AppendThreadMessages would, so a runner's last report and its turn take one call.
     """
     AppendThreadMessages: _grpc.UnaryUnaryMultiCallable[_runner_pb2.AppendThreadMessagesRequest, _runner_pb2.AppendThreadMessagesResponse]
     """AppendThreadMessages adds messages to a thread, once per report_id."""
@@ -114,7 +116,9 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
     ReportProgress: _aio.UnaryUnaryMultiCallable[_runner_pb2.ReportProgressRequest, _runner_pb2.ReportProgressResponse]  # type: ignore[assignment]
     """ReportProgress merges a progress report into the execution's status, appends it
     to the event log and publishes it. A report whose report_id was already applied
-    is acknowledged without being applied again.
+    is acknowledged without being applied again. A report may carry thread_append: once
+    the report is applied (or found applied before), those messages are appended as
+    AppendThreadMessages would, so a runner's last report and its turn take one call.
     """
     AppendThreadMessages: _aio.UnaryUnaryMultiCallable[_runner_pb2.AppendThreadMessagesRequest, _runner_pb2.AppendThreadMessagesResponse]  # type: ignore[assignment]
     """AppendThreadMessages adds messages to a thread, once per report_id."""
@@ -197,7 +201,9 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runner_pb2.ReportProgressResponse, _abc.Awaitable[_runner_pb2.ReportProgressResponse]]:
         """ReportProgress merges a progress report into the execution's status, appends it
         to the event log and publishes it. A report whose report_id was already applied
-        is acknowledged without being applied again.
+        is acknowledged without being applied again. A report may carry thread_append: once
+        the report is applied (or found applied before), those messages are appended as
+        AppendThreadMessages would, so a runner's last report and its turn take one call.
         """
 
     @_abc_1.abstractmethod

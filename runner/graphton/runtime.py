@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
 
 from polyfleet.config import RunnerSettings
-from polyfleet.v1 import activities_pb2, agent_pb2, common_pb2
+from polyfleet.v1 import activities_pb2, agent_pb2, common_pb2, runner_pb2
 from runner.errors import RunnerError
 from runner.graphton.agent import build_agent_graph
 from runner.graphton.callbacks import ProgressCallbacks
@@ -240,16 +240,18 @@ async def run_graphton(
         if isinstance(leaf, GraphtonError | RunnerError):
             raise leaf from None
         raise _unexpected(leaf if isinstance(leaf, Exception) else err, secrets) from None
-    progress.send(update)
-    await progress.flush()
     # The whole turn, tool calls and their results included, so a later turn can
-    # refer back to what the tools returned.
+    # refer back to what the tools returned. It rides on the answer's report.
     turn = [
         user_message(execution_id, context.execution.message),
         *to_thread(final[len(messages) :], ids, agent.name, secrets.scrub),
     ]
+    append = runner_pb2.AppendThreadMessagesRequest(
+        thread_id=params.thread_id, report_id=progress.next_id(), messages=turn
+    )
+    progress.send(update, thread_append=append)
+    await progress.flush()
     final_id = ids.assistant(answer) if answer is not None and answer.text else ""
-    await client.append_thread(params.thread_id, progress.next_id(), turn)
     return activities_pb2.ExecuteGraphtonOutput(
         final_message_id=final_id,
         message_count=max(0, len(final) - len(messages)),

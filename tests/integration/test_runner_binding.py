@@ -153,6 +153,47 @@ async def test_a_runner_cannot_write_another_sessions_thread(held: Held) -> None
             metadata=held.runner.claims[held.mine],
         )
     assert "is not the thread of execution" in _refused(raised)
+    # Nor through the messages a report may carry for the thread: the whole call is refused.
+    before = await held.fleet.client.agent_executions.get(held.mine)
+    report = _report(held.mine, "inject/2")
+    report.thread_append.CopyFrom(
+        runner_pb2.AppendThreadMessagesRequest(
+            thread_id=theirs.thread_id,
+            report_id="inject/3",
+            messages=[common_pb2.Message(role=common_pb2.MESSAGE_ROLE_USER, content="injected")],
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await held.stub.ReportProgress(report, metadata=held.runner.claims[held.mine])
+    assert "is not the thread of execution" in _refused(raised)
+    assert await held.fleet.client.agent_executions.get(held.mine) == before
+
+
+async def test_a_report_carries_the_turn_to_its_own_thread_once(held: Held) -> None:
+    claim = held.runner.claims[held.mine]
+    thread = await held.stub.EnsureThread(
+        runner_pb2.EnsureThreadRequest(execution_id=held.mine), metadata=claim
+    )
+    turn = [
+        common_pb2.Message(role=common_pb2.MESSAGE_ROLE_USER, content="question"),
+        common_pb2.Message(role=common_pb2.MESSAGE_ROLE_ASSISTANT, content="answer"),
+    ]
+    report = _report(held.mine, "turn/1")
+    report.thread_append.CopyFrom(
+        runner_pb2.AppendThreadMessagesRequest(
+            thread_id=thread.thread_id, report_id="turn/2", messages=turn
+        )
+    )
+    # A retried call (its first answer lost) applies neither the report nor the turn twice.
+    first = await held.stub.ReportProgress(report, metadata=claim)
+    again = await held.stub.ReportProgress(report, metadata=claim)
+
+    assert first.applied and not again.applied
+    db = held.fleet.orchestrator.db
+    assert db is not None
+    stored = await db.threads.get(thread.thread_id)
+    assert [m.content for m in stored.messages][-2:] == ["question", "answer"]
+    assert len(stored.messages) == thread.message_count + 2
 
 
 def _with(claim: Claim, key: str, value: str) -> Claim:

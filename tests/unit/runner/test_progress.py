@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.status import merge_agent_update
 from polyfleet.redaction import REDACTED, Redactor
-from polyfleet.v1 import agent_execution_pb2, common_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
 from runner.errors import ExecutionClosedError
 from runner.progress import COALESCE_MAX_BYTES, ProgressReporter, coalesce
 from tests.helpers import assert_eventually
@@ -20,11 +20,17 @@ class Sink:
 
     def __init__(self, delay: float = 0.0, fail_on: int = 0) -> None:
         self.reports: list[tuple[str, common_pb2.ExecutionUpdate]] = []
+        # The thread messages each report carried (None: none), by report ID.
+        self.appends: dict[str, runner_pb2.AppendThreadMessagesRequest | None] = {}
         self.delay = delay
         self.fail_on = fail_on
 
     async def report(
-        self, execution_id: str, report_id: str, update: common_pb2.ExecutionUpdate
+        self,
+        execution_id: str,
+        report_id: str,
+        update: common_pb2.ExecutionUpdate,
+        thread_append: runner_pb2.AppendThreadMessagesRequest | None = None,
     ) -> None:
         assert execution_id == "aex-1"
         if self.delay:
@@ -32,6 +38,7 @@ class Sink:
         if self.fail_on and len(self.reports) + 1 == self.fail_on:
             raise ExecutionClosedError("execution aex-1 is already CANCELLED")
         self.reports.append((report_id, update))
+        self.appends[report_id] = thread_append
 
     @property
     def updates(self) -> list[common_pb2.ExecutionUpdate]:
@@ -406,3 +413,24 @@ def test_coalesce_refuses_unknown_fields_and_big_reports() -> None:
     into = _message("a")
     assert not coalesce(into, big)
     assert into == _message("a")  # untouched when refused
+
+
+async def test_the_turn_rides_on_the_last_report_even_when_it_is_absorbed() -> None:
+    sink = Sink(delay=0.05)
+    turn = runner_pb2.AppendThreadMessagesRequest(
+        thread_id="thr-1",
+        report_id="r/9",
+        messages=[common_pb2.Message(role=common_pb2.MESSAGE_ROLE_USER, content="hi")],
+    )
+    async with ProgressReporter(sink, "aex-1", "r") as progress:
+        progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
+        await asyncio.sleep(0.01)  # RUNNING is in flight
+        progress.send(common_pb2.ExecutionUpdate(messages=[common_pb2.Message(id="m1")]))
+        # Absorbed into the report queued before it: the turn moves with it.
+        progress.send(common_pb2.ExecutionUpdate(output_text="done"), thread_append=turn)
+        await progress.flush()
+
+    assert [report_id for report_id, _ in sink.reports] == ["r/1", "r/2"]
+    assert sink.appends == {"r/1": None, "r/2": turn}
+    assert [m.id for m in sink.updates[1].messages] == ["m1"]
+    assert sink.updates[1].output_text == "done"
