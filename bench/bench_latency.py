@@ -35,7 +35,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client as TemporalClient
 
-from bench.harness import Sampler, local_fleet
+from bench.harness import Sampler, fake_openai_agent, local_fleet
 from bench.report import cpu_seconds, write_section
 from polyfleet import contract
 from polyfleet.client import Client, PolyfleetError, is_terminal, phase_name
@@ -58,18 +58,6 @@ AGENT = "bench-latency"
 def _answer(_: Recorded) -> Reply:
     # One chunk after MODEL_LATENCY: the whole answer arrives after the latency.
     return Reply(text="done", chunk_delay=MODEL_LATENCY, chunk_size=64)
-
-
-def _agent(model_url: str) -> agent_pb2.Agent:
-    return agent_pb2.Agent(
-        name=AGENT,
-        model=agent_pb2.ModelConfig(
-            provider="openai",
-            model="fake-model",
-            base_url=model_url,
-            retry=agent_pb2.ModelRetry(max_attempts=1),
-        ),
-    )
 
 
 def _s(t: Timestamp) -> float:
@@ -265,7 +253,9 @@ async def run(address: str, temporal_address: str, pids: dict[str, int]) -> Outc
     temporal = await TemporalClient.connect(temporal_address)
     async with await Client.connect(address) as client:
         with FakeOpenAI(_answer) as server:
-            await client.agents.apply(_agent(server.url))
+            await client.agents.apply(
+                fake_openai_agent(AGENT, server.url, agent_pb2.ModelRetry(max_attempts=1))
+            )
             # Warm-up (imports, first connections), then one execution alone: the baseline.
             # The wait is long: the runner may still be importing when the fleet is up.
             request = AgentExecutions.request(AGENT, "go")

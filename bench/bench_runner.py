@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 from google.protobuf.duration_pb2 import Duration
 
-from bench.harness import Sampler, local_fleet
+from bench.harness import Sampler, fake_openai_agent, local_fleet
 from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client, is_terminal, phase_name
 from polyfleet.client.executions import AgentExecutions
@@ -80,21 +80,6 @@ class Barrier:
             self._open.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._open.wait(), self.timeout)
-
-
-def _agent(name: str, model_url: str) -> agent_pb2.Agent:
-    return agent_pb2.Agent(
-        name=name,
-        model=agent_pb2.ModelConfig(
-            provider="openai",
-            model="fake-model",
-            base_url=model_url,
-            # A held request waits for the whole batch; one attempt, no client timeout.
-            retry=agent_pb2.ModelRetry(
-                max_attempts=1, timeout=Duration(seconds=int(HOLD_TIMEOUT) + 60)
-            ),
-        ),
-    )
 
 
 async def _started(client: Client) -> None:
@@ -189,7 +174,11 @@ class Bench:
 
     async def scenario(self, client: Client, agent: str, server: FakeOpenAI) -> Outcome:
         """Queue the executions, start a runner, wait until every one is terminal."""
-        await client.agents.apply(_agent(agent, server.url))
+        # A held request waits for the whole batch; one attempt, no client timeout.
+        retry = agent_pb2.ModelRetry(
+            max_attempts=1, timeout=Duration(seconds=int(HOLD_TIMEOUT) + 60)
+        )
+        await client.agents.apply(fake_openai_agent(agent, server.url, retry))
         # Queue every execution before the runner starts, so it is handed all of them at
         # once (and the create rate does not limit the concurrency measured).
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)

@@ -53,6 +53,16 @@ def noop_agent(name: str) -> agent_pb2.Agent:
     )
 
 
+def fake_openai_agent(name: str, base_url: str, retry: agent_pb2.ModelRetry) -> agent_pb2.Agent:
+    """An agent on the real ``openai`` provider, calling the fake model server at ``base_url``."""
+    return agent_pb2.Agent(
+        name=name,
+        model=agent_pb2.ModelConfig(
+            provider="openai", model="fake-model", base_url=base_url, retry=retry
+        ),
+    )
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM ``process``, SIGKILL it after ``timeout``, then whatever it started."""
     process.terminate()

@@ -13,6 +13,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from polyfleet.contract import TERMINAL_PHASES, is_terminal, phase_name
+from polyfleet.usage import add_usage
 from polyfleet.v1 import agent_execution_pb2, common_pb2, workflow_execution_pb2
 from store.views import store_answer_once
 
@@ -74,13 +75,7 @@ def merge_agent_update(
     _upsert(status.tool_calls, update.tool_calls)
     _upsert(status.sub_agent_executions, update.sub_agent_executions)
     if update.HasField("usage"):
-        usage = status.usage
-        usage.input_tokens += update.usage.input_tokens
-        usage.output_tokens += update.usage.output_tokens
-        usage.total_tokens += update.usage.total_tokens
-        usage.cost += update.usage.cost
-        usage.model_calls += update.usage.model_calls
-        usage.currency = update.usage.currency or usage.currency
+        add_usage(status.usage, update.usage)
     if update.output_text:
         status.output_text = update.output_text
     if update.HasField("output"):

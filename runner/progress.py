@@ -32,6 +32,7 @@ from typing import Protocol
 
 from polyfleet import contract
 from polyfleet.redaction import Redactor
+from polyfleet.usage import add_usage
 from polyfleet.v1 import common_pb2, runner_pb2
 from runner.errors import OutputTooLargeError
 
@@ -127,7 +128,7 @@ def coalesce(into: common_pb2.ExecutionUpdate, update: common_pb2.ExecutionUpdat
     if into.ByteSize() + update.ByteSize() > COALESCE_MAX_BYTES:
         return False
     if update.HasField("usage"):
-        _add_usage(into.usage, update.usage)
+        add_usage(into.usage, update.usage)
     if update.content_delta:
         into.content_delta += update.content_delta
         into.delta_message_id = update.delta_message_id
@@ -351,7 +352,7 @@ class ProgressReporter:
     ) -> None:
         scrub_update(update, self.redactor.text)
         if update.HasField("usage"):
-            _add_usage(self.usage, update.usage)
+            add_usage(self.usage, update.usage)
         self._put(_Report(self.next_id(), update, thread_append))
 
     def _put(self, item: _Report | _Flushed) -> None:
@@ -378,13 +379,3 @@ class ProgressReporter:
                 thread_append = following.thread_append or thread_append
                 outbox.popleft()
             await self._sink.report(self.execution_id, item.report_id, update, thread_append)
-
-
-def _add_usage(total: common_pb2.Usage, usage: common_pb2.Usage) -> None:
-    # The same arithmetic the orchestrator applies when it merges usage reports.
-    total.input_tokens += usage.input_tokens
-    total.output_tokens += usage.output_tokens
-    total.total_tokens += usage.total_tokens
-    total.cost += usage.cost
-    total.model_calls += usage.model_calls
-    total.currency = usage.currency or total.currency

@@ -1,4 +1,6 @@
-"""The LMDB environment and the threads that run every transaction off the event loop.
+"""The LMDB environment, its writer thread and its readers.
+
+Point reads (``Engine.lookup``) run on the event loop's thread; scans run in a reader pool.
 
 Writes are group-committed: one writer thread takes every write queued at that moment (at most
 ``MAX_BATCH_WRITES``) and commits them as one durable LMDB transaction. A write that raises is
@@ -85,9 +87,9 @@ class Engine:
     serializes them anyway, and that thread never holds a transaction while it grows the map.
     The writer group-commits: it drains the queue, runs the writes in their queue order in
     one batch transaction (each in a nested transaction of it once one of them has failed) and
-    commits the batch with one fsync. Reads run in a small pool, concurrently with the writer
-    (LMDB's MVCC). Growing the map remaps memory under open read transactions, so reads hold
-    a shared lock that growth takes exclusively.
+    commits the batch with one fsync. Scans run in a small pool and point reads on the
+    caller's thread, concurrently with the writer (LMDB's MVCC). Growing the map remaps memory
+    under open read transactions, so reads hold a shared lock that growth takes exclusively.
     """
 
     def __init__(self, path: Path, map_size: int) -> None:

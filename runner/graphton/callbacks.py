@@ -101,32 +101,15 @@ class ProgressCallbacks(AsyncCallbackHandler):
         self._calls: dict[UUID, common_pb2.ToolCall] = {}
 
     # The events it does not handle, skipped instead of delivered to a no-op: every node
-    # and edge of a graph is a chain run, and a chat model's start would be turned into
-    # an LLM start (formatting the whole conversation) for want of a handler.
-    @property
-    def ignore_chain(self) -> bool:
-        """Skip chain events (graph nodes, edges, the graph itself)."""
-        return True
-
-    @property
-    def ignore_chat_model(self) -> bool:
-        """Skip chat model starts; their ends (``on_llm_end``) still arrive."""
-        return True
-
-    @property
-    def ignore_retriever(self) -> bool:
-        """Skip retriever events."""
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        """Skip retry events."""
-        return True
-
-    @property
-    def ignore_custom_event(self) -> bool:
-        """Skip custom events."""
-        return True
+    # and edge of a graph is a chain run (ignore_chain), and a chat model's start would be
+    # turned into an LLM start, formatting the whole conversation, for want of a handler
+    # (ignore_chat_model; its end, on_llm_end, still arrives). LangChain reads these flags
+    # as attributes, which its base class defines as properties returning False.
+    ignore_chain = True
+    ignore_chat_model = True
+    ignore_retriever = True
+    ignore_retry = True
+    ignore_custom_event = True
 
     def _send(self, update: common_pb2.ExecutionUpdate) -> None:
         # A failed sender surfaces in the agent loop; raising here would only make
