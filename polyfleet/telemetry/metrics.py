@@ -8,7 +8,8 @@ processes export and what docs/observability.md and deploy/observability/ may na
 :func:`setup_metrics` runs once per process (``python -m orchestrator``, ``python -m runner``):
 an OpenTelemetry ``MeterProvider`` with a Prometheus reader served on ``/metrics``
 (``POLYFLEET_METRICS_PORT``) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its metrics variant)
-is set, an OTLP exporter configured by the standard ``OTEL_*`` variables. Temporal's own SDK
+is set, an OTLP exporter configured by the standard ``OTEL_*`` variables (one reader for both
+where it can, :mod:`.metric_reader`). Temporal's own SDK
 metrics are buffered by the Temporal runtime (:func:`temporal_metric_buffer`,
 used by :func:`polyfleet.temporal.connect`) and forwarded into the same provider, so they appear
 on the same endpoint. Without a setup every record is a no-op costing one attribute check.
@@ -34,7 +35,11 @@ from typing import Any
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric as PrometheusFamily
@@ -47,6 +52,7 @@ from temporalio.runtime import (
 )
 
 from polyfleet.config import ConfigError, MetricsSettings
+from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader, shares_collections
 
 logger = logging.getLogger(__name__)
 
@@ -536,11 +542,14 @@ class MetricsExport:
     def __init__(
         self,
         provider: MeterProvider,
+        readers: Sequence[MetricReader],
         forwarder: _TemporalForwarder,
         server: Any,
         port: int,
     ) -> None:
         self.provider = provider
+        #: The provider's readers: a Prometheus one, an OTLP one, or one for both.
+        self.readers = tuple(readers)
         self.port = port
         self._forwarder = forwarder
         self._server = server
@@ -592,11 +601,7 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     server = None
     bound = 0
     drain = _DrainBeforeScrape()
-    if port:
-        # Registered first: the registry collects in registration order, so a scrape
-        # drains Temporal's buffer before it reads the instruments.
-        registry.register(drain)
-        readers.append(PrometheusMetricReader(registry=registry, scope_info_enabled=False))
+    otlp: MetricExporter | None = None
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
     ):
@@ -605,9 +610,25 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         )
 
         # Endpoint, headers, TLS, interval: the SDK reads the standard OTEL_* variables.
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        otlp = OTLPMetricExporter()
+    if port:
+        # Registered first: the registry collects in registration order, so a scrape
+        # drains Temporal's buffer before it reads the instruments.
+        registry.register(drain)
+        if otlp is not None and shares_collections(otlp):
+            # One reader for both: every value is aggregated once, not once per reader.
+            readers.append(PrometheusAndOtlpReader(otlp, registry))
+            otlp = None
+        else:
+            readers.append(PrometheusMetricReader(registry=registry, scope_info_enabled=False))
+    if otlp is not None:
+        readers.append(PeriodicExportingMetricReader(otlp))
     resource = Resource.create({"service.name": service_name}).merge(
         OTELResourceDetector().detect()
+    )
+    exporting_otlp = any(
+        isinstance(reader, (PeriodicExportingMetricReader, PrometheusAndOtlpReader))
+        for reader in readers
     )
     provider = MeterProvider(resource=resource, metric_readers=readers)
     meter = provider.get_meter(SCOPE)
@@ -624,11 +645,11 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         bound = server.server_address[1]
     forwarder.start()
     _active = _Active(meter)
-    _export = MetricsExport(provider, forwarder, server, bound)
+    _export = MetricsExport(provider, readers, forwarder, server, bound)
     logger.info(
         "metrics: %s%s",
         f"/metrics on {settings.address}:{bound}" if bound else "no /metrics endpoint",
-        ", OTLP export on" if len(readers) > (1 if port else 0) else "",
+        ", OTLP export on" if exporting_otlp else "",
     )
     return _export
 

@@ -101,11 +101,11 @@ def provider_from_env(default_service_name: str) -> TracerProvider | None:
     """
     if not exporting():
         return None
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from polyfleet.telemetry.otlp_spans import FastOTLPSpanExporter
 
     service_name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or default_service_name
     # The exporter reads its endpoint, headers, TLS and timeout from OTEL_EXPORTER_OTLP_*.
-    return build_provider(service_name, OTLPSpanExporter())
+    return build_provider(service_name, FastOTLPSpanExporter())
 
 
 def install(provider: TracerProvider) -> None:

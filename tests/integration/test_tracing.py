@@ -18,11 +18,11 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf.struct_pb2 import Struct
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from temporalio.client import Client
 
 from polyfleet.telemetry import tracing
+from polyfleet.telemetry.otlp_spans import FastOTLPSpanExporter
 from polyfleet.v1 import agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
 from tests.helpers import assert_eventually, free_port, wait_terminal
@@ -113,7 +113,7 @@ def collector() -> Iterator[Collector]:
     tracing.install(
         tracing.build_provider(
             tracing.ORCHESTRATOR_SERVICE,
-            OTLPSpanExporter(endpoint=endpoint, insecure=True),
+            FastOTLPSpanExporter(endpoint=endpoint, insecure=True),
             schedule_delay_millis=100,
         )
     )

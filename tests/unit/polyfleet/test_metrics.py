@@ -14,6 +14,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 
 from polyfleet.config import ConfigError, MetricsSettings
 from polyfleet.telemetry import metrics
+from polyfleet.telemetry.metric_reader import shares_collections
 from polyfleet.telemetry.metrics import METRICS, Kind, Metric, setup_metrics
 from tests.helpers import free_port
 
@@ -158,3 +159,36 @@ def test_no_port_serves_nothing_but_still_records() -> None:
         assert metrics.temporal_metric_buffer() is export.temporal_buffer
     finally:
         export.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shares"),
+    [
+        (None, None, True),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative", True),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta", False),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "lowmemory", False),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            "explicit_bucket_histogram",
+            True,
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            "base2_exponential_bucket_histogram",
+            False,
+        ),
+    ],
+)
+def test_otlp_shares_the_prometheus_reader_only_when_it_wants_the_same_collections(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, value: str | None, shares: bool
+) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    if variable is not None and value is not None:
+        monkeypatch.setenv(variable, value)
+    exporter = OTLPMetricExporter(endpoint="http://127.0.0.1:9", insecure=True)
+    try:
+        assert shares_collections(exporter) is shares
+    finally:
+        exporter.shutdown()

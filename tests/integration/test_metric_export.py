@@ -1,0 +1,153 @@
+"""Metrics over OTLP and on `/metrics` at once: the same values, from one reader or two.
+
+A real OTLP/gRPC metrics receiver on loopback and the real `/metrics` endpoint; the process's
+metrics are set up as ``python -m orchestrator`` sets them up, from the ``OTEL_*`` variables.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+from polyfleet.config import MetricsSettings
+from polyfleet.telemetry import metrics
+from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader
+from tests.helpers import assert_eventually, free_port
+
+COUNTER = metrics.EXECUTIONS_CREATED
+LABELS = {"kind": "agent", "name": "exported"}
+CUMULATIVE = AggregationTemporality.CUMULATIVE.value
+
+
+class _Receiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Keeps every metrics export it is sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+
+    def Export(  # noqa: N802 - the generated service's method name
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        with self._lock:
+            self._requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def points(self) -> list[tuple[int, float]]:
+        """(temporality, value) of every exported point of :data:`COUNTER`, in order."""
+        with self._lock:
+            requests = list(self._requests)
+        return [
+            (metric.sum.aggregation_temporality, point.as_double or point.as_int)
+            for request in requests
+            for resource in request.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == COUNTER.name
+            for point in metric.sum.data_points
+            if {a.key: a.value.string_value for a in point.attributes} == LABELS
+        ]
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Receiver]:
+    """The receiver, and the ``OTEL_*`` variables that send this process's metrics to it."""
+    receiver = _Receiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        receiver, server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+    try:
+        yield receiver
+    finally:
+        server.stop(None).wait()
+
+
+def _scraped(port: int) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    prefix = f'{COUNTER.prometheus_name()}{{kind="agent",name="exported"}} '
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else None
+
+
+async def test_one_reader_serves_the_scrape_and_the_export(receiver: _Receiver) -> None:
+    export = metrics.setup_metrics(
+        MetricsSettings(port=free_port(), address="127.0.0.1"), "polyfleet-test", 0
+    )
+    try:
+        # Each value is aggregated once: one reader, the shared one.
+        assert [type(r) for r in export.readers] == [PrometheusAndOtlpReader]
+        COUNTER.add(2, **LABELS)
+        await assert_eventually(
+            lambda: _async(receiver.points), lambda points: (CUMULATIVE, 2) in points
+        )
+        COUNTER.add(1, **LABELS)
+        assert _scraped(export.port) == 3  # a scrape between exports reads the sum now
+        await assert_eventually(
+            lambda: _async(receiver.points), lambda points: points[-1] == (CUMULATIVE, 3)
+        )
+        # Exports are cumulative and never ahead of what was recorded.
+        assert all(value in (2, 3) for _, value in receiver.points())
+    finally:
+        export.close()
+    exported = len(receiver.points())
+    export.close()  # idempotent, and no export after it
+    assert len(receiver.points()) == exported
+
+
+async def test_a_delta_exporter_keeps_a_reader_of_its_own(
+    receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deltas would reset what /metrics shows: the exporter cannot share Prometheus' reader.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    export = metrics.setup_metrics(
+        MetricsSettings(port=free_port(), address="127.0.0.1"), "polyfleet-test", 0
+    )
+    try:
+        assert len(export.readers) == 2
+        COUNTER.add(2, **LABELS)
+        await assert_eventually(lambda: _async(receiver.points), lambda points: len(points) >= 1)
+        COUNTER.add(1, **LABELS)
+        await assert_eventually(
+            lambda: _async(receiver.points),
+            lambda points: sum(value for _, value in points) == 3,
+        )
+        assert {temporality for temporality, _ in receiver.points()} == {
+            AggregationTemporality.DELTA.value
+        }
+        assert _scraped(export.port) == 3
+    finally:
+        export.close()
+
+
+async def test_without_a_metrics_port_the_export_still_runs(receiver: _Receiver) -> None:
+    export = metrics.setup_metrics(MetricsSettings(port=0), "polyfleet-test", 0)
+    try:
+        assert len(export.readers) == 1
+        COUNTER.add(4, **LABELS)
+        await assert_eventually(
+            lambda: _async(receiver.points), lambda points: (CUMULATIVE, 4) in points
+        )
+    finally:
+        export.close()
+
+
+async def _async(read: Any) -> Any:
+    return read()
