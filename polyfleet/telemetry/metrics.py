@@ -582,6 +582,9 @@ _export: MetricsExport | None = None
 def setup_metrics(settings: MetricsSettings, service_name: str, default_port: int) -> MetricsExport:
     """Start exporting this process's metrics; once per process (until closed).
 
+    Without a ``/metrics`` port and without an OTLP endpoint nothing would read them: metrics
+    stay off (:func:`enabled` is False, every record a no-op) and so do Temporal's.
+
     Args:
         settings: ``POLYFLEET_METRICS_*``.
         service_name: ``service.name`` unless ``OTEL_SERVICE_NAME`` says otherwise.
@@ -626,6 +629,12 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     resource = Resource.create({"service.name": service_name}).merge(
         OTELResourceDetector().detect()
     )
+    if not readers:
+        # Nothing would read what is recorded: recording stays a no-op (one check) and the
+        # Temporal runtime gets no buffer, rather than both costing CPU for nothing.
+        logger.info("metrics: off (no /metrics endpoint and no OTLP endpoint)")
+        idle = MeterProvider(resource=resource)
+        return MetricsExport(idle, readers, _TemporalForwarder(idle.get_meter(SCOPE)), None, 0)
     exporting_otlp = any(
         isinstance(reader, (PeriodicExportingMetricReader, PrometheusAndOtlpReader))
         for reader in readers

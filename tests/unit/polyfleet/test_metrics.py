@@ -151,14 +151,21 @@ def test_port_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         MetricsSettings()
 
 
-def test_no_port_serves_nothing_but_still_records() -> None:
+def test_no_port_and_no_otlp_endpoint_turn_metrics_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing would read them: recording and Temporal's buffer would cost CPU for nothing.
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", raising=False)
     export = setup_metrics(MetricsSettings(port=0), "s", 0)
     try:
         assert export.port == 0
-        assert metrics.enabled()
-        assert metrics.temporal_metric_buffer() is export.temporal_buffer
+        assert export.readers == ()
+        assert not metrics.enabled()
+        assert metrics.temporal_metric_buffer() is None
+        metrics.EXECUTIONS_CREATED.add(1, kind="agent", name="a")  # a no-op
     finally:
         export.close()
+    export.close()  # idempotent
+    setup_metrics(MetricsSettings(port=0), "s", 0).close()  # and nothing stays set up
 
 
 @pytest.mark.parametrize(
