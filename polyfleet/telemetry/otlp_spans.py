@@ -86,8 +86,8 @@ _KV_KEY = _tag(1, 2)
 _KV_VALUE = _tag(2, 2)
 _LIST_VALUES = _tag(1, 2)  # ArrayValue.values and KeyValueList.values
 
-_SPAN_TRACE_ID = _tag(1, 2)
-_SPAN_SPAN_ID = _tag(2, 2)
+_TRACE_ID = _tag(1, 2)  # Span.trace_id and Link.trace_id
+_SPAN_ID = _tag(2, 2)  # Span.span_id and Link.span_id
 _SPAN_TRACE_STATE = _tag(3, 2)
 _SPAN_PARENT_SPAN_ID = _tag(4, 2)
 _SPAN_NAME = _tag(5, 2)
@@ -106,9 +106,6 @@ _EVENT_TIME = _tag(1, 1)
 _EVENT_NAME = _tag(2, 2)
 _EVENT_ATTRIBUTES = _tag(3, 2)
 _EVENT_DROPPED_ATTRIBUTES = _tag(4, 0)
-_LINK_TRACE_ID = _tag(1, 2)
-_LINK_SPAN_ID = _tag(2, 2)
-_LINK_TRACE_STATE = _tag(3, 2)
 _LINK_ATTRIBUTES = _tag(4, 2)
 _LINK_DROPPED_ATTRIBUTES = _tag(5, 0)
 _LINK_FLAGS = _tag(6, 5)
@@ -201,14 +198,7 @@ class _Encoder:
         context = span.get_span_context()
         assert context is not None  # a recorded span always has one
         parent = span.parent
-        parts = [
-            _SPAN_TRACE_ID,
-            b"\x10",
-            context.trace_id.to_bytes(16, "big"),
-            _SPAN_SPAN_ID,
-            b"\x08",
-            context.span_id.to_bytes(8, "big"),
-        ]
+        parts = [_ids(context)]
         trace_state = _trace_state(context)
         if trace_state:
             parts.append(_field(_SPAN_TRACE_STATE, trace_state))
@@ -254,19 +244,25 @@ class _Encoder:
 
     def _link(self, link: Any) -> bytes:
         context = link.context
-        parts = [
-            _LINK_TRACE_ID,
-            b"\x10",
-            context.trace_id.to_bytes(16, "big"),
-            _LINK_SPAN_ID,
-            b"\x08",
-            context.span_id.to_bytes(8, "big"),
-            self.attributes(_LINK_ATTRIBUTES, link.attributes),
-        ]
+        parts = [_ids(context), self.attributes(_LINK_ATTRIBUTES, link.attributes)]
         if link.dropped_attributes:
             parts += (_LINK_DROPPED_ATTRIBUTES, _varint(link.dropped_attributes))
         parts += (_LINK_FLAGS, _pack_fixed32(_flags(context)))
         return b"".join(parts)
+
+
+def _ids(context: SpanContext) -> bytes:
+    """The trace and span ID fields, numbered 1 and 2 in both ``Span`` and ``Link``."""
+    return b"".join(
+        (
+            _TRACE_ID,
+            b"\x10",
+            context.trace_id.to_bytes(16, "big"),
+            _SPAN_ID,
+            b"\x08",
+            context.span_id.to_bytes(8, "big"),
+        )
+    )
 
 
 def _trace_state(context: SpanContext) -> bytes:
