@@ -360,7 +360,9 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
 
     Everything but the encoding is the OpenTelemetry exporter's: its settings, channel,
     retries and reconnection (it rebuilds its stub on UNAVAILABLE, hence the override of
-    the stub's creation rather than a replacement once).
+    the stub's creation rather than a replacement once). The two methods overridden are the
+    exporter's own hooks, not public API: tests/integration/test_tracing.py exports through
+    this class to a real receiver, so an OpenTelemetry update that changes them fails there.
     """
 
     def _initialize_channel_and_stub(self) -> None:
