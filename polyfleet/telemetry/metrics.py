@@ -614,6 +614,7 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
 
         # Endpoint, headers, TLS, interval: the SDK reads the standard OTEL_* variables.
         otlp = OTLPMetricExporter()
+    exporting_otlp = otlp is not None
     if port:
         # Registered first: the registry collects in registration order, so a scrape
         # drains Temporal's buffer before it reads the instruments.
@@ -635,10 +636,6 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         logger.info("metrics: off (no /metrics endpoint and no OTLP endpoint)")
         idle = MeterProvider(resource=resource)
         return MetricsExport(idle, readers, _TemporalForwarder(idle.get_meter(SCOPE)), None, 0)
-    exporting_otlp = any(
-        isinstance(reader, (PeriodicExportingMetricReader, PrometheusAndOtlpReader))
-        for reader in readers
-    )
     provider = MeterProvider(resource=resource, metric_readers=readers)
     meter = provider.get_meter(SCOPE)
     forwarder = drain.forwarder = _TemporalForwarder(meter)

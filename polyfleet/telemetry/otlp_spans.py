@@ -60,13 +60,9 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _len(value: int) -> bytes:
-    return _SMALL[value] if value < 0x80 else _varint(value)
-
-
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the payload's length, the payload."""
-    return tag + _len(len(payload)) + payload
+    return tag + _varint(len(payload)) + payload
 
 
 def _tag(number: int, wire_type: int) -> bytes:
