@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 import store
 from orchestrator import resources
+from orchestrator.activation_payloads import skip_noop_payload_walks
 from orchestrator.activities import StatusActivities
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.auth.authn import Authenticator
@@ -290,6 +291,8 @@ class Orchestrator:
             start_scheduled.start_scheduled_execution,
         ]
         identity = worker_identity(self.store_id)
+        # No payload codec here: temporalio's six payload walks per activation change nothing.
+        skip_noop_payload_walks()
         self.workers = [
             Worker(
                 temporal,

@@ -24,7 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, RPCError, RPCStatusCode
 
 import store
@@ -167,9 +169,16 @@ class RunnerBinding:
         await asyncio.shield(task)
 
     async def _describe(self, claim: ActivityClaim) -> None:
-        handle = self._temporal.get_workflow_handle(claim.workflow_id, run_id=claim.run_id)
+        # The service call itself: the client's describe() also decodes the memo, search
+        # attributes and times into a description, which this check never reads.
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self._temporal.namespace,
+            execution=WorkflowExecution(workflow_id=claim.workflow_id, run_id=claim.run_id),
+        )
         try:
-            described = await handle.describe()
+            described = await self._temporal.workflow_service.describe_workflow_execution(
+                request, retry=True
+            )
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise RunnerNotBoundError(
@@ -180,7 +189,7 @@ class RunnerBinding:
             raise UnavailableError(
                 f"cannot confirm the runner's activity with Temporal: {err.message}"
             ) from None
-        for pending in described.raw_description.pending_activities:
+        for pending in described.pending_activities:
             if (
                 pending.activity_id == claim.activity_id
                 and pending.attempt == claim.attempt
