@@ -14,9 +14,10 @@ metrics are buffered by the Temporal runtime (:func:`temporal_metric_buffer`,
 used by :func:`polyfleet.temporal.connect`) and forwarded into the same provider, so they appear
 on the same endpoint. Without a setup every record is a no-op costing one attribute check.
 
-Gauges are observed: :meth:`Metric.set` keeps the value and each collection (a scrape, an OTLP
-export) reads the last one set, so setting a gauge often costs a dictionary store, not a
-measurement through the SDK's pipeline.
+Gauges and counters are observed: :meth:`Metric.set` keeps the value and :meth:`Metric.add`
+the running sum, and each collection (a scrape, an OTLP export) reads them, so setting a gauge
+or adding to a counter costs a dictionary update, not a measurement through the SDK's
+pipeline. Histograms are the SDK's own.
 
 Label values must be bounded: kinds, phases, definition names, method names, never IDs.
 """
@@ -377,15 +378,59 @@ def _instrument(metric: Metric) -> Any:
 
 def _create(meter: Meter, metric: Metric) -> Any:
     name, unit, description = metric.name, metric.unit, metric.description
-    if metric.kind is Kind.COUNTER:
-        return meter.create_counter(name, unit, description)
-    if metric.kind is Kind.UP_DOWN_COUNTER:
-        return meter.create_up_down_counter(name, unit, description)
+    if metric.kind is Kind.COUNTER or metric.kind is Kind.UP_DOWN_COUNTER:
+        return _ObservedSum(meter, metric)
     if metric.kind is Kind.GAUGE:
         return _ObservedGauge(meter, name, unit, description)
     return meter.create_histogram(
         name, unit, description, explicit_bucket_boundaries_advisory=list(metric.buckets) or None
     )
+
+
+class _ObservedSum:
+    """A counter (or up-down counter) summed here per attribute set and observed at collection.
+
+    The SDK's synchronous counter takes every add through its pipeline: a measurement, the
+    exemplar filter and, inside a sampled span, an exemplar, the attribute set's key, a lock,
+    once per reader. That was about 4 % of the orchestrator's CPU per execution
+    (docs/benchmarks.md), a dozen adds each. The sum kept here is what the SDK's cumulative sum
+    would be, so the asynchronous counter reporting it exports the same series with the same
+    values (a delta exporter gets the differences, as the SDK computes them for any
+    asynchronous counter, so a 0 for an attribute set with nothing added since its last export,
+    where a synchronous counter leaves it out). What a counter's value no longer carries is an
+    exemplar, the trace it was recorded in; histograms keep theirs.
+    """
+
+    def __init__(self, meter: Meter, metric: Metric) -> None:
+        self._monotonic = metric.kind is Kind.COUNTER
+        self._name = metric.name
+        self._sums: dict[frozenset[tuple[str, str]], list[Any]] = {}
+        # Adds come from the event loop and from other threads (the store's writer).
+        self._lock = threading.Lock()
+        create = (
+            meter.create_observable_counter
+            if self._monotonic
+            else meter.create_observable_up_down_counter
+        )
+        create(metric.name, [self._observe], metric.unit, metric.description)
+
+    def add(self, amount: float, attributes: dict[str, str]) -> None:
+        """Add ``amount`` to the sum of ``attributes`` (a dict not mutated later)."""
+        if amount < 0 and self._monotonic:
+            # What the SDK's synchronous counter does with a negative add too.
+            logger.warning("%s: a counter cannot add %s; dropped", self._name, amount)
+            return
+        key = frozenset(attributes.items())
+        with self._lock:
+            entry = self._sums.get(key)
+            if entry is None:
+                self._sums[key] = [amount, attributes]
+            else:
+                entry[0] += amount
+
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            return [Observation(total, attributes) for total, attributes in self._sums.values()]
 
 
 class _ObservedGauge:

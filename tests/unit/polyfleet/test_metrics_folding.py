@@ -1,14 +1,26 @@
-"""Temporal's buffered SDK metrics folded per drain: fewer records, the same exported values."""
+"""Temporal's buffered SDK metrics folded per drain, and polyfleet's gauges and counters kept
+and observed: fewer records, the same exported values."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics import (
+    Counter,
+    MeterProvider,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricsData,
+    Sum,
+)
 from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
     BUFFERED_METRIC_KIND_GAUGE,
@@ -199,3 +211,59 @@ def test_an_observed_gauge_exports_the_last_value_set_per_attribute_set() -> Non
         assert points(reader, "g")[frozenset()].value == 40.0  # read again at each collection
     finally:
         provider.shutdown()
+
+
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+@pytest.mark.parametrize("kind", [metrics.Kind.COUNTER, metrics.Kind.UP_DOWN_COUNTER])
+def test_an_observed_sum_exports_what_the_sdks_counter_would(
+    kind: metrics.Kind, temporality: str
+) -> None:
+    chosen = (
+        AggregationTemporality.DELTA
+        if temporality == "delta"
+        else AggregationTemporality.CUMULATIVE
+    )
+    every_kind: dict[type, AggregationTemporality] = {
+        Counter: chosen,
+        ObservableCounter: chosen,
+        UpDownCounter: chosen,
+        ObservableUpDownCounter: chosen,
+    }
+    ours, theirs = InMemoryMetricReader(every_kind), InMemoryMetricReader(every_kind)
+    providers = [MeterProvider(metric_readers=[ours]), MeterProvider(metric_readers=[theirs])]
+    metric = metrics.Metric("requests", kind, "{request}", "requests", ("code",))
+    try:
+        observed = metrics._ObservedSum(providers[0].get_meter("test"), metric)
+        meter = providers[1].get_meter("test")
+        sdk = (
+            meter.create_counter("requests", "{request}", "requests")
+            if kind is metrics.Kind.COUNTER
+            else meter.create_up_down_counter("requests", "{request}", "requests")
+        )
+        amounts = [(1, "OK"), (2, "OK"), (1, "NOT_FOUND"), (-1, "OK"), (3, "OK")]
+        for collection in range(2):  # a second collection shows how the sums carry on
+            for amount, code in amounts[collection * 3 : collection * 3 + 3]:
+                observed.add(amount, {"code": code})
+                sdk.add(amount, {"code": code})
+            expected = {
+                attributes: (point.value, point.attributes)
+                for attributes, point in points(theirs, "requests").items()
+            }
+            shown = {a: (p.value, p.attributes) for a, p in points(ours, "requests").items()}
+            # Delta: a series unchanged since the last collection is a 0 here, where the
+            # SDK's synchronous counter leaves it out; both say nothing was added.
+            assert {a: v for a, v in shown.items() if a in expected or v[0] != 0} == expected
+            assert expected  # something was compared
+        sums = [
+            cast(Sum, metric.data)
+            for reader in (ours, theirs)
+            for resource in (reader.get_metrics_data() or MetricsData([])).resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        ]
+        assert {(s.is_monotonic, s.aggregation_temporality) for s in sums} == {
+            (kind is metrics.Kind.COUNTER, chosen)
+        }
+    finally:
+        for provider in providers:
+            provider.shutdown()
