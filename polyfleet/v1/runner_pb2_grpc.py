@@ -124,7 +124,8 @@ class RunnerServiceServicer:
     """
 
     def GetAgentExecutionContext(self, request, context):
-        """GetAgentExecutionContext returns the execution, its agent and its thread history.
+        """GetAgentExecutionContext returns the execution, its agent and its thread history. With
+        running_report_id it also reports the execution RUNNING first, in the same call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
