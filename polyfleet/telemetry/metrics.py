@@ -588,7 +588,7 @@ class MetricsExport:
         self,
         provider: MeterProvider,
         readers: Sequence[MetricReader],
-        forwarder: _TemporalForwarder,
+        forwarder: _TemporalForwarder | None,
         server: Any,
         port: int,
     ) -> None:
@@ -600,25 +600,23 @@ class MetricsExport:
         self._server = server
 
     @property
-    def temporal_buffer(self) -> MetricBuffer:
-        """The buffer a Temporal runtime records its SDK metrics in."""
-        return self._forwarder.buffer
+    def temporal_buffer(self) -> MetricBuffer | None:
+        """The buffer a Temporal runtime records its SDK metrics in; None: metrics are off."""
+        return None if self._forwarder is None else self._forwarder.buffer
 
     def close(self) -> None:
         """Stop exporting; idempotent."""
         global _active
-        if _active is not None and _active.meter is self._meter:
-            _active = None
-        self._forwarder.stop()
+        if _active is not None and self._forwarder is not None:
+            if _active.meter is self._forwarder._meter:
+                _active = None
+        if self._forwarder is not None:
+            self._forwarder.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
         self.provider.shutdown()
-
-    @property
-    def _meter(self) -> Meter:
-        return self._forwarder._meter
 
 
 _export: MetricsExport | None = None
@@ -679,8 +677,7 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         # Nothing would read what is recorded: recording stays a no-op (one check) and the
         # Temporal runtime gets no buffer, rather than both costing CPU for nothing.
         logger.info("metrics: off (no /metrics endpoint and no OTLP endpoint)")
-        idle = MeterProvider(resource=resource)
-        return MetricsExport(idle, readers, _TemporalForwarder(idle.get_meter(SCOPE)), None, 0)
+        return MetricsExport(MeterProvider(resource=resource), readers, None, None, 0)
     provider = MeterProvider(resource=resource, metric_readers=readers)
     meter = provider.get_meter(SCOPE)
     forwarder = drain.forwarder = _TemporalForwarder(meter)

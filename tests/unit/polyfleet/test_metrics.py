@@ -161,6 +161,7 @@ def test_no_port_and_no_otlp_endpoint_turn_metrics_off(monkeypatch: pytest.Monke
         assert export.readers == ()
         assert not metrics.enabled()
         assert metrics.temporal_metric_buffer() is None
+        assert export.temporal_buffer is None  # no buffer made for nobody
         metrics.EXECUTIONS_CREATED.add(1, kind="agent", name="a")  # a no-op
     finally:
         export.close()
