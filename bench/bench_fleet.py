@@ -41,7 +41,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import Priority
 
 from bench import raw_temporal
-from bench.harness import OtlpSink, local_fleet, noop_agent, stop_process
+from bench.harness import local_fleet, noop_agent, stop_process
 from bench.report import cpu_seconds, write_section
 from orchestrator.executions import DEFAULT_PRIORITY
 from polyfleet import contract
@@ -51,6 +51,7 @@ from polyfleet.dev_credentials import DevCredentials
 from polyfleet.fleet import Fleet, FleetConfig
 from polyfleet.roles import Role
 from polyfleet.v1 import activities_pb2, common_pb2
+from tests.otlp import OtlpReceiver
 
 ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "2"))
 # Executions per round at each level of in-flight callers; BENCH_FLEET_EXECUTIONS sets all.
@@ -429,7 +430,7 @@ async def _bench(config: FleetConfig, pids: dict[str, dict[str, int]]) -> Bench:
 
 def main() -> None:
     """Start the fleet and the raw workers on one dev server, measure, write the section."""
-    sink = OtlpSink()
+    sink = OtlpReceiver(keep=False)
     with tempfile.TemporaryDirectory() as directory, sink.serving() as otlp:
         tmp = Path(directory)
         config = _fleet_config(tmp, otlp)

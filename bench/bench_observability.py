@@ -52,12 +52,13 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health_pb2_grpc,
 )
 
-from bench.harness import OtlpSink, noop_agent, stop_process
+from bench.harness import noop_agent, stop_process
 from bench.report import cpu_seconds, write_section
 from polyfleet.client import Client
 from polyfleet.client.executions import AgentExecutions
 from polyfleet.fleet import find_temporal, free_port
 from polyfleet.v1 import agent_execution_pb2, common_pb2
+from tests.otlp import OtlpReceiver
 
 EXECUTIONS = int(os.environ.get("BENCH_OBS_EXECUTIONS", "200"))
 ROUNDS = int(os.environ.get("BENCH_OBS_ROUNDS", "2"))
@@ -380,7 +381,7 @@ def _stop_runner(runner: subprocess.Popen[bytes], log_path: Path) -> None:
 
 
 def _report(
-    off: Measured, on: Measured, sink: OtlpSink, rounds: list[tuple[float, float]]
+    off: Measured, on: Measured, sink: OtlpReceiver, rounds: list[tuple[float, float]]
 ) -> list[str]:
     def overhead(name: str | None) -> tuple[float, float, float]:
         names = PROCESSES if name is None else (name,)
@@ -457,7 +458,7 @@ def main() -> None:
         raise SystemExit(f"BENCH_OBS_MODE={MODE!r}: paired or sequential")
     off, on = Measured(), Measured()
     rounds: list[tuple[float, float]] = []
-    sink = OtlpSink()
+    sink = OtlpReceiver(keep=False)
     with tempfile.TemporaryDirectory() as tmp, sink.serving() as otlp:
         for round_number in range(ROUNDS):
             directory = Path(tmp) / str(round_number)

@@ -6,20 +6,10 @@ import asyncio
 import os
 import signal
 import subprocess
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from concurrent import futures
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
-
-import grpc
-from opentelemetry.proto.collector.metrics.v1 import (
-    metrics_service_pb2,
-    metrics_service_pb2_grpc,
-)
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from polyfleet.fleet import FleetConfig, free_port
 from polyfleet.v1 import agent_pb2
@@ -102,45 +92,3 @@ class Sampler(ABC):
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-
-class OtlpSink(
-    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
-):
-    """An OTLP/gRPC receiver that counts what it is sent and keeps nothing."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self.metric_exports = 0
-        self._lock = threading.Lock()
-
-    def Export(  # noqa: N802 - both services name their one method Export
-        self, request: object, context: grpc.ServicerContext
-    ) -> object:
-        """Count the spans (traces) or the export (metrics); answer success."""
-        if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
-            count = sum(
-                len(scope.spans)
-                for resource in request.resource_spans
-                for scope in resource.scope_spans
-            )
-            with self._lock:
-                self.spans += count
-            return trace_service_pb2.ExportTraceServiceResponse()
-        with self._lock:
-            self.metric_exports += 1
-        return metrics_service_pb2.ExportMetricsServiceResponse()
-
-    @contextmanager
-    def serving(self) -> Iterator[str]:
-        """Serve on a free 127.0.0.1 port; yields the endpoint URL."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        # The generated registration functions carry no annotations.
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop(None).wait()

@@ -6,51 +6,32 @@ metrics are set up as ``python -m orchestrator`` sets them up, from the ``OTEL_*
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.metrics.v1 import (
-    metrics_service_pb2,
-    metrics_service_pb2_grpc,
-)
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from polyfleet.config import MetricsSettings
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader
 from tests.helpers import assert_eventually, free_port
+from tests.otlp import OtlpReceiver
 
 COUNTER = metrics.EXECUTIONS_CREATED
 LABELS = {"kind": "agent", "name": "exported"}
 CUMULATIVE = AggregationTemporality.CUMULATIVE.value
 
 
-class _Receiver(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """Keeps every metrics export it is sent."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
-
-    def Export(  # noqa: N802 - the generated service's method name
-        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
-    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-        with self._lock:
-            self._requests.append(request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+class _Receiver(OtlpReceiver):
+    """The shared receiver, reading back the points of :data:`COUNTER`."""
 
     def points(self) -> list[tuple[int, float]]:
         """(temporality, value) of every exported point of :data:`COUNTER`, in order."""
-        with self._lock:
-            requests = list(self._requests)
         return [
             (metric.sum.aggregation_temporality, point.as_double or point.as_int)
-            for request in requests
+            for request in self.metric_requests()
             for resource in request.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
@@ -64,19 +45,11 @@ class _Receiver(metrics_service_pb2_grpc.MetricsServiceServicer):
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Receiver]:
     """The receiver, and the ``OTEL_*`` variables that send this process's metrics to it."""
     receiver = _Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        receiver, server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
-    try:
+    with receiver.serving() as endpoint:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
         yield receiver
-    finally:
-        server.stop(None).wait()
 
 
 def _scraped(port: int) -> float | None:

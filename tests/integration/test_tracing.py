@@ -7,26 +7,23 @@ only by the standard OTEL_* variables. Both export to an OTLP receiver started h
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf.struct_pb2 import Struct
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from temporalio.client import Client
 
 from polyfleet.telemetry import tracing
 from polyfleet.telemetry.otlp_spans import FastOTLPSpanExporter
 from polyfleet.v1 import agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
-from tests.helpers import assert_eventually, free_port, wait_terminal
+from tests.helpers import assert_eventually, wait_terminal
 from tests.integration.workflows.conftest import apply_workflow
+from tests.otlp import OtlpReceiver, TraceRequest
 from tests.processes import runner_process
 
 COMPLETED = common_pb2.EXECUTION_PHASE_COMPLETED
@@ -44,54 +41,48 @@ class Span:
     attributes: dict[str, Any]
 
 
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace collector that keeps every span it receives."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._spans: list[Span] = []
-
-    def Export(  # noqa: N802 - the generated service's method name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        received = []
-        for resource_spans in request.resource_spans:
-            service = next(
-                (
-                    a.value.string_value
-                    for a in resource_spans.resource.attributes
-                    if a.key == "service.name"
-                ),
-                "",
-            )
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    received.append(
-                        Span(
-                            service=service,
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_id=span.parent_span_id.hex(),
-                            name=span.name,
-                            attributes={
-                                a.key: a.value.string_value or a.value.int_value
-                                for a in span.attributes
-                            },
-                        )
+def _flattened(request: TraceRequest) -> list[Span]:
+    received = []
+    for resource_spans in request.resource_spans:
+        service = next(
+            (
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            ),
+            "",
+        )
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                received.append(
+                    Span(
+                        service=service,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        attributes={
+                            a.key: a.value.string_value or a.value.int_value
+                            for a in span.attributes
+                        },
                     )
-        with self._lock:
-            self._spans.extend(received)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def trace(self, trace_id: str) -> list[Span]:
-        with self._lock:
-            return [s for s in self._spans if s.trace_id == trace_id]
+                )
+    return received
 
 
 @dataclass
 class Collector:
-    receiver: Receiver
+    receiver: OtlpReceiver
     endpoint: str
+
+    def trace(self, trace_id: str) -> list[Span]:
+        """The spans of ``trace_id`` received so far."""
+        return [
+            span
+            for request in self.receiver.trace_requests()
+            for span in _flattened(request)
+            if span.trace_id == trace_id
+        ]
 
 
 @pytest.fixture(scope="session")
@@ -101,27 +92,19 @@ def collector() -> Iterator[Collector]:
     OpenTelemetry allows one tracer provider per process: it is installed once for the
     session and stays (later in-process fleets trace too, into this receiver).
     """
-    receiver = Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        receiver, server
-    )
-    port = free_port()
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    tracing.install(
-        tracing.build_provider(
-            tracing.ORCHESTRATOR_SERVICE,
-            FastOTLPSpanExporter(endpoint=endpoint, insecure=True),
-            schedule_delay_millis=100,
+    receiver = OtlpReceiver()
+    with receiver.serving() as endpoint:
+        tracing.install(
+            tracing.build_provider(
+                tracing.ORCHESTRATOR_SERVICE,
+                FastOTLPSpanExporter(endpoint=endpoint, insecure=True),
+                schedule_delay_millis=100,
+            )
         )
-    )
-    try:
-        yield Collector(receiver, endpoint)
-    finally:
-        tracing.flush()
-        server.stop(None)
+        try:
+            yield Collector(receiver, endpoint)
+        finally:
+            tracing.flush()
 
 
 @pytest_asyncio.fixture
@@ -187,7 +170,7 @@ def _ancestors(spans: list[Span], span: Span) -> list[str]:
 
 async def _trace(collector: Collector, trace_id: str, *names: str) -> list[Span]:
     async def received() -> list[Span]:
-        return collector.receiver.trace(trace_id)
+        return collector.trace(trace_id)
 
     def complete(spans: list[Span]) -> bool:
         have = {s.name for s in spans}

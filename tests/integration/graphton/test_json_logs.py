@@ -9,14 +9,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
-from concurrent import futures
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from temporalio.client import Client
 
 from polyfleet.logs import CORE_LOGGER
@@ -31,6 +27,7 @@ from tests.integration.graphton.conftest import (
     write_secrets,
 )
 from tests.integration.graphton.fake_openai import FakeOpenAI, Recorded, Reply
+from tests.otlp import OtlpReceiver
 
 
 def fail_once() -> Callable[[Recorded], Reply]:
@@ -39,26 +36,6 @@ def fail_once() -> Callable[[Recorded], Reply]:
     return lambda _: (
         Reply(status=503, error_message="overloaded") if next(counter) == 0 else Reply(text="ok")
     )
-
-
-class _Discard(trace_service_pb2_grpc.TraceServiceServicer):
-    def Export(  # noqa: N802 - the generated service's method name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@contextmanager
-def otlp_sink() -> Iterator[str]:
-    """An OTLP/gRPC trace receiver that discards: turns the runner's tracing on."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Discard(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop(None).wait()
 
 
 def _entries(log: Path) -> list[dict[str, Any]]:
@@ -77,7 +54,8 @@ async def test_runner_process_writes_json_lines_with_the_execution_and_core_line
     secrets = write_secrets(tmp_path / "secrets.env")
     log = tmp_path / "runner.log"
     try:
-        with FakeOpenAI(fail_once()) as server, otlp_sink() as otlp:
+        # A receiver that only counts: an OTLP endpoint turns the runner's tracing on.
+        with FakeOpenAI(fail_once()) as server, OtlpReceiver(keep=False).serving() as otlp:
             await apply(fleet, openai_agent("logged", server))
             async with processes.runner_process(
                 fleet,
