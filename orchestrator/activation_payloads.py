@@ -61,10 +61,16 @@ def skip_noop_payload_walks() -> bool:
     decode, encode = bridge_worker.decode_activation, bridge_worker.encode_completion
     if getattr(decode, _MARK, False) and getattr(encode, _MARK, False):
         return True
-    if not (_takes(decode, _DECODE_PARAMETERS) and _takes(encode, _ENCODE_PARAMETERS)):
+    try:
+        # What the walks return (temporalio's, not public): here since external storage.
+        from temporalio.converter._extstore import StorageOperationMetrics
+    except ImportError:
+        known = False
+    else:
+        known = _takes(decode, _DECODE_PARAMETERS) and _takes(encode, _ENCODE_PARAMETERS)
+    if not known:
         logger.info("temporalio's activation payload walks are not the ones known; kept")
         return False
-    from temporalio.converter._extstore import StorageOperationMetrics
 
     def skipping(walk: _Walk) -> _Walk:
         @functools.wraps(walk)

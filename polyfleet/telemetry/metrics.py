@@ -607,11 +607,11 @@ class MetricsExport:
     def close(self) -> None:
         """Stop exporting; idempotent."""
         global _active
-        if _active is not None and self._forwarder is not None:
-            if _active.meter is self._forwarder._meter:
+        forwarder = self._forwarder
+        if forwarder is not None:
+            if _active is not None and _active.meter is forwarder._meter:
                 _active = None
-        if self._forwarder is not None:
-            self._forwarder.stop()
+            forwarder.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
