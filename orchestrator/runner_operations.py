@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import store
 from orchestrator.agent_executions import AgentExecutions
 from orchestrator.errors import FailedPreconditionError, InvalidArgumentError
-from orchestrator.executions import RUNNER_SOURCE, C, E, Executions
+from orchestrator.executions import C, E, Executions
 from orchestrator.validation import MAX_REQUEST_ID_CHARS
 from orchestrator.workflow_executions import WorkflowExecutions
 from polyfleet import contract
@@ -21,7 +21,6 @@ from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2, workflow_e
 
 AgentExecution = agent_execution_pb2.AgentExecution
 WorkflowExecution = workflow_execution_pb2.WorkflowExecution
-_RUNNING = common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING)
 
 
 def _required(value: str, field: str) -> str:
@@ -74,28 +73,8 @@ class RunnerOperations:
         self._agents = agents
         self._workflows = workflows
 
-    async def context(
-        self, execution_id: str, running_report_id: str = ""
-    ) -> runner_pb2.GetAgentExecutionContextResponse:
-        """Return the execution, its agent and the thread history before it.
-
-        Args:
-            execution_id: The execution.
-            running_report_id: When set, first report the execution RUNNING under this
-                report ID, as the runner's own report would (one call instead of two).
-
-        Raises:
-            InvalidArgumentError: ``running_report_id`` is too long.
-            IllegalTransitionError: The execution is already terminal (with a report ID).
-
-        """
-        if running_report_id:
-            try:
-                await self._agents.report(execution_id, running_report_id, RUNNER_SOURCE, _RUNNING)
-            except store.InvalidArgumentError as err:
-                if err.field != "report_id":
-                    raise
-                raise InvalidArgumentError("running_report_id", err.reason) from None
+    async def context(self, execution_id: str) -> runner_pb2.GetAgentExecutionContextResponse:
+        """Return the execution, its agent and the thread history before it."""
         execution = await self._agents.get(execution_id)
         agent = await self._db.agents.get(execution.agent)
         thread, _ = await self._db.threads.get_or_create_for_session(execution.session_id)

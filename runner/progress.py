@@ -14,11 +14,10 @@ or the reporter is flushed or closed.
 
 Reports that wait in the outbox while the previous one is in flight go out together as
 one report (:func:`coalesce`), where one ``ExecutionUpdate`` can carry them in the order
-they were queued. Nothing waits for that; a no-op agent turn then takes fewer calls, as the
-orchestrator's answers come. A phase change always starts a report of its own. The run's
-turn for the session's thread rides on its last report (``send(update, thread_append=...)``),
-so the answer and the turn are one call; an agent's RUNNING report rides on the context
-call, with the reporter's next ID (:meth:`ProgressReporter.next_id`, runner/graphton/runtime.py).
+they were queued. Nothing waits for that; a no-op agent turn then takes two to four calls
+instead of five, as the orchestrator's answers come. A phase change always starts a report
+of its own. The run's turn for the session's thread rides on its last report
+(``send(update, thread_append=...)``), so the answer and the turn are one call.
 """
 
 from __future__ import annotations

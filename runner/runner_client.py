@@ -180,24 +180,9 @@ class RunnerClient:
                 )
             return result
 
-    async def context(
-        self, execution_id: str, running_report_id: str = ""
-    ) -> runner_pb2.GetAgentExecutionContextResponse:
-        """Fetch the execution, its agent and its thread history.
-
-        Args:
-            execution_id: The execution.
-            running_report_id: When set, the orchestrator first reports the execution
-                RUNNING under this report ID (retries reuse it).
-
-        Raises:
-            ExecutionClosedError: With ``running_report_id``: the execution is already
-                terminal (e.g. cancelled).
-
-        """
-        request = runner_pb2.GetAgentExecutionContextRequest(
-            execution_id=execution_id, running_report_id=running_report_id
-        )
+    async def context(self, execution_id: str) -> runner_pb2.GetAgentExecutionContextResponse:
+        """Fetch the execution, its agent and its thread history."""
+        request = runner_pb2.GetAgentExecutionContextRequest(execution_id=execution_id)
         return await self._call(
             "GetAgentExecutionContext",
             lambda t, m: self._stub.GetAgentExecutionContext(request, timeout=t, metadata=m),

@@ -41,7 +41,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
     async def GetAgentExecutionContext(
         self, request: runner_pb2.GetAgentExecutionContextRequest, context: Context
     ) -> runner_pb2.GetAgentExecutionContextResponse:
-        return await self._operations.context(request.execution_id, request.running_report_id)
+        return await self._operations.context(request.execution_id)
 
     @unary
     async def EnsureThread(

@@ -342,23 +342,15 @@ class GetAgentExecutionContextRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
-    RUNNING_REPORT_ID_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
-    running_report_id: _builtins.str
-    """When set, the call first reports the execution RUNNING, as ReportProgress with this
-    report_id and update {phase: RUNNING} would (deduplicated by it per execution, refused
-    the same way), then reads the context: one call instead of two, and the response's
-    execution is RUNNING. Empty: the call only reads, and the runner reports RUNNING itself.
-    """
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
-        running_report_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "running_report_id", b"running_report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

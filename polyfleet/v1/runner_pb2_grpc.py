@@ -124,8 +124,7 @@ class RunnerServiceServicer:
     """
 
     def GetAgentExecutionContext(self, request, context):
-        """GetAgentExecutionContext returns the execution, its agent and its thread history. With
-        running_report_id it also reports the execution RUNNING first, in the same call.
+        """GetAgentExecutionContext returns the execution, its agent and its thread history.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

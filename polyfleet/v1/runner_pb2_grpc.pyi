@@ -40,9 +40,7 @@ class RunnerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RunnerServiceAsyncStub: ...
     GetAgentExecutionContext: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetAgentExecutionContextRequest, _runner_pb2.GetAgentExecutionContextResponse]
-    """GetAgentExecutionContext returns the execution, its agent and its thread history. With
-    running_report_id it also reports the execution RUNNING first, in the same call.
-    """
+    """GetAgentExecutionContext returns the execution, its agent and its thread history."""
     EnsureThread: _grpc.UnaryUnaryMultiCallable[_runner_pb2.EnsureThreadRequest, _runner_pb2.EnsureThreadResponse]
     """EnsureThread gets or creates the conversation thread of the execution's session."""
     ReportProgress: _grpc.UnaryUnaryMultiCallable[_runner_pb2.ReportProgressRequest, _runner_pb2.ReportProgressResponse]
@@ -112,9 +110,7 @@ class RunnerServiceAsyncStub(RunnerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetAgentExecutionContext: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetAgentExecutionContextRequest, _runner_pb2.GetAgentExecutionContextResponse]  # type: ignore[assignment]
-    """GetAgentExecutionContext returns the execution, its agent and its thread history. With
-    running_report_id it also reports the execution RUNNING first, in the same call.
-    """
+    """GetAgentExecutionContext returns the execution, its agent and its thread history."""
     EnsureThread: _aio.UnaryUnaryMultiCallable[_runner_pb2.EnsureThreadRequest, _runner_pb2.EnsureThreadResponse]  # type: ignore[assignment]
     """EnsureThread gets or creates the conversation thread of the execution's session."""
     ReportProgress: _aio.UnaryUnaryMultiCallable[_runner_pb2.ReportProgressRequest, _runner_pb2.ReportProgressResponse]  # type: ignore[assignment]
@@ -187,9 +183,7 @@ class RunnerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runner_pb2.GetAgentExecutionContextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runner_pb2.GetAgentExecutionContextResponse, _abc.Awaitable[_runner_pb2.GetAgentExecutionContextResponse]]:
-        """GetAgentExecutionContext returns the execution, its agent and its thread history. With
-        running_report_id it also reports the execution RUNNING first, in the same call.
-        """
+        """GetAgentExecutionContext returns the execution, its agent and its thread history."""
 
     @_abc_1.abstractmethod
     def EnsureThread(

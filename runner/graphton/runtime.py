@@ -213,9 +213,7 @@ async def run_graphton(
 
     """
     execution_id = params.execution_id
-    # The RUNNING report rides on the context call (one RunnerService call, not two), with
-    # the reporter's next report ID, so a retried call is applied once.
-    context = await client.context(execution_id, running_report_id=progress.next_id())
+    context = await client.context(execution_id)
     agent = context.agent
     secrets = Secrets.load(
         agent.secrets,
@@ -224,6 +222,7 @@ async def run_graphton(
     )
     progress.redactor = secrets.redactor
     progress.max_output_bytes = context.max_output_bytes
+    progress.send(common_pb2.ExecutionUpdate(phase=common_pb2.EXECUTION_PHASE_RUNNING))
     log.info("running agent %s", agent.name)
     run = _Run(agent, secrets, progress, settings, log)
     messages = [*to_langchain(context.history), HumanMessage(content=context.execution.message)]

@@ -196,40 +196,6 @@ async def test_a_report_carries_the_turn_to_its_own_thread_once(held: Held) -> N
     assert len(stored.messages) == thread.message_count + 2
 
 
-async def test_the_context_call_carries_the_running_report_once(held: Held) -> None:
-    claim = held.runner.claims[held.mine]
-    pending, running = common_pb2.EXECUTION_PHASE_PENDING, common_pb2.EXECUTION_PHASE_RUNNING
-    plain = runner_pb2.GetAgentExecutionContextRequest(execution_id=held.mine)
-    read = await held.stub.GetAgentExecutionContext(plain, metadata=claim)
-    assert read.execution.status.phase == pending  # without a report ID it only reads
-
-    request = runner_pb2.GetAgentExecutionContextRequest(
-        execution_id=held.mine, running_report_id="ctx/1"
-    )
-    # A retried call (its first answer lost) reports RUNNING once.
-    first = await held.stub.GetAgentExecutionContext(request, metadata=claim)
-    again = await held.stub.GetAgentExecutionContext(request, metadata=claim)
-
-    assert first.execution.status.phase == again.execution.status.phase == running
-    status = again.execution.status
-    assert [(t.from_phase, t.to_phase, t.source) for t in status.transitions] == [
-        (pending, running, "runner")
-    ]
-    assert status.last_sequence == first.execution.status.last_sequence
-    assert status.last_sequence == read.execution.status.last_sequence + 1
-    assert first.agent.name == read.agent.name and first.execution.message
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await held.stub.GetAgentExecutionContext(
-            runner_pb2.GetAgentExecutionContextRequest(
-                execution_id=held.mine, running_report_id="r" * 300
-            ),
-            metadata=claim,
-        )
-    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "running_report_id" in (raised.value.details() or "")
-
-
 def _with(claim: Claim, key: str, value: str) -> Claim:
     return tuple((k, value if k == key else v) for k, v in claim)
 
