@@ -387,7 +387,21 @@ def _create(meter: Meter, metric: Metric) -> Any:
     )
 
 
-class _ObservedSum:
+class _Observed:
+    """Values kept here per attribute set, which the SDK observes at each collection."""
+
+    def __init__(self) -> None:
+        # attribute set -> [value, attributes]
+        self._values: dict[frozenset[tuple[str, str]], list[Any]] = {}
+
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
+        # list() copies the values in one step under the GIL, so a set() or add() from another
+        # thread (the store's commit thread, the Temporal drain) cannot change the dict
+        # mid-iteration.
+        return [Observation(value, attributes) for value, attributes in list(self._values.values())]
+
+
+class _ObservedSum(_Observed):
     """A counter (or up-down counter) summed here per attribute set and observed at collection.
 
     The SDK's synchronous counter takes every add through its pipeline: a measurement, the
@@ -402,9 +416,9 @@ class _ObservedSum:
     """
 
     def __init__(self, meter: Meter, metric: Metric) -> None:
+        super().__init__()
         self._monotonic = metric.kind is Kind.COUNTER
         self._name = metric.name
-        self._sums: dict[frozenset[tuple[str, str]], list[Any]] = {}
         # Adds come from the event loop and from other threads (the store's writer).
         self._lock = threading.Lock()
         create = (
@@ -422,18 +436,14 @@ class _ObservedSum:
             return
         key = frozenset(attributes.items())
         with self._lock:
-            entry = self._sums.get(key)
+            entry = self._values.get(key)
             if entry is None:
-                self._sums[key] = [amount, attributes]
+                self._values[key] = [amount, attributes]
             else:
                 entry[0] += amount
 
-    def _observe(self, _options: CallbackOptions) -> list[Observation]:
-        with self._lock:
-            return [Observation(total, attributes) for total, attributes in self._sums.values()]
 
-
-class _ObservedGauge:
+class _ObservedGauge(_Observed):
     """A gauge whose :meth:`set` keeps the value for the SDK to observe at collection.
 
     Some gauges are set far more often than anything collects them (the store's size, after
@@ -444,17 +454,12 @@ class _ObservedGauge:
     """
 
     def __init__(self, meter: Meter, name: str, unit: str, description: str) -> None:
-        self._values: dict[frozenset[tuple[str, str]], tuple[float, dict[str, str]]] = {}
+        super().__init__()
         meter.create_observable_gauge(name, [self._observe], unit, description)
 
     def set(self, value: float, attributes: dict[str, str]) -> None:
         """Keep ``value`` as the gauge's value for ``attributes`` (a dict not mutated later)."""
-        self._values[frozenset(attributes.items())] = (value, attributes)
-
-    def _observe(self, _options: CallbackOptions) -> list[Observation]:
-        # list() copies the values in one step under the GIL, so a set() from another thread
-        # (the store's commit thread, the Temporal drain) cannot change the dict mid-iteration.
-        return [Observation(value, attributes) for value, attributes in list(self._values.values())]
+        self._values[frozenset(attributes.items())] = [value, attributes]
 
 
 def enabled() -> bool:
