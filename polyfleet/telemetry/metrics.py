@@ -17,7 +17,9 @@ on the same endpoint. Without a setup every record is a no-op costing one attrib
 Gauges and counters are observed: :meth:`Metric.set` keeps the value and :meth:`Metric.add`
 the running sum, and each collection (a scrape, an OTLP export) reads them, so setting a gauge
 or adding to a counter costs a dictionary update, not a measurement through the SDK's
-pipeline. Histograms are the SDK's own.
+pipeline. Histograms, polyfleet's and Temporal's, are aggregated in the same way
+(:mod:`.histograms`) where the process has one cumulative reader (``/metrics``, OTLP with its
+defaults, or both through one reader); otherwise they are the SDK's own.
 
 Label values must be bounded: kinds, phases, definition names, method names, never IDs.
 """
@@ -53,6 +55,12 @@ from temporalio.runtime import (
 )
 
 from polyfleet.config import ConfigError, MetricsSettings
+from polyfleet.telemetry.histograms import (
+    ObservedHistogram,
+    add_to_collections,
+    exemplar_filter,
+    wants_observed,
+)
 from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader, shares_collections
 
 logger = logging.getLogger(__name__)
@@ -353,8 +361,30 @@ def exported_series() -> frozenset[str]:
 
 
 @dataclass
+class _Histograms:
+    """Where a process's histograms go: the SDK's meter, or observed ones it collects."""
+
+    meter: Meter
+    #: The observed histograms made so far, which the reader's collections add; None: the
+    #: SDK's histograms.
+    observed: list[ObservedHistogram] | None = None
+    exemplars: str = "trace_based"
+
+    def create(self, name: str, unit: str, description: str, buckets: Sequence[float]) -> Any:
+        """A histogram: ``record(value, attributes)``."""
+        if self.observed is None:
+            return self.meter.create_histogram(
+                name, unit, description, explicit_bucket_boundaries_advisory=list(buckets) or None
+            )
+        histogram = ObservedHistogram(name, unit, description, buckets, self.exemplars)
+        self.observed.append(histogram)
+        return histogram
+
+
+@dataclass
 class _Active:
     meter: Meter
+    histograms: _Histograms
     instruments: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -371,20 +401,18 @@ def _instrument(metric: Metric) -> Any:
         with active.lock:
             instrument = active.instruments.get(metric.name)
             if instrument is None:
-                instrument = _create(active.meter, metric)
+                instrument = _create(active, metric)
                 active.instruments[metric.name] = instrument
     return instrument
 
 
-def _create(meter: Meter, metric: Metric) -> Any:
+def _create(active: _Active, metric: Metric) -> Any:
     name, unit, description = metric.name, metric.unit, metric.description
     if metric.kind is Kind.COUNTER or metric.kind is Kind.UP_DOWN_COUNTER:
-        return _ObservedSum(meter, metric)
+        return _ObservedSum(active.meter, metric)
     if metric.kind is Kind.GAUGE:
-        return _ObservedGauge(meter, name, unit, description)
-    return meter.create_histogram(
-        name, unit, description, explicit_bucket_boundaries_advisory=list(metric.buckets) or None
-    )
+        return _ObservedGauge(active.meter, name, unit, description)
+    return active.histograms.create(name, unit, description, metric.buckets)
 
 
 class _Observed:
@@ -483,9 +511,10 @@ class Timer:
 class _TemporalForwarder:
     """Drains Temporal's metric buffer into OpenTelemetry instruments of the same names."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, histograms: _Histograms) -> None:
         self.buffer = MetricBuffer(_TEMPORAL_BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
         self._meter = meter
+        self._histograms = histograms
         self._instruments: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -559,11 +588,8 @@ class _TemporalForwarder:
             return self._meter.create_counter(name, unit, description)
         if metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
             seconds = unit == "s" or name.endswith("_latency")
-            return self._meter.create_histogram(
-                name,
-                "s" if seconds else unit,
-                description,
-                explicit_bucket_boundaries_advisory=list(SLOW_BUCKETS) if seconds else None,
+            return self._histograms.create(
+                name, "s" if seconds else unit, description, SLOW_BUCKETS if seconds else ()
             )
         return _ObservedGauge(self._meter, name, unit, description)
 
@@ -685,7 +711,19 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         return MetricsExport(MeterProvider(resource=resource), readers, None, None, 0)
     provider = MeterProvider(resource=resource, metric_readers=readers)
     meter = provider.get_meter(SCOPE)
-    forwarder = drain.forwarder = _TemporalForwarder(meter)
+    histograms = _Histograms(meter, exemplars=exemplar_filter())
+    # One cumulative reader in explicit buckets (every setup but a /metrics port beside an
+    # OTLP exporter that wants delta or other buckets): histograms are aggregated here.
+    if len(readers) == 1 and wants_observed(readers[0]):
+        observed: list[ObservedHistogram] = []
+        if add_to_collections(readers[0], observed, resource, SCOPE):
+            histograms.observed = observed
+        else:
+            logger.warning(
+                "metrics: this OpenTelemetry SDK's reader cannot be extended; "
+                "histograms go through the SDK"
+            )
+    forwarder = drain.forwarder = _TemporalForwarder(meter, histograms)
     if port:
         try:
             server, _ = start_http_server(port, settings.address, registry=registry)
@@ -697,7 +735,7 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
             ) from None
         bound = server.server_address[1]
     forwarder.start()
-    _active = _Active(meter)
+    _active = _Active(meter, histograms)
     _export = MetricsExport(provider, readers, forwarder, server, bound)
     logger.info(
         "metrics: %s%s",

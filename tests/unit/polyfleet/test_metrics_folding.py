@@ -29,7 +29,7 @@ from temporalio.runtime import (
 )
 
 from polyfleet.telemetry import metrics
-from polyfleet.telemetry.metrics import _TemporalForwarder
+from polyfleet.telemetry.metrics import _Histograms, _TemporalForwarder
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ class Counting:
 def forwarding() -> Iterator[tuple[_TemporalForwarder, FakeBuffer, InMemoryMetricReader]]:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    forwarder = _TemporalForwarder(provider.get_meter("test"))
+    meter = provider.get_meter("test")
+    forwarder = _TemporalForwarder(meter, _Histograms(meter))
     buffer = FakeBuffer()
     forwarder.buffer = buffer  # type: ignore[assignment]
     try:
