@@ -11,7 +11,8 @@ The context travels as W3C ``traceparent`` in gRPC metadata (:func:`inject_metad
 :func:`extract_metadata`) and in Temporal headers (:func:`temporal_interceptors`, temporalio's
 ``TracingInterceptor`` less its zero-length workflow markers, :mod:`.temporal_tracing`).
 Spans of polyfleet's own work carry the execution ID as :data:`EXECUTION_ID` (set for a
-block with :func:`execution_scope`). See docs/observability.md, "Traces".
+block with :func:`execution_scope`). :func:`tracer` makes them, and temporalio's, with
+:mod:`.lean_spans`. See docs/observability.md, "Traces".
 """
 
 from __future__ import annotations
@@ -117,9 +118,19 @@ def install(provider: TracerProvider) -> None:
     global _provider, _tracer
     if _provider is not None:
         return
+    from opentelemetry.sdk.trace import Tracer as SdkTracer
+
+    from polyfleet.telemetry.lean_spans import LeanTracer
+
     trace.set_tracer_provider(provider)
     _provider = provider
-    _tracer = provider.get_tracer(_TRACER_NAME)
+    sdk_tracer = provider.get_tracer(_TRACER_NAME)
+    # polyfleet's spans (and temporalio's, which it hands this tracer) are LeanSpans, made
+    # with the provider's sampler, resource, IDs and processors; OTEL_SDK_DISABLED's
+    # no-op tracer stays as it is.
+    _tracer = (
+        LeanTracer(sdk_tracer, _TRACER_NAME) if isinstance(sdk_tracer, SdkTracer) else sdk_tracer
+    )
 
 
 def setup(default_service_name: str) -> bool:
