@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -64,19 +65,28 @@ class MetricsInterceptor(WrappingInterceptor):
         """Wrap the method's handler to time it and record its status code."""
         if not metrics.enabled():
             return handler
+        return wrap_handler(handler, lambda _request, context: _Timed(method, context))
 
-        @contextlib.asynccontextmanager
-        async def timed(request: Any, context: Context) -> AsyncIterator[None]:
-            started, failure = time.perf_counter(), None
-            try:
-                yield
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                _record(method, context, failure, started)
 
-        return wrap_handler(handler, timed)
+class _Timed(contextlib.AbstractAsyncContextManager[None]):
+    """Times one call; a class, cheaper per call than a generator-based context manager."""
+
+    __slots__ = ("_context", "_method", "_started")
+
+    def __init__(self, method: str, context: Context) -> None:
+        self._method = method
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        self._started = time.perf_counter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _record(self._method, self._context, exc, self._started)
 
 
 def _record(method: str, context: Any, failure: BaseException | None, started: float) -> None:

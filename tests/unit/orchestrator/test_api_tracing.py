@@ -1,13 +1,19 @@
-"""Which API calls get a server span: every call but live-view-only progress reports."""
+"""API calls served in a server span: which get one, its parent, status and attributes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct, Value
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from orchestrator.servicers.tracing import worth_a_span
+from orchestrator.servicers.tracing import ApiTracingInterceptor, worth_a_span
+from polyfleet.telemetry import tracing
 from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
 
 
@@ -49,3 +55,80 @@ def test_a_report_that_changes_the_execution_gets_a_span(update: dict[str, Any])
 def test_every_other_request_gets_a_span() -> None:
     assert worth_a_span(agent_execution_pb2.GetAgentExecutionRequest(id="aex-1"))
     assert worth_a_span(runner_pb2.EnsureThreadRequest())
+
+
+class FakeContext:
+    """What the interceptor reads of a served call's context."""
+
+    def __init__(self, code: grpc.StatusCode | None = None, traceparent: str = "") -> None:
+        self._code = code
+        self._metadata = (("traceparent", traceparent),) if traceparent else ()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+
+@pytest.fixture
+def exported(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # Installed for this test only: the process's global provider and state come back.
+    monkeypatch.setattr(tracing, "_provider", None)
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
+    tracing.install(provider)
+    return exporter
+
+
+async def _serve(request: Any, context: FakeContext, error: BaseException | None = None) -> Any:
+    async def servicer(request: Any, context: Any) -> str:
+        if error is not None:
+            raise error
+        return "done"
+
+    method = "/polyfleet.v1.AgentExecutionService/GetAgentExecution"
+    handler: Any = grpc.unary_unary_rpc_method_handler(servicer)
+    wrapped: Any = ApiTracingInterceptor().wrap(handler, method)
+    return await wrapped.unary_unary(request, context)
+
+
+async def test_a_call_is_served_in_a_server_span_child_of_the_callers(
+    exported: InMemorySpanExporter,
+) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = agent_execution_pb2.GetAgentExecutionRequest(id="aex-1")
+    assert await _serve(request, FakeContext(grpc.StatusCode.OK, parent)) == "done"
+    (span,) = exported.get_finished_spans()
+    assert span.name == "polyfleet.v1.AgentExecutionService/GetAgentExecution"
+    assert span.kind is trace.SpanKind.SERVER
+    assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+    assert span.attributes is not None
+    assert span.attributes["rpc.grpc.status_code"] == 0
+    assert span.attributes[tracing.EXECUTION_ID] == "aex-1"
+    assert span.status.status_code is trace.StatusCode.UNSET
+
+
+async def test_a_failed_call_marks_its_span(exported: InMemorySpanExporter) -> None:
+    request = agent_execution_pb2.GetAgentExecutionRequest(id="aex-1")
+    with pytest.raises(ValueError, match="secret detail"):
+        await _serve(request, FakeContext(), ValueError("secret detail"))
+    await _serve(request, FakeContext(grpc.StatusCode.NOT_FOUND))
+    raised, aborted = exported.get_finished_spans()
+    # The type only: an error's message is not the trace's to carry.
+    assert (raised.status.status_code, raised.status.description) == (
+        trace.StatusCode.ERROR,
+        "ValueError",
+    )
+    assert aborted.status.description == "NOT_FOUND"
+    assert aborted.attributes is not None and aborted.attributes["rpc.grpc.status_code"] == 5
+
+
+async def test_a_live_view_report_is_served_without_a_span(
+    exported: InMemorySpanExporter,
+) -> None:
+    assert await _serve(_report(content_delta="tok"), FakeContext(grpc.StatusCode.OK)) == "done"
+    assert exported.get_finished_spans() == ()
