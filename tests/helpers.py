@@ -23,6 +23,8 @@ from polyfleet.roles import Role
 from polyfleet.v1 import agent_execution_pb2
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from tests.conftest import Fleet
 
 T = TypeVar("T")
@@ -171,3 +173,25 @@ async def run_cli(fleet: Fleet, *args: str, role: Role = Role.ADMIN) -> tuple[in
     out, err = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+def install_tracing(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Turn tracing on for one test, its spans kept in memory (read the exporter's).
+
+    The process's global provider and polyfleet's tracing state come back after the test.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from polyfleet.telemetry import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_provider", None)
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
+    tracing.install(provider)
+    return exporter

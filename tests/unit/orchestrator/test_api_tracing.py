@@ -8,13 +8,12 @@ import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct, Value
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator.servicers.tracing import ApiTracingInterceptor, worth_a_span
 from polyfleet.telemetry import tracing
 from polyfleet.v1 import agent_execution_pb2, common_pb2, runner_pb2
+from tests.helpers import install_tracing
 
 
 def _report(**update: Any) -> runner_pb2.ReportProgressRequest:
@@ -73,15 +72,7 @@ class FakeContext:
 
 @pytest.fixture
 def exported(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # Installed for this test only: the process's global provider and state come back.
-    monkeypatch.setattr(tracing, "_provider", None)
-    monkeypatch.setattr(tracing, "_tracer", None)
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
-    tracing.install(provider)
-    return exporter
+    return install_tracing(monkeypatch)
 
 
 async def _serve(request: Any, context: FakeContext, error: BaseException | None = None) -> Any:

@@ -6,14 +6,12 @@ import warnings
 
 import pytest
 from opentelemetry import context, trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from polyfleet.cli.views import describe_execution, describe_workflow_execution
 from polyfleet.telemetry import tracing
 from polyfleet.v1 import agent_execution_pb2, workflow_execution_pb2
+from tests.helpers import install_tracing
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -74,14 +72,8 @@ def test_executions_get_shows_the_trace_and_its_link(monkeypatch: pytest.MonkeyP
 def test_spans_come_from_the_installed_providers_tracer_got_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # Installed for this test only: the process's global provider and state come back.
-    monkeypatch.setattr(tracing, "_provider", None)
-    monkeypatch.setattr(tracing, "_tracer", None)
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
-    tracing.install(provider)
+    exporter = install_tracing(monkeypatch)
+    provider = tracing._provider
     first = tracing.tracer()
 
     def no_more(*args: object, **kwargs: object) -> trace.Tracer:
