@@ -712,8 +712,8 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     provider = MeterProvider(resource=resource, metric_readers=readers)
     meter = provider.get_meter(SCOPE)
     histograms = _Histograms(meter, exemplars=exemplar_filter())
-    # One cumulative reader in explicit buckets (every setup but a /metrics port beside an
-    # OTLP exporter that wants delta or other buckets): histograms are aggregated here.
+    # One reader collecting cumulative explicit-bucket histograms (all but an OTLP exporter
+    # asked for delta or exponential buckets): histograms are aggregated here.
     if len(readers) == 1 and wants_observed(readers[0]):
         observed: list[ObservedHistogram] = []
         if add_to_collections(readers[0], observed, resource, SCOPE):
