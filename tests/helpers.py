@@ -195,3 +195,11 @@ def install_tracing(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
     tracing.install(provider)
     return exporter
+
+
+def scrape_metrics(port: int) -> str:
+    """The text a process's ``/metrics`` endpoint on 127.0.0.1:``port`` serves."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -714,7 +714,8 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     histograms = _Histograms(meter, exemplars=exemplar_filter())
     # One reader collecting cumulative explicit-bucket histograms (all but an OTLP exporter
     # asked for delta or exponential buckets): histograms are aggregated here.
-    if len(readers) == 1 and wants_observed(readers[0]):
+    # OTEL_SDK_DISABLED makes the meter a no-op: then histograms record nothing either.
+    if len(readers) == 1 and wants_observed(readers[0]) and not isinstance(meter, NoOpMeter):
         observed: list[ObservedHistogram] = []
         if add_to_collections(readers[0], observed, resource, SCOPE):
             histograms.observed = observed

@@ -6,7 +6,6 @@ metrics are set up as ``python -m orchestrator`` sets them up, from the ``OTEL_*
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from polyfleet.config import MetricsSettings
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader
-from tests.helpers import assert_eventually, free_port
+from tests.helpers import assert_eventually, free_port, scrape_metrics
 from tests.otlp import OtlpReceiver
 
 COUNTER = metrics.EXECUTIONS_CREATED
@@ -53,8 +52,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Receiver]:
 
 
 def _scraped(port: int) -> float | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    text = scrape_metrics(port)
     prefix = f'{COUNTER.prometheus_name()}{{kind="agent",name="exported"}} '
     lines = [line for line in text.splitlines() if line.startswith(prefix)]
     return float(lines[0].removeprefix(prefix)) if lines else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,18 +19,13 @@ from polyfleet.telemetry.metrics import TEMPORAL_METRICS, MetricsExport, setup_m
 from polyfleet.temporal import runtime
 from polyfleet.v1 import agent_execution_pb2, agent_pb2, common_pb2
 from tests.conftest import Fleet, scripted_agent, start_fleet, stopping
-from tests.helpers import assert_eventually, free_port, wait_terminal
+from tests.helpers import assert_eventually, free_port, scrape_metrics, wait_terminal
 from tests.integration.workflows.conftest import apply_workflow, finish, start
 from tests.processes import runner_process
 
 
 async def scrape(port: int) -> str:
-    def get() -> str:
-        url = f"http://127.0.0.1:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return str(response.read().decode())
-
-    return await asyncio.to_thread(get)
+    return await asyncio.to_thread(scrape_metrics, port)
 
 
 async def eventually(port: int, check: Callable[[str], None]) -> None:

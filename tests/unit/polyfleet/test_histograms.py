@@ -29,7 +29,7 @@ from polyfleet.telemetry.histograms import (
     wants_observed,
 )
 from polyfleet.telemetry.metrics import _Histograms, _TemporalForwarder
-from tests.helpers import free_port
+from tests.helpers import free_port, scrape_metrics
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0)
 VALUES = (0.0005, 0.001, 0.003, 0.02, 0.02, 0.5, 7.0)
@@ -211,3 +211,38 @@ def test_temporal_histograms_are_observed_too() -> None:
     histogram = forwarder._create(latency)
     assert isinstance(histogram, ObservedHistogram) and observed == [histogram]
     provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("variables", "observed"),
+    [
+        ({}, True),
+        # An OTLP exporter asked for delta sums beside /metrics: two readers, the SDK's.
+        (
+            {
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://127.0.0.1:9",
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+                "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+            },
+            False,
+        ),
+        # The SDK turned off: nothing is recorded, polyfleet's histograms neither.
+        ({"OTEL_SDK_DISABLED": "true"}, False),
+    ],
+)
+def test_which_setups_aggregate_histograms_in_polyfleet(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], observed: bool
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    export = metrics.setup_metrics(MetricsSettings(port=port, address="127.0.0.1"), "t", 0)
+    try:
+        metrics.STORE_COMMIT_DURATION.record(0.002)
+        instrument = metrics._instrument(metrics.STORE_COMMIT_DURATION)
+        assert isinstance(instrument, ObservedHistogram) is observed
+        count = "polyfleet_store_commit_duration_seconds_count 1.0"
+        disabled = "OTEL_SDK_DISABLED" in variables
+        assert (count in scrape_metrics(port).splitlines()) is not disabled
+    finally:
+        export.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,15 +15,10 @@ from polyfleet.config import ConfigError, MetricsSettings
 from polyfleet.telemetry import metrics
 from polyfleet.telemetry.metric_reader import shares_collections
 from polyfleet.telemetry.metrics import METRICS, Kind, Metric, setup_metrics
-from tests.helpers import free_port
+from tests.helpers import free_port, scrape_metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? ", re.M)
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        return str(response.read().decode())
 
 
 def series_names(text: str) -> set[str]:
@@ -90,10 +84,10 @@ def test_the_endpoint_shows_every_kind_under_the_names_the_table_gives(
             metric.set(3, **labels)
         else:
             metric.add(2, **labels)
-    shown = series_names(scrape(export.port))
+    shown = series_names(scrape_metrics(export.port))
     for metric in METRICS:
         assert set(metric.series()) <= shown, (metric.name, sorted(shown))
-    text = scrape(export.port)
+    text = scrape_metrics(export.port)
     assert 'polyfleet_executions_created_total{kind="x",name="x"} 2.0' in text
     assert 'polyfleet_store_commit_duration_seconds_bucket{le="0.25"} 1.0' in text
     assert 'service_name="polyfleet-test"' in text  # target_info carries the service
@@ -103,9 +97,9 @@ def test_a_gauge_shows_the_last_value_set(export: metrics.MetricsExport) -> None
     # Gauges are observed at collection (the store sets its size after every commit).
     for size in (4096, 12288, 8192):
         metrics.STORE_SIZE.set(size)
-    assert "polyfleet_store_size_bytes 8192.0" in scrape(export.port).splitlines()
+    assert "polyfleet_store_size_bytes 8192.0" in scrape_metrics(export.port).splitlines()
     metrics.STORE_SIZE.set(16384)
-    assert "polyfleet_store_size_bytes 16384.0" in scrape(export.port).splitlines()
+    assert "polyfleet_store_size_bytes 16384.0" in scrape_metrics(export.port).splitlines()
 
 
 def test_temporal_sdk_metrics_are_forwarded_to_the_same_endpoint(
@@ -117,7 +111,7 @@ def test_temporal_sdk_metrics_are_forwarded_to_the_same_endpoint(
     meter.create_histogram_timedelta("temporal_test_latency", unit="duration").record(
         timedelta(milliseconds=250), {"task_queue": "q"}
     )
-    text = scrape(export.port)  # a scrape drains Temporal's buffer first
+    text = scrape_metrics(export.port)  # a scrape drains Temporal's buffer first
     assert re.search(r'temporal_test_requests_total\{[^}]*task_queue="q"\} 3\.0', text), text
     assert re.search(r'temporal_test_latency_seconds_sum\{[^}]*task_queue="q"\} 0\.25', text)
 
