@@ -3,11 +3,11 @@
 The OpenTelemetry SDK has no asynchronous histogram, and its synchronous one takes every
 value through its measurement pipeline: a ``Measurement``, the exemplar filter, a context
 lookup, the attribute set's key and lock, the bucket, and an exemplar reservoir. That is
-11 µs a value in-process, 19 µs inside a sampled span (docs/benchmarks.md), and the fleet
-records about 45 values per execution (API calls, store commits, Temporal's own latencies).
-:class:`ObservedHistogram` keeps the same aggregation itself (bucket counts, sum, count,
-min, max and one exemplar per bucket, as the SDK's default reservoir keeps them) for about
-2 µs a value, and :func:`add_to_collections` makes the reader's collections carry its
+10 to 11 µs a value in-process, 14 to 19 µs inside a sampled span (docs/benchmarks.md), and the
+fleet records values for every API call, every store commit and many of Temporal's own
+latencies. :class:`ObservedHistogram` keeps the same aggregation itself (bucket counts, sum,
+count, min, max and one exemplar per bucket, as the SDK's default reservoir keeps them) for
+3 to 5 µs a value, and :func:`add_to_collections` makes the reader's collections carry its
 points next to the SDK's, so ``/metrics`` and OTLP export the same series as before.
 
 Its points are cumulative and in explicit buckets: what Prometheus reads and what an OTLP
@@ -29,6 +29,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    _DEFAULT_EXPLICIT_BUCKET_HISTOGRAM_AGGREGATION_BOUNDARIES as _SDK_DEFAULT_BOUNDARIES,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -39,18 +42,17 @@ from opentelemetry.sdk.metrics.export import (
     ResourceMetrics,
     ScopeMetrics,
 )
-from opentelemetry.sdk.metrics.view import DefaultAggregation, ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import INVALID_SPAN
 
+from polyfleet.telemetry.metric_reader import is_default_aggregation
+
 logger = logging.getLogger(__name__)
 
-#: The SDK's buckets for a histogram given none (OpenTelemetry's specification).
-DEFAULT_BOUNDARIES: tuple[float, ...] = (
-    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
-    7500.0, 10000.0,
-)  # fmt: skip
+#: The SDK's buckets for a histogram given none (OpenTelemetry's specification), taken
+#: from the SDK so the two cannot differ.
+DEFAULT_BOUNDARIES: tuple[float, ...] = tuple(_SDK_DEFAULT_BOUNDARIES)
 
 # OTEL_METRICS_EXEMPLAR_FILTER values, as the SDK reads them.
 _EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
@@ -208,11 +210,7 @@ def wants_observed(reader: MetricReader) -> bool:
     """
     temporality = _histograms_entry(reader._instrument_class_temporality)
     aggregation = _histograms_entry(reader._instrument_class_aggregation)
-    default = type(aggregation) is DefaultAggregation or (
-        isinstance(aggregation, ExplicitBucketHistogramAggregation)
-        and aggregation._boundaries is None
-    )
-    return temporality is AggregationTemporality.CUMULATIVE and default
+    return temporality is AggregationTemporality.CUMULATIVE and is_default_aggregation(aggregation)
 
 
 def _histograms_entry(by_class: Mapping[Any, object]) -> object:

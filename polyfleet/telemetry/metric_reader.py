@@ -50,9 +50,17 @@ def shares_collections(exporter: MetricExporter) -> bool:
     temporalities = (exporter._preferred_temporality or {}).values()
     aggregations = (exporter._preferred_aggregation or {}).values()
     return all(t is AggregationTemporality.CUMULATIVE for t in temporalities) and all(
-        type(a) is DefaultAggregation
-        or (type(a) is ExplicitBucketHistogramAggregation and a._boundaries is None)
-        for a in aggregations
+        is_default_aggregation(a) for a in aggregations
+    )
+
+
+def is_default_aggregation(aggregation: object) -> bool:
+    """Whether ``aggregation`` is the one the SDK uses when none is asked for.
+
+    Its default, or explicit buckets without boundaries of their own (the default buckets).
+    """
+    return type(aggregation) is DefaultAggregation or (
+        type(aggregation) is ExplicitBucketHistogramAggregation and aggregation._boundaries is None
     )
 
 
