@@ -18,6 +18,10 @@ EXIT_CONFIG = 78
 
 logger = logging.getLogger(__name__)
 
+# Allocations (less deallocations) between two collections of the youngest generation once a
+# process serves; CPython's default is 700. See :func:`freeze_when_ready`.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
 
 class Process(Protocol):
     """A long-running process: ``run()`` serves until ``shutdown()`` is called."""
@@ -36,10 +40,20 @@ async def freeze_when_ready(process: Process) -> None:
     in-process fleet: the collector's CPU per execution fell from 4.3 to 2.8 ms without
     tracing and from 8.0 to 4.2 ms with it (finished spans wait for export, so tracing
     triggers more collections).
+
+    Then the youngest generation is collected every :data:`YOUNG_COLLECTION_THRESHOLD`
+    allocations instead of every 700. A serving process's objects mostly live for one
+    request or one task; collected more often, they are walked while still alive and
+    promoted, and each promotion brings the next older collection closer. Measured in the
+    observability benchmark (600 executions, orchestrator and runner, from ready to
+    stop): the time in the collector per execution fell from 0.21 to 0.10 ms with observability
+    off and from 0.37 to 0.15 ms with it; a young collection then takes about 8 ms in the
+    orchestrator (8 of them in 600 executions).
     """
     await process.wait_ready()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def serve(factory: Callable[[], Process]) -> None:

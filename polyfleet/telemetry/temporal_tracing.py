@@ -13,16 +13,23 @@ and these were 4 of an agent execution's 16 spans.
 ``StartWorkflow`` span of the client, ``RunWorkflow`` of the workflow, ``RunActivity`` of
 every activity (a child of the workflow's context, which the headers of the scheduling
 command still carry), and ``CompleteWorkflow`` when the workflow fails, with the error.
+
+The header the scheduling commands carry is written once per context instead of once per
+activity: in the benchmark's workflow worker (bench/raw_temporal.py, 810 executions)
+tracing's CPU inside workflow activations fell from 0.36 to 0.29 ms per execution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
 
 if TYPE_CHECKING:
-    from temporalio.worker import WorkflowInterceptorClassInput
+    from temporalio.api.common.v1 import Payload
+    from temporalio.worker import WorkflowInboundInterceptor, WorkflowInterceptorClassInput
 
 # Markers skipped; CompleteWorkflow is kept for a workflow that failed.
 _SCHEDULED = "StartActivity:"
@@ -31,6 +38,32 @@ _COMPLETED = "CompleteWorkflow:"
 
 class _WorkflowTracing(TracingWorkflowInboundInterceptor):
     """The workflow side: no span for a scheduled activity or a successful completion."""
+
+    def __init__(self, next: WorkflowInboundInterceptor) -> None:
+        """Initialize; no header written yet."""
+        super().__init__(next)
+        # The last context written into a header, with the header's payload (None: the
+        # context carried nothing to write).
+        self._written: tuple[otel_context.Context, Payload | None] | None = None
+
+    def _context_to_headers(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
+        """``headers`` with the current context's: written once per context, not per activity.
+
+        An agent execution's workflow schedules three activities from one context, and each
+        header costs a propagator ``inject`` and a payload conversion, run inside the sandbox
+        (where every ``isinstance`` goes through its wrappers). A context is immutable, so
+        the same object writes the same header; the command copies the payload.
+        """
+        current = otel_context.get_current()
+        written = self._written
+        if written is None or written[0] is not current:
+            carrier: dict[str, str] = {}
+            self.text_map_propagator.inject(carrier)
+            payload = self.payload_converter.to_payloads([carrier])[0] if carrier else None
+            written = self._written = (current, payload)
+        if written[1] is None:
+            return headers
+        return {**headers, self.header_key: written[1]}
 
     def _completed_span(
         self,

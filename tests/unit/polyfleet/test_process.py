@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from polyfleet.process import freeze_when_ready
+from polyfleet.process import YOUNG_COLLECTION_THRESHOLD, freeze_when_ready
 
 
 class SlowToStart:
@@ -26,16 +26,21 @@ class SlowToStart:
 
 async def test_objects_alive_when_the_process_is_ready_are_frozen_then_and_not_before() -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     process = SlowToStart()
     freezing = asyncio.create_task(freeze_when_ready(process))
     try:
         await asyncio.sleep(0)
         assert not freezing.done()
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
 
         process.ready.set()
         await asyncio.wait_for(freezing, 5)
         assert gc.get_freeze_count() > 0
+        # Once serving, the young generation is collected less often; the older ones as before.
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
     finally:
         freezing.cancel()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

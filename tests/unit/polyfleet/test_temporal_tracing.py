@@ -43,7 +43,13 @@ def _interceptor() -> _WorkflowTracing:
     interceptor.header_key = "_tracer-data"
     interceptor.text_map_propagator = get_global_textmap()
     interceptor.payload_converter = PayloadConverter.default
+    interceptor._written = None
     return interceptor
+
+
+def _traceparent(headers: dict[str, Payload]) -> str:
+    carrier = PayloadConverter.default.from_payloads([headers["_tracer-data"]])[0]
+    return str(carrier["traceparent"])
 
 
 def test_a_scheduled_activity_gets_the_workflow_context_but_no_span(
@@ -60,8 +66,38 @@ def test_a_scheduled_activity_gets_the_workflow_context_but_no_span(
 
     assert made == []
     assert outbound.headers["other"].data == b"kept"
-    carrier = interceptor.payload_converter.from_payloads([outbound.headers["_tracer-data"]])[0]
-    assert carrier["traceparent"] == f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+    assert _traceparent(outbound.headers) == f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+
+
+def test_one_context_is_written_once_for_all_the_activities_it_schedules(
+    made: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interceptor = _interceptor()
+    injected: list[dict[str, str]] = []
+    inject = interceptor.text_map_propagator.inject
+
+    def counted(carrier: dict[str, str], *args: Any, **kwargs: Any) -> None:
+        injected.append(carrier)
+        inject(carrier, *args, **kwargs)
+
+    monkeypatch.setattr(interceptor.text_map_propagator, "inject", counted)
+    first = SpanContext(TRACE_ID, SPAN_ID, is_remote=True, trace_flags=TraceFlags(1))
+    second = SpanContext(TRACE_ID, SPAN_ID + 1, is_remote=True, trace_flags=TraceFlags(1))
+    scheduled: list[_Outbound] = []
+    for parent, activities in ((first, 3), (second, 1)):
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            for _ in range(activities):
+                scheduled.append(outbound := _Outbound())
+                interceptor._completed_span("StartActivity:EnsureThread", add_to_outbound=outbound)
+        finally:
+            context.detach(token)
+
+    # The three activities of the first context share one write; the second context's own.
+    assert len(injected) == 2
+    assert [_traceparent(outbound.headers)[36:52] for outbound in scheduled] == [
+        f"{SPAN_ID:016x}"
+    ] * 3 + [f"{SPAN_ID + 1:016x}"]
 
 
 def test_without_a_trace_a_scheduled_activity_carries_nothing_extra(
