@@ -18,7 +18,7 @@ from temporalio.runtime import (
 
 from polyfleet.logs import temporal_core_logging
 from polyfleet.telemetry import tracing
-from polyfleet.telemetry.metrics import temporal_metric_buffer
+from polyfleet.telemetry.metrics import temporal_metrics
 
 
 def runtime(
@@ -50,7 +50,7 @@ def process_runtime() -> Runtime:
     the first connect), the SDK's own metrics (worker slots, pollers, schedule-to-start
     latencies) are recorded into its buffer and served beside polyfleet's.
     """
-    return runtime(logging=temporal_core_logging(), metrics=temporal_metric_buffer())
+    return runtime(logging=temporal_core_logging(), metrics=temporal_metrics())
 
 
 async def connect(

@@ -226,6 +226,7 @@ def add_to_collections(
     histograms: list[ObservedHistogram],
     resource: Resource,
     scope: str,
+    more: Callable[[int], list[Metric]] | None = None,
 ) -> bool:
     """Make every collection of ``reader`` carry the points of ``histograms``.
 
@@ -238,6 +239,8 @@ def add_to_collections(
         resource: The provider's resource (a collection with nothing else recorded yet
             has none to copy).
         scope: The instrumentation scope's name (the meter's).
+        more: Further metrics to add at a collection's time (nanoseconds), in the same
+            scope: Temporal's (:class:`polyfleet.telemetry.temporal_metrics.CoreMetrics`).
 
     Returns:
         False when the reader cannot be extended (an SDK that registers readers otherwise):
@@ -252,6 +255,8 @@ def add_to_collections(
         data = collect(*args, **kwargs)
         now = time.time_ns()
         added = [m for h in list(histograms) if (m := h.collect(now)) is not None]
+        if more is not None:
+            added.extend(more(now))
         if not added:
             return data
         return _with_metrics(data, added, resource, scope)

@@ -9,10 +9,12 @@ processes export and what docs/observability.md and deploy/observability/ may na
 an OpenTelemetry ``MeterProvider`` with a Prometheus reader served on ``/metrics``
 (``POLYFLEET_METRICS_PORT``) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its metrics variant)
 is set, an OTLP exporter configured by the standard ``OTEL_*`` variables (one reader for both
-where it can, :mod:`.metric_reader`). Temporal's own SDK
-metrics are buffered by the Temporal runtime (:func:`temporal_metric_buffer`,
-used by :func:`polyfleet.temporal.connect`) and forwarded into the same provider, so they appear
-on the same endpoint. Without a setup every record is a no-op costing one attribute check.
+where it can, :mod:`.metric_reader`). Temporal's own SDK metrics appear on the same
+endpoints: where the process has one cumulative reader, the Temporal runtime aggregates them
+and each collection reads them (:mod:`.temporal_metrics`); otherwise the runtime buffers
+every update and they are forwarded into the same provider. :func:`temporal_metrics` is what
+the process's runtime is given (:func:`polyfleet.temporal.process_runtime`). Without a setup
+every record is a no-op costing one attribute check.
 
 Gauges and counters are observed: :meth:`Metric.set` keeps the value and :meth:`Metric.add`
 the running sum, and each collection (a scrape, an OTLP export) reads them, so setting a gauge
@@ -52,9 +54,11 @@ from temporalio.runtime import (
     BufferedMetricUpdate,
     MetricBuffer,
     MetricBufferDurationFormat,
+    PrometheusConfig,
 )
 
 from polyfleet.config import ConfigError, MetricsSettings
+from polyfleet.ports import free_port
 from polyfleet.telemetry.histograms import (
     ObservedHistogram,
     add_to_collections,
@@ -62,6 +66,7 @@ from polyfleet.telemetry.histograms import (
     wants_observed,
 )
 from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader, shares_collections
+from polyfleet.telemetry.temporal_metrics import CoreMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -597,11 +602,11 @@ class _TemporalForwarder:
 class _DrainBeforeScrape:
     """A Prometheus collector that yields nothing: it drains Temporal's buffer first."""
 
-    forwarder: _TemporalForwarder | None = None
+    def __init__(self, forwarder: _TemporalForwarder) -> None:
+        self.forwarder = forwarder
 
     def collect(self) -> Iterator[PrometheusFamily]:
-        if self.forwarder is not None:
-            self.forwarder.drain()
+        self.forwarder.drain()
         return iter(())
 
     def describe(self) -> Iterable[PrometheusFamily]:
@@ -609,7 +614,7 @@ class _DrainBeforeScrape:
 
 
 class MetricsExport:
-    """A process's metrics setup: the provider, the ``/metrics`` server, Temporal's buffer.
+    """A process's metrics setup: the provider, the ``/metrics`` server, Temporal's metrics.
 
     Made by :func:`setup_metrics`; :meth:`close` flushes OTLP, stops the server and turns
     every record back into a no-op.
@@ -622,6 +627,7 @@ class MetricsExport:
         forwarder: _TemporalForwarder | None,
         server: Any,
         port: int,
+        core: CoreMetrics | None = None,
     ) -> None:
         self.provider = provider
         #: The provider's readers: a Prometheus one, an OTLP one, or one for both.
@@ -629,19 +635,27 @@ class MetricsExport:
         self.port = port
         self._forwarder = forwarder
         self._server = server
+        self._core = core
 
     @property
-    def temporal_buffer(self) -> MetricBuffer | None:
-        """The buffer a Temporal runtime records its SDK metrics in; None: metrics are off."""
+    def temporal_metrics(self) -> PrometheusConfig | MetricBuffer | None:
+        """Where a Temporal runtime puts its SDK metrics; None: metrics are off.
+
+        Its own aggregation served on loopback (:mod:`.temporal_metrics`), or a buffer
+        drained into this setup's instruments.
+        """
+        if self._core is not None:
+            return self._core.config
         return None if self._forwarder is None else self._forwarder.buffer
 
     def close(self) -> None:
         """Stop exporting; idempotent."""
         global _active
+        if _export is self:
+            _active = None
+        self._core = None
         forwarder = self._forwarder
         if forwarder is not None:
-            if _active is not None and _active.meter is forwarder._meter:
-                _active = None
             forwarder.stop()
         if self._server is not None:
             self._server.shutdown()
@@ -677,7 +691,6 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     readers: list[MetricReader] = []
     server = None
     bound = 0
-    drain = _DrainBeforeScrape()
     otlp: MetricExporter | None = None
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
@@ -690,9 +703,6 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
         otlp = OTLPMetricExporter()
     exporting_otlp = otlp is not None
     if port:
-        # Registered first: the registry collects in registration order, so a scrape
-        # drains Temporal's buffer before it reads the instruments.
-        registry.register(drain)
         if otlp is not None and shares_collections(otlp):
             # One reader for both: every value is aggregated once, not once per reader.
             readers.append(PrometheusAndOtlpReader(otlp, registry))
@@ -715,16 +725,25 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     # One reader collecting cumulative explicit-bucket histograms (all but an OTLP exporter
     # asked for delta or exponential buckets): histograms are aggregated here.
     # OTEL_SDK_DISABLED makes the meter a no-op: then histograms record nothing either.
+    # Temporal's metrics are then added to the same collections, aggregated by its runtime.
+    core: CoreMetrics | None = None
     if len(readers) == 1 and wants_observed(readers[0]) and not isinstance(meter, NoOpMeter):
         observed: list[ObservedHistogram] = []
-        if add_to_collections(readers[0], observed, resource, SCOPE):
+        core = CoreMetrics(free_port())
+        if add_to_collections(readers[0], observed, resource, SCOPE, core.collect):
             histograms.observed = observed
         else:
+            core = None
             logger.warning(
                 "metrics: this OpenTelemetry SDK's reader cannot be extended; "
                 "histograms go through the SDK"
             )
-    forwarder = drain.forwarder = _TemporalForwarder(meter, histograms)
+    forwarder: _TemporalForwarder | None = None
+    if core is None:
+        forwarder = _TemporalForwarder(meter, histograms)
+        # Registered first: the registry collects in registration order, so a scrape
+        # drains Temporal's buffer before it reads the instruments.
+        registry.register(_DrainBeforeScrape(forwarder))
     if port:
         try:
             server, _ = start_http_server(port, settings.address, registry=registry)
@@ -735,9 +754,10 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
                 f"{settings.address}:{port}: {exc.strerror or exc}"
             ) from None
         bound = server.server_address[1]
-    forwarder.start()
+    if forwarder is not None:
+        forwarder.start()
     _active = _Active(meter, histograms)
-    _export = MetricsExport(provider, readers, forwarder, server, bound)
+    _export = MetricsExport(provider, readers, forwarder, server, bound, core)
     logger.info(
         "metrics: %s%s",
         f"/metrics on {settings.address}:{bound}" if bound else "no /metrics endpoint",
@@ -746,10 +766,10 @@ def setup_metrics(settings: MetricsSettings, service_name: str, default_port: in
     return _export
 
 
-def temporal_metric_buffer() -> MetricBuffer | None:
-    """The buffer a Temporal runtime of this process should record into; None: no metrics."""
+def temporal_metrics() -> PrometheusConfig | MetricBuffer | None:
+    """Where this process's Temporal runtime should put its metrics; None: no metrics."""
     export = _export
-    return export.temporal_buffer if export is not None and _active is not None else None
+    return export.temporal_metrics if export is not None and _active is not None else None
 
 
 def table() -> Sequence[Metric]:

@@ -112,7 +112,7 @@ async def test_without_a_metrics_port_the_export_still_runs(receiver: _Receiver)
     export = metrics.setup_metrics(MetricsSettings(port=0), "polyfleet-test", 0)
     try:
         assert len(export.readers) == 1
-        assert metrics.enabled() and metrics.temporal_metric_buffer() is not None
+        assert metrics.enabled() and metrics.temporal_metrics() is not None
         COUNTER.add(4, **LABELS)
         await assert_eventually(
             lambda: _async(receiver.points), lambda points: (CUMULATIVE, 4) in points

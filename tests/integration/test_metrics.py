@@ -73,7 +73,7 @@ async def measured(temporal_client: Client, tmp_path: Path) -> AsyncIterator[tup
         temporal = await Client.connect(
             config.target_host,
             namespace=temporal_client.namespace,
-            runtime=runtime(metrics=export.temporal_buffer),
+            runtime=runtime(metrics=export.temporal_metrics),
         )
         fleet = await start_fleet(temporal, tmp_path / "data", with_runner=False)
         async with stopping(fleet):

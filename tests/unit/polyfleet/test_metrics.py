@@ -65,7 +65,7 @@ def test_every_metric_is_recorded_somewhere() -> None:
 def test_without_setup_recording_is_a_no_op() -> None:
     assert not metrics.enabled()
     metrics.EXECUTIONS_CREATED.add(1, kind="agent", name="a")
-    assert metrics.temporal_metric_buffer() is None
+    assert metrics.temporal_metrics() is None
 
 
 def test_wrong_labels_are_refused(export: metrics.MetricsExport) -> None:
@@ -105,7 +105,7 @@ def test_a_gauge_shows_the_last_value_set(export: metrics.MetricsExport) -> None
 def test_temporal_sdk_metrics_are_forwarded_to_the_same_endpoint(
     export: metrics.MetricsExport,
 ) -> None:
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=export.temporal_buffer))
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=export.temporal_metrics))
     meter = runtime.metric_meter
     meter.create_counter("temporal_test_requests", "requests").add(3, {"task_queue": "q"})
     meter.create_histogram_timedelta("temporal_test_latency", unit="duration").record(
@@ -154,8 +154,8 @@ def test_no_port_and_no_otlp_endpoint_turn_metrics_off(monkeypatch: pytest.Monke
         assert export.port == 0
         assert export.readers == ()
         assert not metrics.enabled()
-        assert metrics.temporal_metric_buffer() is None
-        assert export.temporal_buffer is None  # no buffer made for nobody
+        assert metrics.temporal_metrics() is None
+        assert export.temporal_metrics is None  # no buffer made for nobody
         metrics.EXECUTIONS_CREATED.add(1, kind="agent", name="a")  # a no-op
     finally:
         export.close()
