@@ -32,7 +32,8 @@ def runtime(
         logging: Temporal core's logging, e.g. forwarded into Python logging
             (:func:`polyfleet.logs.temporal_core_logging`); None: the SDK's default, which
             writes coloured lines to the console.
-        metrics: Where the SDK's own metrics go; None: nowhere.
+        metrics: Where the SDK's own metrics go (a loopback Prometheus endpoint or a
+            buffer); None: nowhere.
 
     """
     return Runtime(
@@ -48,7 +49,9 @@ def process_runtime() -> Runtime:
     process's log format (docs/observability.md, "Logs") and never with ANSI colours. When
     the process exports metrics (:func:`polyfleet.telemetry.metrics.setup_metrics`, before
     the first connect), the SDK's own metrics (worker slots, pollers, schedule-to-start
-    latencies) are recorded into its buffer and served beside polyfleet's.
+    latencies) are served beside polyfleet's: aggregated by the runtime and read at each
+    collection, or recorded into a buffer polyfleet drains
+    (:func:`polyfleet.telemetry.metrics.temporal_metrics`).
     """
     return runtime(logging=temporal_core_logging(), metrics=temporal_metrics())
 

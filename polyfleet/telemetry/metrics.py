@@ -341,7 +341,7 @@ METRICS: tuple[Metric, ...] = tuple(
 )
 """Every metric polyfleet records, in definition order."""
 
-#: Temporal SDK metrics (forwarded from the Temporal runtime) that dashboards and alerts use,
+#: Temporal SDK metrics (from the Temporal runtime) that dashboards and alerts use,
 #: as Prometheus shows them (histograms: add _bucket, _sum, _count); every worker of the
 #: orchestrator and the runner exports them. Temporal's full list:
 #: https://docs.temporal.io/references/sdk-metrics.
