@@ -4,9 +4,10 @@ The Temporal runtime can hand its metrics to Python one update at a time (a
 ``MetricBuffer``, drained into OpenTelemetry instruments by :mod:`.metrics`), or aggregate
 them itself and serve them in Prometheus' text format. An agent execution makes about 66
 updates in the orchestrator (slot and poller gauges, request counters, 18 latencies) and
-32 in the runner; buffered, they cost both processes together about 0.6 ms of CPU per
-execution in the observability benchmark (metrics alone: +3.6 % with the buffer, +1.4 %
-with Temporal's own aggregation, docs/benchmarks.md).
+32 in the runner; drained, they cost the two processes' Python 0.28 ms of CPU per execution
+(thread time of the drains). In the observability benchmark, metrics alone cost +3.0 % with
+the buffer and +1.9 % with Temporal's own aggregation (six paired rounds each,
+docs/benchmarks.md).
 
 :class:`CoreMetrics` configures the second: the runtime serves its metrics on a loopback
 port only this process reads, and every collection of the process's metric reader (a
