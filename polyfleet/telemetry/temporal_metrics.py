@@ -5,9 +5,9 @@ The Temporal runtime can hand its metrics to Python one update at a time (a
 them itself and serve them in Prometheus' text format. An agent execution makes about 66
 updates in the orchestrator (slot and poller gauges, request counters, 18 latencies) and
 32 in the runner; drained, they cost the two processes' Python 0.28 ms of CPU per execution
-(thread time of the drains). In the observability benchmark, metrics alone cost +3.0 % with
-the buffer and +1.9 % with Temporal's own aggregation (six paired rounds each,
-docs/benchmarks.md).
+(thread time of the drains). In the observability benchmark, metrics alone measured +1.8 to
++3.3 % with Temporal's own aggregation against +2.5 to +4.3 % with the buffer
+(docs/benchmarks.md, "This stop").
 
 :class:`CoreMetrics` configures the second: the runtime serves its metrics on a loopback
 port only this process reads, and every collection of the process's metric reader (a
