@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import AggregationTemporality
+from temporalio.runtime import MetricBuffer, PrometheusConfig, Runtime, TelemetryConfig
 
 from polyfleet.config import MetricsSettings
 from polyfleet.telemetry import metrics
@@ -123,3 +124,54 @@ async def test_without_a_metrics_port_the_export_still_runs(receiver: _Receiver)
 
 async def _async(read: Any) -> Any:
     return read()
+
+
+def _exported_names(receiver: OtlpReceiver) -> set[str]:
+    return {
+        metric.name
+        for request in receiver.metric_requests()
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+async def test_temporal_metrics_reach_both_endpoints_from_the_runtime_aggregation(
+    receiver: _Receiver,
+) -> None:
+    export = metrics.setup_metrics(
+        MetricsSettings(port=free_port(), address="127.0.0.1"), "polyfleet-test", 0
+    )
+    try:
+        # One reader for both: Temporal's runtime aggregates its metrics and serves them.
+        config = metrics.temporal_metrics()
+        assert isinstance(config, PrometheusConfig) and config.bind_address.startswith("127.")
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=config))
+        runtime.metric_meter.create_counter("temporal_test_exported", "requests").add(
+            5, {"task_queue": "q"}
+        )
+
+        await assert_eventually(
+            lambda: _async(lambda: _exported_names(receiver)),
+            lambda names: "temporal_test_exported" in names,
+        )
+        assert (
+            'temporal_test_exported_total{service_name="temporal-core-sdk",task_queue="q"} 5.0'
+            in (scrape_metrics(export.port))
+        )
+    finally:
+        export.close()
+
+
+def test_an_exporter_asking_for_deltas_gets_temporal_metrics_through_the_buffer(
+    receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    export = metrics.setup_metrics(
+        MetricsSettings(port=free_port(), address="127.0.0.1"), "polyfleet-test", 0
+    )
+    try:
+        # Two readers: the runtime's own aggregation could serve only one of them.
+        assert isinstance(metrics.temporal_metrics(), MetricBuffer)
+    finally:
+        export.close()
