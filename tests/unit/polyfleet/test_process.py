@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 
 from polyfleet.process import YOUNG_COLLECTION_THRESHOLD, freeze_when_ready
 
@@ -44,3 +46,20 @@ async def test_objects_alive_when_the_process_is_ready_are_frozen_then_and_not_b
         freezing.cancel()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_leaving_runs_the_exit_handlers_flushes_and_exits_with_the_status() -> None:
+    script = (
+        "import atexit, logging, sys\n"
+        "from polyfleet.process import leave\n"
+        "atexit.register(lambda: print('handler ran', flush=False))\n"
+        "print('buffered', end=' ')\n"
+        "leave(3)\n"
+        "print('never')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 3
+    assert done.stdout == "buffered handler ran\n"

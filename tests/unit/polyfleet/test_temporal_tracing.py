@@ -85,15 +85,17 @@ def test_one_context_is_written_once_for_all_the_activities_it_schedules(
     second = SpanContext(TRACE_ID, SPAN_ID + 1, is_remote=True, trace_flags=TraceFlags(1))
     scheduled: list[_Outbound] = []
     for parent, activities in ((first, 3), (second, 1)):
-        token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
-        try:
-            for _ in range(activities):
+        span = NonRecordingSpan(parent)
+        for _ in range(activities):
+            token = context.attach(trace.set_span_in_context(span))
+            try:
                 scheduled.append(outbound := _Outbound())
                 interceptor._completed_span("StartActivity:EnsureThread", add_to_outbound=outbound)
-        finally:
-            context.detach(token)
+            finally:
+                context.detach(token)
 
     # The three activities of the first context share one write; the second context's own.
+    # (Each attach makes a new Context object: they are equal, not identical.)
     assert len(injected) == 2
     assert [_traceparent(outbound.headers)[36:52] for outbound in scheduled] == [
         f"{SPAN_ID:016x}"
