@@ -66,7 +66,7 @@ from polyfleet.telemetry.histograms import (
     wants_observed,
 )
 from polyfleet.telemetry.metric_reader import PrometheusAndOtlpReader, shares_collections
-from polyfleet.telemetry.temporal_metrics import CoreMetrics
+from polyfleet.telemetry.temporal_metrics import CoreMetrics, is_duration
 
 logger = logging.getLogger(__name__)
 
@@ -592,7 +592,7 @@ class _TemporalForwarder:
         if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
             return self._meter.create_counter(name, unit, description)
         if metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
-            seconds = unit == "s" or name.endswith("_latency")
+            seconds = unit == "s" or is_duration(name)
             return self._histograms.create(
                 name, "s" if seconds else unit, description, SLOW_BUCKETS if seconds else ()
             )

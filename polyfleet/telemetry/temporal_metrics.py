@@ -48,10 +48,12 @@ READ_TIMEOUT = 2.0
 _Series = tuple[str, frozenset[tuple[str, str]]]
 
 
-def _unit(name: str) -> str:
-    # The runtime reports durations in seconds (durations_as_seconds); its duration
-    # metrics are the ones named *_latency, the unit the buffer path gives them too.
-    return "s" if name.endswith("_latency") else ""
+def is_duration(name: str) -> bool:
+    """Whether Temporal's metric ``name`` is a duration: its durations are named *_latency.
+
+    Both paths report them in seconds (``durations_as_seconds``, the buffer's ``SECONDS``).
+    """
+    return name.endswith("_latency")
 
 
 class CoreMetrics:
@@ -109,7 +111,7 @@ class CoreMetrics:
                 Metric(
                     name=family.name,
                     description=family.help,
-                    unit=_unit(family.name),
+                    unit="s" if is_duration(family.name) else "",
                     data=data,
                 )
             )
@@ -155,7 +157,7 @@ class CoreMetrics:
             for _, count in cumulative:
                 per_bucket.append(int(count - below))
                 below = count
-            if not cumulative or cumulative[-1][0] != math.inf:
+            if cumulative[-1][0] != math.inf:  # no +Inf bucket: the count says it
                 per_bucket.append(int(counts.get(key, below) - below))
             points.append(
                 HistogramDataPoint(
@@ -247,4 +249,4 @@ def parse(text: str) -> list[Family]:
     return list(families.values())
 
 
-__all__ = ["READ_TIMEOUT", "CoreMetrics", "Family", "parse"]
+__all__ = ["READ_TIMEOUT", "CoreMetrics", "Family", "is_duration", "parse"]

@@ -104,14 +104,13 @@ def test_a_series_keeps_the_start_of_its_first_collection() -> None:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[CoreMetrics, list[str]]]:
-    """A CoreMetrics whose port serves what the list's last item says."""
+def served() -> Iterator[CoreMetrics]:
+    """A CoreMetrics whose port serves :data:`TEXT`, as a runtime would."""
     port = free_port()
-    body = [TEXT]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            payload = body[-1].encode()
+            payload = TEXT.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -124,16 +123,16 @@ def served() -> Iterator[tuple[CoreMetrics, list[str]]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield CoreMetrics(port), body
+        yield CoreMetrics(port)
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_a_collection_reads_the_runtime_endpoint(
-    served: tuple[CoreMetrics, list[str]],
+    served: CoreMetrics,
 ) -> None:
-    core, _ = served
+    core = served
     assert "127.0.0.1" in core.config.bind_address and core.config.durations_as_seconds
 
     names = {metric.name for metric in core.collect(1_000)}
