@@ -7,12 +7,16 @@ The orchestrator believes that claim only once Temporal confirms it: the executi
 workflow has that activity pending, in that attempt, started by that worker. The call may
 then touch that execution only — its status, context, checkpoint, thread and children.
 
-A confirmed claim is trusted for ``POLYFLEET_AUTH_RUNNER_BINDING_TTL`` (so a report every
-100 ms costs one DescribeWorkflowExecution per attempt and TTL, not one per report); a
-refused one is never cached. The TTL bounds how long an attempt that Temporal has already
-ended (timed out, retried elsewhere) can still write. Nothing secret travels: the claim
-only names which of its own activities the runner runs, and a runner credential is still
-required (docs/security.md, "Runners act only on their own work").
+A confirmation is trusted for ``POLYFLEET_AUTH_RUNNER_BINDING_TTL`` and covers that worker's
+calls about that workflow run, whichever of the run's activities they name: a report every
+100 ms costs one DescribeWorkflowExecution per worker, run and TTL, not one per report, and
+an agent execution whose EnsureThread and ExecuteGraphton one runner runs costs one, not
+two (each cost 1.0-2.2 ms of the orchestrator's CPU and 1.8-3.5 ms of Temporal's in the
+fleet benchmark, docs/benchmarks.md). A refused claim is never cached. The TTL bounds how
+long a worker whose attempt Temporal has already ended (timed out, retried elsewhere) can
+still write. Nothing secret travels: the claim only names which of its own activities the
+runner runs, and a runner credential is still required (docs/security.md, "Runners act only
+on their own work").
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ class ActivityClaim:
     worker_identity: str
 
     @property
+    def worker_run(self) -> tuple[str, str, str]:
+        """What a confirmation covers: this worker's calls about this workflow run."""
+        return (self.workflow_id, self.run_id, self.worker_identity)
+
+    @property
     def execution_id(self) -> str:
         """The execution whose workflow runs the activity, or ``""`` if it is not one."""
         return contract.execution_of_workflow(self.workflow_id)
@@ -105,7 +114,7 @@ class RunnerBinding:
     Args:
         temporal: The client that confirms claims (DescribeWorkflowExecution).
         db: The store, to find an execution's thread.
-        ttl: Seconds a confirmed claim is trusted.
+        ttl: Seconds a confirmation is trusted.
 
     """
 
@@ -113,8 +122,8 @@ class RunnerBinding:
         self._temporal = temporal
         self._db = db
         self._ttl = ttl
-        # claim -> monotonic expiry of its confirmation
-        self._confirmed: dict[ActivityClaim, float] = {}
+        # a confirmed claim's worker_run -> monotonic expiry of the confirmation
+        self._confirmed: dict[tuple[str, str, str], float] = {}
         # claims being confirmed now: concurrent calls of one attempt share one describe
         self._pending: dict[ActivityClaim, asyncio.Task[None]] = {}
         self._threads: dict[str, str] = {}
@@ -158,7 +167,7 @@ class RunnerBinding:
             )
 
     async def _confirm(self, claim: ActivityClaim) -> None:
-        expiry = self._confirmed.get(claim)
+        expiry = self._confirmed.get(claim.worker_run)
         if expiry is not None and expiry > time.monotonic():
             return
         task = self._pending.get(claim)
@@ -219,7 +228,7 @@ class RunnerBinding:
                 : _MAX_CACHED // 10
             ]:
                 del self._confirmed[key]
-        self._confirmed[claim] = now + self._ttl
+        self._confirmed[claim.worker_run] = now + self._ttl
 
     async def _thread_of(self, execution_id: str) -> str:
         thread_id = self._threads.get(execution_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -216,6 +216,34 @@ async def test_a_claim_temporal_does_not_confirm_is_refused(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await held.stub.ReportProgress(_report(held.mine, "forged/2"), metadata=forged)
     _refused(raised)
+
+
+async def test_one_confirmation_covers_the_workers_calls_about_its_run(
+    held: Held, temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = temporal_client.workflow_service
+    describe = service.describe_workflow_execution
+    described: list[str] = []
+
+    async def counted(request: Any, **kwargs: Any) -> Any:
+        described.append(request.execution.workflow_id)
+        return await describe(request, **kwargs)
+
+    monkeypatch.setattr(service, "describe_workflow_execution", counted)
+    claim = held.runner.claims[held.mine]
+    await held.stub.ReportProgress(_report(held.mine, "own/1"), metadata=claim)
+    assert len(described) == 1
+    # Another of the run's activities on the same worker (an agent's EnsureThread, then
+    # its ExecuteGraphton): served on the same confirmation, without asking Temporal.
+    sibling = _with(claim, contract.RUNNER_METADATA_ACTIVITY_ID, "1")
+    await held.stub.ReportProgress(_report(held.mine, "own/2"), metadata=sibling)
+    assert len(described) == 1
+    # Another worker naming the same run is checked with Temporal, and refused.
+    elsewhere = _with(claim, contract.RUNNER_METADATA_WORKER_IDENTITY, "12345@elsewhere")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await held.stub.ReportProgress(_report(held.mine, "forged/3"), metadata=elsewhere)
+    assert "is not running on worker '12345@elsewhere'" in _refused(raised)
+    assert len(described) == 2
 
 
 async def test_a_claim_is_required(held: Held) -> None:
