@@ -466,10 +466,13 @@ class Executions(ABC, Generic[E, C]):
         report_id: str,
         source: str,
         update: common_pb2.ExecutionUpdate,
+        then: store.WriteStep | None = None,
     ) -> ReportResult[E]:
         """Merge a report into the status, append it to the event log, publish it.
 
         A report whose ``report_id`` was applied before is acknowledged, not re-applied.
+        ``then`` is another store write committed with the report (see
+        ``store.ExecutionRepository.apply_report``).
 
         Raises:
             store.NotFoundError: No such execution.
@@ -499,7 +502,7 @@ class Executions(ABC, Generic[E, C]):
 
         try:
             execution, event, applied = await self._repo.apply_report(
-                execution_id, report_id, source, update, merge
+                execution_id, report_id, source, update, merge, then
             )
         except IllegalTransitionError as err:
             self._count_report(source, "rejected", "FAILED_PRECONDITION")

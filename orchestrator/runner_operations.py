@@ -114,6 +114,12 @@ class RunnerOperations:
         )
         return runner_pb2.AppendThreadMessagesResponse(message_count=len(thread.messages))
 
+    def thread_appending(self, request: runner_pb2.AppendThreadMessagesRequest) -> store.WriteStep:
+        """:meth:`append_thread_messages` as a write to commit with a report that carries it."""
+        return self._db.threads.appending(
+            request.thread_id, request.report_id, list(request.messages)
+        )
+
     async def put_checkpoint(self, request: runner_pb2.PutCheckpointRequest) -> None:
         """Store the latest checkpoint of a workflow execution.
 

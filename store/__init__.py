@@ -4,7 +4,7 @@ Open one :class:`Store` per process with :meth:`Store.open`; its repositories ar
 never block the event loop.
 """
 
-from store._engine import DEFAULT_MAP_SIZE
+from store._engine import DEFAULT_MAP_SIZE, WriteStep
 from store.checkpoints import Checkpoint, CheckpointRepository
 from store.errors import (
     AlreadyExistsError,
@@ -54,6 +54,7 @@ __all__ = [
     "ThreadRepository",
     "WorkflowExecutionRepository",
     "WorkflowRepository",
+    "WriteStep",
     "apply_view",
     "new_id",
 ]

@@ -49,6 +49,9 @@ MAX_READERS = 32
 MAX_BATCH_WRITES = 256
 
 R = TypeVar("R")
+# A write that runs in a transaction another write opened, committed with it (a report's
+# thread append, ExecutionRepository.apply_report's ``then``).
+WriteStep: TypeAlias = Callable[["Txn"], object]
 
 
 class _Write:

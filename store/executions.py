@@ -18,7 +18,7 @@ from store.ids import MAX_ID_BYTES, new_id
 from store.views import FULL, ExecutionView, apply_view
 
 if TYPE_CHECKING:
-    from store._engine import Engine, Txn
+    from store._engine import Engine, Txn, WriteStep
 
 E = TypeVar("E", bound=Execution)
 ExecutionEvent = common_pb2.ExecutionEvent
@@ -280,13 +280,17 @@ class ExecutionRepository(Generic[E]):
         source: str,
         update: ExecutionUpdate,
         merge: Callable[[E, ExecutionUpdate], None],
+        then: WriteStep | None = None,
     ) -> tuple[E, ExecutionEvent, bool]:
         """Merge a report into the execution and append it to the event log, atomically.
 
         In one write transaction: a report already applied to this execution returns the
         current execution and its original event unchanged; otherwise ``merge`` updates the
         execution, the next sequence number is assigned, and the event, the report record and
-        the execution are written together. If ``merge`` raises, nothing is written.
+        the execution are written together. ``then`` runs next in the same transaction,
+        whether the report was applied now or before (e.g. the thread append that rides on
+        the report: one commit for both). If ``merge`` or ``then`` raises, nothing is
+        written.
 
         Args:
             execution_id: The execution.
@@ -296,6 +300,8 @@ class ExecutionRepository(Generic[E]):
                 terminal merge adds the items it closes). It is not modified.
             merge: Applies the delta to the execution it is given. It runs in the store's
                 writer thread and may run more than once, each time on a fresh copy.
+            then: Another write of the same transaction, e.g.
+                ``ThreadRepository.appending``; like ``merge``, it may run more than once.
 
         Returns:
             The execution as stored, the report's event, and whether it was applied now.
@@ -311,12 +317,19 @@ class ExecutionRepository(Generic[E]):
 
         def apply(txn: Txn) -> tuple[E, ExecutionEvent, bool]:
             stored = self._items.require(txn, execution_id)
+            previous = None
             if report_key is not None:
                 previous = self._log.find_report(txn, execution_id, report_key)
-                if previous is not None:
-                    return stored, previous, False
-            updated, event = self._append(txn, stored, report_id, report_key, source, delta, merge)
-            return updated, event, True
+            if previous is not None:
+                outcome = (stored, previous, False)
+            else:
+                updated, event = self._append(
+                    txn, stored, report_id, report_key, source, delta, merge
+                )
+                outcome = (updated, event, True)
+            if then is not None:
+                then(txn)
+            return outcome
 
         return await self._engine.write(apply)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from polyfleet.v1 import common_pb2, session_pb2
@@ -94,6 +94,20 @@ class ThreadRepository:
             InvalidArgumentError: ``report_id`` is too long.
 
         """
+        return await self._engine.write(self.appending(thread_id, report_id, messages))
+
+    def appending(
+        self, thread_id: str, report_id: str, messages: Iterable[common_pb2.Message]
+    ) -> Callable[[Txn], Thread]:
+        """The write of :meth:`append_messages`, to run in another write's transaction.
+
+        A progress report carrying its run's turn applies both in one commit
+        (``ExecutionRepository.apply_report``'s ``then``).
+
+        Raises:
+            InvalidArgumentError: ``report_id`` is too long.
+
+        """
         batch = [_copy(m) for m in messages]
         report_key = _keys.report_key(thread_id, report_id) if report_id else None
 
@@ -105,7 +119,7 @@ class ThreadRepository:
                 txn.put(report_key, b"", db=self._reports)
             return self._items.modify(txn, thread_id, lambda t: t.messages.extend(batch))
 
-        return await self._engine.write(append)
+        return append
 
 
 def _copy(message: common_pb2.Message) -> common_pb2.Message:

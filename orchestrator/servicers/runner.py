@@ -53,13 +53,16 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer):
     async def ReportProgress(
         self, request: runner_pb2.ReportProgressRequest, context: Context
     ) -> runner_pb2.ReportProgressResponse:
-        result = await self._executions.for_id(request.execution_id).report(
-            request.execution_id, request.report_id, RUNNER_SOURCE, request.update
+        # The turn is appended in the report's commit, whether the report is applied now or
+        # was before; a refused report (a terminal execution) appends nothing.
+        then = (
+            self._operations.thread_appending(request.thread_append)
+            if request.HasField("thread_append")
+            else None
         )
-        if request.HasField("thread_append"):
-            # After the report, applied now or before (a retry whose append had failed):
-            # a refused report (a terminal execution) appends nothing.
-            await self._operations.append_thread_messages(request.thread_append)
+        result = await self._executions.for_id(request.execution_id).report(
+            request.execution_id, request.report_id, RUNNER_SOURCE, request.update, then
+        )
         return result.as_message(runner_pb2.ReportProgressResponse)
 
     @unary

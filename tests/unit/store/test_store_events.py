@@ -87,6 +87,45 @@ async def test_a_retried_report_is_applied_once(db: Store) -> None:
     assert len(await db.agent_executions.events(created.id)) == 2
 
 
+async def test_a_report_and_the_write_riding_on_it_commit_as_one(db: Store) -> None:
+    created = await new_execution(db)
+    thread, _ = await db.threads.get_or_create_for_session("ses-x")
+    turn = [common_pb2.Message(id="u", content="hi")]
+
+    _, _, applied = await db.agent_executions.apply_report(
+        created.id,
+        "r1",
+        "runner",
+        text("answer"),
+        merge,
+        db.threads.appending(thread.id, "r1", turn),
+    )
+    assert applied
+    assert [m.content for m in (await db.threads.get(thread.id)).messages] == ["hi"]
+
+    # The write fails (no such thread): the report is not applied either.
+    missing = db.threads.appending("thr-missing", "r2", turn)
+    with pytest.raises(NotFoundError):
+        await db.agent_executions.apply_report(
+            created.id, "r2", "runner", text("lost"), merge, missing
+        )
+    stored = await db.agent_executions.get(created.id)
+    assert [m.content for m in stored.status.messages] == ["answer"]
+    assert len(await db.agent_executions.events(created.id)) == 1
+
+    # A retried report runs it again; the append's own report ID keeps it once.
+    _, _, applied = await db.agent_executions.apply_report(
+        created.id,
+        "r1",
+        "runner",
+        text("answer"),
+        merge,
+        db.threads.appending(thread.id, "r1", turn),
+    )
+    assert not applied
+    assert [m.content for m in (await db.threads.get(thread.id)).messages] == ["hi"]
+
+
 async def test_concurrent_retries_apply_once(db: Store) -> None:
     created = await new_execution(db)
 
