@@ -38,8 +38,10 @@ class ThreadRepository:
     async def get_or_create_for_session(self, session_id: str) -> tuple[Thread, bool]:
         """Return the session's thread, creating it if it has none.
 
-        Lookup and creation happen in one write transaction, so concurrent callers get the same
-        thread. When the session exists, its ``thread_id`` is set in the same transaction.
+        A thread that exists is read on the event loop (``Engine.lookup``), without a write;
+        otherwise lookup and creation happen in one write transaction, so concurrent callers
+        get the same thread. When the session exists, its ``thread_id`` is set in the same
+        transaction.
 
         Returns:
             The thread, and whether it was created.
@@ -50,10 +52,14 @@ class ThreadRepository:
         """
         session_key = check_id(session_id, "session_id")
 
-        def get_or_create(txn: Txn) -> tuple[Thread, bool]:
+        def get(txn: Txn) -> Thread | None:
             thread_id = txn.get(session_key, db=self._by_session)
-            if thread_id is not None:
-                return self._items.require(txn, thread_id.decode()), False
+            return None if thread_id is None else self._items.require(txn, thread_id.decode())
+
+        def get_or_create(txn: Txn) -> tuple[Thread, bool]:
+            existing = get(txn)
+            if existing is not None:
+                return existing, False
             thread = self._items.add(txn, Thread(id=new_id("thr"), session_id=session_id))
             txn.put(session_key, thread.id.encode(), db=self._by_session)
             if self._sessions.load(txn, session_id) is not None:
@@ -64,6 +70,10 @@ class ThreadRepository:
                 self._sessions.modify(txn, session_id, link)
             return thread, True
 
+        # Every turn of a session after its first finds the thread: no write, no commit.
+        existing = await self._engine.lookup(get)
+        if existing is not None:
+            return existing, False
         return await self._engine.write(get_or_create)
 
     async def get(self, thread_id: str) -> Thread:

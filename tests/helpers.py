@@ -6,8 +6,10 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,6 +27,7 @@ from polyfleet.v1 import agent_execution_pb2
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from store._engine import Engine, Txn
     from tests.conftest import Fleet
 
 T = TypeVar("T")
@@ -203,3 +206,22 @@ def scrape_metrics(port: int) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return str(response.read().decode())
+
+
+@asynccontextmanager
+async def held_writer(engine: Engine) -> AsyncIterator[None]:
+    """Keep the store's writer thread busy in a write until the block ends, then let it go on."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold(txn: Txn) -> None:
+        started.set()
+        assert release.wait(30), "the test never released the writer"
+
+    holder = asyncio.ensure_future(engine.write(hold))
+    try:
+        assert await asyncio.to_thread(started.wait, 30), "the writer never ran the holder"
+        yield
+    finally:
+        release.set()
+        await holder

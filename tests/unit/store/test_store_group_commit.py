@@ -7,9 +7,7 @@ then releases it, so the queued writes form one batch deterministically.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,7 +17,7 @@ import pytest
 from polyfleet.v1 import agent_execution_pb2, common_pb2
 from store import Store, StoreClosedError
 from store._engine import MAX_BATCH_WRITES, Engine
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, held_writer
 
 if TYPE_CHECKING:
     from store._engine import Database, Txn
@@ -27,25 +25,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 AgentExecution = agent_execution_pb2.AgentExecution
 TINY_MAP = 64 * 1024
-
-
-@asynccontextmanager
-async def held_writer(engine: Engine) -> AsyncIterator[None]:
-    """Keep the writer thread busy in a write until the block ends, then let it go on."""
-    started = threading.Event()
-    release = threading.Event()
-
-    def hold(txn: Txn) -> None:
-        started.set()
-        assert release.wait(30), "the test never released the writer"
-
-    holder = asyncio.ensure_future(engine.write(hold))
-    try:
-        assert await asyncio.to_thread(started.wait, 30), "the writer never ran the holder"
-        yield
-    finally:
-        release.set()
-        await holder
 
 
 async def queue(writes: list[Awaitable[T]]) -> list[asyncio.Task[T]]:

@@ -10,6 +10,8 @@ import pytest
 
 from polyfleet.v1 import common_pb2, session_pb2
 from store import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, Store
+from store._engine import Engine
+from tests.helpers import held_writer
 
 
 @pytest.fixture
@@ -156,3 +158,16 @@ async def test_thread_not_found(db: Store) -> None:
     assert caught.value.kind == "thread"
     with pytest.raises(NotFoundError):
         await db.threads.get("thr-missing")
+
+
+async def test_an_existing_thread_is_read_without_a_write(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "engine", 1 << 20)
+    db = Store(engine)
+    try:
+        thread, _ = await db.threads.get_or_create_for_session("ses-x")
+        # The writer is busy: only a read can answer before it is let go.
+        async with held_writer(engine):
+            found = await asyncio.wait_for(db.threads.get_or_create_for_session("ses-x"), 10)
+        assert found == (thread, False)
+    finally:
+        db.close()
