@@ -29,7 +29,7 @@ def _session_for_request(request_id: str) -> str:
     # Without a session, a retried request must land in the session its original created.
     if not request_id:
         return ""
-    return "ses-" + hashlib.sha256(request_id.encode()).hexdigest()[:20]
+    return f"{contract.SESSION_ID_PREFIX}-" + hashlib.sha256(request_id.encode()).hexdigest()[:20]
 
 
 def _first_update(execution: AgentExecution) -> common_pb2.ExecutionUpdate:
@@ -141,14 +141,24 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
         # A new session without a request_id is known to no one else: nothing to serialize
         # (one shared lock there made every such Create wait for the one before it).
         async with self._session_locks.hold(session_id) if session_id else nullcontext():
-            session = await self._session_for(spec.session_id, session_id, agent.name)
-            in_flight = await self.in_flight(session.id) if spec.session_id else []
+            new_session = None
+            in_flight = []
+            if spec.session_id:
+                await self._check_session(session_id, agent.name)
+                in_flight = await self.in_flight(session_id)
+            else:
+                # A new session and its thread are stored with the execution, in one commit;
+                # a retried request (same request_id) finds them there.
+                session_id = session_id or store.new_id(contract.SESSION_ID_PREFIX)
+                new_session = self._db.threads.for_new_session(
+                    session_pb2.Session(id=session_id, agent=agent.name)
+                )
             for execution in in_flight:
                 if request.request_id and execution.request_id == request.request_id:
                     return await self.create_duplicate(execution, request)
             queued_behind = await self._multitask(request, in_flight)
             execution = self._new_execution(
-                request, agent.name, session.id, queued_behind, agent.runner_queue
+                request, agent.name, session_id, queued_behind, agent.runner_queue
             )
             return await self.persist_and_start(
                 execution,
@@ -156,6 +166,7 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
                 request_key=request.request_id,
                 fingerprint=request_fingerprint(request),
                 start=not queued_behind,
+                then=new_session,
             )
 
     async def create_duplicate(
@@ -282,18 +293,13 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
             executions=items, next_page_token=token
         )
 
-    async def _session_for(
-        self, requested: str, session_id: str, agent: str
-    ) -> session_pb2.Session:
-        if not requested:
-            # A new session; a retried request (same request_id) gets the same one.
-            try:
-                return await self._db.sessions.create(
-                    session_pb2.Session(id=session_id, agent=agent)
-                )
-            except store.AlreadyExistsError:
-                return await self._db.sessions.get(session_id)
-        session_id = requested
+    async def _check_session(self, session_id: str, agent: str) -> None:
+        """Check that the requested session exists and is the agent's.
+
+        Raises:
+            store.NotFoundError: No such session.
+            InvalidArgumentError: The session belongs to another agent.
+        """
         session = await self._db.sessions.get(session_id)
         if session.agent and session.agent != agent:
             raise InvalidArgumentError(
@@ -301,4 +307,3 @@ class AgentExecutions(Executions[AgentExecution, CreateRequest]):
                 f"session {quote(session_id)} belongs to agent {quote(session.agent)}, "
                 f"not {quote(agent)}",
             )
-        return session

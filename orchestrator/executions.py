@@ -264,6 +264,7 @@ class Executions(ABC, Generic[E, C]):
         request_key: str = "",
         fingerprint: bytes = b"",
         start: bool = True,
+        then: store.WriteStep | None = None,
     ) -> E:
         """Persist a validated execution PENDING, log ``first`` as event 1, start its workflow.
 
@@ -275,6 +276,7 @@ class Executions(ABC, Generic[E, C]):
             fingerprint: Digest of the request body; a repeated key with another body is
                 refused.
             start: False to persist only (an execution enqueued behind another).
+            then: Another write committed with the execution (its new session).
 
         Raises:
             InvalidArgumentError: ``request_key`` was used with a different request.
@@ -289,7 +291,7 @@ class Executions(ABC, Generic[E, C]):
         if request_key:
             try:
                 stored, created = await self._repo.create_once(
-                    execution, request_key, fingerprint, event
+                    execution, request_key, fingerprint, event, then
                 )
             except store.RequestKeyConflictError as err:
                 raise InvalidArgumentError(
@@ -300,7 +302,7 @@ class Executions(ABC, Generic[E, C]):
             if not created:
                 return await self.get(stored.id)
         else:
-            stored = await self._repo.create(execution, event)
+            stored = await self._repo.create(execution, event, then)
         execution_id = stored.id
         tracing.annotate(execution_id)
         EXECUTIONS_CREATED.add(1, kind=self.metric_kind, name=_definition(stored))

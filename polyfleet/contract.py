@@ -144,6 +144,8 @@ Execution = agent_execution_pb2.AgentExecution | workflow_execution_pb2.Workflow
 # ID prefixes (``aex-…``, ``wex-…``) tell the two kinds of execution apart.
 AGENT_EXECUTION_ID_PREFIX = "aex"
 WORKFLOW_EXECUTION_ID_PREFIX = "wex"
+# Sessions (``ses-…``).
+SESSION_ID_PREFIX = "ses"
 
 #: Phases an execution never leaves (docs/operations.md, "Lifecycle guarantees").
 TERMINAL_PHASES: frozenset[common_pb2.ExecutionPhase.ValueType] = frozenset(

@@ -83,7 +83,9 @@ class ExecutionRepository(Generic[E]):
         self._log = EventLog(engine, db_name)
         self._requests = engine.database(f"{db_name}.requests")
 
-    async def create(self, execution: E, first: FirstEvent[E] | None = None) -> E:
+    async def create(
+        self, execution: E, first: FirstEvent[E] | None = None, then: WriteStep | None = None
+    ) -> E:
         """Store a new execution with version 1, as given (its phase is set by the caller).
 
         Args:
@@ -91,6 +93,8 @@ class ExecutionRepository(Generic[E]):
             first: When set, event 1 of its log, merged and appended in the same
                 transaction: the execution never exists without it. If its ``merge``
                 raises, nothing is written.
+            then: Another write committed with the execution (e.g. its new session,
+                ``ThreadRepository.for_new_session``); if it raises, nothing is written.
 
         Returns:
             The stored execution (with ``first`` merged).
@@ -102,7 +106,7 @@ class ExecutionRepository(Generic[E]):
         msg = self._items.copy(execution)
         if not msg.id:
             msg.id = new_id(self._id_prefix)
-        return await self._engine.write(lambda txn: self._add(txn, msg, first))
+        return await self._engine.write(lambda txn: self._add(txn, msg, first, then))
 
     async def create_once(
         self,
@@ -110,6 +114,7 @@ class ExecutionRepository(Generic[E]):
         request_key: str,
         fingerprint: bytes,
         first: FirstEvent[E] | None = None,
+        then: WriteStep | None = None,
     ) -> tuple[E, bool]:
         """Create the execution unless this request key already created one.
 
@@ -126,6 +131,7 @@ class ExecutionRepository(Generic[E]):
             fingerprint: Identifies the request's content, e.g. a hash of its fields; a retry
                 must present the same bytes.
             first: Event 1 of a new execution's log, as for :meth:`create`.
+            then: As for :meth:`create`; it runs only when the execution is created now.
 
         Returns:
             The stored execution, and whether it was created now.
@@ -154,7 +160,7 @@ class ExecutionRepository(Generic[E]):
                         f"request key {request_key!r} names {execution_id!r}, which is gone"
                     )
                 return existing, False
-            created = self._add(txn, msg, first)
+            created = self._add(txn, msg, first, then)
             txn.put(key, _keys.encode_request(created.id, wanted), db=self._requests)
             return created, True
 
@@ -333,9 +339,13 @@ class ExecutionRepository(Generic[E]):
 
         return await self._engine.write(apply)
 
-    def _add(self, txn: Txn, msg: E, first: FirstEvent[E] | None) -> E:
-        """Insert a copy of ``msg`` with version 1 and, when given, its first event."""
+    def _add(
+        self, txn: Txn, msg: E, first: FirstEvent[E] | None, then: WriteStep | None = None
+    ) -> E:
+        """Insert a copy of ``msg`` with version 1 and, when given, its first event and ``then``."""
         created = self._items.add(txn, self._items.copy(msg))
+        if then is not None:
+            then(txn)
         if first is None:
             return created
         report_key = _keys.report_key(created.id, first.report_id) if first.report_id else None

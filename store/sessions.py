@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from polyfleet import contract
 from polyfleet.v1 import session_pb2
 from store._collection import Collection, FieldIndex
 from store.ids import new_id
@@ -45,7 +46,7 @@ class SessionRepository:
         """
         msg = self._items.copy(session)
         if not msg.id:
-            msg.id = new_id("ses")
+            msg.id = new_id(contract.SESSION_ID_PREFIX)
         return await self._engine.write(lambda txn: self._items.add(txn, self._items.copy(msg)))
 
     async def get(self, session_id: str) -> Session:

@@ -11,7 +11,7 @@ from store._collection import Collection
 from store.ids import check_id, new_id
 
 if TYPE_CHECKING:
-    from store._engine import Engine, Txn
+    from store._engine import Engine, Txn, WriteStep
     from store.sessions import SessionRepository
 
 Session = session_pb2.Session
@@ -51,30 +51,53 @@ class ThreadRepository:
 
         """
         session_key = check_id(session_id, "session_id")
-
-        def get(txn: Txn) -> Thread | None:
-            thread_id = txn.get(session_key, db=self._by_session)
-            return None if thread_id is None else self._items.require(txn, thread_id.decode())
-
-        def get_or_create(txn: Txn) -> tuple[Thread, bool]:
-            existing = get(txn)
-            if existing is not None:
-                return existing, False
-            thread = self._items.add(txn, Thread(id=new_id("thr"), session_id=session_id))
-            txn.put(session_key, thread.id.encode(), db=self._by_session)
-            if self._sessions.load(txn, session_id) is not None:
-
-                def link(session: Session) -> None:
-                    session.thread_id = thread.id
-
-                self._sessions.modify(txn, session_id, link)
-            return thread, True
-
         # Every turn of a session after its first finds the thread: no write, no commit.
-        existing = await self._engine.lookup(get)
+        existing = await self._engine.lookup(lambda txn: self._find(txn, session_key))
         if existing is not None:
             return existing, False
-        return await self._engine.write(get_or_create)
+        return await self._engine.write(
+            lambda txn: self._get_or_create(txn, session_id, session_key)
+        )
+
+    def for_new_session(self, session: Session) -> WriteStep:
+        """A write that stores ``session`` unless it exists, and its thread unless it has one.
+
+        For the Create of an agent execution without a session: the execution, its new
+        session and the session's thread are one commit (``ExecutionRepository.create``'s
+        ``then``), and the run's EnsureThread then only reads.
+
+        Raises:
+            InvalidArgumentError: The session has no ID, or one that cannot be a key.
+
+        """
+        session_key = check_id(session.id, "session_id")
+        new = Session()
+        new.CopyFrom(session)
+
+        def store(txn: Txn) -> None:
+            if self._sessions.load(txn, new.id) is None:
+                self._sessions.add(txn, self._sessions.copy(new))
+            self._get_or_create(txn, new.id, session_key)
+
+        return store
+
+    def _find(self, txn: Txn, session_key: bytes) -> Thread | None:
+        thread_id = txn.get(session_key, db=self._by_session)
+        return None if thread_id is None else self._items.require(txn, thread_id.decode())
+
+    def _get_or_create(self, txn: Txn, session_id: str, session_key: bytes) -> tuple[Thread, bool]:
+        existing = self._find(txn, session_key)
+        if existing is not None:
+            return existing, False
+        thread = self._items.add(txn, Thread(id=new_id("thr"), session_id=session_id))
+        txn.put(session_key, thread.id.encode(), db=self._by_session)
+        if self._sessions.load(txn, session_id) is not None:
+
+            def link(session: Session) -> None:
+                session.thread_id = thread.id
+
+            self._sessions.modify(txn, session_id, link)
+        return thread, True
 
     async def get(self, thread_id: str) -> Thread:
         """Return the thread.

@@ -66,16 +66,30 @@ def temporal_cli() -> str:
     return found
 
 
-@pytest_asyncio.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One real Temporal dev server for the whole test session."""
-    env = await WorkflowEnvironment.start_local(
+# How long a dev server may take to answer once spawned. The SDK's default, 5 s, was
+# exceeded once on a busy machine (every test of the run then errors).
+DEV_SERVER_STARTUP_TIMEOUT = timedelta(seconds=60)
+
+
+async def start_temporal(*dynamic_config: str) -> WorkflowEnvironment:
+    """Start a real Temporal dev server with the new matcher and ``dynamic_config`` values."""
+    values = ("matching.useNewMatcher=true", *dynamic_config)
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         dev_server_log_level="error",
         ui=False,
         # Task-queue priorities need the new matcher on self-hosted servers.
-        dev_server_extra_args=["--dynamic-config-value", "matching.useNewMatcher=true"],
+        dev_server_extra_args=[
+            arg for value in values for arg in ("--dynamic-config-value", value)
+        ],
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server for the whole test session."""
+    env = await start_temporal()
     try:
         yield env
     finally:

@@ -20,11 +20,10 @@ import grpc
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from polyfleet.config import RunnerSettings
 from polyfleet.v1 import agent_execution_pb2, common_pb2
-from tests.conftest import Fleet, add_runner, start_fleet, stop_fleet, temporal_cli
+from tests.conftest import Fleet, add_runner, start_fleet, start_temporal, stop_fleet
 from tests.helpers import assert_eventually
 from tests.integration.lifecycle.conftest import apply, create, request, slow_agent, wait_phase
 
@@ -32,15 +31,8 @@ from tests.integration.lifecycle.conftest import apply, create, request, slow_ag
 @pytest_asyncio.fixture(scope="module")
 async def one_partition_temporal() -> AsyncIterator[Client]:
     """A dev server whose task queues have a single partition each."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        dev_server_log_level="error",
-        ui=False,
-        dev_server_extra_args=[
-            *("--dynamic-config-value", "matching.useNewMatcher=true"),
-            *("--dynamic-config-value", "matching.numTaskqueueReadPartitions=1"),
-            *("--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"),
-        ],
+    env = await start_temporal(
+        "matching.numTaskqueueReadPartitions=1", "matching.numTaskqueueWritePartitions=1"
     )
     try:
         yield env.client

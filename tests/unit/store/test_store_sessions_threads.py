@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyfleet.v1 import common_pb2, session_pb2
+from polyfleet.v1 import agent_execution_pb2, common_pb2, session_pb2
 from store import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, Store
 from store._engine import Engine
 from tests.helpers import held_writer
@@ -171,3 +171,51 @@ async def test_an_existing_thread_is_read_without_a_write(tmp_path: Path) -> Non
         assert found == (thread, False)
     finally:
         db.close()
+
+
+async def test_an_execution_its_new_session_and_thread_are_one_write(db: Store) -> None:
+    session = session_pb2.Session(id="ses-new", agent="helper")
+    execution = agent_execution_pb2.AgentExecution(session_id=session.id, agent="helper")
+
+    created = await db.agent_executions.create(execution, then=db.threads.for_new_session(session))
+
+    stored = await db.sessions.get(session.id)
+    thread, was_created = await db.threads.get_or_create_for_session(session.id)
+    assert not was_created
+    assert stored.agent == "helper" and stored.thread_id == thread.id
+    assert thread.session_id == session.id
+    assert (await db.agent_executions.get(created.id)).session_id == session.id
+
+    # A second execution in that session (a retried Create) keeps both as they are.
+    await db.agent_executions.create(execution, then=db.threads.for_new_session(session))
+    assert await db.sessions.get(session.id) == stored
+    assert await db.threads.get(thread.id) == thread
+
+
+async def test_a_failed_write_stores_no_new_session(db: Store) -> None:
+    taken = await db.agent_executions.create(agent_execution_pb2.AgentExecution(agent="helper"))
+    again = agent_execution_pb2.AgentExecution(id=taken.id, session_id="ses-lost", agent="helper")
+    session = session_pb2.Session(id="ses-lost", agent="helper")
+
+    with pytest.raises(AlreadyExistsError):
+        await db.agent_executions.create(again, then=db.threads.for_new_session(session))
+
+    with pytest.raises(NotFoundError):
+        await db.sessions.get("ses-lost")
+    _, created = await db.threads.get_or_create_for_session("ses-lost")
+    assert created
+
+
+async def test_a_repeated_request_does_not_run_its_write_again(db: Store) -> None:
+    execution = agent_execution_pb2.AgentExecution(session_id="ses-once", agent="helper")
+    first = db.threads.for_new_session(session_pb2.Session(id="ses-once", agent="helper"))
+    created, is_new = await db.agent_executions.create_once(execution, "req-1", b"f", then=first)
+    assert is_new
+    session = await db.sessions.get("ses-once")
+
+    def refuse(txn: object) -> None:
+        raise AssertionError("a repeated request ran its write")
+
+    repeated, is_new = await db.agent_executions.create_once(execution, "req-1", b"f", then=refuse)
+    assert (repeated.id, is_new) == (created.id, False)
+    assert await db.sessions.get("ses-once") == session
