@@ -92,15 +92,14 @@ async def test_a_report_and_the_write_riding_on_it_commit_as_one(db: Store) -> N
     thread, _ = await db.threads.get_or_create_for_session("ses-x")
     turn = [common_pb2.Message(id="u", content="hi")]
 
-    _, _, applied = await db.agent_executions.apply_report(
-        created.id,
-        "r1",
-        "runner",
-        text("answer"),
-        merge,
-        db.threads.appending(thread.id, "r1", turn),
-    )
-    assert applied
+    async def answer_with_turn() -> bool:
+        append = db.threads.appending(thread.id, "r1", turn)
+        _, _, applied = await db.agent_executions.apply_report(
+            created.id, "r1", "runner", text("answer"), merge, append
+        )
+        return applied
+
+    assert await answer_with_turn()
     assert [m.content for m in (await db.threads.get(thread.id)).messages] == ["hi"]
 
     # The write fails (no such thread): the report is not applied either.
@@ -114,15 +113,7 @@ async def test_a_report_and_the_write_riding_on_it_commit_as_one(db: Store) -> N
     assert len(await db.agent_executions.events(created.id)) == 1
 
     # A retried report runs it again; the append's own report ID keeps it once.
-    _, _, applied = await db.agent_executions.apply_report(
-        created.id,
-        "r1",
-        "runner",
-        text("answer"),
-        merge,
-        db.threads.appending(thread.id, "r1", turn),
-    )
-    assert not applied
+    assert not await answer_with_turn()
     assert [m.content for m in (await db.threads.get(thread.id)).messages] == ["hi"]
 
 
