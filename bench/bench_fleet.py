@@ -17,7 +17,8 @@ until the round's ``BENCH_FLEET_EXECUTIONS`` are done (default 100 at 5 in fligh
 Rounds alternate raw / fleet, ``BENCH_FLEET_ROUNDS`` (default 2) of each at each level, after
 unmeasured warm-up executions. The figures: throughput (completed executions per second of
 the rounds' wall time), latency (the client's call to its result), each process's user +
-system CPU time (psutil) per execution, and what did not complete, and why. Run with
+system CPU time (psutil) per execution, the fleet's store commits and RunnerService calls per
+execution (the orchestrator's ``/metrics``), and what did not complete, and why. Run with
 ``make bench``.
 """
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -50,6 +52,7 @@ from polyfleet.client.executions import AgentExecutions
 from polyfleet.dev_credentials import DevCredentials
 from polyfleet.fleet import Fleet, FleetConfig
 from polyfleet.roles import Role
+from polyfleet.telemetry.temporal_metrics import parse
 from polyfleet.v1 import activities_pb2, common_pb2
 from tests.otlp import OtlpReceiver
 
@@ -62,6 +65,8 @@ WARMUP_MIN = 10
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 AGENT = "bench-fleet"
+COMMITS = "store commits"
+RUNNER_SERVICE = "/polyfleet.v1.RunnerService/"
 HOST = "127.0.0.1"
 # The targets, at the highest level: fleet/raw throughput at least, latencies at most.
 TARGET_LEVEL = max(LEVELS)
@@ -91,6 +96,8 @@ class Measured:
     cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Executions per second of each round, to show how much the rounds differ.
     rounds: list[float] = field(default_factory=list)
+    # The fleet's store commits and RunnerService calls (by method) during the rounds.
+    hops: Counter[str] = field(default_factory=Counter)
 
     @property
     def throughput(self) -> float:
@@ -143,6 +150,8 @@ class Bench:
     raw_client: TemporalClient
     fleet_client: Client
     pids: dict[str, dict[str, int]]
+    # The orchestrator's /metrics, where the fleet's hops are counted.
+    metrics_url: str
     results: dict[tuple[str, int], Measured] = field(default_factory=dict)
     # The machine's 1-minute load average after each round: how shared the CPUs were.
     load: list[float] = field(default_factory=list)
@@ -187,10 +196,14 @@ class Bench:
 
     async def round(self, side: str, in_flight: int, total: int) -> None:
         """One measured round of ``side``; adds to its figures at this level."""
+        hops = side == "fleet"
+        counted = await asyncio.to_thread(_hops, self.metrics_url) if hops else Counter()
         before = cpu_seconds(self.pids[side])
         measured = await _closed_loop(self.call(side), in_flight, total)
         after = cpu_seconds(self.pids[side])
         pooled = self.results.setdefault((side, in_flight), Measured())
+        if hops:
+            pooled.hops += await asyncio.to_thread(_hops, self.metrics_url) - counted
         pooled.latencies += measured.latencies
         pooled.executions += measured.executions
         pooled.failures += measured.failures
@@ -214,6 +227,38 @@ class Bench:
                 for side in SIDES:
                     await self.round(side, in_flight, total)
                     self.load.append(os.getloadavg()[0])
+
+
+def _hops(metrics_url: str) -> Counter[str]:
+    """The orchestrator's store commits and RunnerService calls (by method) so far."""
+    with urllib.request.urlopen(metrics_url, timeout=STOP_TIMEOUT) as response:
+        text = response.read().decode()
+    counts: Counter[str] = Counter()
+    for family in parse(text):
+        for name, labels, value in family.samples:
+            method = labels.get("method", "")
+            if name == "polyfleet_store_commit_duration_seconds_count":
+                counts[COMMITS] += int(value)
+            elif name == "polyfleet_api_requests_total" and method.startswith(RUNNER_SERVICE):
+                counts[method.removeprefix(RUNNER_SERVICE)] += int(value)
+    return counts
+
+
+def _hop_lines(results: dict[tuple[str, int], Measured]) -> list[str]:
+    """The fleet's store commits and RunnerService calls per execution, a line per level."""
+    lines = []
+    for in_flight in LEVELS:
+        fleet = results["fleet", in_flight]
+        per = {what: count / max(fleet.executions, 1) for what, count in fleet.hops.items()}
+        calls = {what: n for what, n in sorted(per.items()) if what != COMMITS}
+        lines.append(
+            f"- Per fleet execution at {in_flight} in flight (the orchestrator's `/metrics`): "
+            f"{per.get(COMMITS, 0.0):.2f} store commits, {sum(calls.values()):.2f} "
+            "RunnerService calls ("
+            + ", ".join(f"{what} {n:.2f}" for what, n in calls.items())
+            + ")."
+        )
+    return lines
 
 
 def _ratio(fleet: float, raw: float) -> float:
@@ -315,6 +360,7 @@ def _report(bench: Bench, spans: int) -> list[str]:
         *rows,
         "",
         f"- Executions completed: {completed}.",
+        *_hop_lines(results),
         "- The machine's 1-minute load average after each round: "
         + ", ".join(f"{load:.1f}" for load in bench.load)
         + f" (on {os.cpu_count()} CPUs; other work on the machine weighs on both sides).",
@@ -411,7 +457,7 @@ def _fleet_config(tmp: Path, otlp: str) -> FleetConfig:
     )
 
 
-async def _bench(config: FleetConfig, pids: dict[str, dict[str, int]]) -> Bench:
+async def _bench(config: FleetConfig, pids: dict[str, dict[str, int]], metrics_url: str) -> Bench:
     credentials = config.credentials
     assert credentials is not None
     raw_client = await TemporalClient.connect(config.temporal_address, namespace=config.namespace)
@@ -423,7 +469,7 @@ async def _bench(config: FleetConfig, pids: dict[str, dict[str, int]]) -> Bench:
     )
     async with fleet_client:
         await fleet_client.agents.apply(noop_agent(AGENT))
-        bench = Bench(raw_client, fleet_client, pids)
+        bench = Bench(raw_client, fleet_client, pids, metrics_url)
         await bench.run()
     return bench
 
@@ -435,6 +481,8 @@ def main() -> None:
         tmp = Path(directory)
         config = _fleet_config(tmp, otlp)
         with Fleet(config, report=print) as fleet:
+            metrics_url = fleet.metrics_url
+            assert metrics_url is not None, "the fleet's orchestrator serves /metrics by default"
             children = {child.name: child.pid for child in fleet.children}
             # The fleet does not wait for its runner; the raw side's wait is its own.
             runner_log = config.log_dir / "runner-1.log"
@@ -449,7 +497,7 @@ def main() -> None:
                         **client,
                     },
                 }
-                bench = asyncio.run(_bench(config, pids))
+                bench = asyncio.run(_bench(config, pids, metrics_url))
         # Read once the fleet has stopped: its processes export their last spans as they stop.
         spans = sink.spans
     write_section(

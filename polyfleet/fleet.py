@@ -228,6 +228,8 @@ class Fleet:
         self.children: list[ChildProcess] = []
         self.dashboard_url: str | None = None
         """The dashboard's URL once started, e.g. ``http://127.0.0.1:7280/``; None: no HTTP."""
+        self.metrics_url: str | None = None
+        """The orchestrator's ``/metrics`` once started; None: its metrics port is 0."""
         self._started = False
         self._stopped = False
 
@@ -306,7 +308,8 @@ class Fleet:
             self._report(f"orchestrator dashboard at {self.dashboard_url}")
         if orchestrator_env["POLYFLEET_METRICS_PORT"] != "0":
             metrics = _dial_address(config.host, int(orchestrator_env["POLYFLEET_METRICS_PORT"]))
-            self._report(f"orchestrator metrics at http://{metrics}/metrics")
+            self.metrics_url = f"http://{metrics}/metrics"
+            self._report(f"orchestrator metrics at {self.metrics_url}")
 
         runner_env = self._env(**self._client_env(Role.RUNNER))
         for number in range(1, config.runners + 1):

@@ -158,6 +158,8 @@ def test_start_wires_every_child_and_stop_leaves_none(
     assert env["POLYFLEET_HTTP_TEMPORAL_UI_URL"] == config.temporal_ui_url
     assert fleet.dashboard_url == f"http://{config.http_address}/"
     assert f"orchestrator dashboard at {fleet.dashboard_url}" in lines
+    assert fleet.metrics_url == f"http://127.0.0.1:{env['POLYFLEET_METRICS_PORT']}/metrics"
+    assert f"orchestrator metrics at {fleet.metrics_url}" in lines
     assert "TEMPORAL_API_KEY" not in env
     assert env["TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"] == "custom_runner_queue"
     for child in fleet.children:
