@@ -49,8 +49,9 @@ MAX_READERS = 32
 MAX_BATCH_WRITES = 256
 
 R = TypeVar("R")
-# A write that runs in a transaction another write opened, committed with it (a report's
-# thread append, ExecutionRepository.apply_report's ``then``).
+# A write that runs in a transaction another write opened, committed with it: the ``then`` of
+# ExecutionRepository.apply_report (a report's thread append) and of create/create_once (an
+# execution's new session and thread).
 WriteStep: TypeAlias = Callable[["Txn"], object]
 
 
