@@ -64,6 +64,7 @@ if "BENCH_FLEET_EXECUTIONS" in os.environ:
 WARMUP_MIN = 10
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+SCRAPE_TIMEOUT = 10.0
 AGENT = "bench-fleet"
 COMMITS = "store commits"
 RUNNER_SERVICE = "/polyfleet.v1.RunnerService/"
@@ -231,7 +232,7 @@ class Bench:
 
 def _hops(metrics_url: str) -> Counter[str]:
     """The orchestrator's store commits and RunnerService calls (by method) so far."""
-    with urllib.request.urlopen(metrics_url, timeout=STOP_TIMEOUT) as response:
+    with urllib.request.urlopen(metrics_url, timeout=SCRAPE_TIMEOUT) as response:
         text = response.read().decode()
     counts: Counter[str] = Counter()
     for family in parse(text):

@@ -75,9 +75,13 @@ class ThreadRepository:
         new.CopyFrom(session)
 
         def store(txn: Txn) -> None:
-            if self._sessions.load(txn, new.id) is None:
-                self._sessions.add(txn, self._sessions.copy(new))
-            self._get_or_create(txn, new.id, session_key)
+            exists = self._sessions.load(txn, new.id) is not None
+            # Links an existing session to a thread it creates; a new one is stored linked.
+            thread, _ = self._get_or_create(txn, new.id, session_key)
+            if not exists:
+                session = self._sessions.copy(new)
+                session.thread_id = thread.id
+                self._sessions.add(txn, session)
 
         return store
 
