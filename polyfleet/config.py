@@ -725,6 +725,17 @@ class LogSettings(Settings):
     )
 
 
+class ProcessSettings(Settings):
+    """How a serving process (orchestrator, runner) runs its event loop."""
+
+    event_loop: Annotated[Literal["uvloop", "asyncio"], BeforeValidator(_lower)] = Field(
+        default="uvloop",
+        description="`uvloop`: libuv's event loop, less CPU per RPC and activity "
+        "(docs/benchmarks.md); `asyncio`: the standard library's, e.g. to rule uvloop out "
+        "when diagnosing; where uvloop is not installed the standard one runs either way",
+    )
+
+
 class MetricsSettings(Settings):
     """The `/metrics` endpoint of a process (docs/observability.md); OTLP takes `OTEL_*`."""
 
@@ -787,6 +798,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     ReconcilerSettings,
     RunnerSettings,
     LogSettings,
+    ProcessSettings,
     MetricsSettings,
     TracingSettings,
     HttpSettings,

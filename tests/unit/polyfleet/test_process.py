@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 
-from polyfleet.process import YOUNG_COLLECTION_THRESHOLD, freeze_when_ready
+import pytest
+import uvloop
+
+from polyfleet.config import ConfigError, ProcessSettings
+from polyfleet.process import YOUNG_COLLECTION_THRESHOLD, event_loop_factory, freeze_when_ready
 
 
 class SlowToStart:
@@ -63,3 +68,61 @@ def test_leaving_runs_the_exit_handlers_flushes_and_exits_with_the_status() -> N
 
     assert done.returncode == 3
     assert done.stdout == "buffered handler ran\n"
+
+
+def test_serving_processes_run_on_uvloop_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POLYFLEET_EVENT_LOOP", raising=False)
+    assert event_loop_factory() is uvloop.new_event_loop
+    assert event_loop_factory(ProcessSettings(event_loop="asyncio")) is None
+    monkeypatch.setenv("POLYFLEET_EVENT_LOOP", " AsyncIO ")
+    assert event_loop_factory() is None
+
+
+def test_an_unknown_event_loop_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POLYFLEET_EVENT_LOOP", "trio")
+    with pytest.raises(ConfigError, match="POLYFLEET_EVENT_LOOP='trio'"):
+        event_loop_factory()
+
+
+# A process that reports the class of the loop it runs on, then shuts itself down.
+_LOOP_REPORTER = """
+import asyncio
+from polyfleet.process import serve
+
+class Reporter:
+    def __init__(self):
+        self._stop = asyncio.Event()
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        print(type(loop).__module__, flush=True)
+        loop.call_soon(self.shutdown)
+        await self._stop.wait()
+    async def wait_ready(self):
+        await self._stop.wait()
+    def shutdown(self):
+        self._stop.set()
+
+serve(Reporter)
+"""
+
+
+@pytest.mark.parametrize(("setting", "module"), [("", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_the_process_on_the_chosen_loop(setting: str, module: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYFLEET_")}
+    if setting:
+        env["POLYFLEET_EVENT_LOOP"] = setting
+    done = subprocess.run(
+        [sys.executable, "-c", _LOOP_REPORTER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(".")[0].strip() == module
