@@ -64,25 +64,29 @@ def event_loop_factory(
 ) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop a serving process runs on, as ``POLYFLEET_EVENT_LOOP`` says.
 
-    uvloop by default: on the fleet benchmark it took 1 to 3 ms of CPU per agent execution
-    off the orchestrator and up to 1 ms off the runner (docs/benchmarks.md), where gRPC's
-    and Temporal's callbacks run through the loop several times per RPC and activity.
+    The standard library's by default. uvloop is an option for CPU-bound deployments: in
+    the fleet benchmark it took 1.2-3.3 ms of CPU per agent execution off the orchestrator
+    and 0.4-1.0 ms off the runner, where gRPC's and Temporal's callbacks pass through the
+    loop several times per RPC and activity; metrics and traces cost as much as before, so
+    they become a larger share (docs/benchmarks.md).
 
     Returns:
-        uvloop's loop factory, or None for the standard library's loop (asked for, or
-        uvloop is not installed, e.g. on Windows).
+        uvloop's loop factory when asked for and installed, else None (the standard loop;
+        a missing uvloop, e.g. on Windows, is logged).
 
     Raises:
-        ConfigError: ``POLYFLEET_EVENT_LOOP`` is neither ``uvloop`` nor ``asyncio``.
+        ConfigError: ``POLYFLEET_EVENT_LOOP`` is neither ``asyncio`` nor ``uvloop``.
 
     """
-    chosen = (settings or ProcessSettings()).event_loop
-    if chosen == "asyncio":
+    if (settings or ProcessSettings()).event_loop == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
-        logger.info("uvloop is not installed: running on the standard asyncio event loop")
+        logger.warning(
+            "POLYFLEET_EVENT_LOOP=uvloop, but uvloop is not installed: "
+            "running on the standard asyncio event loop"
+        )
         return None
     return uvloop.new_event_loop
 

@@ -70,14 +70,14 @@ def test_leaving_runs_the_exit_handlers_flushes_and_exits_with_the_status() -> N
     assert done.stdout == "buffered handler ran\n"
 
 
-def test_serving_processes_run_on_uvloop_unless_told_otherwise(
+def test_serving_processes_run_on_the_standard_loop_unless_uvloop_is_asked_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("POLYFLEET_EVENT_LOOP", raising=False)
-    assert event_loop_factory() is uvloop.new_event_loop
-    assert event_loop_factory(ProcessSettings(event_loop="asyncio")) is None
-    monkeypatch.setenv("POLYFLEET_EVENT_LOOP", " AsyncIO ")
     assert event_loop_factory() is None
+    assert event_loop_factory(ProcessSettings(event_loop="uvloop")) is uvloop.new_event_loop
+    monkeypatch.setenv("POLYFLEET_EVENT_LOOP", " UVLoop ")
+    assert event_loop_factory() is uvloop.new_event_loop
 
 
 def test_an_unknown_event_loop_is_refused_naming_the_variable(
@@ -110,7 +110,7 @@ serve(Reporter)
 """
 
 
-@pytest.mark.parametrize(("setting", "module"), [("", "uvloop"), ("asyncio", "asyncio")])
+@pytest.mark.parametrize(("setting", "module"), [("", "asyncio"), ("uvloop", "uvloop")])
 def test_serve_runs_the_process_on_the_chosen_loop(setting: str, module: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLYFLEET_")}
     if setting:
